@@ -1,0 +1,246 @@
+// Package proto holds the wire types and rules of the sync protocol (/v1) shared by the
+// sync server, its Go client, the agent and the operator. It imports nothing but the
+// standard library so that every side can depend on it.
+package proto
+
+import "time"
+
+// Routes of the /v1 protocol and of the original (compatibility) API. Every route is
+// documented with an example in docs/protocol.md.
+const (
+	// RouteChanges is GET ?since=SEQ&wait=DURATION&limit=N → ChangesResponse.
+	RouteChanges = "/v1/changes"
+	// RouteBlocksMissing is POST MissingBlocksRequest → MissingBlocksResponse.
+	RouteBlocksMissing = "/v1/blocks/missing"
+	// RouteBlocks is the prefix of PUT and GET /v1/blocks/{hash}; a PUT body may be
+	// zstd-compressed (Content-Encoding: zstd), a GET answer is when the client accepts it.
+	RouteBlocks = "/v1/blocks/"
+	// RouteCommit is POST CommitRequest → CommitResponse.
+	RouteCommit = "/v1/commit"
+	// RouteDelete is POST DeleteRequest → CommitResponse.
+	RouteDelete = "/v1/delete"
+	// RouteEntry is GET ?path=P → Entry (the current entry, tombstones included).
+	RouteEntry = "/v1/entry"
+	// RouteFile is GET ?path=P[&seq=N] → the file's bytes (current or a retained version).
+	RouteFile = "/v1/file"
+	// RouteVersions is GET ?path=P → VersionsResponse.
+	RouteVersions = "/v1/versions"
+	// RouteRestore is POST RestoreRequest → CommitResponse.
+	RouteRestore = "/v1/restore"
+	// RouteConflicts is GET → ConflictsResponse.
+	RouteConflicts = "/v1/conflicts"
+	// RouteAudit is GET ?path=P&agent=A&before=ID&limit=N → AuditResponse.
+	RouteAudit = "/v1/audit"
+	// RouteStats is GET → Stats.
+	RouteStats = "/v1/stats"
+
+	// RouteHealthz, RouteReadyz and RouteMetrics serve probes and Prometheus.
+	RouteHealthz = "/healthz"
+	RouteReadyz  = "/readyz"
+	RouteMetrics = "/metrics"
+
+	// The original system's API, kept as a compatibility surface on the same store.
+	RouteLegacyIndex    = "/index"
+	RouteLegacyDownload = "/download"
+	RouteLegacyUpload   = "/upload"
+	RouteLegacyDelete   = "/delete"
+	RouteLegacyLogs     = "/logs"
+)
+
+// EntryType is the kind of a folder entry.
+type EntryType string
+
+// Entry types.
+const (
+	TypeFile    EntryType = "file"
+	TypeDir     EntryType = "dir"
+	TypeSymlink EntryType = "symlink"
+)
+
+// Block is one content-defined chunk of a file, addressed by the SHA-256 of its bytes.
+type Block struct {
+	// Hash is the lowercase hex SHA-256 of the block's bytes.
+	Hash string `json:"hash"`
+	// Size is the block's length in bytes.
+	Size int64 `json:"size"`
+}
+
+// Entry is one version of one path of a folder. The server's current entry for a path is
+// its latest version; a deleted path keeps a tombstone (Deleted) so that agents hear of it.
+type Entry struct {
+	// Path is the normalized relative path (see CleanPath).
+	Path string `json:"path"`
+	// Type is file, dir or symlink.
+	Type EntryType `json:"type"`
+	// Size is the file's length in bytes (0 for dirs and symlinks).
+	Size int64 `json:"size"`
+	// Mode holds the permission bits (0o7777 at most).
+	Mode uint32 `json:"mode"`
+	// MTimeNs is the modification time in Unix nanoseconds.
+	MTimeNs int64 `json:"mtimeNs"`
+	// SHA256 is the lowercase hex SHA-256 of the whole content of a file.
+	SHA256 string `json:"sha256,omitempty"`
+	// Blocks lists the file's content blocks in order; their sizes add up to Size.
+	Blocks []Block `json:"blocks,omitempty"`
+	// Target is a symlink's target.
+	Target string `json:"target,omitempty"`
+	// Seq is the folder-wide change counter value of this version.
+	Seq int64 `json:"seq"`
+	// Deleted marks a tombstone.
+	Deleted bool `json:"deleted,omitempty"`
+	// ModifiedBy is the identity of the agent that made this version.
+	ModifiedBy string `json:"modifiedBy,omitempty"`
+	// ModifiedAt is when the server committed this version.
+	ModifiedAt time.Time `json:"modifiedAt"`
+}
+
+// ChangesResponse answers RouteChanges: entries (tombstones included) whose Seq is greater
+// than the request's since, in increasing Seq order.
+type ChangesResponse struct {
+	// FolderID identifies the folder's store; when it changes, a client's cursor is void
+	// and it must start again from since=0.
+	FolderID string `json:"folderId"`
+	// Entries are the changed entries in increasing Seq order.
+	Entries []Entry `json:"entries"`
+	// LastSeq is the cursor for the next request: every change up to it has been sent.
+	LastSeq int64 `json:"lastSeq"`
+	// More is true when the limit cut the answer and the client should ask again at once.
+	More bool `json:"more,omitempty"`
+}
+
+// MissingBlocksRequest asks which of Hashes the server does not store.
+type MissingBlocksRequest struct {
+	Hashes []string `json:"hashes"`
+}
+
+// MissingBlocksResponse lists the hashes of MissingBlocksRequest the server lacks.
+type MissingBlocksResponse struct {
+	Missing []string `json:"missing"`
+}
+
+// CommitItem is one change of a CommitRequest: a new version of a file, dir or symlink.
+// It is checked on its own against BaseSeq: 0 means "the path has no live entry", any
+// other value must equal the path's current Seq (a tombstone's Seq included).
+type CommitItem struct {
+	Path    string    `json:"path"`
+	BaseSeq int64     `json:"baseSeq"`
+	Type    EntryType `json:"type"`
+	Size    int64     `json:"size"`
+	Mode    uint32    `json:"mode"`
+	MTimeNs int64     `json:"mtimeNs"`
+	SHA256  string    `json:"sha256,omitempty"`
+	Blocks  []Block   `json:"blocks,omitempty"`
+	Target  string    `json:"target,omitempty"`
+	// Data optionally inlines a small file's whole content (base64 in JSON), sparing the
+	// block upload round trips; the server stores it as the listed Blocks.
+	Data []byte `json:"data,omitempty"`
+}
+
+// CommitRequest is a batch of changes; each item succeeds or conflicts on its own.
+type CommitRequest struct {
+	Items []CommitItem `json:"items"`
+}
+
+// DeleteItem deletes Path when its current Seq equals BaseSeq.
+type DeleteItem struct {
+	Path    string `json:"path"`
+	BaseSeq int64  `json:"baseSeq"`
+}
+
+// DeleteRequest is a batch of deletes; each item succeeds or conflicts on its own.
+type DeleteRequest struct {
+	Items []DeleteItem `json:"items"`
+}
+
+// Result statuses of one item of a batch.
+const (
+	StatusOK       = "ok"
+	StatusConflict = "conflict"
+	StatusError    = "error"
+)
+
+// ItemResult is the outcome of one item of a batch, in request order.
+type ItemResult struct {
+	Path string `json:"path"`
+	// Status is ok, conflict or error.
+	Status string `json:"status"`
+	// Entry is the new entry on ok, the server's current entry on conflict (absent when
+	// the path has none).
+	Entry *Entry `json:"entry,omitempty"`
+	// Error says why an item failed.
+	Error string `json:"error,omitempty"`
+}
+
+// CommitResponse answers RouteCommit, RouteDelete and RouteRestore.
+type CommitResponse struct {
+	Results []ItemResult `json:"results"`
+}
+
+// VersionsResponse lists the retained versions of a path, newest first.
+type VersionsResponse struct {
+	Path     string  `json:"path"`
+	Versions []Entry `json:"versions"`
+}
+
+// RestoreRequest makes the retained version Seq of Path current again, as a new change
+// checked against BaseSeq like a commit.
+type RestoreRequest struct {
+	Path    string `json:"path"`
+	Seq     int64  `json:"seq"`
+	BaseSeq int64  `json:"baseSeq"`
+}
+
+// ConflictsResponse lists the live conflict copies of the folder.
+type ConflictsResponse struct {
+	Conflicts []Entry `json:"conflicts"`
+}
+
+// Audit actions.
+const (
+	ActionUpload   = "upload"
+	ActionMkdir    = "mkdir"
+	ActionSymlink  = "symlink"
+	ActionDelete   = "delete"
+	ActionRestore  = "restore"
+	ActionConflict = "conflict"
+)
+
+// AuditRecord is one row of the audit log (the original system's files_log, made exact).
+type AuditRecord struct {
+	ID        int64     `json:"id"`
+	Action    string    `json:"action"`
+	Path      string    `json:"path"`
+	Seq       int64     `json:"seq"`
+	SHA256    string    `json:"sha256,omitempty"`
+	PrevSHA   string    `json:"prevSha256,omitempty"`
+	Size      int64     `json:"size"`
+	Agent     string    `json:"agent"`
+	Timestamp time.Time `json:"timestamp"`
+}
+
+// AuditResponse answers RouteAudit, newest first.
+type AuditResponse struct {
+	Records []AuditRecord `json:"records"`
+}
+
+// Stats answers RouteStats: live figures of the folder.
+type Stats struct {
+	FolderID        string    `json:"folderId"`
+	Files           int64     `json:"files"`
+	Dirs            int64     `json:"dirs"`
+	Symlinks        int64     `json:"symlinks"`
+	Bytes           int64     `json:"bytes"`
+	Blocks          int64     `json:"blocks"`
+	BlockBytes      int64     `json:"blockBytes"`
+	Seq             int64     `json:"seq"`
+	Conflicts       int64     `json:"conflicts"`
+	AgentsConnected int64     `json:"agentsConnected"`
+	LastChange      time.Time `json:"lastChange,omitempty"`
+}
+
+// Error is the JSON body of every 4xx and 5xx answer.
+type Error struct {
+	Error string `json:"error"`
+	// Entry is the current entry, on a 409 of a single-item call.
+	Entry *Entry `json:"entry,omitempty"`
+}
