@@ -40,3 +40,40 @@ fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each.
 .PHONY: run-local
 run-local: build ## Local quick start: one server and two agents on ./tmp/a and ./tmp/b.
 	bash hack/run-local.sh
+
+##@ Operator
+
+KUBECTL ?= kubectl
+IMG ?= ghcr.io/syncedfolder/synced-folder:$(VERSION)
+
+.PHONY: manifests
+manifests: ## Generate the CRD, the RBAC role and the test ServiceMonitor CRD into config/ (controller-gen).
+	bash hack/generate.sh
+
+.PHONY: generate
+generate: manifests ## Generate deepcopy code (and everything else controller-gen writes).
+
+.PHONY: envtest
+envtest: ## Build envtest's etcd and kube-apiserver (cached under bin/) and print their directory.
+	@bash hack/envtest.sh
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster of the current kubeconfig.
+	$$(bash hack/tools.sh kustomize) build config/crd | $(KUBECTL) apply --server-side -f -
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs (and every SyncedFolder) from the cluster.
+	$$(bash hack/tools.sh kustomize) build config/crd | $(KUBECTL) delete --ignore-not-found -f -
+
+.PHONY: run
+run: manifests ## Run the manager from this tree against the current kubeconfig (no webhooks).
+	ENABLE_WEBHOOKS=false $(GO) run ./cmd/manager --server-image=$(IMG) --agent-image=$(IMG)
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator (config/default) with image IMG.
+	cd config/manager && $$(bash ../../hack/tools.sh kustomize) edit set image controller=$(IMG)
+	$$(bash hack/tools.sh kustomize) build config/default | $(KUBECTL) apply --server-side -f -
+
+.PHONY: undeploy
+undeploy: ## Remove the operator deployed by `make deploy`.
+	$$(bash hack/tools.sh kustomize) build config/default | $(KUBECTL) delete --ignore-not-found -f -

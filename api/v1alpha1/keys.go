@@ -1,0 +1,80 @@
+package v1alpha1
+
+// Pod annotations by which a pod opts into the sync agent sidecar (issue 6, the injection
+// webhook). They live here so that the webhook, the reconciler's safety net and users' manifests
+// share one spelling.
+const (
+	// AnnotationFolder names the SyncedFolder (in the pod's namespace) the pod joins; its
+	// presence is the opt-in.
+	AnnotationFolder = "sync.syncedfolder.io/folder"
+	// AnnotationVolume names the pod volume whose directory is synced.
+	AnnotationVolume = "sync.syncedfolder.io/volume"
+	// AnnotationMountPath names a path an app container mounts, as an alternative to
+	// AnnotationVolume.
+	AnnotationMountPath = "sync.syncedfolder.io/mount-path"
+	// AnnotationMode overrides the folder's default agent mode for this pod.
+	AnnotationMode = "sync.syncedfolder.io/mode"
+	// AnnotationSubPath restricts syncing to a sub-directory of the volume.
+	AnnotationSubPath = "sync.syncedfolder.io/sub-path"
+	// AnnotationInjected is set by the webhook on a pod it mutated, so a second pass is a
+	// no-op; its value is the folder name.
+	AnnotationInjected = "sync.syncedfolder.io/injected"
+	// AnnotationInjectionStatus says why an opted-in pod was admitted without an agent.
+	AnnotationInjectionStatus = "sync.syncedfolder.io/injection-status"
+	// AnnotationConfigHash on the server's pod template changes whenever the server's
+	// configuration, credentials or certificates change, which rolls the StatefulSet.
+	AnnotationConfigHash = "sync.syncedfolder.io/config-hash"
+)
+
+// Labels the operator puts on the objects it manages.
+const (
+	// LabelName is the standard app name label; the server's pods carry "syncserver".
+	LabelName = "app.kubernetes.io/name"
+	// LabelInstance is the standard instance label; its value is the SyncedFolder's name.
+	LabelInstance = "app.kubernetes.io/instance"
+	// LabelComponent is the standard component label ("server").
+	LabelComponent = "app.kubernetes.io/component"
+	// LabelManagedBy is the standard manager label; its value is ManagedByValue.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	// ManagedByValue is the value of LabelManagedBy on every object the operator creates.
+	ManagedByValue = "synced-folder-operator"
+	// LabelAgentFor marks a pod that runs an agent of the named folder; the webhook sets it
+	// and the server's NetworkPolicy admits traffic from pods carrying it.
+	LabelAgentFor = "sync.syncedfolder.io/agent-for"
+)
+
+// FinalizerDatabase guards a PostgreSQL role and database the operator provisioned, so they
+// can be dropped (deletionPolicy: Delete) before the SyncedFolder goes away.
+const FinalizerDatabase = "sync.syncedfolder.io/database"
+
+// Condition types of SyncedFolder.status.conditions.
+const (
+	// ConditionReady is True when the server runs and its database is usable.
+	ConditionReady = "Ready"
+	// ConditionServerReady is True when the server's StatefulSet has a ready, up-to-date pod.
+	ConditionServerReady = "ServerReady"
+	// ConditionDatabaseReady is True when the server's database is usable.
+	ConditionDatabaseReady = "DatabaseReady"
+	// ConditionMonitoringReady is True when the ServiceMonitor exists.
+	ConditionMonitoringReady = "MonitoringReady"
+)
+
+// Condition reasons (CamelCase, as metav1.Condition requires).
+const (
+	ReasonReconciled              = "Reconciled"
+	ReasonReconcileFailed         = "ReconcileFailed"
+	ReasonServerRunning           = "ServerRunning"
+	ReasonServerNotReady          = "ServerNotReady"
+	ReasonSuspended               = "Suspended"
+	ReasonEmbeddedDatabase        = "EmbeddedDatabase"
+	ReasonCredentialsProvided     = "CredentialsProvided"
+	ReasonSecretMissing           = "SecretMissing"
+	ReasonSecretInvalid           = "SecretInvalid"
+	ReasonConnectionFailed        = "ConnectionFailed"
+	ReasonProvisioningFailed      = "ProvisioningFailed"
+	ReasonProvisioned             = "Provisioned"
+	ReasonServiceMonitorReady     = "ServiceMonitorReady"
+	ReasonServiceMonitorCRDAbsent = "ServiceMonitorCRDAbsent"
+	ReasonMonitoringDisabled      = "MonitoringDisabled"
+	ReasonNotReady                = "NotReady"
+)

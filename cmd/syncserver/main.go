@@ -1,0 +1,214 @@
+// Command syncserver serves one synced folder: the /v1 sync protocol, the original HTTP
+// API, health probes and Prometheus metrics. Every flag can also be set from the
+// environment as SYNCSERVER_<FLAG_IN_UPPER_SNAKE>; the command line wins.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
+	"github.com/syncedfolder/synced-folder/syncserver/store/postgres"
+	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// envPrefix is the prefix of the environment variable of every flag.
+const envPrefix = "SYNCSERVER_"
+
+func run(args []string, getenv func(string) string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("syncserver", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := syncserver.DefaultConfig()
+	opts := syncserver.Options{Config: def}
+	var (
+		databaseURL  string
+		keepVersions int
+		keepAge      = durationFlag{d: def.Retention.MaxAge}
+		maxFileSize  = sizeFlag{n: def.MaxFileSize}
+		maxBlockSize = sizeFlag{n: def.MaxBlockSize}
+		logLevel     slog.Level
+		logFormat    string
+	)
+	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "TCP address to listen on (without --token-file only a loopback address is allowed)")
+	fs.StringVar(&opts.DataDir, "data-dir", "./data", "directory of the blocks and of the embedded database")
+	fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty uses the embedded database in --data-dir")
+	fs.StringVar(&opts.TokenFile, "token-file", "", `file of bearer tokens, one "TOKEN NAME" per line (NAME is the agent identity in the audit log)`)
+	fs.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "TLS certificate (PEM); with --tls-key-file serves HTTPS")
+	fs.StringVar(&opts.TLSKeyFile, "tls-key-file", "", "TLS private key (PEM)")
+	fs.IntVar(&keepVersions, "keep-versions", def.Retention.Keep, "superseded versions kept per path (besides --keep-versions-age)")
+	fs.Var(&keepAge, "keep-versions-age", "keep superseded versions younger than this (e.g. 720h or 30d; 0 keeps by count only)")
+	fs.Var(&maxFileSize, "max-file-size", "largest file accepted (bytes, or with a unit: 512MiB, 64GiB)")
+	fs.Var(&maxBlockSize, "max-block-size", "largest block accepted (bytes, or with a unit)")
+	fs.DurationVar(&opts.Config.GCInterval, "gc-interval", def.GCInterval, "period of version pruning and block garbage collection (negative disables)")
+	fs.DurationVar(&opts.Config.GCGrace, "gc-grace", def.GCGrace, "unreferenced blocks younger than this survive GC (uploads awaiting their commit)")
+	fs.DurationVar(&opts.Config.MaxWait, "max-wait", def.MaxWait, "longest long-poll wait of the changes feed")
+	fs.DurationVar(&opts.ShutdownGrace, "shutdown-grace", 25*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "syncserver: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		fmt.Fprintf(stderr, "syncserver: %v\n", err)
+		return 2
+	}
+	if err := validate(opts, keepVersions, logFormat); err != nil {
+		fmt.Fprintf(stderr, "syncserver: %v\n", err)
+		return 2
+	}
+	opts.Config.Retention = store.Retention{Keep: keepVersions, MaxAge: keepAge.d}
+	opts.Config.MaxFileSize = maxFileSize.n
+	opts.Config.MaxBlockSize = maxBlockSize.n
+	logger := newLogger(stderr, logLevel, logFormat)
+	opts.OpenStore = func(ctx context.Context) (store.Store, error) {
+		if databaseURL != "" {
+			return postgres.Open(ctx, databaseURL, postgres.WithLogger(logger))
+		}
+		return sqlite.Open(filepath.Join(opts.DataDir, "meta.db"))
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := syncserver.Run(ctx, opts, logger); err != nil {
+		logger.Error("syncserver stopped", "err", err)
+		fmt.Fprintf(stderr, "syncserver: %v\n", err)
+		return 1
+	}
+	logger.Info("syncserver stopped")
+	return 0
+}
+
+// applyEnv sets every flag not given on the command line from its environment variable.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v := getenv(name)
+		if v == "" {
+			return
+		}
+		if serr := fs.Set(f.Name, v); serr != nil {
+			err = fmt.Errorf("invalid value %q for %s (flag --%s): %v", v, name, f.Name, serr)
+		}
+	})
+	return err
+}
+
+func validate(opts syncserver.Options, keepVersions int, logFormat string) error {
+	switch {
+	case opts.Listen == "":
+		return errors.New("--listen must not be empty")
+	case opts.DataDir == "":
+		return errors.New("--data-dir must not be empty")
+	case keepVersions < 0:
+		return fmt.Errorf("--keep-versions %d must not be negative", keepVersions)
+	case opts.Config.GCGrace <= 0:
+		return errors.New("--gc-grace must be positive")
+	case opts.Config.GCInterval == 0:
+		return errors.New("--gc-interval must not be 0 (negative disables maintenance)")
+	case opts.Config.MaxWait <= 0:
+		return errors.New("--max-wait must be positive")
+	case opts.ShutdownGrace < 0:
+		return errors.New("--shutdown-grace must not be negative")
+	case logFormat != "auto" && logFormat != "json" && logFormat != "text":
+		return fmt.Errorf("--log-format %q is not json, text or auto", logFormat)
+	case (opts.TLSCertFile == "") != (opts.TLSKeyFile == ""):
+		return errors.New("TLS needs both --tls-cert-file and --tls-key-file")
+	}
+	return syncserver.CheckListen(opts.Listen, opts.TokenFile != "")
+}
+
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	o := &slog.HandlerOptions{Level: level}
+	if format == "text" || (format == "auto" && isTerminal(w)) {
+		return slog.New(slog.NewTextHandler(w, o))
+	}
+	return slog.New(slog.NewJSONHandler(w, o))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// durationFlag is a time.Duration flag that also takes days ("30d").
+type durationFlag struct{ d time.Duration }
+
+func (f *durationFlag) String() string { return f.d.String() }
+
+func (f *durationFlag) Set(s string) error {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil || days < 0 {
+			return fmt.Errorf("%q is not a number of days", s)
+		}
+		f.d = time.Duration(days * 24 * float64(time.Hour))
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return fmt.Errorf("%q is not a non-negative duration such as 720h or 30d", s)
+	}
+	f.d = d
+	return nil
+}
+
+// sizeFlag is a byte count with an optional unit (KiB, MiB, GiB, TiB, or K, M, G, T
+// meaning the same powers of 1024).
+type sizeFlag struct{ n int64 }
+
+func (f *sizeFlag) String() string { return strconv.FormatInt(f.n, 10) }
+
+func (f *sizeFlag) Set(s string) error {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
+		{"T", 1 << 40}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(n), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a positive size such as 1048576, 512MiB or 64GiB", s)
+	}
+	f.n = n * mult
+	return nil
+}

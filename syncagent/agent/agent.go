@@ -1,0 +1,436 @@
+// Package agent is the sync agent's loop: it keeps one folder in sync with the server by
+// pulling the changes feed (long-poll), scanning the disk (on watcher events, on a timer
+// and on overflow), planning from the three trees and executing the plan, retrying
+// through server outages with backoff, and holding back mass deletes until confirmed.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/execute"
+	"github.com/syncedfolder/synced-folder/syncagent/ignore"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// ResumeFileName is the file under the state dir by which `syncagent resume` tells a
+// running agent to carry out the deletes its breaker held back.
+const ResumeFileName = "resume-mass-delete"
+
+// ErrMassDelete is returned by a --once pass whose plan tripped the mass-delete breaker.
+var ErrMassDelete = errors.New("mass-delete breaker tripped: deletes held back; run `syncagent resume --dir DIR` or pass --allow-mass-delete")
+
+// Config configures an Agent.
+type Config struct {
+	// Dir is the synced folder.
+	Dir string
+	// StateDir holds the state database (default Dir/.syncfolder).
+	StateDir string
+	// AgentID names this agent in conflict copies and logs.
+	AgentID string
+	// Mode is two-way, send-only or receive-only.
+	Mode plan.Mode
+	// RescanInterval is the period of the safety-net full rescan.
+	RescanInterval time.Duration
+	// MaxDeletePercent is the mass-delete breaker's share of tracked files.
+	MaxDeletePercent float64
+	// AllowMassDelete turns the breaker off.
+	AllowMassDelete bool
+	// Server is the sync server's client.
+	Server *client.Client
+	// Log receives the agent's logs.
+	Log *slog.Logger
+	// ProgressBar, when set, receives a one-line progress bar (a terminal).
+	ProgressBar io.Writer
+	// LongPollWait is the changes feed's wait (default 55s).
+	LongPollWait time.Duration
+	// Watch turns the file watcher on (Run only).
+	Watch bool
+}
+
+// Agent syncs one folder.
+type Agent struct {
+	cfg     Config
+	log     *slog.Logger
+	root    *os.Root
+	db      *state.DB
+	local   scan.Local
+	synced  plan.Tree
+	remote  plan.Tree
+	floor   map[string]int64
+	scanner *scan.Scanner
+	exec    *execute.Executor
+	ignore  atomic.Pointer[ignore.Matcher]
+
+	cursor   int64
+	folderID string
+
+	counters execute.Counters
+	st       statusState
+}
+
+// New opens the folder and the agent's state.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("folder dir is empty")
+	}
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("folder dir: %w", err)
+	}
+	cfg.Dir = abs
+	if fi, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("folder dir: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("folder dir %q is not a directory", abs)
+	}
+	if cfg.StateDir == "" {
+		cfg.StateDir = filepath.Join(abs, ignore.StateDirName)
+	}
+	if cfg.StateDir, err = filepath.Abs(cfg.StateDir); err != nil {
+		return nil, fmt.Errorf("state dir: %w", err)
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = plan.TwoWay
+	}
+	if cfg.RescanInterval <= 0 {
+		cfg.RescanInterval = time.Hour
+	}
+	if cfg.MaxDeletePercent <= 0 {
+		cfg.MaxDeletePercent = 50
+	}
+	if cfg.LongPollWait <= 0 {
+		cfg.LongPollWait = 55 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	root, err := os.OpenRoot(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open folder: %w", err)
+	}
+	db, err := state.Open(cfg.StateDir)
+	if err != nil {
+		root.Close()
+		return nil, err
+	}
+	synced, remote, index, err := db.Trees()
+	if err == nil {
+		var folderID string
+		var cursor int64
+		if folderID, cursor, err = db.Cursor(); err == nil {
+			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
+				local: scan.Local{Tree: plan.Tree{}, Index: index}, floor: map[string]int64{},
+				cursor: cursor, folderID: folderID}
+			a.init()
+			return a, nil
+		}
+	}
+	db.Close()
+	root.Close()
+	return nil, err
+}
+
+func (a *Agent) init() {
+	skip := map[string]bool{}
+	if rel, err := filepath.Rel(a.cfg.Dir, a.cfg.StateDir); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
+		skip[filepath.ToSlash(rel)] = true
+	}
+	m, err := ignore.Compile(nil)
+	if err == nil {
+		a.ignore.Store(m)
+	}
+	a.reloadIgnore()
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored}
+	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
+		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
+	a.st.started = time.Now()
+}
+
+// Close releases the folder and the state database.
+func (a *Agent) Close() error {
+	a.root.Close()
+	return a.db.Close()
+}
+
+func (a *Agent) ignored(rel string, isDir bool) bool {
+	if m := a.ignore.Load(); m != nil {
+		return m.Match(rel, isDir)
+	}
+	return false
+}
+
+// reloadIgnore reads .syncignore again; a malformed file keeps the previous patterns.
+func (a *Agent) reloadIgnore() {
+	m, err := ignore.Load(a.cfg.Dir)
+	if err != nil {
+		a.log.Error("ignore file is malformed; keeping the previous patterns", "err", err.Error())
+		return
+	}
+	a.ignore.Store(m)
+}
+
+// visible returns t without ignored paths: an ignored path is neither uploaded,
+// downloaded nor deleted on either side.
+func (a *Agent) visible(t plan.Tree) plan.Tree {
+	out := make(plan.Tree, len(t))
+	for p, n := range t {
+		if !a.ignored(p, n.Type == proto.TypeDir) {
+			out[p] = n
+		}
+	}
+	return out
+}
+
+// removeTempFiles deletes download temp files a crash left behind; they never carry a
+// final name, so nothing else can be lost here.
+func (a *Agent) removeTempFiles() {
+	_ = fs.WalkDir(a.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && p != "." && a.scanner.Skip[p] {
+			return fs.SkipDir
+		}
+		if strings.HasPrefix(d.Name(), scan.TempPrefix) {
+			if err := a.root.RemoveAll(p); err == nil {
+				a.log.Info("removed a leftover temp file", "path", p)
+			}
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+		}
+		return nil
+	})
+}
+
+// scanAll rescans the whole folder and persists the index updates.
+func (a *Agent) scanAll(ctx context.Context) error {
+	a.reloadIgnore()
+	start := time.Now()
+	ups, err := a.scanner.Full(ctx, &a.local)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	a.log.Debug("full scan", "paths", len(a.local.Tree), "rehashed", len(ups), "took", time.Since(start).String())
+	return a.persistIndex(ctx, ups)
+}
+
+func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
+	for _, p := range paths {
+		if p == ignore.FileName {
+			a.reloadIgnore()
+		}
+	}
+	ups, err := a.scanner.Paths(ctx, paths, &a.local)
+	if err != nil {
+		return fmt.Errorf("scan: %w", err)
+	}
+	return a.persistIndex(ctx, ups)
+}
+
+func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	return a.db.Update(ctx, func(tx *state.Tx) error {
+		for _, u := range ups {
+			var err error
+			if u.Deleted {
+				err = tx.DeleteIndex(u.Path)
+			} else {
+				err = tx.PutIndex(u.Path, u.Entry, u.Blocks)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// page is one answer of the changes feed, or a reset when the folder id changed.
+type page struct {
+	resp  *proto.ChangesResponse
+	reset bool
+}
+
+// applyPage brings the remote tree up to date with one feed answer.
+func (a *Agent) applyPage(ctx context.Context, p page) error {
+	return a.db.Update(ctx, func(tx *state.Tx) error {
+		if p.reset {
+			a.log.Warn("the server's folder was replaced (new folder id); starting over from its full listing",
+				"oldFolderId", a.folderID, "newFolderId", p.resp.FolderID)
+			if err := tx.ResetTrees(); err != nil {
+				return err
+			}
+			clear(a.synced)
+			clear(a.remote)
+			clear(a.floor)
+		}
+		for _, e := range p.resp.Entries {
+			if e.Seq < a.floor[e.Path] {
+				continue // older than what our own commit or delete already told us
+			}
+			if e.Deleted {
+				delete(a.remote, e.Path)
+				if err := tx.DeleteRemote(e.Path); err != nil {
+					return err
+				}
+			} else {
+				a.remote[e.Path] = state.NodeOf(e)
+				if err := tx.PutRemote(e); err != nil {
+					return err
+				}
+			}
+			if e.ModifiedBy != a.cfg.AgentID {
+				a.st.notePending(e.ModifiedAt)
+			}
+		}
+		a.folderID, a.cursor = p.resp.FolderID, p.resp.LastSeq
+		for path, seq := range a.floor {
+			if seq <= a.cursor {
+				delete(a.floor, path)
+			}
+		}
+		return tx.SetCursor(a.folderID, a.cursor)
+	})
+}
+
+// catchUp reads the changes feed without waiting until it has nothing more.
+func (a *Agent) catchUp(ctx context.Context) error {
+	for {
+		resp, err := a.cfg.Server.Changes(ctx, a.cursor, 0, 1000)
+		if err != nil {
+			return err
+		}
+		reset := a.folderID != "" && resp.FolderID != a.folderID
+		if reset && a.cursor != 0 {
+			if err := a.applyPage(ctx, page{resp: &proto.ChangesResponse{FolderID: resp.FolderID}, reset: true}); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := a.applyPage(ctx, page{resp: resp, reset: reset}); err != nil {
+			return err
+		}
+		if !resp.More {
+			return nil
+		}
+	}
+}
+
+// planNow plans from the current trees.
+func (a *Agent) planNow() []plan.Op {
+	return plan.Plan(a.visible(a.local.Tree), a.visible(a.remote), a.visible(a.synced),
+		plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
+}
+
+// actionable counts the ops that change something.
+func actionable(ops []plan.Op) int {
+	n := 0
+	for _, op := range ops {
+		if op.Kind != plan.Report {
+			n++
+		}
+	}
+	return n
+}
+
+// resumeRequested consumes a `syncagent resume` request, if one is waiting.
+func (a *Agent) resumeRequested() bool {
+	err := os.Remove(filepath.Join(a.cfg.StateDir, ResumeFileName))
+	return err == nil
+}
+
+// RequestResume asks the agent whose state dir is stateDir to run the deletes its
+// mass-delete breaker holds back.
+func RequestResume(stateDir string) error {
+	if _, err := os.Stat(filepath.Join(stateDir, state.FileName)); err != nil {
+		return fmt.Errorf("no agent state in %q: %w", stateDir, err)
+	}
+	p := filepath.Join(stateDir, ResumeFileName)
+	if err := os.WriteFile(p, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write resume request: %w", err)
+	}
+	return nil
+}
+
+// breaker holds back a plan's deletes when they exceed the configured share; it returns
+// the ops to run and whether it tripped.
+func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
+	if a.cfg.AllowMassDelete || !plan.ExceedsDeleteLimit(ops, plan.TrackedFiles(a.synced), a.cfg.MaxDeletePercent) {
+		a.st.setBreaker(false, 0, 0)
+		return ops, false
+	}
+	if a.resumeRequested() {
+		l, r := plan.DeleteCounts(ops)
+		a.log.Warn("mass delete confirmed by resume; running the held deletes", "localDeletes", l, "remoteDeletes", r)
+		a.st.setBreaker(false, 0, 0)
+		return ops, false
+	}
+	l, r := plan.DeleteCounts(ops)
+	if !a.st.breakerTripped() {
+		a.log.Error("MASS DELETE HELD BACK: this plan would delete more than the allowed share of tracked files; "+
+			"nothing is deleted until you run `syncagent resume --dir "+a.cfg.Dir+"` (or restart with --allow-mass-delete)",
+			"localDeletes", l, "remoteDeletes", r, "trackedFiles", plan.TrackedFiles(a.synced), "maxDeletePercent", a.cfg.MaxDeletePercent)
+	}
+	a.st.setBreaker(true, l, r)
+	return plan.WithoutDeletes(ops), true
+}
+
+// execute runs ops with progress reporting.
+func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
+	files, bytes := totals(ops)
+	a.st.setPending(actionable(ops))
+	stop := a.startProgress(files, bytes)
+	out, err := a.exec.Run(ctx, ops)
+	stop(err == nil)
+	for _, r := range out.Reports {
+		a.st.report(r)
+	}
+	return out, err
+}
+
+// backoff is an exponential backoff with full jitter.
+type backoff struct {
+	n        int
+	min, max time.Duration
+}
+
+func (b *backoff) next() time.Duration {
+	d := b.min << min(b.n, 16)
+	if d > b.max || d <= 0 {
+		d = b.max
+	}
+	b.n++
+	return d/2 + rand.N(d/2+1)
+}
+
+func (b *backoff) reset() { b.n = 0 }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+

@@ -1,0 +1,280 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/watch"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// maxOnceRounds bounds the plan-execute rounds of one --once pass; a folder that keeps
+// changing under the agent is an error there, not a reason to spin.
+const maxOnceRounds = 50
+
+// maxOnceFailures bounds consecutive failed attempts (server down) of a --once pass.
+const maxOnceFailures = 8
+
+// Once runs one full pass: catch up with the server, scan, plan and execute until the
+// folder and the server agree. It returns nil when they do, ErrMassDelete when the
+// breaker held deletes back, and an error when it cannot get there.
+func (a *Agent) Once(ctx context.Context) error {
+	a.removeTempFiles()
+	bo := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
+	failures := 0
+	for round := 0; round < maxOnceRounds; round++ {
+		done, err := a.onceRound(ctx)
+		if err == nil && done {
+			a.st.synced(time.Now())
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, ErrMassDelete) || ctx.Err() != nil || !retryable(err) {
+				return err
+			}
+			failures++
+			a.st.setError(err)
+			if failures >= maxOnceFailures {
+				return fmt.Errorf("giving up after %d attempts: %w", failures, err)
+			}
+			d := bo.next()
+			a.log.Warn("sync pass failed; retrying", "err", err.Error(), "in", d.String())
+			if err := sleep(ctx, d); err != nil {
+				return err
+			}
+			continue
+		}
+		failures = 0
+		bo.reset()
+	}
+	return fmt.Errorf("folder did not settle after %d rounds (is something writing to it?)", maxOnceRounds)
+}
+
+// onceRound reports done when the plan had nothing to do.
+func (a *Agent) onceRound(ctx context.Context) (bool, error) {
+	if err := a.catchUp(ctx); err != nil {
+		return false, err
+	}
+	if err := a.scanAll(ctx); err != nil {
+		return false, err
+	}
+	ops := a.planNow()
+	if actionable(ops) == 0 {
+		for _, op := range ops {
+			a.st.report(op)
+		}
+		a.st.setPending(0)
+		return true, nil
+	}
+	ops, tripped := a.breaker(ops)
+	if _, err := a.execute(ctx, ops); err != nil {
+		return false, err
+	}
+	if tripped {
+		return false, ErrMassDelete
+	}
+	return false, nil
+}
+
+// retryable reports whether a failed pass may succeed later: the server was unreachable
+// or busy, or a local race (a file changing while read).
+func retryable(err error) bool {
+	return client.IsTransient(err) || !client.IsUnauthorized(err) && !client.IsBadRequest(err)
+}
+
+// Run syncs until ctx ends. Server outages are retried with backoff; they never stop it.
+func (a *Agent) Run(ctx context.Context) error {
+	a.removeTempFiles()
+	pages := make(chan page, 4)
+	pullCtx, stopPull := context.WithCancel(ctx)
+	defer stopPull()
+	go a.pull(pullCtx, pages)
+
+	var batches <-chan watch.Batch
+	if a.cfg.Watch {
+		w, err := watch.New(a.cfg.Dir, watch.Options{Ignore: a.ignored, Logger: a.log})
+		if err != nil {
+			a.log.Error("file watcher unavailable; relying on periodic rescans", "err", err.Error())
+		} else {
+			defer w.Close()
+			batches = w.Batches()
+		}
+	}
+	rescan := time.NewTicker(a.cfg.RescanInterval)
+	defer rescan.Stop()
+	// While the breaker holds deletes, or local changes wait for the server, a short
+	// tick looks for a resume request and retries.
+	poll := time.NewTicker(time.Second)
+	defer poll.Stop()
+
+	var (
+		caughtUp = false
+		full     = true
+		dirty    = map[string]bool{}
+		remoteCh = false
+		retryAt  time.Time
+		bo       = backoff{min: 500 * time.Millisecond, max: 30 * time.Second}
+		replans  = 0
+	)
+	for {
+		work := caughtUp && (full || len(dirty) > 0 || remoteCh) && !time.Now().Before(retryAt)
+		if !work {
+			select {
+			case <-ctx.Done():
+				return nil
+			case p := <-pages:
+				if err := a.applyPage(ctx, p); err != nil {
+					return fmt.Errorf("record changes: %w", err)
+				}
+				if !p.resp.More {
+					caughtUp = true
+				}
+				remoteCh = true
+			case b, ok := <-batches:
+				if !ok {
+					batches = nil
+					a.log.Error("file watcher stopped; relying on periodic rescans")
+					continue
+				}
+				if b.Full {
+					full = true
+				}
+				for _, p := range b.Paths {
+					dirty[p] = true
+				}
+			case <-rescan.C:
+				full = true
+			case <-poll.C:
+				if a.st.breakerTripped() {
+					remoteCh = true // plan again: a resume request may be waiting
+				}
+			}
+			continue
+		}
+		// Drain what else arrived, so one cycle covers it.
+	drain:
+		for {
+			select {
+			case p := <-pages:
+				if err := a.applyPage(ctx, p); err != nil {
+					return fmt.Errorf("record changes: %w", err)
+				}
+			default:
+				break drain
+			}
+		}
+		var err error
+		if full {
+			err = a.scanAll(ctx)
+		} else if len(dirty) > 0 {
+			paths := make([]string, 0, len(dirty))
+			for p := range dirty {
+				paths = append(paths, p)
+			}
+			err = a.scanPaths(ctx, paths)
+		}
+		if err == nil {
+			full, dirty, remoteCh = false, map[string]bool{}, false
+			var replan bool
+			replan, err = a.cycle(ctx)
+			if replan {
+				replans++
+				remoteCh = true
+				dirty = map[string]bool{}
+				if replans > 3 {
+					full = true
+					retryAt = time.Now().Add(time.Duration(min(replans, 20)) * 100 * time.Millisecond)
+				}
+			} else {
+				replans = 0
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.st.setError(err)
+			d := bo.next()
+			a.log.Warn("sync cycle failed; retrying", "err", err.Error(), "in", d.String())
+			retryAt = time.Now().Add(d)
+			remoteCh = true
+			continue
+		}
+		bo.reset()
+	}
+}
+
+// cycle plans and executes once; it reports whether the world moved on meanwhile.
+func (a *Agent) cycle(ctx context.Context) (bool, error) {
+	ops := a.planNow()
+	if actionable(ops) == 0 {
+		for _, op := range ops {
+			a.st.report(op)
+		}
+		a.st.setPending(0)
+		a.st.synced(time.Now())
+		a.st.setError(nil)
+		return false, nil
+	}
+	ops, _ = a.breaker(ops)
+	out, err := a.execute(ctx, ops)
+	if err != nil {
+		return false, err
+	}
+	a.st.setError(nil)
+	if out.Failed > 0 {
+		return true, nil
+	}
+	// Our own changes come back through the feed; plan again to settle them.
+	return out.Replan || out.Done > 0, nil
+}
+
+// pull long-polls the changes feed and hands each answer to the loop.
+func (a *Agent) pull(ctx context.Context, out chan<- page) {
+	since, folderID := a.cursor, a.folderID
+	bo := backoff{min: 200 * time.Millisecond, max: 30 * time.Second}
+	wait := time.Duration(0) // the first call returns at once, to catch up
+	for ctx.Err() == nil {
+		resp, err := a.cfg.Server.Changes(ctx, since, wait, 1000)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.st.setServerUp(false)
+			d := bo.next()
+			a.log.Warn("changes feed unavailable; retrying", "err", err.Error(), "in", d.String())
+			if sleep(ctx, d) != nil {
+				return
+			}
+			continue
+		}
+		a.st.setServerUp(true)
+		bo.reset()
+		p := page{resp: resp}
+		switch {
+		case folderID != "" && resp.FolderID != folderID && since != 0:
+			// The cursor is void: hand over an empty reset, then list from 0.
+			p = page{resp: &proto.ChangesResponse{FolderID: resp.FolderID, More: true}, reset: true}
+			since = 0
+		case folderID != "" && resp.FolderID != folderID:
+			p.reset = true // listed from 0 already: the entries are the new folder's
+			since = resp.LastSeq
+		default:
+			since = resp.LastSeq
+		}
+		folderID = resp.FolderID
+		select {
+		case out <- p:
+		case <-ctx.Done():
+			return
+		}
+		if resp.More || p.reset {
+			wait = 0
+		} else {
+			wait = a.cfg.LongPollWait
+		}
+	}
+}

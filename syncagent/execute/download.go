@@ -1,0 +1,399 @@
+package execute
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// syncEachAbove is the size above which a downloaded file is fsynced on its own; smaller
+// ones share one syncfs per batch before their state is recorded.
+const syncEachAbove = 4 << 20
+
+// prefetch is how many blocks of one file are fetched ahead of the writer.
+const prefetch = 8
+
+// landed is a download that reached its final name, to be recorded.
+type landed struct {
+	op     plan.Op
+	idx    state.IndexEntry
+	blocks []proto.Block
+}
+
+// download makes the disk equal op.Remote for each op: dirs first (parents before
+// children), then files and symlinks in parallel.
+func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) error {
+	var rest []plan.Op
+	var done []landed
+	for _, op := range ops {
+		if op.Remote == nil {
+			x.fail(op, errors.New("download without a remote node"), out)
+			continue
+		}
+		if op.Remote.Type != proto.TypeDir {
+			rest = append(rest, op)
+			continue
+		}
+		l, err := x.downloadDir(op)
+		if err != nil {
+			x.outcome(op, err, out)
+			continue
+		}
+		done = append(done, l)
+	}
+	var (
+		mu       sync.Mutex
+		wg       sync.WaitGroup
+		stopErr  error
+		needSync bool
+	)
+	next := make(chan plan.Op)
+	for range x.Workers {
+		wg.Go(func() {
+			for op := range next {
+				var l landed
+				var err error
+				if op.Remote.Type == proto.TypeSymlink {
+					l, err = x.downloadSymlink(op)
+				} else {
+					l, err = x.downloadFile(ctx, op)
+				}
+				mu.Lock()
+				if err == nil {
+					done = append(done, l)
+					needSync = needSync || op.Remote.Size <= syncEachAbove
+				} else if transient(err) {
+					if stopErr == nil {
+						stopErr = err
+					}
+				} else {
+					x.outcome(op, err, out)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, op := range rest {
+		mu.Lock()
+		stop := stopErr != nil
+		mu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		next <- op
+	}
+	close(next)
+	wg.Wait()
+	if needSync {
+		// One flush for all small files of the batch, before their state says synced.
+		if err := syncFS(x.Root); err != nil {
+			return fmt.Errorf("sync downloaded files: %w", err)
+		}
+	}
+	if err := x.recordLanded(ctx, done, out); err != nil {
+		return err
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	return ctx.Err()
+}
+
+// outcome files a non-transient op error under skip or fail.
+func (x *Executor) outcome(op plan.Op, err error, out *Outcome) {
+	if errors.Is(err, errChanged) {
+		x.skip(op, err, out)
+	} else {
+		x.fail(op, err, out)
+	}
+}
+
+func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome) error {
+	if len(done) == 0 {
+		return nil
+	}
+	return x.State.Update(ctx, func(tx *state.Tx) error {
+		for _, l := range done {
+			p := l.op.Path
+			x.Synced[p] = *l.op.Remote
+			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
+				return err
+			}
+			x.Local.Index[p] = l.idx
+			x.Local.Tree[p] = l.idx.Node()
+			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
+				return err
+			}
+			out.Done++
+			x.Counters.FilesDone.Add(1)
+		}
+		return nil
+	})
+}
+
+// ensureParent creates the parent dirs of p that are missing (a dir the plan creates in
+// the same batch may come later than its content when the batch runs in parallel).
+func (x *Executor) ensureParent(p string) error {
+	dir := path.Dir(p)
+	if dir == "." {
+		return nil
+	}
+	if err := x.Root.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("%q: %w (parent dir: %v)", p, errChanged, err)
+	}
+	return nil
+}
+
+func (x *Executor) downloadDir(op plan.Op) (landed, error) {
+	r := op.Remote
+	fi, err := x.Root.Lstat(op.Path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if op.Local != nil {
+			return landed{}, fmt.Errorf("%q: %w (gone)", op.Path, errChanged)
+		}
+		if err := x.ensureParent(op.Path); err != nil {
+			return landed{}, err
+		}
+		if err := x.Root.Mkdir(op.Path, os.FileMode(r.Mode&0o777)|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return landed{}, fmt.Errorf("mkdir: %w", err)
+		}
+	case err != nil:
+		return landed{}, fmt.Errorf("stat: %w", err)
+	case !fi.IsDir():
+		return landed{}, fmt.Errorf("%q: %w (not a dir)", op.Path, errChanged)
+	}
+	if r.Mode&0o777 != 0 {
+		if err := x.Root.Chmod(op.Path, os.FileMode(r.Mode&0o777)); err != nil {
+			return landed{}, fmt.Errorf("chmod: %w", err)
+		}
+	}
+	return x.stat(op, nil)
+}
+
+// stat reads the stat key of a path just landed.
+func (x *Executor) stat(op plan.Op, blocks []proto.Block) (landed, error) {
+	fi, err := x.Root.Lstat(op.Path)
+	if err != nil {
+		return landed{}, fmt.Errorf("stat after landing: %w", err)
+	}
+	st, _ := scan.Stat(fi)
+	st.SHA256, st.Target = op.Remote.SHA256, op.Remote.Target
+	return landed{op: op, idx: st, blocks: blocks}, nil
+}
+
+func tempName(p string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	dir := path.Dir(p)
+	name := scan.TempPrefix + hex.EncodeToString(b[:])
+	if dir == "." {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// replace moves tmp over p once the disk at p still equals want; a dir at p (being
+// replaced by a file or link) must be empty by now and is removed first.
+func (x *Executor) replace(tmp, p string, want *plan.Node) error {
+	if err := x.checkDisk(p, want); err != nil {
+		return err
+	}
+	if want != nil && want.Type == proto.TypeDir {
+		if err := x.Root.Remove(p); err != nil {
+			return fmt.Errorf("%q: %w (dir not empty: %v)", p, errChanged, err)
+		}
+	}
+	if err := x.Root.Rename(tmp, p); err != nil {
+		return fmt.Errorf("rename into place: %w", err)
+	}
+	return nil
+}
+
+func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
+	if err := x.ensureParent(op.Path); err != nil {
+		return landed{}, err
+	}
+	tmp := tempName(op.Path)
+	if err := x.Root.Symlink(op.Remote.Target, tmp); err != nil {
+		return landed{}, fmt.Errorf("symlink: %w", err)
+	}
+	if err := x.replace(tmp, op.Path, op.Local); err != nil {
+		_ = x.Root.Remove(tmp)
+		return landed{}, err
+	}
+	return x.stat(op, nil)
+}
+
+// downloadFile assembles a file from local blocks where it can and server blocks
+// otherwise, in a temp file beside it, verified, then renamed into place.
+func (x *Executor) downloadFile(ctx context.Context, op plan.Op) (landed, error) {
+	r := op.Remote
+	blocks, err := x.State.RemoteBlocks(op.Path)
+	if err != nil {
+		return landed{}, err
+	}
+	var sum int64
+	for _, b := range blocks {
+		sum += b.Size
+	}
+	if sum != r.Size {
+		return landed{}, fmt.Errorf("remote entry's blocks cover %d of %d bytes", sum, r.Size)
+	}
+	if err := x.ensureParent(op.Path); err != nil {
+		return landed{}, err
+	}
+	tmp := tempName(op.Path)
+	f, err := x.Root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return landed{}, fmt.Errorf("create temp file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			_ = x.Root.Remove(tmp)
+		}
+	}()
+	whole := sha256.New()
+	w := io.MultiWriter(f, whole)
+	err = x.fetchBlocks(ctx, blocks, func(data []byte) error {
+		_, err := w.Write(data)
+		return err
+	})
+	if err != nil {
+		return landed{}, err
+	}
+	if got := hex.EncodeToString(whole.Sum(nil)); got != r.SHA256 {
+		return landed{}, fmt.Errorf("downloaded content hashes to %s, want %s", got, r.SHA256)
+	}
+	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
+		return landed{}, fmt.Errorf("chmod: %w", err)
+	}
+	if r.Size > syncEachAbove {
+		if err := f.Sync(); err != nil {
+			return landed{}, fmt.Errorf("fsync: %w", err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return landed{}, fmt.Errorf("close temp file: %w", err)
+	}
+	mt := time.Unix(0, r.MTimeNs)
+	if err := x.Root.Chtimes(tmp, mt, mt); err != nil {
+		return landed{}, fmt.Errorf("set mtime: %w", err)
+	}
+	if err := x.replace(tmp, op.Path, op.Local); err != nil {
+		return landed{}, err
+	}
+	ok = true
+	return x.stat(op, blocks)
+}
+
+type fetched struct {
+	data []byte
+	err  error
+}
+
+// fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
+// blocks ahead.
+func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write func([]byte) error) error {
+	if len(blocks) == 1 {
+		data, err := x.block(ctx, blocks[0])
+		if err != nil {
+			return err
+		}
+		return write(data)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	futures := make([]chan fetched, len(blocks))
+	for i := range futures {
+		futures[i] = make(chan fetched, 1)
+	}
+	window := make(chan struct{}, prefetch)
+	go func() {
+		for i, b := range blocks {
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				data, err := x.block(ctx, b)
+				futures[i] <- fetched{data, err}
+			}()
+		}
+	}()
+	for i := range blocks {
+		var f fetched
+		select {
+		case f = <-futures[i]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		<-window
+		if f.err != nil {
+			return f.err
+		}
+		if err := write(f.data); err != nil {
+			return fmt.Errorf("write temp file: %w", err)
+		}
+	}
+	return nil
+}
+
+// block returns a block's bytes, from a local file that held it when indexed if it
+// still does, else from the server.
+func (x *Executor) block(ctx context.Context, b proto.Block) ([]byte, error) {
+	locs, err := x.State.FindBlock(b.Hash)
+	if err == nil {
+		for _, l := range locs {
+			if l.Size != b.Size {
+				continue
+			}
+			if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
+				x.Counters.BytesReused.Add(b.Size)
+				x.Counters.BytesDone.Add(b.Size)
+				return data, nil
+			}
+		}
+	}
+	data, err := x.Server.GetBlock(ctx, b.Hash)
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) != b.Size {
+		return nil, fmt.Errorf("block %s: %d bytes, want %d", b.Hash, len(data), b.Size)
+	}
+	x.Counters.BytesDown.Add(b.Size)
+	x.Counters.BytesDone.Add(b.Size)
+	return data, nil
+}
+
+func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
+	f, err := x.Root.Open(l.Path)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	data := make([]byte, l.Size)
+	if _, err := f.ReadAt(data, l.Offset); err != nil && !(errors.Is(err, io.EOF) && len(data) == int(l.Size)) {
+		return nil, false
+	}
+	return data, true
+}

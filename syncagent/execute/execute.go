@@ -1,0 +1,369 @@
+// Package execute carries out a plan's operations on the disk (through an os.Root) and
+// on the server, and records each effect in the agent's state once it happened. Before
+// touching a path it checks that the disk still holds what the plan saw (op.Local); when
+// it does not, the op is skipped and the outcome asks for a new plan, so that a user's
+// edit made meanwhile is never clobbered.
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync/atomic"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// Server is what the executor needs of the sync server (a *client.Client).
+type Server interface {
+	MissingBlocks(ctx context.Context, hashes []string) ([]string, error)
+	PutBlock(ctx context.Context, hash string, data []byte, compress bool) error
+	GetBlock(ctx context.Context, hash string) ([]byte, error)
+	Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error)
+	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
+}
+
+// Counters are the executor's running totals, read by the agent for status, metrics and
+// progress. All fields are updated atomically.
+type Counters struct {
+	FilesDone atomic.Int64
+	BytesDone atomic.Int64
+	BytesUp   atomic.Int64
+	BytesDown atomic.Int64
+	// BytesReused counts download bytes taken from local files instead of the server.
+	BytesReused atomic.Int64
+	Conflicts   atomic.Int64
+}
+
+// Executor runs plans for one folder. It is not safe for concurrent use: the agent's
+// loop owns it and the trees it mutates.
+type Executor struct {
+	Root   *os.Root
+	Server Server
+	State  *state.DB
+	// Local, Synced and Remote are the agent's trees; the executor updates them as it
+	// goes, so that the next plan starts from what is true now.
+	Local  *scan.Local
+	Synced plan.Tree
+	Remote plan.Tree
+	// RemoteFloor is the highest Seq per path that this agent's own commits and deletes
+	// produced; the agent ignores changes-feed entries older than it.
+	RemoteFloor map[string]int64
+	Log         *slog.Logger
+	Counters    *Counters
+	// InlineMax is the size up to which a file's content rides inside its commit.
+	InlineMax int64
+	// Workers bounds parallel downloads and block uploads.
+	Workers int
+}
+
+// Outcome summarizes one Run.
+type Outcome struct {
+	// Done counts ops that took effect.
+	Done int
+	// Replan is true when some op was skipped because the disk or the server moved on
+	// since planning; the agent should scan, pull and plan again.
+	Replan bool
+	// Failed counts ops that failed for a reason a new attempt may not fix (logged).
+	Failed int
+	// Reports are the Report ops' messages.
+	Reports []plan.Op
+}
+
+// errChanged marks a path whose disk state no longer matches the plan.
+var errChanged = errors.New("changed since planning")
+
+// Run executes ops in order. Consecutive ops of one kind run as a batch (one commit,
+// parallel downloads). A transport error stops the run and is returned: the agent backs
+// off and plans again. Everything already done is recorded.
+func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
+	var out Outcome
+	if x.Workers <= 0 {
+		x.Workers = 4
+	}
+	if x.InlineMax <= 0 {
+		x.InlineMax = 64 << 10
+	}
+	for i := 0; i < len(ops); {
+		j := i + 1
+		for j < len(ops) && ops[j].Kind == ops[i].Kind && batched(ops[i].Kind) {
+			j++
+		}
+		batch := ops[i:j]
+		i = j
+		var err error
+		switch batch[0].Kind {
+		case plan.Upload:
+			err = x.upload(ctx, batch, &out)
+		case plan.DeleteRemote:
+			err = x.deleteRemote(ctx, batch, &out)
+		case plan.Download:
+			err = x.download(ctx, batch, &out)
+		case plan.DeleteLocal:
+			err = x.deleteLocal(ctx, batch[0], &out)
+		case plan.MoveToConflict:
+			err = x.moveToConflict(ctx, batch[0], &out)
+		case plan.RecordSynced, plan.ForgetSynced:
+			err = x.record(ctx, batch, &out)
+		case plan.Report:
+			out.Reports = append(out.Reports, batch[0])
+		default:
+			err = fmt.Errorf("unknown op kind %q", batch[0].Kind)
+		}
+		if err != nil {
+			return out, err
+		}
+		if ctx.Err() != nil {
+			return out, ctx.Err()
+		}
+	}
+	return out, nil
+}
+
+func batched(k plan.OpKind) bool {
+	switch k {
+	case plan.Upload, plan.DeleteRemote, plan.Download, plan.RecordSynced, plan.ForgetSynced:
+		return true
+	}
+	return false
+}
+
+// transient reports whether err should stop the run for a retry later.
+func transient(err error) bool {
+	return client.IsTransient(err) || client.IsUnauthorized(err) || errors.Is(err, context.Canceled) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// checkDisk returns nil when the disk at p still holds want (nil: nothing).
+func (x *Executor) checkDisk(p string, want *plan.Node) error {
+	fi, err := x.Root.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		if want == nil {
+			return nil
+		}
+		return fmt.Errorf("%q: %w (gone)", p, errChanged)
+	}
+	if err != nil {
+		return fmt.Errorf("stat %q: %w", p, err)
+	}
+	if want == nil {
+		return fmt.Errorf("%q: %w (appeared)", p, errChanged)
+	}
+	st, ok := scan.Stat(fi)
+	if !ok || st.Type != want.Type {
+		return fmt.Errorf("%q: %w (type)", p, errChanged)
+	}
+	switch st.Type {
+	case proto.TypeDir:
+		return nil // a dir's mode may differ; only its kind matters for the ops that follow
+	case proto.TypeSymlink:
+		target, err := x.Root.Readlink(p)
+		if err != nil || target != want.Target {
+			return fmt.Errorf("%q: %w (link target)", p, errChanged)
+		}
+		return nil
+	}
+	idx, ok := x.Local.Index[p]
+	if !ok || !scan.SameStat(idx, st) || idx.SHA256 != want.SHA256 {
+		return fmt.Errorf("%q: %w (content)", p, errChanged)
+	}
+	return nil
+}
+
+// skip logs an op skipped because the world moved on and asks for a new plan.
+func (x *Executor) skip(op plan.Op, err error, out *Outcome) {
+	x.Log.Info("operation skipped; will plan again", "op", string(op.Kind), "path", op.Path, "reason", err.Error())
+	out.Replan = true
+}
+
+// fail logs an op that failed for a reason of its own.
+func (x *Executor) fail(op plan.Op, err error, out *Outcome) {
+	x.Log.Warn("operation failed", "op", string(op.Kind), "path", op.Path, "err", err.Error())
+	out.Failed++
+}
+
+func (x *Executor) setRemote(tx *state.Tx, e *proto.Entry, p string) error {
+	if e == nil || e.Deleted {
+		delete(x.Remote, p)
+		if e != nil {
+			x.raiseFloor(p, e.Seq)
+		}
+		return tx.DeleteRemote(p)
+	}
+	x.Remote[p] = state.NodeOf(*e)
+	x.raiseFloor(p, e.Seq)
+	return tx.PutRemote(*e)
+}
+
+func (x *Executor) raiseFloor(p string, seq int64) {
+	if x.RemoteFloor != nil && seq > x.RemoteFloor[p] {
+		x.RemoteFloor[p] = seq
+	}
+}
+
+// record applies RecordSynced and ForgetSynced ops.
+func (x *Executor) record(ctx context.Context, ops []plan.Op, out *Outcome) error {
+	return x.State.Update(ctx, func(tx *state.Tx) error {
+		for _, op := range ops {
+			if op.Kind == plan.ForgetSynced || op.Remote == nil {
+				delete(x.Synced, op.Path)
+				if err := tx.DeleteSynced(op.Path); err != nil {
+					return err
+				}
+			} else {
+				x.Synced[op.Path] = *op.Remote
+				if err := tx.PutSynced(op.Path, *op.Remote); err != nil {
+					return err
+				}
+			}
+			out.Done++
+		}
+		return nil
+	})
+}
+
+// deleteLocal removes a path from disk when it still holds what the plan saw.
+func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) error {
+	if _, err := x.Root.Lstat(op.Path); !errors.Is(err, fs.ErrNotExist) {
+		if err := x.checkDisk(op.Path, op.Local); err != nil {
+			if errors.Is(err, errChanged) {
+				x.skip(op, err, out)
+			} else {
+				x.fail(op, err, out)
+			}
+			return nil
+		}
+		if err := x.Root.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// A dir that still holds ignored files stays; it is no longer tracked.
+			x.fail(op, fmt.Errorf("remove: %w", err), out)
+			return nil
+		}
+	}
+	err := x.State.Update(ctx, func(tx *state.Tx) error {
+		delete(x.Synced, op.Path)
+		delete(x.Local.Tree, op.Path)
+		delete(x.Local.Index, op.Path)
+		if err := tx.DeleteSynced(op.Path); err != nil {
+			return err
+		}
+		return tx.DeleteIndex(op.Path)
+	})
+	if err == nil {
+		out.Done++
+		x.Counters.FilesDone.Add(1)
+	}
+	return err
+}
+
+// moveToConflict renames the local version aside so the remote one can take the path.
+func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome) error {
+	if err := x.checkDisk(op.Path, op.Local); err != nil {
+		x.skip(op, err, out)
+		return nil
+	}
+	if _, err := x.Root.Lstat(op.NewPath); !errors.Is(err, fs.ErrNotExist) {
+		x.skip(op, fmt.Errorf("conflict copy %q: %w (exists)", op.NewPath, errChanged), out)
+		return nil
+	}
+	if err := x.Root.Rename(op.Path, op.NewPath); err != nil {
+		x.fail(op, fmt.Errorf("rename to %q: %w", op.NewPath, err), out)
+		return nil
+	}
+	x.Log.Warn("conflict: kept the local version as a conflict copy", "path", op.Path, "copy", op.NewPath)
+	x.Counters.Conflicts.Add(1)
+	out.Done++
+	idx, hadIdx := x.Local.Index[op.Path]
+	var blocks []proto.Block
+	if hadIdx && idx.Type == proto.TypeFile {
+		var err error
+		if blocks, err = x.State.LocalBlocks(op.Path); err != nil {
+			return err
+		}
+	}
+	return x.State.Update(ctx, func(tx *state.Tx) error {
+		if n, ok := x.Local.Tree[op.Path]; ok {
+			x.Local.Tree[op.NewPath] = n
+			delete(x.Local.Tree, op.Path)
+		}
+		delete(x.Local.Index, op.Path)
+		if err := tx.DeleteIndex(op.Path); err != nil {
+			return err
+		}
+		if hadIdx {
+			x.Local.Index[op.NewPath] = idx
+			return tx.PutIndex(op.NewPath, idx, blocks)
+		}
+		return nil
+	})
+}
+
+// deleteRemote deletes server entries, each against the Seq the plan saw.
+func (x *Executor) deleteRemote(ctx context.Context, ops []plan.Op, out *Outcome) error {
+	var items []proto.DeleteItem
+	var sent []plan.Op
+	for _, op := range ops {
+		if op.Remote == nil {
+			continue
+		}
+		// The path must still be absent here: a file re-created since the plan is
+		// uploaded by the next one instead of deleted.
+		if err := x.checkDisk(op.Path, nil); err != nil {
+			x.skip(op, err, out)
+			continue
+		}
+		items = append(items, proto.DeleteItem{Path: op.Path, BaseSeq: op.Remote.Seq})
+		sent = append(sent, op)
+	}
+	for start := 0; start < len(items); start += maxBatch {
+		end := min(start+maxBatch, len(items))
+		res, err := x.Server.Delete(ctx, items[start:end])
+		if err != nil {
+			if transient(err) {
+				return err
+			}
+			for _, op := range sent[start:end] {
+				x.fail(op, err, out)
+			}
+			continue
+		}
+		err = x.State.Update(ctx, func(tx *state.Tx) error {
+			for i, r := range res {
+				op := sent[start+i]
+				switch r.Status {
+				case proto.StatusOK:
+					delete(x.Synced, op.Path)
+					if err := tx.DeleteSynced(op.Path); err != nil {
+						return err
+					}
+					if err := x.setRemote(tx, r.Entry, op.Path); err != nil {
+						return err
+					}
+					out.Done++
+					x.Counters.FilesDone.Add(1)
+				case proto.StatusConflict:
+					if err := x.setRemote(tx, r.Entry, op.Path); err != nil {
+						return err
+					}
+					x.skip(op, fmt.Errorf("server entry moved on"), out)
+				default:
+					x.fail(op, errors.New(r.Error), out)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// maxBatch caps the items of one commit or delete request.
+const maxBatch = 1000

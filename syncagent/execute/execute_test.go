@@ -1,0 +1,277 @@
+package execute
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver"
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
+)
+
+type env struct {
+	dir  string
+	cl   *client.Client
+	x    *Executor
+	scan *scan.Scanner
+}
+
+// newEnv builds an executor on a fresh folder against a real in-process server.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	sdir := t.TempDir()
+	st, err := sqlite.Open(filepath.Join(sdir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := blobs.Open(filepath.Join(sdir, "blocks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := syncserver.New(syncserver.Config{GCInterval: -1}, st, bs, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Shutdown(); hs.Close(); st.Close() })
+	cl, err := client.New(client.Options{BaseURL: hs.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	db, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	local := &scan.Local{Tree: plan.Tree{}, Index: map[string]state.IndexEntry{}}
+	x := &Executor{Root: root, Server: cl, State: db, Local: local, Synced: plan.Tree{}, Remote: plan.Tree{},
+		RemoteFloor: map[string]int64{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: &Counters{}}
+	return &env{dir: dir, cl: cl, x: x, scan: &scan.Scanner{Root: root}}
+}
+
+// rescan refreshes the local tree and index from disk.
+func (e *env) rescan(t *testing.T) {
+	t.Helper()
+	ups, err := e.scan.Full(context.Background(), e.x.Local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.x.State.Update(context.Background(), func(tx *state.Tx) error {
+		for _, u := range ups {
+			if u.Deleted {
+				if err := tx.DeleteIndex(u.Path); err != nil {
+					return err
+				}
+			} else if err := tx.PutIndex(u.Path, u.Entry, u.Blocks); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// pull copies the server's entries into the remote tree, as the agent's feed does.
+func (e *env) pull(t *testing.T) {
+	t.Helper()
+	resp, err := e.cl.Changes(context.Background(), 0, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.x.State.Update(context.Background(), func(tx *state.Tx) error {
+		for _, en := range resp.Entries {
+			if en.Deleted {
+				delete(e.x.Remote, en.Path)
+				continue
+			}
+			e.x.Remote[en.Path] = state.NodeOf(en)
+			if err := tx.PutRemote(en); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) plan() []plan.Op {
+	return plan.Plan(e.x.Local.Tree, e.x.Remote, e.x.Synced, plan.Options{AgentID: "t"})
+}
+
+func (e *env) run(t *testing.T, ops []plan.Op) Outcome {
+	t.Helper()
+	out, err := e.x.Run(context.Background(), ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func writeFile(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func noTempFiles(t *testing.T, dir string) {
+	t.Helper()
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), scan.TempPrefix) {
+			t.Errorf("temp file left behind: %s", p)
+		}
+		return nil
+	})
+}
+
+// commitRemote makes the server's version of p hold data, as another agent would.
+func commitRemote(t *testing.T, cl *client.Client, p, data string, base int64) {
+	t.Helper()
+	item := proto.CommitItem{Path: p, BaseSeq: base, Type: proto.TypeFile, Size: int64(len(data)), Mode: 0o644,
+		SHA256: chunk.SumHex([]byte(data)), Data: []byte(data)}
+	if len(data) > 0 {
+		item.Blocks = []proto.Block{{Hash: item.SHA256, Size: int64(len(data))}}
+	}
+	res, err := cl.Commit(context.Background(), []proto.CommitItem{item})
+	if err != nil || res[0].Status != proto.StatusOK {
+		t.Fatalf("commit %s: %v %+v", p, err, res)
+	}
+}
+
+func TestDownloadRefusesToClobberALocalEdit(t *testing.T) {
+	e := newEnv(t)
+	commitRemote(t, e.cl, "doc.txt", "server v1", 0)
+	e.pull(t)
+	e.rescan(t)
+	e.run(t, e.plan()) // downloads v1
+	if got, _ := os.ReadFile(filepath.Join(e.dir, "doc.txt")); string(got) != "server v1" {
+		t.Fatalf("doc.txt = %q", got)
+	}
+	// The server moves on; plan the download of v2; then the user edits the file
+	// before the executor gets to it.
+	commitRemote(t, e.cl, "doc.txt", "server v2", e.x.Remote["doc.txt"].Seq)
+	e.pull(t)
+	ops := e.plan()
+	if len(ops) != 1 || ops[0].Kind != plan.Download {
+		t.Fatalf("plan %+v, want one download", ops)
+	}
+	writeFile(t, filepath.Join(e.dir, "doc.txt"), "user's unsaved work, longer")
+	out := e.run(t, ops)
+	if !out.Replan || out.Done != 0 {
+		t.Errorf("outcome %+v; want the download skipped and a re-plan asked for", out)
+	}
+	if got, _ := os.ReadFile(filepath.Join(e.dir, "doc.txt")); string(got) != "user's unsaved work, longer" {
+		t.Errorf("the user's edit was clobbered: %q", got)
+	}
+	noTempFiles(t, e.dir)
+	// The re-plan sees a conflict and keeps both versions.
+	e.rescan(t)
+	e.run(t, e.plan())
+	if got, _ := os.ReadFile(filepath.Join(e.dir, "doc.txt")); string(got) != "server v2" {
+		t.Errorf("after re-plan doc.txt = %q, want server v2", got)
+	}
+	copies, _ := filepath.Glob(filepath.Join(e.dir, "doc.sync-conflict-*"))
+	if len(copies) != 1 {
+		t.Fatalf("conflict copies %v", copies)
+	}
+	if got, _ := os.ReadFile(copies[0]); string(got) != "user's unsaved work, longer" {
+		t.Errorf("conflict copy holds %q", got)
+	}
+}
+
+func TestUploadRefusesAFileChangedSincePlanning(t *testing.T) {
+	e := newEnv(t)
+	writeFile(t, filepath.Join(e.dir, "a.txt"), "planned")
+	e.rescan(t)
+	ops := e.plan()
+	writeFile(t, filepath.Join(e.dir, "a.txt"), "changed after planning")
+	out := e.run(t, ops)
+	if !out.Replan || out.Done != 0 {
+		t.Errorf("outcome %+v", out)
+	}
+	if _, err := e.cl.Entry(context.Background(), "a.txt"); !client.IsNotFound(err) {
+		t.Errorf("the server got a.txt anyway: %v", err)
+	}
+}
+
+func TestCorruptDownloadNeverLandsUnderItsName(t *testing.T) {
+	e := newEnv(t)
+	commitRemote(t, e.cl, "x.bin", "real bytes", 0)
+	e.pull(t)
+	e.rescan(t)
+	ops := e.plan()
+	// Make the planned entry claim other content than its blocks hold, as a corrupt
+	// server answer would; no real server sends this, so it is staged in the op.
+	bad := *ops[0].Remote
+	bad.SHA256 = chunk.SumHex([]byte("something else"))
+	ops[0].Remote = &bad
+	out := e.run(t, ops)
+	if out.Failed != 1 || out.Done != 0 {
+		t.Errorf("outcome %+v", out)
+	}
+	if _, err := os.Lstat(filepath.Join(e.dir, "x.bin")); !os.IsNotExist(err) {
+		t.Errorf("unverified content landed under its final name: %v", err)
+	}
+	noTempFiles(t, e.dir)
+}
+
+func TestLargeFileRoundTripReusesLocalBlocks(t *testing.T) {
+	e := newEnv(t)
+	data := make([]byte, 6<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i/4096)
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "big"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	e.pull(t)
+	e.run(t, e.plan())
+	e.pull(t)
+	// Another agent renames it: the new path's blocks are all on disk already.
+	ent, err := e.cl.Entry(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyItem := proto.CommitItem{Path: "moved/big", Type: proto.TypeFile, Size: ent.Size, Mode: ent.Mode,
+		MTimeNs: ent.MTimeNs, SHA256: ent.SHA256, Blocks: ent.Blocks}
+	if res, err := e.cl.Commit(context.Background(), []proto.CommitItem{copyItem}); err != nil || res[0].Status != proto.StatusOK {
+		t.Fatalf("commit: %v %+v", err, res)
+	}
+	e.pull(t)
+	down := e.x.Counters.BytesDown.Load()
+	e.run(t, e.plan())
+	if got := e.x.Counters.BytesDown.Load() - down; got != 0 {
+		t.Errorf("downloaded %d bytes for content already on disk", got)
+	}
+	got, err := os.ReadFile(filepath.Join(e.dir, "moved/big"))
+	if err != nil || chunk.SumHex(got) != chunk.SumHex(data) {
+		t.Errorf("moved/big wrong: %v", err)
+	}
+	noTempFiles(t, e.dir)
+}

@@ -1,0 +1,305 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// maxCommitData caps the inlined bytes of one commit request (the server's default
+// body limit is 64 MiB; base64 adds a third).
+const maxCommitData = 16 << 20
+
+// maxMissingQuery caps the hashes of one missing-blocks query.
+const maxMissingQuery = 10000
+
+type pendingUpload struct {
+	op     plan.Op
+	item   proto.CommitItem
+	blocks []proto.Block // blocks to make sure the server has (nil when inlined)
+}
+
+func seqOf(n *plan.Node) int64 {
+	if n == nil {
+		return 0
+	}
+	return n.Seq
+}
+
+// upload commits local versions: blocks the server lacks go first, small files inline.
+func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) error {
+	var pend []*pendingUpload
+	for _, op := range ops {
+		p, err := x.prepareUpload(op)
+		switch {
+		case errors.Is(err, errChanged):
+			x.skip(op, err, out)
+		case err != nil:
+			x.fail(op, err, out)
+		default:
+			pend = append(pend, p)
+		}
+	}
+	// Ask which blocks the server lacks, for all files of the batch at once.
+	var hashes []string
+	seen := map[string]bool{}
+	for _, p := range pend {
+		for _, b := range p.blocks {
+			if !seen[b.Hash] {
+				seen[b.Hash] = true
+				hashes = append(hashes, b.Hash)
+			}
+		}
+	}
+	missing := map[string]bool{}
+	for start := 0; start < len(hashes); start += maxMissingQuery {
+		m, err := x.Server.MissingBlocks(ctx, hashes[start:min(start+maxMissingQuery, len(hashes))])
+		if err != nil {
+			return err
+		}
+		for _, h := range m {
+			missing[h] = true
+		}
+	}
+	var ready []*pendingUpload
+	var mu sync.Mutex // guards missing: a block shared by two files is sent once
+	for _, p := range pend {
+		err := x.sendBlocks(ctx, p, missing, &mu)
+		switch {
+		case err == nil:
+			ready = append(ready, p)
+		case errors.Is(err, errChanged):
+			x.skip(p.op, err, out)
+		case transient(err):
+			return err
+		default:
+			x.fail(p.op, err, out)
+		}
+	}
+	// Commit in batches bounded by items and inlined bytes.
+	for start := 0; start < len(ready); {
+		end, data := start, 0
+		for end < len(ready) && end-start < maxBatch && (end == start || data+len(ready[end].item.Data) <= maxCommitData) {
+			data += len(ready[end].item.Data)
+			end++
+		}
+		if err := x.commit(ctx, ready[start:end], out); err != nil {
+			return err
+		}
+		start = end
+	}
+	return nil
+}
+
+// prepareUpload turns an Upload op into a commit item, checking the disk first.
+func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
+	if op.Local == nil {
+		return nil, fmt.Errorf("upload of %q without a local node", op.Path)
+	}
+	if err := x.checkDisk(op.Path, op.Local); err != nil {
+		return nil, err
+	}
+	l := op.Local
+	item := proto.CommitItem{Path: op.Path, BaseSeq: seqOf(op.Remote), Type: l.Type, Mode: l.Mode, MTimeNs: l.MTimeNs}
+	p := &pendingUpload{op: op}
+	switch l.Type {
+	case proto.TypeSymlink:
+		item.Target = l.Target
+	case proto.TypeFile:
+		idx := x.Local.Index[op.Path]
+		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256, idx.MTimeNs
+		if idx.Size <= x.InlineMax {
+			data, err := x.Root.ReadFile(op.Path)
+			if err != nil {
+				return nil, fmt.Errorf("read: %w", err)
+			}
+			if int64(len(data)) != idx.Size || chunk.SumHex(data) != idx.SHA256 {
+				return nil, fmt.Errorf("%q: %w (content)", op.Path, errChanged)
+			}
+			item.Data = data
+			if len(data) > 0 {
+				item.Blocks = []proto.Block{{Hash: idx.SHA256, Size: idx.Size}}
+			}
+		} else {
+			blocks, err := x.State.LocalBlocks(op.Path)
+			if err != nil {
+				return nil, err
+			}
+			var sum int64
+			for _, b := range blocks {
+				sum += b.Size
+			}
+			if sum != idx.Size {
+				return nil, fmt.Errorf("%q: %w (index blocks cover %d of %d bytes)", op.Path, errChanged, sum, idx.Size)
+			}
+			item.Blocks, p.blocks = blocks, blocks
+		}
+	}
+	p.item = item
+	return p, nil
+}
+
+// sendBlocks uploads the blocks of p the server lacks, reading them from the file and
+// checking each against its hash (a mismatch means the file changed: errChanged).
+func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map[string]bool, mu *sync.Mutex) error {
+	type job struct {
+		b   proto.Block
+		off int64
+	}
+	var jobs []job
+	var off int64
+	mu.Lock()
+	for _, b := range p.blocks {
+		if missing[b.Hash] {
+			delete(missing, b.Hash)
+			jobs = append(jobs, job{b, off})
+		}
+		off += b.Size
+	}
+	mu.Unlock()
+	if len(jobs) == 0 {
+		return nil
+	}
+	f, err := x.Root.Open(p.op.Path)
+	if err != nil {
+		return fmt.Errorf("%q: %w (open: %v)", p.op.Path, errChanged, err)
+	}
+	defer f.Close()
+	compress := compressible(f, p.item.Size)
+	var (
+		wg       sync.WaitGroup
+		firstErr error
+		errMu    sync.Mutex
+	)
+	setErr := func(err error) {
+		errMu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		errMu.Unlock()
+	}
+	next := make(chan job)
+	for range x.Workers {
+		wg.Go(func() {
+			for j := range next {
+				buf := make([]byte, j.b.Size)
+				if _, err := f.ReadAt(buf, j.off); err != nil && !errors.Is(err, io.EOF) {
+					setErr(fmt.Errorf("%q: %w (read: %v)", p.op.Path, errChanged, err))
+					continue
+				}
+				if chunk.SumHex(buf) != j.b.Hash {
+					setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
+					continue
+				}
+				if err := x.Server.PutBlock(ctx, j.b.Hash, buf, compress); err != nil {
+					setErr(fmt.Errorf("put block of %q: %w", p.op.Path, err))
+					continue
+				}
+				x.Counters.BytesUp.Add(j.b.Size)
+				x.Counters.BytesDone.Add(j.b.Size)
+			}
+		})
+	}
+	for _, j := range jobs {
+		errMu.Lock()
+		stop := firstErr != nil
+		errMu.Unlock()
+		if stop || ctx.Err() != nil {
+			break
+		}
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	if firstErr != nil {
+		// Blocks not sent must be asked for again by another file of the batch.
+		mu.Lock()
+		for _, j := range jobs {
+			missing[j.b.Hash] = true
+		}
+		mu.Unlock()
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// compressible samples a file: random-looking bytes (already compressed media and
+// archives) are sent as they are, since zstd would only spend CPU on them.
+func compressible(f interface {
+	ReadAt([]byte, int64) (int, error)
+}, size int64) bool {
+	sample := make([]byte, 16<<10)
+	n, _ := f.ReadAt(sample, size/2)
+	if n < 1024 {
+		n, _ = f.ReadAt(sample, 0)
+	}
+	sample = sample[:n]
+	var hist [256]int
+	for _, c := range sample {
+		hist[c]++
+	}
+	var entropy float64
+	for _, c := range hist {
+		if c > 0 {
+			p := float64(c) / float64(n)
+			entropy -= p * math.Log2(p)
+		}
+	}
+	return n > 0 && entropy < 7.2
+}
+
+// commit sends one commit request and records its results.
+func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) error {
+	items := make([]proto.CommitItem, len(batch))
+	for i, p := range batch {
+		items[i] = p.item
+	}
+	res, err := x.Server.Commit(ctx, items)
+	if err != nil {
+		if transient(err) {
+			return err
+		}
+		for _, p := range batch {
+			x.fail(p.op, err, out)
+		}
+		return nil
+	}
+	return x.State.Update(ctx, func(tx *state.Tx) error {
+		for i, r := range res {
+			p := batch[i]
+			switch {
+			case r.Status == proto.StatusOK && r.Entry != nil:
+				n := state.NodeOf(*r.Entry)
+				x.Synced[p.op.Path] = n
+				if err := tx.PutSynced(p.op.Path, n); err != nil {
+					return err
+				}
+				if err := x.setRemote(tx, r.Entry, p.op.Path); err != nil {
+					return err
+				}
+				out.Done++
+				x.Counters.FilesDone.Add(1)
+				if p.blocks == nil {
+					x.Counters.BytesUp.Add(p.item.Size)
+					x.Counters.BytesDone.Add(p.item.Size)
+				}
+			case r.Status == proto.StatusConflict:
+				if err := x.setRemote(tx, r.Entry, p.op.Path); err != nil {
+					return err
+				}
+				x.skip(p.op, errors.New("server entry moved on (409)"), out)
+			default:
+				x.fail(p.op, fmt.Errorf("commit: %s", r.Error), out)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,475 @@
+package plan
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// Truth table of one path (L local, R remote, S synced; "=" compares with Same, so a
+// change is a different Type, content (SHA256 or symlink Target) or permission bits;
+// mtime, size and Seq are not compared: equal bytes with another mtime are no change
+// worth a transfer, and Seq is bookkeeping):
+//
+//	L=S  R=S                 nothing (RecordSynced when only R's Seq moved)
+//	L≠S  R=S  L absent       DeleteRemote          (receive-only: Download, restores it)
+//	L≠S  R=S  L present      Upload                (receive-only: see revert below)
+//	L=S  R≠S  R absent       DeleteLocal           (send-only: Report)
+//	L=S  R≠S  R present      Download              (send-only: Report)
+//	L≠S  R≠S  L=R            RecordSynced, or ForgetSynced when both are absent
+//	L≠S  R≠S  L absent       Download: a delete never beats a modification (send-only: Report)
+//	L≠S  R≠S  R absent       Upload with BaseSeq 0, re-creating it (receive-only: Report)
+//	L≠S  R≠S  both present   conflict, below
+//
+// Conflict (both present and different), two-way: when L is a dir and R is not, the
+// local dir wins (Upload; the server keeps the replaced version in its history), since
+// its children are planned at their own paths; when both are files with equal bytes
+// (only the mode differs), Download; otherwise MoveToConflict of L, then Download of R.
+// Send-only: Upload (local wins, the server keeps history). Receive-only: as two-way,
+// except that a local dir facing a remote non-dir is kept and reported.
+//
+// Receive-only revert: a local edit of a path the server has is reverted by a Download,
+// but a local file whose bytes differ is first moved to a conflict copy (which stays
+// local and is reported), so reverting never destroys what a user wrote. Local-only
+// paths are reported.
+//
+// Directories: after the per-path decisions, every path that will still have a child
+// on a side must be a directory on that side. Where a decision would delete such a dir
+// or replace it by a file, it is overridden: the dir is kept and re-created on the
+// other side (a local dir removal against a new remote child keeps the child and its
+// parent), or, where the mode forbids touching that side, reported.
+//
+// Order: MoveToConflict first; then creations and updates parents first (a dir before
+// its content); then removals children first (DeleteLocal, DeleteRemote, and any
+// Download or Upload that replaces a dir by a non-dir, which needs the dir emptied).
+// Downloads before local deletes let a rename reuse the old file's blocks.
+
+// Plan returns the operations that reconcile local and remote given their merge base
+// synced. It is pure and deterministic: the same inputs give the same ops in the same
+// order, whatever the maps' iteration order.
+func Plan(local, remote, synced Tree, opts Options) []Op {
+	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{}}
+	if p.opts.Mode == "" {
+		p.opts.Mode = TwoWay
+	}
+	paths := unionPaths(local, remote, synced)
+	p.decisions = make(map[string]*decision, len(paths))
+	for _, q := range paths {
+		p.decisions[q] = p.decide(q)
+	}
+	p.keepNeededDirs(paths)
+	return p.ordered(paths)
+}
+
+// Same reports whether a and b hold the same thing for syncing purposes: both absent,
+// or the same type with the same content and permission bits.
+func Same(a, b *Node) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	if a.Type != b.Type {
+		return false
+	}
+	switch a.Type {
+	case proto.TypeFile:
+		return a.SHA256 == b.SHA256 && perm(a.Mode) == perm(b.Mode)
+	case proto.TypeDir:
+		return perm(a.Mode) == perm(b.Mode)
+	case proto.TypeSymlink:
+		return a.Target == b.Target // Linux ignores a link's own mode bits
+	}
+	return true
+}
+
+// perm keeps the rwx bits: setuid, setgid and sticky may be dropped by an unprivileged
+// agent on download, which must not read as a local change.
+func perm(m uint32) uint32 { return m & 0o777 }
+
+// decision is what will happen at one path, and the state each side ends with.
+type decision struct {
+	ops          []Op
+	finalLocal   *Node
+	finalRemote  *Node
+	conflictCopy string // local path of a conflict copy made here, if any
+}
+
+type planner struct {
+	local, remote, synced Tree
+	opts                  Options
+	decisions             map[string]*decision
+	taken                 map[string]bool // conflict paths handed out in this plan
+}
+
+func (p *planner) nodes(q string) (l, r, s *Node) {
+	return lookup(p.local, q), lookup(p.remote, q), lookup(p.synced, q)
+}
+
+func lookup(t Tree, q string) *Node {
+	n, ok := t[q]
+	if !ok {
+		return nil
+	}
+	return &n
+}
+
+func (p *planner) op(kind OpKind, q, reason string) Op {
+	l, r, s := p.nodes(q)
+	return Op{Kind: kind, Path: q, Local: l, Remote: r, Synced: s, Reason: reason}
+}
+
+// Decision builders: each sets the ops and the final state of both sides.
+
+func (p *planner) none(q string) *decision {
+	l, r, _ := p.nodes(q)
+	return &decision{finalLocal: l, finalRemote: r}
+}
+
+func (p *planner) report(q, reason string) *decision {
+	d := p.none(q)
+	d.ops = []Op{p.op(Report, q, reason)}
+	return d
+}
+
+func (p *planner) upload(q, reason string) *decision {
+	l, _, _ := p.nodes(q)
+	return &decision{ops: []Op{p.op(Upload, q, reason)}, finalLocal: l, finalRemote: l}
+}
+
+func (p *planner) download(q, reason string) *decision {
+	_, r, _ := p.nodes(q)
+	return &decision{ops: []Op{p.op(Download, q, reason)}, finalLocal: r, finalRemote: r}
+}
+
+func (p *planner) deleteRemote(q string) *decision {
+	l, _, _ := p.nodes(q)
+	return &decision{ops: []Op{p.op(DeleteRemote, q, "deleted locally")}, finalLocal: l}
+}
+
+func (p *planner) deleteLocal(q string) *decision {
+	_, r, _ := p.nodes(q)
+	return &decision{ops: []Op{p.op(DeleteLocal, q, "deleted on the server")}, finalRemote: r}
+}
+
+func (p *planner) record(q string) *decision {
+	d := p.none(q)
+	if d.finalLocal == nil && d.finalRemote == nil {
+		d.ops = []Op{p.op(ForgetSynced, q, "gone on both sides")}
+	} else {
+		d.ops = []Op{p.op(RecordSynced, q, "both sides agree")}
+	}
+	return d
+}
+
+// conflict moves the local version aside and downloads the remote one in its place.
+func (p *planner) conflict(q, reason string) *decision {
+	_, r, _ := p.nodes(q)
+	copyPath := p.conflictPath(q)
+	move := p.op(MoveToConflict, q, reason)
+	move.NewPath = copyPath
+	dl := p.op(Download, q, reason)
+	dl.Local = nil // the move has emptied the path
+	return &decision{ops: []Op{move, dl}, finalLocal: r, finalRemote: r, conflictCopy: copyPath}
+}
+
+// conflictPath names a conflict copy of q that no tree and no other op of this plan uses.
+func (p *planner) conflictPath(q string) string {
+	agent := p.opts.AgentID
+	for i := 1; ; i++ {
+		if i > 1 {
+			agent = p.opts.AgentID + "-" + strconv.Itoa(i)
+		}
+		c := proto.ConflictPath(q, agent, p.opts.Now)
+		_, inL := p.local[c]
+		_, inR := p.remote[c]
+		_, inS := p.synced[c]
+		if !inL && !inR && !inS && !p.taken[c] {
+			p.taken[c] = true
+			return c
+		}
+	}
+}
+
+// decide applies the truth table to one path, ignoring its neighbours.
+func (p *planner) decide(q string) *decision {
+	l, r, s := p.nodes(q)
+	localChanged, remoteChanged := !Same(l, s), !Same(r, s)
+	mode := p.opts.Mode
+	switch {
+	case !localChanged && !remoteChanged:
+		if r != nil && s != nil && r.Seq != s.Seq {
+			return p.record(q)
+		}
+		return p.none(q)
+
+	case localChanged && !remoteChanged:
+		switch {
+		case mode == ReceiveOnly:
+			return p.revert(q)
+		case l == nil:
+			return p.deleteRemote(q)
+		default:
+			return p.upload(q, "changed locally")
+		}
+
+	case !localChanged && remoteChanged:
+		switch {
+		case mode == SendOnly:
+			return p.report(q, "changed on the server; send-only leaves the disk alone")
+		case r == nil:
+			return p.deleteLocal(q)
+		default:
+			return p.download(q, "changed on the server")
+		}
+	}
+
+	// Both sides changed.
+	switch {
+	case Same(l, r):
+		return p.record(q)
+	case l == nil:
+		if mode == SendOnly {
+			return p.report(q, "deleted locally but changed on the server; send-only leaves the disk alone")
+		}
+		return p.download(q, "deleted locally but changed on the server")
+	case r == nil:
+		if mode == ReceiveOnly {
+			return p.report(q, "changed locally but deleted on the server; receive-only keeps the local copy")
+		}
+		return p.upload(q, "changed locally but deleted on the server")
+	case mode == SendOnly:
+		return p.upload(q, "changed on both sides; send-only keeps the local version")
+	}
+	return p.clash(q, "changed on both sides")
+}
+
+// clash settles two different present versions in favour of the remote one, without
+// destroying the local one.
+func (p *planner) clash(q, reason string) *decision {
+	l, r, _ := p.nodes(q)
+	switch {
+	case l.Type == proto.TypeDir && r.Type != proto.TypeDir:
+		if p.opts.Mode == ReceiveOnly {
+			return p.report(q, reason+"; receive-only keeps the local dir")
+		}
+		return p.upload(q, reason+"; the local dir keeps the path")
+	case l.Type == proto.TypeDir, // both dirs: only the mode differs
+		l.Type == proto.TypeFile && r.Type == proto.TypeFile && l.SHA256 == r.SHA256:
+		return p.download(q, reason+"; same content")
+	}
+	return p.conflict(q, reason)
+}
+
+// revert is receive-only's answer to a local change of a path: the server's version
+// comes back, and the local bytes survive in a conflict copy.
+func (p *planner) revert(q string) *decision {
+	l, r, _ := p.nodes(q)
+	switch {
+	case r == nil:
+		return p.report(q, "exists only locally; receive-only does not upload")
+	case l == nil:
+		return p.download(q, "deleted locally; receive-only restores it")
+	}
+	return p.clash(q, "changed locally; receive-only reverts it")
+}
+
+// keepNeededDirs overrides decisions that would leave a path with children on a side
+// while not being a dir there. Deepest paths come first, so that a dir kept alive
+// keeps its own ancestors alive in turn.
+func (p *planner) keepNeededDirs(paths []string) {
+	needLocal, needRemote := map[string]bool{}, map[string]bool{}
+	mark := func(q string, d *decision) {
+		for _, a := range ancestors(q) {
+			if d.finalLocal != nil {
+				needLocal[a] = true
+			}
+			if d.finalRemote != nil {
+				needRemote[a] = true
+			}
+		}
+		if d.conflictCopy != "" {
+			for _, a := range ancestors(d.conflictCopy) {
+				needLocal[a] = true
+			}
+		}
+	}
+	for _, q := range paths {
+		mark(q, p.decisions[q])
+	}
+	byDepth := append([]string(nil), paths...)
+	sort.SliceStable(byDepth, func(i, j int) bool {
+		return strings.Count(byDepth[i], "/") > strings.Count(byDepth[j], "/")
+	})
+	for _, q := range byDepth {
+		d := p.decisions[q]
+		brokenLocal := needLocal[q] && !isDir(d.finalLocal)
+		brokenRemote := needRemote[q] && !isDir(d.finalRemote)
+		if !brokenLocal && !brokenRemote {
+			continue
+		}
+		if fixed := p.keepDir(q); fixed != nil {
+			p.decisions[q] = fixed
+			mark(q, fixed)
+		}
+	}
+}
+
+// keepDir decides q again knowing that it must stay a dir because content below it
+// survives; nil when neither side has a dir there (the executor then creates the
+// parents it needs).
+func (p *planner) keepDir(q string) *decision {
+	l, r, _ := p.nodes(q)
+	const why = "a dir that still has content is kept"
+	switch {
+	case isDir(l) && isDir(r):
+		return p.download(q, why) // only modes can differ: take the server's
+	case isDir(l):
+		if p.opts.Mode == ReceiveOnly {
+			return p.report(q, why+"; receive-only does not upload it")
+		}
+		return p.upload(q, why)
+	case isDir(r):
+		switch {
+		case p.opts.Mode == SendOnly:
+			return p.report(q, why+"; send-only leaves the disk alone")
+		case l == nil:
+			return p.download(q, why)
+		default:
+			return p.conflict(q, why)
+		}
+	}
+	return nil
+}
+
+func isDir(n *Node) bool { return n != nil && n.Type == proto.TypeDir }
+
+// ancestors lists the proper ancestors of q, nearest first.
+func ancestors(q string) []string {
+	var out []string
+	for {
+		i := strings.LastIndexByte(q, '/')
+		if i < 0 {
+			return out
+		}
+		q = q[:i]
+		out = append(out, q)
+	}
+}
+
+// Phases of a plan, in execution order.
+const (
+	phaseMove   = iota // MoveToConflict: clears a path before its Download
+	phaseCreate        // creations and updates, parents first; bookkeeping
+	phaseRemove        // removals and dir→non-dir replacements, children first
+)
+
+func phaseOf(op Op) int {
+	switch op.Kind {
+	case MoveToConflict:
+		return phaseMove
+	case DeleteLocal, DeleteRemote:
+		return phaseRemove
+	case Download:
+		if isDir(op.Local) && !isDir(op.Remote) {
+			return phaseRemove
+		}
+	case Upload:
+		if isDir(op.Remote) && !isDir(op.Local) {
+			return phaseRemove
+		}
+	}
+	return phaseCreate
+}
+
+// ordered flattens the decisions into the execution order.
+func (p *planner) ordered(paths []string) []Op {
+	var ops []Op
+	for _, q := range paths {
+		ops = append(ops, p.decisions[q].ops...)
+	}
+	sort.SliceStable(ops, func(i, j int) bool {
+		a, b := ops[i], ops[j]
+		pa, pb := phaseOf(a), phaseOf(b)
+		if pa != pb {
+			return pa < pb
+		}
+		if a.Path != b.Path {
+			if pa == phaseRemove {
+				return a.Path > b.Path // a child sorts after its parent: reverse it
+			}
+			return a.Path < b.Path
+		}
+		return false // same path: keep the decision's own order
+	})
+	return ops
+}
+
+func unionPaths(trees ...Tree) []string {
+	seen := map[string]bool{}
+	for _, t := range trees {
+		for q := range t {
+			seen[q] = true
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for q := range seen {
+		out = append(out, q)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DeleteCounts counts the files and symlinks a plan deletes on disk (local) and on the
+// server (remote), for the mass-delete breaker. Dirs are not counted: the breaker's
+// share is of tracked files, and removing a dir follows from removing its content.
+func DeleteCounts(ops []Op) (local, remote int) {
+	for _, op := range ops {
+		switch {
+		case op.Kind == DeleteLocal && !isDir(op.Local):
+			local++
+		case op.Kind == DeleteRemote && !isDir(op.Remote):
+			remote++
+		}
+	}
+	return local, remote
+}
+
+// TrackedFiles counts the files and symlinks of t (use the Synced tree): the base of
+// the mass-delete breaker's share.
+func TrackedFiles(t Tree) int {
+	n := 0
+	for _, node := range t {
+		if node.Type != proto.TypeDir {
+			n++
+		}
+	}
+	return n
+}
+
+// MassDeleteMinFiles is the number of deletions on one side at or below which the
+// mass-delete breaker never trips, whatever the share.
+const MassDeleteMinFiles = 10
+
+// ExceedsDeleteLimit reports whether ops would delete, on either side, more than
+// maxPercent of tracked files and more than MassDeleteMinFiles files: the agent then
+// holds those deletes back until the user confirms.
+func ExceedsDeleteLimit(ops []Op, tracked int, maxPercent float64) bool {
+	local, remote := DeleteCounts(ops)
+	over := func(n int) bool {
+		return n > MassDeleteMinFiles && float64(n) > float64(tracked)*maxPercent/100
+	}
+	return over(local) || over(remote)
+}
+
+// WithoutDeletes returns ops minus its DeleteLocal and DeleteRemote ops: what the agent
+// may still run while the mass-delete breaker holds the deletions back.
+func WithoutDeletes(ops []Op) []Op {
+	out := make([]Op, 0, len(ops))
+	for _, op := range ops {
+		if op.Kind != DeleteLocal && op.Kind != DeleteRemote {
+			out = append(out, op)
+		}
+	}
+	return out
+}

@@ -1,0 +1,342 @@
+// Package scan builds the Local tree of a folder from disk, re-hashing a file only when
+// its stat key (size, mtime, inode, mode) differs from the index cache's record.
+package scan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// TempPrefix starts the name of every temp file the agent writes; such files are never
+// synced.
+const TempPrefix = ".syncfolder-tmp-"
+
+// Update is one change to the index cache that a scan made.
+type Update struct {
+	Path string
+	// Deleted is true when Path left the index; Entry and Blocks are then empty.
+	Deleted bool
+	Entry   state.IndexEntry
+	Blocks  []proto.Block
+}
+
+// Local is the agent's view of the disk: the Local tree and the index cache behind it.
+// A scan mutates both.
+type Local struct {
+	Tree  plan.Tree
+	Index map[string]state.IndexEntry
+}
+
+// Scanner reads one folder through an os.Root, so no symlink leads it outside.
+type Scanner struct {
+	Root *os.Root
+	// Ignore reports whether a path is excluded (user patterns); built-in exclusions
+	// (Skip) apply as well. Nil ignores nothing more.
+	Ignore func(rel string, isDir bool) bool
+	// Skip names top-level entries never synced, such as the state dir.
+	Skip map[string]bool
+	// Workers hash files in parallel; 0 means GOMAXPROCS.
+	Workers int
+}
+
+func (s *Scanner) ignored(rel string, isDir bool) bool {
+	base := path.Base(rel)
+	if strings.HasPrefix(base, TempPrefix) || s.Skip[rel] {
+		return true
+	}
+	if _, err := proto.CleanPath(rel); err != nil {
+		return true // a name the protocol cannot carry (e.g. a control character)
+	}
+	return s.Ignore != nil && s.Ignore(rel, isDir)
+}
+
+// Stat is the stat key of one path, as the index cache records it.
+func Stat(fi fs.FileInfo) (state.IndexEntry, bool) {
+	e := state.IndexEntry{Mode: uint32(fi.Mode().Perm())}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.Ino = st.Ino
+	}
+	switch {
+	case fi.Mode().IsRegular():
+		e.Type, e.Size, e.MTimeNs = proto.TypeFile, fi.Size(), fi.ModTime().UnixNano()
+	case fi.IsDir():
+		// A dir's mtime moves with every child; it is not part of its identity.
+		e.Type = proto.TypeDir
+	case fi.Mode()&fs.ModeSymlink != 0:
+		e.Type, e.MTimeNs = proto.TypeSymlink, fi.ModTime().UnixNano()
+		e.Mode = 0o777
+	default:
+		return e, false // sockets, pipes, devices: not synced
+	}
+	return e, true
+}
+
+// SameStat reports whether a and b have the same stat key.
+func SameStat(a, b state.IndexEntry) bool {
+	return a.Type == b.Type && a.Size == b.Size && a.MTimeNs == b.MTimeNs && a.Ino == b.Ino && a.Mode == b.Mode
+}
+
+// job is one file to hash.
+type job struct {
+	path string
+	st   state.IndexEntry
+}
+
+// Full rescans the whole folder. It returns the index updates to persist.
+func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
+	seen := make(map[string]bool, len(l.Tree))
+	var jobs []job
+	var ups []Update
+	err := fs.WalkDir(s.Root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if p == "." {
+			return err
+		}
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // vanished while walking; the watcher or next scan sees it
+			}
+			return fmt.Errorf("walk %q: %w", p, err)
+		}
+		if s.ignored(p, d.IsDir()) {
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		j, up, ok, err := s.visit(p, l)
+		if err != nil || !ok {
+			return err
+		}
+		seen[p] = true
+		if up != nil {
+			ups = append(ups, *up)
+		}
+		if j != nil {
+			jobs = append(jobs, *j)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for p := range l.Tree {
+		if !seen[p] {
+			delete(l.Tree, p)
+		}
+	}
+	for p := range l.Index {
+		if !seen[p] {
+			delete(l.Index, p)
+			ups = append(ups, Update{Path: p, Deleted: true})
+		}
+	}
+	hashed, err := s.hash(ctx, jobs, l)
+	return append(ups, hashed...), err
+}
+
+// visit stats p and either settles it from the index cache or returns a hash job.
+func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
+	fi, err := s.Root.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, false, nil
+	}
+	if err != nil {
+		return nil, nil, false, fmt.Errorf("stat %q: %w", p, err)
+	}
+	st, ok := Stat(fi)
+	if !ok {
+		return nil, nil, false, nil
+	}
+	if old, ok := l.Index[p]; ok && SameStat(old, st) {
+		l.Tree[p] = old.Node()
+		return nil, nil, true, nil
+	}
+	switch st.Type {
+	case proto.TypeFile:
+		return &job{path: p, st: st}, nil, true, nil
+	case proto.TypeSymlink:
+		target, err := s.Root.Readlink(p)
+		if err != nil {
+			return nil, nil, false, nil // replaced while scanning: the next scan sees it
+		}
+		st.Target = target
+	}
+	l.Index[p] = st
+	l.Tree[p] = st.Node()
+	return nil, &Update{Path: p, Entry: st}, true, nil
+}
+
+func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local) ([]Update, error) {
+	workers := s.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	results := make([]*Update, len(jobs))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				if ctx.Err() != nil {
+					continue
+				}
+				results[i] = s.hashOne(jobs[i])
+			}
+		})
+	}
+	for i := range jobs {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	var ups []Update
+	for _, u := range results {
+		if u == nil {
+			continue
+		}
+		l.Index[u.Path] = u.Entry
+		l.Tree[u.Path] = u.Entry.Node()
+		ups = append(ups, *u)
+	}
+	return ups, nil
+}
+
+// hashOne hashes a file and keeps the result only if the file did not change while it
+// was read (same stat key before and after); otherwise the next scan tries again.
+func (s *Scanner) hashOne(j job) *Update {
+	f, err := s.Root.Open(j.path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	res, err := chunk.Hash(f, nil)
+	if err != nil {
+		return nil
+	}
+	fi, err := s.Root.Lstat(j.path)
+	if err != nil {
+		return nil
+	}
+	after, ok := Stat(fi)
+	if !ok || !SameStat(after, j.st) || res.Size != j.st.Size {
+		return nil
+	}
+	e := j.st
+	e.SHA256 = res.SHA256
+	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks}
+}
+
+// Paths rescans the given paths (each with its subtree, and with its parent dirs) and
+// returns the index updates to persist.
+func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update, error) {
+	sort.Strings(paths)
+	var jobs []job
+	var ups []Update
+	done := map[string]bool{}
+	var visitTree func(p string) error
+	visitTree = func(p string) error {
+		if done[p] {
+			return nil
+		}
+		done[p] = true
+		fi, err := s.Root.Lstat(p)
+		isDir := err == nil && fi.IsDir()
+		if err != nil || s.ignored(p, isDir) {
+			// Gone (or now ignored): drop it and everything under it.
+			for q := range l.Tree {
+				if q == p || strings.HasPrefix(q, p+"/") {
+					delete(l.Tree, q)
+				}
+			}
+			for q := range l.Index {
+				if q == p || strings.HasPrefix(q, p+"/") {
+					delete(l.Index, q)
+					ups = append(ups, Update{Path: q, Deleted: true})
+				}
+			}
+			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+				return fmt.Errorf("stat %q: %w", p, err)
+			}
+			return nil
+		}
+		j, up, ok, err := s.visit(p, l)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			delete(l.Tree, p)
+		}
+		if up != nil {
+			ups = append(ups, *up)
+		}
+		if j != nil {
+			jobs = append(jobs, *j)
+		}
+		if !isDir {
+			return nil
+		}
+		// Children that vanished, then children that exist now.
+		for q := range l.Tree {
+			if dir, _ := path.Split(q); strings.TrimSuffix(dir, "/") == p {
+				if _, err := s.Root.Lstat(q); err != nil {
+					if err := visitTree(q); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		entries, err := fs.ReadDir(s.Root.FS(), p)
+		if err != nil {
+			return nil
+		}
+		for _, e := range entries {
+			if err := visitTree(p + "/" + e.Name()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, p := range paths {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if _, err := proto.CleanPath(p); err != nil {
+			continue
+		}
+		// Parents first, so a file in a new dir brings the dir along.
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if _, ok := l.Tree[dir]; !ok && !done[dir] {
+				if fi, err := s.Root.Lstat(dir); err == nil && fi.IsDir() && !s.ignored(dir, true) {
+					if _, up, ok, err := s.visit(dir, l); err == nil && ok && up != nil {
+						ups = append(ups, *up)
+					}
+				}
+			}
+		}
+		if err := visitTree(p); err != nil {
+			return nil, err
+		}
+	}
+	hashed, err := s.hash(ctx, jobs, l)
+	return append(ups, hashed...), err
+}

@@ -1,0 +1,379 @@
+// Package state is the agent's durable memory, one SQLite database (pure Go) under the
+// state dir: the synced tree (the merge base), the remote tree as the changes feed
+// described it, the local index cache (stat key → content hash and blocks, so a file is
+// re-hashed only when it changed) and the feed's cursor and folder id.
+//
+// Crash safety: WAL with synchronous=NORMAL. A crash may lose the last transactions but
+// never tears one, and losing them is safe: the executor records state only after the
+// effect on disk or server, so an older merge base makes the next plan see both sides
+// equal (a record) or re-check them, never lose content.
+package state
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	_ "modernc.org/sqlite" // database/sql driver "sqlite"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// FileName is the database's name inside the state dir.
+const FileName = "state.db"
+
+const schema = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS synced (
+  path TEXT PRIMARY KEY, type TEXT NOT NULL, sha256 TEXT NOT NULL, target TEXT NOT NULL,
+  mode INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS remote (
+  path TEXT PRIMARY KEY, type TEXT NOT NULL, sha256 TEXT NOT NULL, target TEXT NOT NULL,
+  mode INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, seq INTEGER NOT NULL,
+  blocks BLOB);
+CREATE TABLE IF NOT EXISTS local (
+  path TEXT PRIMARY KEY, type TEXT NOT NULL, sha256 TEXT NOT NULL, target TEXT NOT NULL,
+  mode INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, ino INTEGER NOT NULL,
+  blocks BLOB);
+CREATE TABLE IF NOT EXISTS blockloc (hash TEXT NOT NULL, path TEXT NOT NULL, off INTEGER NOT NULL, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS blockloc_hash ON blockloc (hash);
+CREATE INDEX IF NOT EXISTS blockloc_path ON blockloc (path);
+`
+
+// IndexEntry is the index cache's record of one local path: the stat key it was hashed
+// at and what hashing found.
+type IndexEntry struct {
+	Type    proto.EntryType
+	SHA256  string
+	Target  string
+	Mode    uint32
+	Size    int64
+	MTimeNs int64
+	Ino     uint64
+}
+
+// Node returns the entry as a Local-tree node.
+func (e IndexEntry) Node() plan.Node {
+	return plan.Node{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs}
+}
+
+// DB is the open state database. Its methods are safe for concurrent use, but the agent
+// writes from one goroutine.
+type DB struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the state database in dir.
+func Open(dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state dir: %w", err)
+	}
+	dsn := "file:" + filepath.Join(dir, FileName) +
+		"?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(OFF)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open state db: %w", err)
+	}
+	// One connection: SQLite serializes writers anyway, and one connection keeps the
+	// pragmas and avoids SQLITE_BUSY between our own goroutines.
+	db.SetMaxOpenConns(1)
+	if _, err := db.Exec(schema); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the database.
+func (d *DB) Close() error { return d.db.Close() }
+
+// Meta returns a meta value ("" when unset).
+func (d *DB) Meta(key string) (string, error) {
+	var v string
+	err := d.db.QueryRow(`SELECT value FROM meta WHERE key = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read meta %q: %w", key, err)
+	}
+	return v, nil
+}
+
+// Cursor returns the changes feed's folder id and cursor.
+func (d *DB) Cursor() (folderID string, since int64, err error) {
+	if folderID, err = d.Meta("folderId"); err != nil {
+		return "", 0, err
+	}
+	s, err := d.Meta("cursor")
+	if err != nil || s == "" {
+		return folderID, 0, err
+	}
+	since, err = strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return "", 0, fmt.Errorf("state cursor %q: %w", s, err)
+	}
+	return folderID, since, nil
+}
+
+// Trees loads the synced and remote trees and the index cache.
+func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]IndexEntry{}
+	load := func(q string, fn func(*sql.Rows) error) error {
+		rows, err := d.db.Query(q)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := fn(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	}
+	scanNode := func(tree plan.Tree) func(*sql.Rows) error {
+		return func(r *sql.Rows) error {
+			var p string
+			var n plan.Node
+			if err := r.Scan(&p, &n.Type, &n.SHA256, &n.Target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
+				return err
+			}
+			tree[p] = n
+			return nil
+		}
+	}
+	if err = load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM synced`, scanNode(synced)); err != nil {
+		return nil, nil, nil, fmt.Errorf("load synced tree: %w", err)
+	}
+	if err = load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM remote`, scanNode(remote)); err != nil {
+		return nil, nil, nil, fmt.Errorf("load remote tree: %w", err)
+	}
+	err = load(`SELECT path, type, sha256, target, mode, size, mtime, ino FROM local`, func(r *sql.Rows) error {
+		var p string
+		var e IndexEntry
+		var ino int64
+		if err := r.Scan(&p, &e.Type, &e.SHA256, &e.Target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
+			return err
+		}
+		e.Ino = uint64(ino)
+		index[p] = e
+		return nil
+	})
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("load index cache: %w", err)
+	}
+	return synced, remote, index, nil
+}
+
+// RemoteBlocks returns the block list of the remote entry of path.
+func (d *DB) RemoteBlocks(path string) ([]proto.Block, error) {
+	return d.blocks(`SELECT blocks FROM remote WHERE path = ?`, path)
+}
+
+// LocalBlocks returns the block list the index cache holds for path.
+func (d *DB) LocalBlocks(path string) ([]proto.Block, error) {
+	return d.blocks(`SELECT blocks FROM local WHERE path = ?`, path)
+}
+
+func (d *DB) blocks(q, path string) ([]proto.Block, error) {
+	var raw []byte
+	err := d.db.QueryRow(q, path).Scan(&raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read blocks of %q: %w", path, err)
+	}
+	return decodeBlocks(raw)
+}
+
+// BlockLocation is where a block's bytes were last seen on disk.
+type BlockLocation struct {
+	Path   string
+	Offset int64
+	Size   int64
+}
+
+// FindBlock returns up to 4 local places that held the block hash when last indexed.
+func (d *DB) FindBlock(hash string) ([]BlockLocation, error) {
+	rows, err := d.db.Query(`SELECT path, off, size FROM blockloc WHERE hash = ? LIMIT 4`, hash)
+	if err != nil {
+		return nil, fmt.Errorf("find block %s: %w", hash, err)
+	}
+	defer rows.Close()
+	var out []BlockLocation
+	for rows.Next() {
+		var l BlockLocation
+		if err := rows.Scan(&l.Path, &l.Offset, &l.Size); err != nil {
+			return nil, fmt.Errorf("find block %s: %w", hash, err)
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// Update runs fn in one transaction.
+func (d *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := d.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin state transaction: %w", err)
+	}
+	tx := &Tx{tx: sqlTx}
+	if err := fn(tx); err != nil {
+		_ = sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit state transaction: %w", err)
+	}
+	return nil
+}
+
+// Tx is one state transaction.
+type Tx struct {
+	tx *sql.Tx
+}
+
+// SetMeta sets a meta value.
+func (t *Tx) SetMeta(key, value string) error {
+	_, err := t.tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	if err != nil {
+		return fmt.Errorf("write meta %q: %w", key, err)
+	}
+	return nil
+}
+
+// SetCursor records the changes feed's folder id and cursor.
+func (t *Tx) SetCursor(folderID string, since int64) error {
+	if err := t.SetMeta("folderId", folderID); err != nil {
+		return err
+	}
+	return t.SetMeta("cursor", strconv.FormatInt(since, 10))
+}
+
+// PutSynced sets the merge base of path.
+func (t *Tx) PutSynced(path string, n plan.Node) error {
+	_, err := t.tx.Exec(`INSERT OR REPLACE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		path, string(n.Type), n.SHA256, n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
+	if err != nil {
+		return fmt.Errorf("write synced %q: %w", path, err)
+	}
+	return nil
+}
+
+// DeleteSynced forgets the merge base of path.
+func (t *Tx) DeleteSynced(path string) error {
+	if _, err := t.tx.Exec(`DELETE FROM synced WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("delete synced %q: %w", path, err)
+	}
+	return nil
+}
+
+// PutRemote records the server's live entry e.
+func (t *Tx) PutRemote(e proto.Entry) error {
+	raw, err := encodeBlocks(e.Blocks)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.Exec(`INSERT OR REPLACE INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw)
+	if err != nil {
+		return fmt.Errorf("write remote %q: %w", e.Path, err)
+	}
+	return nil
+}
+
+// DeleteRemote forgets the server's entry of path (a tombstone).
+func (t *Tx) DeleteRemote(path string) error {
+	if _, err := t.tx.Exec(`DELETE FROM remote WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("delete remote %q: %w", path, err)
+	}
+	return nil
+}
+
+// ResetTrees empties the synced and remote trees and the cursor: the server's folder was
+// replaced, so neither describes it any more. The index cache stays valid.
+func (t *Tx) ResetTrees() error {
+	for _, q := range []string{`DELETE FROM synced`, `DELETE FROM remote`, `DELETE FROM meta WHERE key IN ('cursor', 'folderId')`} {
+		if _, err := t.tx.Exec(q); err != nil {
+			return fmt.Errorf("reset state: %w", err)
+		}
+	}
+	return nil
+}
+
+// PutIndex records what hashing path found at stat key e; blocks may be nil for
+// non-files.
+func (t *Tx) PutIndex(path string, e IndexEntry, blocks []proto.Block) error {
+	raw, err := encodeBlocks(blocks)
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
+	if err != nil {
+		return fmt.Errorf("write index %q: %w", path, err)
+	}
+	if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("write index %q: %w", path, err)
+	}
+	var off int64
+	seen := map[string]bool{}
+	for _, b := range blocks {
+		if !seen[b.Hash] {
+			seen[b.Hash] = true
+			if _, err := t.tx.Exec(`INSERT INTO blockloc (hash, path, off, size) VALUES (?, ?, ?, ?)`, b.Hash, path, off, b.Size); err != nil {
+				return fmt.Errorf("write index %q: %w", path, err)
+			}
+		}
+		off += b.Size
+	}
+	return nil
+}
+
+// DeleteIndex forgets path in the index cache.
+func (t *Tx) DeleteIndex(path string) error {
+	if _, err := t.tx.Exec(`DELETE FROM local WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("delete index %q: %w", path, err)
+	}
+	if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("delete index %q: %w", path, err)
+	}
+	return nil
+}
+
+// Block lists are stored as JSON: compact enough beside the hash strings and readable
+// with the sqlite3 shell when debugging a user's state.
+func encodeBlocks(b []proto.Block) ([]byte, error) {
+	if len(b) == 0 {
+		return nil, nil
+	}
+	raw, err := json.Marshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("encode blocks: %w", err)
+	}
+	return raw, nil
+}
+
+func decodeBlocks(raw []byte) ([]proto.Block, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var b []proto.Block
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, fmt.Errorf("decode blocks: %w", err)
+	}
+	return b, nil
+}
+
+// NodeOf returns e as a tree node.
+func NodeOf(e proto.Entry) plan.Node {
+	return plan.Node{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+}

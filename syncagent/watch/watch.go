@@ -1,0 +1,314 @@
+// Package watch reports, in debounced batches, which paths of a folder tree changed on
+// disk. It watches every directory of the tree with fsnotify (inotify has no recursive
+// watch), adds directories as they appear and scans them at once, since files created in
+// a new directory before its watch was in place would otherwise go unseen. When events
+// were lost (the kernel queue overflowed, or a watch could not be added), it asks for a
+// full rescan instead of guessing.
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+// DefaultDebounce is the quiet time after the last event before a batch goes out.
+const DefaultDebounce = 50 * time.Millisecond
+
+// maxDelayFactor caps how long a steady stream of events can hold a batch back, in
+// units of the debounce: a file written continuously still shows up.
+const maxDelayFactor = 10
+
+// Options tune a Watcher.
+type Options struct {
+	// Debounce is the quiet time before a batch is sent; 0 means DefaultDebounce.
+	Debounce time.Duration
+	// Ignore reports whether a slash-separated path relative to the root is left out
+	// (ignored dirs are not watched). It is called from the watcher's goroutine, and
+	// may change its answer over time (a reloaded .syncignore). Nil ignores nothing.
+	Ignore func(relPath string, isDir bool) bool
+	// Logger receives the watcher's warnings; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Batch is one debounced set of changes.
+type Batch struct {
+	// Paths are the changed paths, slash-separated, relative to the root, sorted and
+	// unique. A path may name something that no longer exists (it was deleted) or a
+	// directory (created or moved in: its whole content is listed too).
+	Paths []string
+	// Full means that events were lost: the receiver must rescan the whole tree.
+	Full bool
+}
+
+// Watcher watches one folder tree. Its methods are safe for concurrent use.
+type Watcher struct {
+	root    string
+	opts    Options
+	fsw     *fsnotify.Watcher
+	batches chan Batch
+	done    chan struct{}
+	stopped chan struct{}
+
+	mu      sync.Mutex
+	watched map[string]bool // absolute dirs with a watch
+	closed  bool
+}
+
+// New starts watching root and every directory below it that is not ignored.
+func New(root string, opts Options) (*Watcher, error) {
+	if opts.Debounce <= 0 {
+		opts.Debounce = DefaultDebounce
+	}
+	if opts.Ignore == nil {
+		opts.Ignore = func(string, bool) bool { return false }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, fmt.Errorf("watch %q: %w", root, err)
+	}
+	if fi, err := os.Stat(abs); err != nil {
+		return nil, fmt.Errorf("watch %q: %w", root, err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("watch %q: not a directory", root)
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch %q: %w", root, err)
+	}
+	w := &Watcher{
+		root:    abs,
+		opts:    opts,
+		fsw:     fsw,
+		batches: make(chan Batch),
+		done:    make(chan struct{}),
+		stopped: make(chan struct{}),
+		watched: map[string]bool{},
+	}
+	if _, err := w.addTree(abs); err != nil {
+		fsw.Close()
+		return nil, err
+	}
+	go w.loop()
+	return w, nil
+}
+
+// Batches delivers the debounced batches. It is closed by Close. Events keep
+// accumulating while the receiver is busy, so a slow receiver gets bigger batches,
+// never stale ones.
+func (w *Watcher) Batches() <-chan Batch { return w.batches }
+
+// Close stops the watcher and closes Batches.
+func (w *Watcher) Close() error {
+	w.mu.Lock()
+	if w.closed {
+		w.mu.Unlock()
+		return nil
+	}
+	w.closed = true
+	w.mu.Unlock()
+	close(w.done)
+	err := w.fsw.Close()
+	<-w.stopped
+	return err
+}
+
+// pending is the batch being gathered.
+type pending struct {
+	paths map[string]bool
+	full  bool
+	first time.Time // when the oldest unsent change came in
+}
+
+func (p *pending) empty() bool { return len(p.paths) == 0 && !p.full }
+
+func (p *pending) add(rel string, now time.Time) {
+	if p.empty() {
+		p.first = now
+	}
+	p.paths[rel] = true
+}
+
+func (p *pending) batch() Batch {
+	b := Batch{Full: p.full, Paths: make([]string, 0, len(p.paths))}
+	for q := range p.paths {
+		b.Paths = append(b.Paths, q)
+	}
+	sort.Strings(b.Paths)
+	return b
+}
+
+func (w *Watcher) loop() {
+	defer close(w.stopped)
+	defer close(w.batches)
+	p := &pending{paths: map[string]bool{}}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	ready := false
+	arm := func(now time.Time) {
+		ready = false
+		wait := w.opts.Debounce
+		if limit := p.first.Add(maxDelayFactor * w.opts.Debounce); now.Add(wait).After(limit) {
+			wait = max(limit.Sub(now), 0)
+		}
+		timer.Reset(wait)
+	}
+	for {
+		var out chan Batch // nil, so the send case sleeps, until a batch is due
+		var b Batch
+		if ready && !p.empty() {
+			out, b = w.batches, p.batch()
+		}
+		select {
+		case <-w.done:
+			return
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return
+			}
+			now := time.Now()
+			if w.handle(ev, p, now) {
+				arm(now)
+			}
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return
+			}
+			if errors.Is(err, fsnotify.ErrEventOverflow) {
+				w.opts.Logger.Warn("file watcher overflowed; rescanning everything", "root", w.root)
+			} else {
+				w.opts.Logger.Warn("file watcher failed; rescanning everything", "root", w.root, "err", err)
+			}
+			now := time.Now()
+			if p.empty() {
+				p.first = now
+			}
+			p.full = true
+			arm(now)
+		case <-timer.C:
+			ready = true
+		case out <- b:
+			p = &pending{paths: map[string]bool{}}
+			ready = false
+		}
+	}
+}
+
+// handle records one fsnotify event; it reports whether anything was recorded.
+func (w *Watcher) handle(ev fsnotify.Event, p *pending, now time.Time) bool {
+	rel, ok := w.rel(ev.Name)
+	if !ok {
+		return false
+	}
+	fi, statErr := os.Lstat(ev.Name)
+	isDir := statErr == nil && fi.IsDir()
+	if w.opts.Ignore(rel, isDir) {
+		return false
+	}
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		// A dir moved away keeps its watches under the old names; drop them, and the
+		// new name arrives as a Create in its new parent.
+		w.forget(ev.Name)
+	}
+	p.add(rel, now)
+	if isDir && ev.Has(fsnotify.Create) {
+		found, err := w.addTree(ev.Name)
+		for _, q := range found {
+			p.add(q, now)
+		}
+		if err != nil {
+			w.opts.Logger.Warn("cannot watch a new directory; rescanning everything", "path", rel, "err", err)
+			p.full = true
+		}
+	}
+	return true
+}
+
+// addTree watches dir and every directory below it, returning the relative paths of
+// everything found below dir (content that may predate the watch). A directory that
+// vanishes while being walked is not an error: its removal is an event of its own.
+func (w *Watcher) addTree(dir string) ([]string, error) {
+	var found []string
+	var firstErr error
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			return nil
+		}
+		rel, ok := w.rel(p)
+		if ok && w.opts.Ignore(rel, d.IsDir()) {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if p != dir && ok {
+			found = append(found, rel)
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if err := w.watch(p); err != nil && !errors.Is(err, fs.ErrNotExist) && firstErr == nil {
+			firstErr = fmt.Errorf("watch %q: %w", p, err)
+		}
+		return nil
+	})
+	if err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return found, firstErr
+}
+
+func (w *Watcher) watch(dir string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.watched[dir] {
+		return nil
+	}
+	if err := w.fsw.Add(dir); err != nil {
+		return err
+	}
+	w.watched[dir] = true
+	return nil
+}
+
+// forget drops the watches of abs and of every dir below it.
+func (w *Watcher) forget(abs string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for d := range w.watched {
+		if d == abs || strings.HasPrefix(d, abs+string(filepath.Separator)) {
+			delete(w.watched, d)
+			if !w.closed {
+				_ = w.fsw.Remove(d) // gone already when the kernel dropped it: fine
+			}
+		}
+	}
+}
+
+// rel turns an absolute event path into a slash-separated path relative to the root;
+// false for the root itself and anything outside it.
+func (w *Watcher) rel(abs string) (string, bool) {
+	r, err := filepath.Rel(w.root, abs)
+	if err != nil || r == "." || r == ".." || strings.HasPrefix(r, ".."+string(filepath.Separator)) {
+		return "", false
+	}
+	return filepath.ToSlash(r), true
+}

@@ -1,0 +1,205 @@
+package watch
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+)
+
+func start(t *testing.T, root string, opts Options) *Watcher {
+	t.Helper()
+	w, err := New(root, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return w
+}
+
+// collect gathers batches until every wanted path has been seen (or a Full batch when
+// wantFull), failing after a generous deadline.
+func collect(t *testing.T, w *Watcher, wantFull bool, want ...string) (seen map[string]bool, batches int) {
+	t.Helper()
+	seen = map[string]bool{}
+	full := false
+	deadline := time.After(10 * time.Second)
+	for {
+		done := !wantFull || full
+		for _, p := range want {
+			done = done && seen[p]
+		}
+		if done {
+			return seen, batches
+		}
+		select {
+		case b, ok := <-w.Batches():
+			if !ok {
+				t.Fatal("batches closed")
+			}
+			batches++
+			full = full || b.Full
+			for _, p := range b.Paths {
+				seen[p] = true
+			}
+		case <-deadline:
+			t.Fatalf("timed out; seen %v full=%v, want %v full=%v", seen, full, want, wantFull)
+		}
+	}
+}
+
+func write(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReportsFilesInExistingAndNewDirs(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "old", "deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, root, Options{})
+
+	write(t, filepath.Join(root, "top.txt"), "1")
+	write(t, filepath.Join(root, "old", "deep", "f.txt"), "2")
+	collect(t, w, false, "top.txt", "old/deep/f.txt")
+
+	// A new tree with content created faster than a watch can be added to it.
+	if err := os.MkdirAll(filepath.Join(root, "new", "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(root, "new", "a", "b", "early.txt"), "3")
+	collect(t, w, false, "new", "new/a/b", "new/a/b/early.txt")
+
+	// ...and the new dirs are watched from then on.
+	write(t, filepath.Join(root, "new", "a", "b", "late.txt"), "4")
+	collect(t, w, false, "new/a/b/late.txt")
+
+	if err := os.Remove(filepath.Join(root, "top.txt")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, w, false, "top.txt")
+}
+
+func TestDirCreatedBeforeWatchWithContentIsRescanned(t *testing.T) {
+	root := t.TempDir()
+	w := start(t, root, Options{})
+	// Build the tree elsewhere and move it in: one event for the whole subtree.
+	outside := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(outside, "tree", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(outside, "tree", "sub", "f.txt"), "x")
+	if err := os.Rename(filepath.Join(outside, "tree"), filepath.Join(root, "tree")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, w, false, "tree", "tree/sub", "tree/sub/f.txt")
+	write(t, filepath.Join(root, "tree", "sub", "g.txt"), "y")
+	collect(t, w, false, "tree/sub/g.txt")
+}
+
+func TestRenamedDirReportsNewNames(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "a", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, root, Options{})
+	if err := os.Rename(filepath.Join(root, "a"), filepath.Join(root, "b")); err != nil {
+		t.Fatal(err)
+	}
+	collect(t, w, false, "a", "b", "b/sub")
+	write(t, filepath.Join(root, "b", "sub", "f.txt"), "x")
+	seen, _ := collect(t, w, false, "b/sub/f.txt")
+	if seen["a/sub/f.txt"] {
+		t.Errorf("a write under the new name was reported under the old one: %v", seen)
+	}
+}
+
+func TestIgnoredPathsAreNotReported(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, ".syncfolder"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ignore := func(rel string, isDir bool) bool {
+		return rel == ".syncfolder" || strings.HasPrefix(rel, ".syncfolder/") || strings.HasSuffix(rel, ".tmp")
+	}
+	w := start(t, root, Options{Ignore: ignore})
+	write(t, filepath.Join(root, ".syncfolder", "state"), "s")
+	write(t, filepath.Join(root, "x.tmp"), "t")
+	write(t, filepath.Join(root, "real.txt"), "r")
+	seen, _ := collect(t, w, false, "real.txt")
+	// The ignored writes came first, so they would be in the same or earlier batches.
+	for p := range seen {
+		if ignore(p, false) {
+			t.Errorf("ignored path %q reported", p)
+		}
+	}
+}
+
+func TestDebounceCoalescesBursts(t *testing.T) {
+	root := t.TempDir()
+	w := start(t, root, Options{Debounce: 100 * time.Millisecond})
+	const writes = 200
+	f, err := os.Create(filepath.Join(root, "busy.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range writes {
+		if _, err := f.WriteString(strings.Repeat("x", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, batches := collect(t, w, false, "busy.log")
+	if batches > writes/10 {
+		t.Errorf("%d writes gave %d batches; debounce does not coalesce", writes, batches)
+	}
+}
+
+// The kernel's event queue overflow cannot be provoked reliably without lowering a
+// host-wide sysctl, so the error fsnotify would deliver is injected where fsnotify
+// delivers it.
+func TestOverflowAsksForFullRescan(t *testing.T) {
+	root := t.TempDir()
+	w := start(t, root, Options{})
+	w.fsw.Errors <- fsnotify.ErrEventOverflow
+	collect(t, w, true)
+}
+
+func TestNewRejectsMissingRootAndFiles(t *testing.T) {
+	root := t.TempDir()
+	if _, err := New(filepath.Join(root, "missing"), Options{}); err == nil {
+		t.Error("New accepted a missing root")
+	}
+	write(t, filepath.Join(root, "file"), "x")
+	if _, err := New(filepath.Join(root, "file"), Options{}); err == nil {
+		t.Error("New accepted a file as root")
+	}
+}
+
+func TestCloseClosesBatches(t *testing.T) {
+	w, err := New(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := <-w.Batches(); ok {
+		t.Error("batch after Close")
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}

@@ -1,0 +1,77 @@
+package blobs
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestPutMany(t *testing.T) {
+	s, dir := openStore(t)
+	a, b, c := randomBytes(t, 4096), randomBytes(t, 100), []byte{}
+	if _, _, err := s.Put(hashOf(b), bytes.NewReader(b), 0); err != nil {
+		t.Fatal(err)
+	}
+	batch := []BlockData{{hashOf(a), a}, {hashOf(b), b}, {hashOf(c), c}, {hashOf(a), a}}
+	created, createdBytes, err := s.PutMany(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created != 2 || createdBytes != int64(len(a)) {
+		t.Fatalf("PutMany created %d blocks, %d bytes; want 2, %d", created, createdBytes, len(a))
+	}
+	for _, d := range [][]byte{a, b, c} {
+		f, size, err := s.Open(hashOf(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(f)
+		f.Close()
+		if size != int64(len(d)) || !bytes.Equal(got, d) {
+			t.Fatalf("block %s read back wrong", hashOf(d)[:8])
+		}
+	}
+	if n := countFiles(t, dir); n != 3 {
+		t.Fatalf("%d files in the store; want 3 (no temp files left)", n)
+	}
+	if blocks, bytes, _ := s.Stats(); blocks != 3 || bytes != int64(len(a)+len(b)) {
+		t.Fatalf("Stats = %d, %d; want 3, %d", blocks, bytes, len(a)+len(b))
+	}
+}
+
+func TestPutManyRefusesWholeBatch(t *testing.T) {
+	s, dir := openStore(t)
+	good, evil := randomBytes(t, 64), randomBytes(t, 64)
+	for name, batch := range map[string][]BlockData{
+		"mismatch": {{hashOf(good), good}, {hashOf(good[:10]), evil}},
+		"invalid":  {{hashOf(good), good}, {"../../etc/passwd", evil}},
+	} {
+		_, _, err := s.PutMany(batch)
+		if !errors.Is(err, ErrHashMismatch) && !errors.Is(err, ErrInvalidHash) {
+			t.Fatalf("%s: PutMany error %v", name, err)
+		}
+		if n := countFiles(t, dir); n != 0 {
+			t.Fatalf("%s: %d files stored by a refused batch", name, n)
+		}
+	}
+}
+
+func BenchmarkPutMany256x4KiB(b *testing.B) {
+	s, _ := openStore(b)
+	const batch = 256
+	b.SetBytes(batch * 4096)
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		blocks := make([]BlockData, batch)
+		for j := range blocks {
+			d := randomBytes(b, 4096)
+			blocks[j] = BlockData{hashOf(d), d}
+		}
+		b.StartTimer()
+		if _, _, err := s.PutMany(blocks); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "blocks/s")
+}

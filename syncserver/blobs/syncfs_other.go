@@ -1,0 +1,28 @@
+//go:build !linux
+
+package blobs
+
+import (
+	"fmt"
+	"os"
+)
+
+// syncFiles makes the data of files durable, one fsync each where syncfs(2) is missing.
+func syncFiles(_ string, files []*os.File) error {
+	for _, f := range files {
+		if err := f.Sync(); err != nil {
+			return fmt.Errorf("sync %q: %w", f.Name(), err)
+		}
+	}
+	return nil
+}
+
+// syncDirs makes renames into dirs durable, one fsync each.
+func syncDirs(_ string, dirs []string) error {
+	for _, d := range dirs {
+		if err := syncDir(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package syncserver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
+)
+
+// itemError is a commit item refused for its own content; the batch goes on.
+type itemError struct{ msg string }
+
+func (e *itemError) Error() string { return e.msg }
+
+func itemErrorf(format string, args ...any) error {
+	return &itemError{msg: fmt.Sprintf(format, args...)}
+}
+
+// pending is one change on its way to Store.Apply, with where its result goes.
+type pending struct {
+	idx    int
+	change store.Change
+	inline []byte
+	// trusted marks content the server chunked and hashed itself (/upload): its blocks
+	// are only checked to be present.
+	trusted bool
+}
+
+// commit checks and applies changes for agent. results has one slot per item of the
+// request; the slots of items refused before commit already hold their error, the others
+// are filled here. Items are verified before the store sees them: every block must be
+// stored, and a file's blocks must hash, streamed in order, to its SHA256. An error
+// return means the whole batch failed (store or disk trouble) and nothing was applied.
+func (s *Server) commit(ctx context.Context, agent string, items []pending, results []proto.ItemResult) error {
+	// Inlined blocks are written before the GC lock is taken: they are new or freshly
+	// touched, so GC's grace period keeps them until the commit below.
+	if err := s.storeInline(items, results); err != nil {
+		return err
+	}
+
+	s.gcMu.RLock()
+	defer s.gcMu.RUnlock()
+
+	if err := s.checkBlocksPresent(items, results); err != nil {
+		return err
+	}
+	if err := s.verifyContent(ctx, items, results); err != nil {
+		return err
+	}
+
+	var changes []store.Change
+	var idx []int
+	for _, p := range items {
+		if results[p.idx].Status == "" {
+			changes = append(changes, p.change)
+			idx = append(idx, p.idx)
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	res, err := s.store.Apply(ctx, agent, changes)
+	if err != nil {
+		return err
+	}
+	if len(res) != len(changes) {
+		return fmt.Errorf("store answered %d results for %d changes", len(res), len(changes))
+	}
+	var maxSeq int64
+	for i, r := range res {
+		out := &results[idx[i]]
+		e := r.Entry
+		if r.Conflict {
+			s.metrics.conflicts.Inc()
+			out.Status = proto.StatusConflict
+			out.Error = "the entry has moved on from baseSeq"
+			if e.Seq != 0 {
+				out.Entry = &e
+			}
+			continue
+		}
+		out.Status = proto.StatusOK
+		out.Entry = &e
+		maxSeq = max(maxSeq, e.Seq)
+		if e.Deleted {
+			s.metrics.deletes.Inc()
+		} else {
+			s.metrics.uploads.Inc()
+		}
+	}
+	if maxSeq > 0 {
+		s.notify.publish(maxSeq)
+	}
+	return nil
+}
+
+// storeInline verifies the content of items that carry it inline and writes their
+// blocks in one batch, so that the block store syncs once for all of them.
+func (s *Server) storeInline(items []pending, results []proto.ItemResult) error {
+	var batch []blobs.BlockData
+	for _, p := range items {
+		if p.inline == nil || results[p.idx].Status != "" {
+			continue
+		}
+		blocks, err := inlineBlocks(p)
+		if err != nil {
+			results[p.idx] = proto.ItemResult{Path: p.change.Entry.Path, Status: proto.StatusError, Error: err.Error()}
+			continue
+		}
+		batch = append(batch, blocks...)
+	}
+	if len(batch) == 0 {
+		return nil
+	}
+	created, _, err := s.blocks.PutMany(batch)
+	if err != nil {
+		return fmt.Errorf("store inlined blocks: %w", err)
+	}
+	s.metrics.blocksStored.Add(float64(created))
+	s.metrics.dedupHits.Add(float64(len(batch) - created))
+	return nil
+}
+
+// inlineBlocks cuts an item's inlined content into its blocks, checking every hash.
+func inlineBlocks(p pending) ([]blobs.BlockData, error) {
+	e := p.change.Entry
+	sum := sha256.Sum256(p.inline)
+	if hex.EncodeToString(sum[:]) != e.SHA256 {
+		return nil, itemErrorf("inlined data does not match sha256 %s", e.SHA256)
+	}
+	out := make([]blobs.BlockData, 0, len(e.Blocks))
+	off := int64(0)
+	for _, b := range e.Blocks {
+		part := p.inline[off : off+b.Size]
+		off += b.Size
+		if len(e.Blocks) == 1 && b.Hash != e.SHA256 {
+			return nil, itemErrorf("the only block %s is not the whole content's sha256 %s", b.Hash, e.SHA256)
+		}
+		if len(e.Blocks) > 1 {
+			bs := sha256.Sum256(part)
+			if hex.EncodeToString(bs[:]) != b.Hash {
+				return nil, itemErrorf("inlined data does not match block %s", b.Hash)
+			}
+		}
+		out = append(out, blobs.BlockData{Hash: b.Hash, Data: part})
+	}
+	return out, nil
+}
+
+// checkBlocksPresent refuses the items that name a block the server does not store.
+func (s *Server) checkBlocksPresent(items []pending, results []proto.ItemResult) error {
+	seen := make(map[string]struct{})
+	var hashes []string
+	for _, p := range items {
+		if p.inline != nil || results[p.idx].Status != "" {
+			continue
+		}
+		for _, b := range p.change.Entry.Blocks {
+			if _, ok := seen[b.Hash]; !ok {
+				seen[b.Hash] = struct{}{}
+				hashes = append(hashes, b.Hash)
+			}
+		}
+	}
+	if len(hashes) == 0 {
+		return nil
+	}
+	missing, err := s.blocks.Missing(hashes)
+	if err != nil {
+		return fmt.Errorf("look up blocks: %w", err)
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	lacking := make(map[string]struct{}, len(missing))
+	for _, h := range missing {
+		lacking[h] = struct{}{}
+	}
+	for _, p := range items {
+		if p.inline != nil || results[p.idx].Status != "" {
+			continue
+		}
+		for _, b := range p.change.Entry.Blocks {
+			if _, ok := lacking[b.Hash]; ok {
+				results[p.idx] = proto.ItemResult{Path: p.change.Entry.Path, Status: proto.StatusError,
+					Error: fmt.Sprintf("block %s is not stored on the server; upload it first", b.Hash)}
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// verifyContent streams the blocks of every non-inline file item and checks their
+// stored sizes and their whole SHA-256 against the item's.
+func (s *Server) verifyContent(ctx context.Context, items []pending, results []proto.ItemResult) error {
+	var todo []int
+	for i, p := range items {
+		if p.inline == nil && !p.trusted && results[p.idx].Status == "" && len(p.change.Entry.Blocks) > 0 {
+			todo = append(todo, i)
+		}
+	}
+	var (
+		mu    sync.Mutex
+		fatal error
+		next  = make(chan int)
+		wg    sync.WaitGroup
+	)
+	workers := min(len(todo), runtime.GOMAXPROCS(0))
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				p := items[i]
+				err := s.verifyFile(ctx, p.change.Entry)
+				if err == nil {
+					continue
+				}
+				var ie *itemError
+				mu.Lock()
+				if errors.As(err, &ie) {
+					results[p.idx] = proto.ItemResult{Path: p.change.Entry.Path, Status: proto.StatusError, Error: ie.msg}
+				} else if fatal == nil {
+					fatal = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, i := range todo {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return fatal
+}
+
+func (s *Server) verifyFile(ctx context.Context, e proto.Entry) error {
+	h := sha256.New()
+	br := &blockReader{ctx: ctx, blocks: s.blocks, list: e.Blocks}
+	defer br.Close()
+	if _, err := io.Copy(h, br); err != nil {
+		var ie *itemError
+		if errors.As(err, &ie) {
+			return err
+		}
+		return fmt.Errorf("read blocks of %q: %w", e.Path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)
+	}
+	return nil
+}
+
+// blockReader reads a file's blocks in order from the block store, checking that every
+// block is stored with the size the entry says.
+type blockReader struct {
+	ctx    context.Context
+	blocks BlockStore
+	list   []proto.Block
+	cur    io.ReadCloser
+	left   int64
+}
+
+func (r *blockReader) Read(p []byte) (int, error) {
+	for {
+		if r.cur == nil {
+			if len(r.list) == 0 {
+				return 0, io.EOF
+			}
+			if err := r.ctx.Err(); err != nil {
+				return 0, err
+			}
+			b := r.list[0]
+			r.list = r.list[1:]
+			f, size, err := r.blocks.Open(b.Hash)
+			if errors.Is(err, blobs.ErrNotFound) {
+				return 0, itemErrorf("block %s is not stored on the server; upload it first", b.Hash)
+			}
+			if err != nil {
+				return 0, fmt.Errorf("open block %s: %w", b.Hash, err)
+			}
+			if size != b.Size {
+				f.Close()
+				return 0, itemErrorf("block %s has %d bytes, the entry says %d", b.Hash, size, b.Size)
+			}
+			r.cur, r.left = f, size
+		}
+		n, err := r.cur.Read(p)
+		r.left -= int64(n)
+		if err == io.EOF {
+			r.cur.Close()
+			r.cur = nil
+			if r.left != 0 {
+				return n, fmt.Errorf("block shorter than its size")
+			}
+			err = nil
+		}
+		if n > 0 || err != nil {
+			return n, err
+		}
+	}
+}
+
+func (r *blockReader) Close() error {
+	if r.cur != nil {
+		err := r.cur.Close()
+		r.cur = nil
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,322 @@
+package syncserver
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
+)
+
+// The request decoders below are pure functions of the request body or query, so that
+// fuzz targets can drive them directly. Each returns an error whose text is fit for the
+// client.
+
+// maxSymlinkTarget bounds a symlink's target, like PATH_MAX.
+const maxSymlinkTarget = 4096
+
+// decodeJSON reads exactly one JSON value from r into v.
+func decodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(v); err != nil {
+		if isTooLarge(err) {
+			return errBodyTooLarge
+		}
+		if errors.Is(err, io.EOF) {
+			return errors.New("malformed JSON: empty body")
+		}
+		return fmt.Errorf("malformed JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if isTooLarge(err) {
+			return errBodyTooLarge
+		}
+		return errors.New("malformed JSON: data after the value")
+	}
+	return nil
+}
+
+func isTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// errBodyTooLarge is answered with 413.
+var errBodyTooLarge = errors.New("request body too large")
+
+func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error) {
+	var req proto.MissingBlocksRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if req.Hashes == nil {
+		return req, errors.New(`missing field "hashes"`)
+	}
+	if len(req.Hashes) > maxItems {
+		return req, fmt.Errorf("%d hashes; at most %d per request", len(req.Hashes), maxItems)
+	}
+	for i, h := range req.Hashes {
+		if !blobs.ValidHash(h) {
+			return req, fmt.Errorf("hashes[%d]: %q is not a lowercase hex SHA-256", i, truncateForError(h))
+		}
+	}
+	return req, nil
+}
+
+func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
+	var req proto.CommitRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if len(req.Items) == 0 {
+		return req, errors.New("no items")
+	}
+	if len(req.Items) > maxItems {
+		return req, fmt.Errorf("%d items; at most %d per batch", len(req.Items), maxItems)
+	}
+	return req, nil
+}
+
+func decodeDelete(r io.Reader, maxItems int) (proto.DeleteRequest, error) {
+	var req proto.DeleteRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if len(req.Items) == 0 {
+		return req, errors.New("no items")
+	}
+	if len(req.Items) > maxItems {
+		return req, fmt.Errorf("%d items; at most %d per batch", len(req.Items), maxItems)
+	}
+	return req, nil
+}
+
+func decodeRestore(r io.Reader) (proto.RestoreRequest, error) {
+	var req proto.RestoreRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if _, err := proto.CleanPath(req.Path); err != nil {
+		return req, err
+	}
+	if req.Seq <= 0 {
+		return req, errors.New("seq must be a positive version number")
+	}
+	if req.BaseSeq < 0 {
+		return req, errors.New("baseSeq must not be negative")
+	}
+	return req, nil
+}
+
+// legacyDeleteRequest is the body of the original API's POST /delete.
+type legacyDeleteRequest struct {
+	Path string `json:"path"`
+}
+
+func decodeLegacyDelete(r io.Reader) (string, error) {
+	var req legacyDeleteRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return "", err
+	}
+	return proto.CleanPath(req.Path)
+}
+
+// validateItem checks one commit item on its own and returns the entry it would commit.
+// A file item with inlined Data and no Blocks gets one block covering the whole content.
+func validateItem(it proto.CommitItem, cfg Config) (proto.Entry, error) {
+	e := proto.Entry{Path: it.Path, Type: it.Type, Size: it.Size, Mode: it.Mode, MTimeNs: it.MTimeNs,
+		SHA256: it.SHA256, Blocks: it.Blocks, Target: it.Target}
+	if _, err := proto.CleanPath(it.Path); err != nil {
+		return e, err
+	}
+	if it.BaseSeq < 0 {
+		return e, errors.New("baseSeq must not be negative")
+	}
+	if it.Mode > 0o7777 {
+		return e, fmt.Errorf("mode %#o has bits beyond 0o7777", it.Mode)
+	}
+	switch it.Type {
+	case proto.TypeFile:
+		return validateFile(it, e, cfg)
+	case proto.TypeDir, proto.TypeSymlink:
+		if it.Size != 0 || it.SHA256 != "" || len(it.Blocks) != 0 || it.Data != nil {
+			return e, fmt.Errorf("a %s has no size, sha256, blocks or data", it.Type)
+		}
+		if it.Type == proto.TypeDir {
+			if it.Target != "" {
+				return e, errors.New("a dir has no target")
+			}
+			return e, nil
+		}
+		switch {
+		case it.Target == "":
+			return e, errors.New("a symlink needs a target")
+		case len(it.Target) > maxSymlinkTarget:
+			return e, fmt.Errorf("symlink target longer than %d bytes", maxSymlinkTarget)
+		case strings.ContainsRune(it.Target, 0):
+			return e, errors.New("symlink target contains NUL")
+		}
+		return e, nil
+	default:
+		return e, fmt.Errorf("type %q is not file, dir or symlink", truncateForError(string(it.Type)))
+	}
+}
+
+func validateFile(it proto.CommitItem, e proto.Entry, cfg Config) (proto.Entry, error) {
+	switch {
+	case it.Target != "":
+		return e, errors.New("a file has no target")
+	case it.Size < 0:
+		return e, errors.New("size must not be negative")
+	case it.Size > cfg.MaxFileSize:
+		return e, fmt.Errorf("size %d is over the server's limit of %d bytes", it.Size, cfg.MaxFileSize)
+	case !blobs.ValidHash(it.SHA256):
+		return e, fmt.Errorf("sha256 %q is not a lowercase hex SHA-256", truncateForError(it.SHA256))
+	}
+	if it.Data != nil {
+		if int64(len(it.Data)) != it.Size {
+			return e, fmt.Errorf("inlined data has %d bytes, size says %d", len(it.Data), it.Size)
+		}
+		if it.Size > cfg.MaxInlineSize {
+			return e, fmt.Errorf("inlined data of %d bytes is over the limit of %d; upload blocks instead", it.Size, cfg.MaxInlineSize)
+		}
+		if len(it.Blocks) == 0 && it.Size > 0 {
+			e.Blocks = []proto.Block{{Hash: it.SHA256, Size: it.Size}}
+		}
+	}
+	var sum int64
+	for i, b := range e.Blocks {
+		switch {
+		case !blobs.ValidHash(b.Hash):
+			return e, fmt.Errorf("blocks[%d]: hash %q is not a lowercase hex SHA-256", i, truncateForError(b.Hash))
+		case b.Size <= 0:
+			return e, fmt.Errorf("blocks[%d]: size must be positive", i)
+		case b.Size > cfg.MaxBlockSize:
+			return e, fmt.Errorf("blocks[%d]: size %d is over the block limit of %d", i, b.Size, cfg.MaxBlockSize)
+		}
+		sum += b.Size
+		if sum > it.Size {
+			break
+		}
+	}
+	if sum != it.Size {
+		return e, fmt.Errorf("block sizes add up to %d, size says %d", sum, it.Size)
+	}
+	if it.Size == 0 && it.SHA256 != emptySHA256 {
+		return e, errors.New("sha256 of an empty file must be the SHA-256 of no bytes")
+	}
+	return e, nil
+}
+
+// emptySHA256 is the SHA-256 of no bytes.
+const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// changesQuery is a parsed GET /v1/changes query.
+type changesQuery struct {
+	since int64
+	wait  time.Duration
+	limit int
+}
+
+const (
+	defaultChangesLimit = 1000
+	maxChangesLimit     = 10000
+)
+
+func parseChanges(q url.Values, maxWait time.Duration) (changesQuery, error) {
+	c := changesQuery{limit: defaultChangesLimit}
+	var err error
+	if v := q.Get("since"); v != "" {
+		if c.since, err = strconv.ParseInt(v, 10, 64); err != nil || c.since < 0 {
+			return c, fmt.Errorf("since %q is not a non-negative integer", truncateForError(v))
+		}
+	}
+	if v := q.Get("wait"); v != "" {
+		if c.wait, err = parseWait(v); err != nil {
+			return c, err
+		}
+		if c.wait > maxWait {
+			c.wait = maxWait
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > maxChangesLimit {
+			return c, fmt.Errorf("limit %q is not an integer from 1 to %d", truncateForError(v), maxChangesLimit)
+		}
+		c.limit = n
+	}
+	return c, nil
+}
+
+// parseWait accepts a Go duration ("30s") or a number of seconds ("30").
+func parseWait(v string) (time.Duration, error) {
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return d, nil
+	}
+	if n, err := strconv.ParseFloat(v, 64); err == nil && n >= 0 && n < 1e6 {
+		return time.Duration(n * float64(time.Second)), nil
+	}
+	return 0, fmt.Errorf("wait %q is not a duration such as 30s", truncateForError(v))
+}
+
+func parseAudit(q url.Values) (store.AuditQuery, error) {
+	var a store.AuditQuery
+	if p := q.Get("path"); p != "" {
+		if _, err := proto.CleanPath(p); err != nil {
+			return a, err
+		}
+		a.Path = p
+	}
+	a.Agent = q.Get("agent")
+	if len(a.Agent) > 256 {
+		return a, errors.New("agent longer than 256 bytes")
+	}
+	if v := q.Get("before"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return a, fmt.Errorf("before %q is not a positive integer", truncateForError(v))
+		}
+		a.Before = n
+	}
+	a.Limit = 100
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 10000 {
+			return a, fmt.Errorf("limit %q is not an integer from 1 to 10000", truncateForError(v))
+		}
+		a.Limit = n
+	}
+	return a, nil
+}
+
+// parsePathSeq reads ?path=P and an optional &seq=N (0 when absent).
+func parsePathSeq(q url.Values) (string, int64, error) {
+	p, err := proto.CleanPath(q.Get("path"))
+	if err != nil {
+		return "", 0, err
+	}
+	var seq int64
+	if v := q.Get("seq"); v != "" {
+		seq, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || seq <= 0 {
+			return "", 0, fmt.Errorf("seq %q is not a positive integer", truncateForError(v))
+		}
+	}
+	return p, seq, nil
+}
+
+func truncateForError(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}

@@ -1,0 +1,173 @@
+package syncserver
+
+import (
+	"bytes"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// The fuzz targets below drive every request decoder. Their seed corpora run as plain
+// tests in `make test`; `make fuzz` explores further. Each checks the decoder's promise:
+// never panic, and whatever it accepts is valid.
+
+func FuzzDecodeCommit(f *testing.F) {
+	for _, s := range []string{
+		`{"items":[{"path":"a","type":"file","size":1,"sha256":"` + sha([]byte("a")) + `","data":"YQ=="}]}`,
+		`{"items":[{"path":"d","type":"dir","mode":493},{"path":"l","type":"symlink","target":"d"}]}`,
+		`{"items":[{"path":"../x","type":"file","blocks":[{"hash":"00","size":-1}]}]}`,
+		`{"items":[]}`, `{"items":7}`, `{`, ``, `null`, `{"items":[null]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	cfg := DefaultConfig()
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeCommit(bytes.NewReader(body), 100)
+		if err != nil {
+			return
+		}
+		if len(req.Items) == 0 || len(req.Items) > 100 {
+			t.Fatalf("accepted %d items", len(req.Items))
+		}
+		for _, it := range req.Items {
+			e, err := validateItem(it, cfg)
+			if err != nil {
+				continue
+			}
+			if _, err := proto.CleanPath(e.Path); err != nil {
+				t.Fatalf("accepted bad path %q", e.Path)
+			}
+			if e.Type == proto.TypeFile {
+				var sum int64
+				for _, b := range e.Blocks {
+					if !blobs.ValidHash(b.Hash) || b.Size <= 0 {
+						t.Fatalf("accepted bad block %+v", b)
+					}
+					sum += b.Size
+				}
+				if sum != e.Size || !blobs.ValidHash(e.SHA256) {
+					t.Fatalf("accepted file with blocks summing to %d, size %d", sum, e.Size)
+				}
+				if it.Data != nil && int64(len(it.Data)) != e.Size {
+					t.Fatalf("accepted %d inlined bytes for size %d", len(it.Data), e.Size)
+				}
+			}
+		}
+	})
+}
+
+func FuzzDecodeDelete(f *testing.F) {
+	for _, s := range []string{`{"items":[{"path":"a","baseSeq":3}]}`, `{"items":[]}`, `[]`, `{"items":[{"path":1}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeDelete(bytes.NewReader(body), 50)
+		if err == nil && (len(req.Items) == 0 || len(req.Items) > 50) {
+			t.Fatalf("accepted %d items", len(req.Items))
+		}
+	})
+}
+
+func FuzzDecodeMissing(f *testing.F) {
+	for _, s := range []string{`{"hashes":["` + sha(nil) + `"]}`, `{"hashes":[]}`, `{"hashes":["ABC"]}`, `{}`, `{"hashes":null}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeMissing(bytes.NewReader(body), 10)
+		if err != nil {
+			return
+		}
+		for _, h := range req.Hashes {
+			if !blobs.ValidHash(h) {
+				t.Fatalf("accepted hash %q", h)
+			}
+		}
+	})
+}
+
+func FuzzDecodeRestore(f *testing.F) {
+	for _, s := range []string{`{"path":"a","seq":2,"baseSeq":5}`, `{"path":"a","seq":0}`, `{"path":"/a","seq":1}`, `{"seq":"x"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeRestore(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		if _, perr := proto.CleanPath(req.Path); perr != nil || req.Seq <= 0 || req.BaseSeq < 0 {
+			t.Fatalf("accepted %+v", req)
+		}
+	})
+}
+
+func FuzzDecodeLegacyDelete(f *testing.F) {
+	for _, s := range []string{`{"path":"a/b"}`, `{"path":""}`, `{"path":"../etc"}`, `"a"`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p, err := decodeLegacyDelete(bytes.NewReader(body))
+		if err != nil {
+			return
+		}
+		if _, perr := proto.CleanPath(p); perr != nil {
+			t.Fatalf("accepted path %q", p)
+		}
+	})
+}
+
+func FuzzParseQueries(f *testing.F) {
+	for _, s := range []string{"since=3&wait=30s&limit=10", "since=-1", "wait=2.5", "limit=0", "path=a&seq=4",
+		"path=a&agent=x&before=9&limit=5", "path=%00", "seq=-2&path=a", "wait=1e300"} {
+		f.Add(s)
+	}
+	maxWait := time.Minute
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return
+		}
+		if c, err := parseChanges(q, maxWait); err == nil {
+			if c.since < 0 || c.wait < 0 || c.wait > maxWait || c.limit <= 0 || c.limit > maxChangesLimit {
+				t.Fatalf("parseChanges accepted %+v", c)
+			}
+		}
+		if a, err := parseAudit(q); err == nil {
+			if a.Limit <= 0 || a.Before < 0 {
+				t.Fatalf("parseAudit accepted %+v", a)
+			}
+			if a.Path != "" {
+				if _, perr := proto.CleanPath(a.Path); perr != nil {
+					t.Fatalf("parseAudit accepted path %q", a.Path)
+				}
+			}
+		}
+		if p, seq, err := parsePathSeq(q); err == nil {
+			if _, perr := proto.CleanPath(p); perr != nil || seq < 0 {
+				t.Fatalf("parsePathSeq accepted %q, %d", p, seq)
+			}
+		}
+	})
+}
+
+func FuzzParseTokens(f *testing.F) {
+	for _, s := range []string{"tok-aaaaaaaaaaaaaaaa laptop\n", "# c\n\n", "a b c\n", "tok-aaaaaaaaaaaaaaaa x\ntok-aaaaaaaaaaaaaaaa y\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		a, err := ParseTokens(strings.NewReader(in))
+		if err != nil {
+			return
+		}
+		if a.Len() == 0 {
+			t.Fatal("accepted a file without tokens")
+		}
+		if _, err := a.Authenticate(t.Context(), ""); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatal("empty token accepted")
+		}
+	})
+}

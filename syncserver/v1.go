@@ -1,0 +1,568 @@
+package syncserver
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
+)
+
+// Headers of GET /v1/file answers.
+const (
+	HeaderSeq    = "X-Sync-Seq"
+	HeaderSHA256 = "X-Sync-Sha256"
+)
+
+func (s *Server) routes() {
+	open := func(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, h) }
+	auth := func(pattern string, h http.HandlerFunc) { s.mux.HandleFunc(pattern, s.authed(h)) }
+
+	open("GET "+proto.RouteHealthz, s.handleHealthz)
+	open("GET "+proto.RouteReadyz, s.handleReadyz)
+	open("GET "+proto.RouteMetrics, s.handleMetrics())
+
+	auth("GET "+proto.RouteChanges, s.handleChanges)
+	auth("POST "+proto.RouteBlocksMissing, s.handleMissing)
+	auth("PUT "+proto.RouteBlocks+"{hash}", s.handlePutBlock)
+	auth("GET "+proto.RouteBlocks+"{hash}", s.handleGetBlock)
+	auth("POST "+proto.RouteCommit, s.handleCommit)
+	auth("POST "+proto.RouteDelete, s.handleDelete)
+	auth("GET "+proto.RouteEntry, s.handleEntry)
+	auth("GET "+proto.RouteFile, s.handleFile)
+	auth("GET "+proto.RouteVersions, s.handleVersions)
+	auth("POST "+proto.RouteRestore, s.handleRestore)
+	auth("GET "+proto.RouteConflicts, s.handleConflicts)
+	auth("GET "+proto.RouteAudit, s.handleAudit)
+	auth("GET "+proto.RouteStats, s.handleStats)
+
+	auth("GET "+proto.RouteLegacyIndex, s.handleLegacyIndex)
+	auth("GET "+proto.RouteLegacyDownload, s.handleLegacyDownload)
+	auth("POST "+proto.RouteLegacyUpload, s.handleLegacyUpload)
+	auth("POST "+proto.RouteLegacyDelete, s.handleLegacyDelete)
+	auth("GET "+proto.RouteLegacyLogs, s.handleLegacyLogs)
+
+	// Unknown routes answer JSON too, not the mux's plain text.
+	open("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, truncateForError(r.URL.Path)))
+	})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.store.Ping(r.Context()); err != nil {
+		s.log.Warn("readyz", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "store not ready: "+err.Error())
+		return
+	}
+	select {
+	case <-s.stop:
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	default:
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// badRequest answers a decoder error: 413 for an oversized body, 400 otherwise.
+func badRequest(w http.ResponseWriter, err error) {
+	if errors.Is(err, errBodyTooLarge) || isTooLarge(err) {
+		writeError(w, http.StatusRequestEntityTooLarge, "request body too large")
+		return
+	}
+	writeError(w, http.StatusBadRequest, err.Error())
+}
+
+func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
+	q, err := parseChanges(r.URL.Query(), s.cfg.MaxWait)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	var deadline <-chan time.Time
+	if q.wait > 0 {
+		t := time.NewTimer(q.wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	waiting := false
+	defer func() {
+		if waiting {
+			s.metrics.waits.Dec()
+			s.waits.Add(-1)
+		}
+	}()
+	for {
+		woken := s.notify.wait() // before the read, so no commit slips between
+		entries, err := s.store.Changes(r.Context(), q.since, q.limit)
+		if err != nil {
+			s.storeFailed(w, r, "read changes", err)
+			return
+		}
+		if len(entries) > 0 || deadline == nil {
+			s.answerChanges(w, q, entries)
+			return
+		}
+		if !waiting {
+			waiting = true
+			s.metrics.waits.Inc()
+			s.waits.Add(1)
+		}
+		select {
+		case <-woken:
+		case <-deadline:
+			deadline = nil // one last read, then answer
+		case <-s.stop:
+			s.answerChanges(w, q, nil)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+func (s *Server) answerChanges(w http.ResponseWriter, q changesQuery, entries []proto.Entry) {
+	resp := proto.ChangesResponse{FolderID: s.store.FolderID(), Entries: entries, LastSeq: q.since}
+	if resp.Entries == nil {
+		resp.Entries = []proto.Entry{}
+	}
+	if n := len(entries); n > 0 {
+		resp.LastSeq = entries[n-1].Seq
+		resp.More = n == q.limit
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeMissing(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody), s.cfg.MaxBatchItems)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	missing, err := s.blocks.Missing(req.Hashes)
+	if err != nil {
+		s.storeFailed(w, r, "look up blocks", err)
+		return
+	}
+	if missing == nil {
+		missing = []string{}
+	}
+	s.metrics.dedupHits.Add(float64(len(req.Hashes) - len(missing)))
+	writeJSON(w, http.StatusOK, proto.MissingBlocksResponse{Missing: missing})
+}
+
+// PutBlockResponse answers PUT /v1/blocks/{hash}: 201 when the block is new, 200 when
+// the server already had it.
+type PutBlockResponse struct {
+	Hash    string `json:"hash"`
+	Size    int64  `json:"size"`
+	Created bool   `json:"created"`
+}
+
+var zstdDecoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(256<<20))
+	if err != nil {
+		panic(err) // only bad options fail
+	}
+	return d
+}}
+
+func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
+	hash := r.PathValue("hash")
+	if !blobs.ValidHash(hash) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("block hash %q is not a lowercase hex SHA-256", truncateForError(hash)))
+		return
+	}
+	if r.ContentLength > s.cfg.MaxBlockSize+1024 {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("block over the limit of %d bytes", s.cfg.MaxBlockSize))
+		return
+	}
+	// A compressed body of incompressible data can be a little larger than the block.
+	raw := &watchReader{r: http.MaxBytesReader(w, r.Body, s.cfg.MaxBlockSize+s.cfg.MaxBlockSize/64+1024)}
+	var body io.Reader = raw
+	var decoded *watchReader
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "zstd":
+		d := zstdDecoders.Get().(*zstd.Decoder)
+		if err := d.Reset(raw); err != nil {
+			zstdDecoders.Put(d)
+			writeError(w, http.StatusBadRequest, "bad zstd stream: "+err.Error())
+			return
+		}
+		defer func() { _ = d.Reset(nil); zstdDecoders.Put(d) }()
+		decoded = &watchReader{r: d}
+		body = decoded
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q not supported (use zstd or none)", truncateForError(enc)))
+		return
+	}
+	n, created, err := s.blocks.Put(hash, body, s.cfg.MaxBlockSize)
+	switch {
+	case err == nil:
+	case errors.Is(err, blobs.ErrHashMismatch):
+		writeError(w, http.StatusBadRequest, "block content does not match its hash "+hash)
+		return
+	case errors.Is(err, blobs.ErrTooLarge), isTooLarge(raw.err):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("block over the limit of %d bytes", s.cfg.MaxBlockSize))
+		return
+	case errors.Is(err, blobs.ErrInvalidHash):
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	case raw.err != nil:
+		// The client's body broke off; nobody may be listening, but say so.
+		writeError(w, http.StatusBadRequest, "read request body: "+raw.err.Error())
+		return
+	case decoded != nil && decoded.err != nil:
+		writeError(w, http.StatusBadRequest, "bad zstd stream: "+decoded.err.Error())
+		return
+	default:
+		s.storeFailed(w, r, "store block", err)
+		return
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+		s.metrics.blocksStored.Inc()
+	} else {
+		s.metrics.dedupHits.Inc()
+	}
+	writeJSON(w, status, PutBlockResponse{Hash: hash, Size: n, Created: created})
+}
+
+// watchReader remembers the first error of the reader it wraps, so that a failed Put can
+// be blamed on the request body (4xx) or on the server's disk (5xx).
+type watchReader struct {
+	r   io.Reader
+	err error
+}
+
+func (w *watchReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if err != nil && err != io.EOF && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+func acceptsZstd(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept-Encoding"), ",") {
+		name, params, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(name), "zstd") {
+			return !strings.Contains(strings.ReplaceAll(params, " ", ""), "q=0") ||
+				strings.Contains(params, "q=0.")
+		}
+	}
+	return false
+}
+
+func (s *Server) handleGetBlock(w http.ResponseWriter, r *http.Request) {
+	hash := r.PathValue("hash")
+	if !blobs.ValidHash(hash) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("block hash %q is not a lowercase hex SHA-256", truncateForError(hash)))
+		return
+	}
+	f, size, err := s.blocks.Open(hash)
+	if errors.Is(err, blobs.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "block "+hash+" not found")
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "open block", err)
+		return
+	}
+	defer f.Close()
+	h := w.Header()
+	h.Set("ETag", `"`+hash+`"`)
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+	h.Set("Content-Type", "application/octet-stream")
+	h.Add("Vary", "Accept-Encoding")
+	if acceptsZstd(r) && r.Header.Get("Range") == "" && size > 512 {
+		h.Set("Content-Encoding", "zstd")
+		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+			zstd.WithWindowSize(min(zstd.MaxWindowSize, max(zstd.MinWindowSize, nextPow2(size)))))
+		if err != nil {
+			s.storeFailed(w, r, "zstd encoder", err)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+		if _, err := io.Copy(enc, f); err != nil {
+			s.log.Info("send block", "requestId", infoFrom(r.Context()).id, "err", err)
+		}
+		_ = enc.Close()
+		return
+	}
+	h.Set("Content-Length", strconv.FormatInt(size, 10))
+	http.ServeContent(w, r, "", time.Time{}, f)
+}
+
+func nextPow2(n int64) int {
+	p := 1
+	for int64(p) < n && p < 1<<30 {
+		p <<= 1
+	}
+	return p
+}
+
+func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeCommit(http.MaxBytesReader(w, r.Body, s.cfg.MaxCommitBody), s.cfg.MaxBatchItems)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	results := make([]proto.ItemResult, len(req.Items))
+	items := make([]pending, 0, len(req.Items))
+	for i, it := range req.Items {
+		results[i].Path = it.Path
+		e, err := validateItem(it, s.cfg)
+		if err != nil {
+			results[i].Status, results[i].Error = proto.StatusError, err.Error()
+			continue
+		}
+		items = append(items, pending{idx: i, inline: it.Data,
+			change: store.Change{Entry: e, BaseSeq: it.BaseSeq, Action: actionFor(e.Type)}})
+	}
+	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
+		s.storeFailed(w, r, "commit", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
+}
+
+func actionFor(t proto.EntryType) string {
+	switch t {
+	case proto.TypeDir:
+		return proto.ActionMkdir
+	case proto.TypeSymlink:
+		return proto.ActionSymlink
+	default:
+		return proto.ActionUpload
+	}
+}
+
+func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeDelete(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody), s.cfg.MaxBatchItems)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	results := make([]proto.ItemResult, len(req.Items))
+	items := make([]pending, 0, len(req.Items))
+	for i, it := range req.Items {
+		results[i].Path = it.Path
+		if _, err := proto.CleanPath(it.Path); err != nil {
+			results[i].Status, results[i].Error = proto.StatusError, err.Error()
+			continue
+		}
+		if it.BaseSeq <= 0 {
+			results[i].Status, results[i].Error = proto.StatusError, "baseSeq must be the seq of the live entry to delete"
+			continue
+		}
+		cur, err := s.store.Get(r.Context(), it.Path)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			results[i].Status, results[i].Error = proto.StatusError, "no entry at this path"
+			continue
+		case err != nil:
+			s.storeFailed(w, r, "read entry", err)
+			return
+		case cur.Deleted && cur.Seq == it.BaseSeq:
+			// Already deleted at the seq the client knows: a retried delete succeeds.
+			results[i].Status, results[i].Entry = proto.StatusOK, &cur
+			continue
+		case cur.Seq != it.BaseSeq:
+			s.metrics.conflicts.Inc()
+			results[i].Status, results[i].Error, results[i].Entry = proto.StatusConflict, "the entry has moved on from baseSeq", &cur
+			continue
+		}
+		items = append(items, pending{idx: i, change: store.Change{
+			Entry:   proto.Entry{Path: it.Path, Type: cur.Type, Mode: cur.Mode, MTimeNs: time.Now().UnixNano(), Deleted: true},
+			BaseSeq: it.BaseSeq, Action: proto.ActionDelete}})
+	}
+	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
+		s.storeFailed(w, r, "delete", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
+}
+
+func (s *Server) handleEntry(w http.ResponseWriter, r *http.Request) {
+	p, err := proto.CleanPath(r.URL.Query().Get("path"))
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	e, err := s.store.Get(r.Context(), p)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no entry at "+p)
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read entry", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, e)
+}
+
+func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
+	p, seq, err := parsePathSeq(r.URL.Query())
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	var e proto.Entry
+	if seq > 0 {
+		e, err = s.store.Version(r.Context(), p, seq)
+	} else {
+		e, err = s.store.Get(r.Context(), p)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no such file or version: "+p)
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read entry", err)
+		return
+	}
+	if e.Deleted {
+		writeErrorEntry(w, http.StatusNotFound, p+" is deleted", &e)
+		return
+	}
+	if e.Type != proto.TypeFile {
+		writeErrorEntry(w, http.StatusBadRequest, fmt.Sprintf("%s is a %s, not a file", p, e.Type), &e)
+		return
+	}
+	s.sendFile(w, r, e)
+}
+
+// sendFile streams a file version's blocks. A block that turns out missing or short
+// mid-stream cuts the connection: the client sees a short body, never wrong bytes
+// presented as complete.
+func (s *Server) sendFile(w http.ResponseWriter, r *http.Request, e proto.Entry) {
+	h := w.Header()
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Content-Length", strconv.FormatInt(e.Size, 10))
+	h.Set("ETag", `"`+e.SHA256+`"`)
+	h.Set(HeaderSeq, strconv.FormatInt(e.Seq, 10))
+	h.Set(HeaderSHA256, e.SHA256)
+	br := &blockReader{ctx: r.Context(), blocks: s.blocks, list: e.Blocks}
+	defer br.Close()
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	if _, err := io.Copy(w, br); err != nil {
+		s.log.Error("send file", "requestId", infoFrom(r.Context()).id, "path", e.Path, "seq", e.Seq, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
+	p, err := proto.CleanPath(r.URL.Query().Get("path"))
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	vs, err := s.store.Versions(r.Context(), p)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, "no versions of "+p)
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read versions", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.VersionsResponse{Path: p, Versions: vs})
+}
+
+func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
+	req, err := decodeRestore(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody))
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	v, err := s.store.Version(r.Context(), req.Path, req.Seq)
+	if errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no retained version %d of %s", req.Seq, req.Path))
+		return
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read version", err)
+		return
+	}
+	if v.Deleted {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("version %d of %s is a deletion; delete the path instead", req.Seq, req.Path))
+		return
+	}
+	e := v
+	e.Seq, e.Deleted, e.ModifiedBy, e.ModifiedAt = 0, false, "", time.Time{}
+	results := []proto.ItemResult{{Path: req.Path}}
+	items := []pending{{idx: 0, change: store.Change{Entry: e, BaseSeq: req.BaseSeq, Action: proto.ActionRestore}}}
+	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
+		s.storeFailed(w, r, "restore", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
+}
+
+func (s *Server) handleConflicts(w http.ResponseWriter, r *http.Request) {
+	out := []proto.Entry{}
+	err := s.store.Live(r.Context(), func(e proto.Entry) error {
+		if proto.IsConflictPath(e.Path) {
+			out = append(out, e)
+		}
+		return nil
+	})
+	if err != nil {
+		s.storeFailed(w, r, "list conflicts", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.ConflictsResponse{Conflicts: out})
+}
+
+func (s *Server) handleAudit(w http.ResponseWriter, r *http.Request) {
+	q, err := parseAudit(r.URL.Query())
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	recs, err := s.store.Audit(r.Context(), q)
+	if err != nil {
+		s.storeFailed(w, r, "read audit log", err)
+		return
+	}
+	if recs == nil {
+		recs = []proto.AuditRecord{}
+	}
+	writeJSON(w, http.StatusOK, proto.AuditResponse{Records: recs})
+}
+
+func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
+	st, err := s.store.Stats(r.Context())
+	if err != nil {
+		s.storeFailed(w, r, "read stats", err)
+		return
+	}
+	blocks, bytes, err := s.blocks.Stats()
+	if err != nil {
+		s.storeFailed(w, r, "read block stats", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.Stats{
+		FolderID: s.store.FolderID(), Files: st.Files, Dirs: st.Dirs, Symlinks: st.Symlinks, Bytes: st.Bytes,
+		Blocks: blocks, BlockBytes: bytes, Seq: st.Seq, Conflicts: st.Conflicts,
+		AgentsConnected: s.waiting(), LastChange: st.LastChange,
+	})
+}
