@@ -28,7 +28,9 @@ func (u *unstructuredFolder) set(ns, name string, spec map[string]any) {
 	}}
 }
 
-func containsFold(s, sub string) bool { return strings.Contains(strings.ToLower(s), strings.ToLower(sub)) }
+func containsFold(s, sub string) bool {
+	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
+}
 
 // loadSamples decodes every object of config/samples/*.yaml except the kustomization.
 func loadSamples(t *testing.T) []*unstructured.Unstructured {

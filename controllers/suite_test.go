@@ -216,4 +216,3 @@ func waitCondition(t *testing.T, ns, name, typ string, status metav1.ConditionSt
 	})
 	return f
 }
-

@@ -10,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -151,6 +152,24 @@ func TestCreateMakesEveryObject(t *testing.T) {
 	}
 	waitCondition(t, ns, "docs", syncv1.ConditionServerReady, metav1.ConditionFalse, syncv1.ReasonServerNotReady)
 	waitCondition(t, ns, "docs", syncv1.ConditionReady, metav1.ConditionFalse, syncv1.ReasonServerNotReady)
+
+	// State changes are events, once each.
+	eventually(t, 10*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := suite.client.List(context.Background(), &list, client.InNamespace(ns)); err != nil {
+			return err
+		}
+		seen := map[string]int{}
+		for _, e := range list.Items {
+			if e.Regarding.UID == f.UID {
+				seen[e.Reason]++
+			}
+		}
+		if seen[syncv1.ReasonEmbeddedDatabase] != 1 || seen[syncv1.ReasonServerNotReady] < 1 {
+			return fmt.Errorf("events by reason %v", seen)
+		}
+		return nil
+	})
 
 	// Another pass with nothing changed writes nothing.
 	before := map[string]string{}

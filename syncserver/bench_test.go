@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
 )
 
 // benchClient posts JSON to a test server over loopback HTTP, like an agent would.
@@ -32,7 +33,14 @@ func benchPost(b *testing.B, c *http.Client, url string, body []byte) []byte {
 // end over loopback HTTP into the embedded store and the block store (both durable).
 // Goal: ≥ 5,000 files/s.
 func BenchmarkCommitSmallFiles(b *testing.B) {
+	b.Run("store=sqlite", func(b *testing.B) { benchCommitSmallFiles(b, openSQLiteStore) })
+	b.Run("store=postgres", func(b *testing.B) { benchCommitSmallFiles(b, openPostgresStore) })
+}
+
+func benchCommitSmallFiles(b *testing.B, open func(testing.TB) store.Store) {
 	const batch, size = 1000, 4 << 10
+	openStore = open
+	defer func() { openStore = openSQLiteStore }()
 	e := newEnv(b)
 	client := e.http.Client()
 	var n int64
@@ -64,7 +72,7 @@ func BenchmarkCommitSmallFiles(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "files/s")
 }
 
-// BenchmarkBlockUpload PUTs distinct 4 MiB blocks over loopback HTTP from 4 concurrent
+// BenchmarkBlockUpload PUTs distinct 4 MiB blocks over loopback HTTP from 8 concurrent
 // clients; each block is hashed, written and fsynced by the block store. Run with
 // -benchtime=256x for the 1 GiB figure. Goal: ≥ 500 MiB/s.
 func BenchmarkBlockUpload(b *testing.B) {
@@ -84,7 +92,7 @@ func BenchmarkBlockUpload(b *testing.B) {
 	b.SetBytes(size)
 	b.ResetTimer()
 	var wg sync.WaitGroup
-	for range 4 {
+	for range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

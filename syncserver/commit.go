@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -42,9 +43,11 @@ type pending struct {
 func (s *Server) commit(ctx context.Context, agent string, items []pending, results []proto.ItemResult) error {
 	// Inlined blocks are written before the GC lock is taken: they are new or freshly
 	// touched, so GC's grace period keeps them until the commit below.
+	t0 := time.Now()
 	if err := s.storeInline(items, results); err != nil {
 		return err
 	}
+	t1 := time.Now()
 
 	s.gcMu.RLock()
 	defer s.gcMu.RUnlock()
@@ -67,10 +70,13 @@ func (s *Server) commit(ctx context.Context, agent string, items []pending, resu
 	if len(changes) == 0 {
 		return nil
 	}
+	t2 := time.Now()
 	res, err := s.store.Apply(ctx, agent, changes)
 	if err != nil {
 		return err
 	}
+	s.log.Debug("commit", "items", len(items), "inlineMs", ms(t1.Sub(t0)), "verifyMs", ms(t2.Sub(t1)),
+		"applyMs", ms(time.Since(t2)))
 	if len(res) != len(changes) {
 		return fmt.Errorf("store answered %d results for %d changes", len(res), len(changes))
 	}
@@ -319,3 +325,5 @@ func (r *blockReader) Close() error {
 	}
 	return nil
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

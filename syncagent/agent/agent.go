@@ -137,6 +137,7 @@ func New(cfg Config) (*Agent, error) {
 				local: scan.Local{Tree: plan.Tree{}, Index: index}, floor: map[string]int64{},
 				cursor: cursor, folderID: folderID}
 			a.init()
+			a.st.setCursor(folderID, cursor)
 			return a, nil
 		}
 	}
@@ -307,6 +308,7 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 				delete(a.floor, path)
 			}
 		}
+		a.st.setCursor(a.folderID, a.cursor)
 		return tx.SetCursor(a.folderID, a.cursor)
 	})
 }
@@ -433,4 +435,3 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
-

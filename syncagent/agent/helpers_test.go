@@ -67,7 +67,7 @@ func newAgent(t *testing.T, srv *testServer, dir, id string, mod func(*Config)) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(client.Options{BaseURL: srv.url})
+	cl, err := client.New(client.Options{BaseURL: srv.url, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -70,11 +70,15 @@ func (a *Agent) onceRound(ctx context.Context) (bool, error) {
 		return true, nil
 	}
 	ops, tripped := a.breaker(ops)
-	if _, err := a.execute(ctx, ops); err != nil {
+	out, err := a.execute(ctx, ops)
+	if err != nil {
 		return false, err
 	}
 	if tripped {
 		return false, ErrMassDelete
+	}
+	if out.Failed > 0 {
+		return false, fmt.Errorf("%d operations failed (see the warnings above)", out.Failed)
 	}
 	return false, nil
 }
@@ -224,10 +228,11 @@ func (a *Agent) cycle(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	a.st.setError(nil)
 	if out.Failed > 0 {
-		return true, nil
+		// Logged per op; retried after a backoff rather than at once.
+		return out.Replan, fmt.Errorf("%d operations failed", out.Failed)
 	}
+	a.st.setError(nil)
 	// Our own changes come back through the feed; plan again to settle them.
 	return out.Replan || out.Done > 0, nil
 }

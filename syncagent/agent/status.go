@@ -29,6 +29,14 @@ type statusState struct {
 	pendingSince  time.Time // oldest remote change (by another agent) not yet synced here
 	lastLag       time.Duration
 	reports       map[string]string
+	folderID      string
+	cursor        int64
+}
+
+func (s *statusState) setCursor(folderID string, cursor int64) {
+	s.mu.Lock()
+	s.folderID, s.cursor = folderID, cursor
+	s.mu.Unlock()
 }
 
 func (s *statusState) setServerUp(up bool) {
@@ -127,8 +135,7 @@ type Status struct {
 	Reports           map[string]string `json:"reports,omitempty"`
 }
 
-// Status returns the agent's status now. The cursor and folder id are read without the
-// loop's lock, so they may be a moment old.
+// Status returns the agent's status now.
 func (a *Agent) Status() Status {
 	s := &a.st
 	s.mu.Lock()
@@ -139,7 +146,7 @@ func (a *Agent) Status() Status {
 	}
 	return Status{
 		AgentID: a.cfg.AgentID, Dir: a.cfg.Dir, Server: a.cfg.Server.BaseURL(), Mode: string(a.cfg.Mode),
-		ServerReachable: s.serverUp, PendingOps: s.pending, LastSync: s.lastSync,
+		ServerReachable: s.serverUp, FolderID: s.folderID, Cursor: s.cursor, PendingOps: s.pending, LastSync: s.lastSync,
 		SyncLagSeconds: s.lag(time.Now()).Seconds(), LastError: s.lastErr,
 		Conflicts: a.counters.Conflicts.Load(), BytesUp: a.counters.BytesUp.Load(),
 		BytesDown: a.counters.BytesDown.Load(), BytesReused: a.counters.BytesReused.Load(),

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -46,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	}
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { srv.Shutdown(); hs.Close(); st.Close() })
-	cl, err := client.New(client.Options{BaseURL: hs.URL})
+	cl, err := client.New(client.Options{BaseURL: hs.URL, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -219,17 +219,23 @@ var universe = func() []string {
 	return out
 }()
 
-func drawNode(t *rapid.T, label string) (Node, bool) {
+// drawNode draws the node of one path; fresh is the content a side may write there
+// that no synced version ever had ("" for the synced tree).
+func drawNode(t *rapid.T, label, fresh string) (Node, bool) {
+	shas, targets := []string{"x", "y", "z"}, []string{"t1", "t2"}
+	if fresh != "" {
+		shas, targets = append(shas, fresh), append(targets, fresh)
+	}
 	switch rapid.IntRange(0, 5).Draw(t, label+"/kind") {
 	case 0, 1:
 		return Node{}, false
 	case 2, 3:
 		return Node{Type: proto.TypeDir, Mode: rapid.SampledFrom([]uint32{0o755, 0o700}).Draw(t, label+"/mode")}, true
 	case 4:
-		sha := rapid.SampledFrom([]string{"x", "y", "z"}).Draw(t, label+"/sha")
+		sha := rapid.SampledFrom(shas).Draw(t, label+"/sha")
 		return Node{Type: proto.TypeFile, SHA256: sha, Size: 1, Mode: rapid.SampledFrom([]uint32{0o644, 0o755}).Draw(t, label+"/mode")}, true
 	default:
-		return Node{Type: proto.TypeSymlink, Target: rapid.SampledFrom([]string{"t1", "t2"}).Draw(t, label+"/target"), Mode: 0o777}, true
+		return Node{Type: proto.TypeSymlink, Target: rapid.SampledFrom(targets).Draw(t, label+"/target"), Mode: 0o777}, true
 	}
 }
 
@@ -252,7 +258,7 @@ func wellFormed(t Tree) Tree {
 func drawTrees(t *rapid.T) (local, remote, synced Tree) {
 	synced, local, remote = Tree{}, Tree{}, Tree{}
 	for i, q := range universe {
-		if n, ok := drawNode(t, "synced/"+q); ok {
+		if n, ok := drawNode(t, "synced/"+q, ""); ok {
 			n.Seq = int64(i + 1)
 			synced[q] = n
 		}
@@ -276,7 +282,7 @@ func drawTrees(t *rapid.T) (local, remote, synced Tree) {
 				}
 				continue
 			}
-			if n, ok := drawNode(t, label); ok {
+			if n, ok := drawNode(t, label, "new:"+q); ok {
 				if side == "remote" {
 					n.Seq = int64(1000 + i)
 				}
@@ -321,6 +327,18 @@ func TestPlanLosesNothingAndConverges(t *testing.T) {
 				unsyncedLocal[c] = true
 			}
 		}
+		// A remote modification is never reduced to history by a local delete (a
+		// delete never beats a modification). It may be by a local modification in
+		// send-only mode (local wins), and by a local dir taking the path in
+		// two-way mode (the dir's content is planned at its own paths).
+		unsyncedRemote := map[string]bool{}
+		for q, n := range r {
+			c := content(n)
+			if c == "" || w.history[c] || opts.Mode == SendOnly || isDir(lookup(l, q)) {
+				continue
+			}
+			unsyncedRemote[c] = true
+		}
 
 		ops := Plan(l, r, s, opts)
 		checkModeRespected(t, opts.Mode, ops)
@@ -341,6 +359,11 @@ func TestPlanLosesNothingAndConverges(t *testing.T) {
 		for c := range unsyncedLocal {
 			if !after[c] {
 				t.Fatalf("unsynced local content %s is only in history after %v", c, ops)
+			}
+		}
+		for c := range unsyncedRemote {
+			if !after[c] {
+				t.Fatalf("remote modification %s is only in history after %v", c, ops)
 			}
 		}
 

@@ -279,19 +279,26 @@ func (p *planner) revert(q string) *decision {
 // keeps its own ancestors alive in turn.
 func (p *planner) keepNeededDirs(paths []string) {
 	needLocal, needRemote := map[string]bool{}, map[string]bool{}
+	// markUp flags q's ancestors; it stops at the first one already flagged, whose own
+	// ancestors are flagged too, which keeps the whole pass linear.
+	markUp := func(need map[string]bool, q string) {
+		for i := strings.LastIndexByte(q, '/'); i >= 0; i = strings.LastIndexByte(q, '/') {
+			q = q[:i]
+			if need[q] {
+				return
+			}
+			need[q] = true
+		}
+	}
 	mark := func(q string, d *decision) {
-		for _, a := range ancestors(q) {
-			if d.finalLocal != nil {
-				needLocal[a] = true
-			}
-			if d.finalRemote != nil {
-				needRemote[a] = true
-			}
+		if d.finalLocal != nil {
+			markUp(needLocal, q)
+		}
+		if d.finalRemote != nil {
+			markUp(needRemote, q)
 		}
 		if d.conflictCopy != "" {
-			for _, a := range ancestors(d.conflictCopy) {
-				needLocal[a] = true
-			}
+			markUp(needLocal, d.conflictCopy)
 		}
 	}
 	for _, q := range paths {
@@ -343,19 +350,6 @@ func (p *planner) keepDir(q string) *decision {
 }
 
 func isDir(n *Node) bool { return n != nil && n.Type == proto.TypeDir }
-
-// ancestors lists the proper ancestors of q, nearest first.
-func ancestors(q string) []string {
-	var out []string
-	for {
-		i := strings.LastIndexByte(q, '/')
-		if i < 0 {
-			return out
-		}
-		q = q[:i]
-		out = append(out, q)
-	}
-}
 
 // Phases of a plan, in execution order.
 const (

@@ -63,6 +63,11 @@ type Store struct {
 	blocks atomic.Int64
 	bytes  atomic.Int64
 	now    func() time.Time
+
+	// unsynced holds blocks that PutMany renamed into place but whose directory entry is
+	// not durable yet; whoever is told such a block is present syncs it first.
+	unsyncedMu sync.Mutex
+	unsynced   map[string]struct{}
 }
 
 // ValidHash reports whether h is a block hash: exactly 64 lowercase hex digits. Only
@@ -97,7 +102,7 @@ func truncate(s string) string {
 // Open opens the block store in dir, creating it when needed. It removes the temp files
 // of uploads that a crash interrupted and counts the stored blocks for Stats.
 func Open(dir string) (*Store, error) {
-	s := &Store{dir: dir, tmpDir: filepath.Join(dir, tmpDirName), now: time.Now}
+	s := &Store{dir: dir, tmpDir: filepath.Join(dir, tmpDirName), now: time.Now, unsynced: map[string]struct{}{}}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create block store %q: %w", dir, err)
 	}
@@ -162,6 +167,14 @@ func (s *Store) hasLocked(hash string) (bool, error) {
 	}
 	if err != nil {
 		return false, fmt.Errorf("stat block %q: %w", hash, err)
+	}
+	s.unsyncedMu.Lock()
+	_, unsynced := s.unsynced[hash]
+	s.unsyncedMu.Unlock()
+	if unsynced {
+		if err := syncDirs(s.dir, []string{filepath.Dir(p)}); err != nil {
+			return false, err
+		}
 	}
 	if now := s.now(); now.Sub(info.ModTime()) > touchAfter {
 		if err := os.Chtimes(p, now, now); err != nil {
@@ -241,8 +254,8 @@ func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created b
 
 	mu.Lock()
 	defer mu.Unlock()
-	if _, err := os.Stat(s.path(hash)); err == nil {
-		return n, false, nil // a concurrent Put won; the deferred cleanup drops ours
+	if present, err := s.hasLocked(hash); err != nil || present {
+		return n, false, err // a concurrent Put won; the deferred cleanup drops ours
 	}
 	if err := os.Rename(tmp, s.path(hash)); err != nil {
 		return n, false, fmt.Errorf("store block %q: %w", hash, err)

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -429,4 +430,20 @@ func BenchmarkPut4KiB(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "blocks/s")
+}
+
+func BenchmarkPut4MiB(b *testing.B) {
+	s, _ := openStore(b)
+	data := randomBytes(b, 4<<20)
+	b.SetBytes(int64(len(data)))
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		// A fresh block each time, so every Put writes and fsyncs.
+		copy(data, fmt.Appendf(nil, "block %d", i))
+		h := hashOf(data)
+		b.StartTimer()
+		if _, created, err := s.Put(h, bytes.NewReader(data), 8<<20); err != nil || !created {
+			b.Fatal(created, err)
+		}
+	}
 }

@@ -6,7 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
 )
+
+// putManyWriters is how many temp files PutMany writes at once.
+const putManyWriters = 4
 
 // BlockData is a block whose content is already in memory, for PutMany.
 type BlockData struct {
@@ -35,17 +40,15 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 
 	type pending struct {
 		hash string
+		data []byte
 		tmp  string
-		size int64
 	}
 	var todo []pending
-	var files []*os.File
 	defer func() {
-		for _, f := range files {
-			f.Close()
-		}
 		for _, p := range todo {
-			os.Remove(p.tmp) // already renamed ones are gone: the error is expected
+			if p.tmp != "" {
+				os.Remove(p.tmp) // already renamed ones are gone: the error is expected
+			}
 		}
 	}()
 	seen := make(map[string]struct{}, len(blocks))
@@ -61,43 +64,71 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 		if err != nil {
 			return 0, 0, err
 		}
-		if present {
-			continue
-		}
-		f, err := os.CreateTemp(s.tmpDir, b.Hash[:16]+".*")
-		if err != nil {
-			return 0, 0, fmt.Errorf("create temp file for block %q: %w", b.Hash, err)
-		}
-		files = append(files, f)
-		todo = append(todo, pending{hash: b.Hash, tmp: f.Name(), size: int64(len(b.Data))})
-		if _, err := f.Write(b.Data); err != nil {
-			return 0, 0, fmt.Errorf("write block %q: %w", b.Hash, err)
+		if !present {
+			todo = append(todo, pending{hash: b.Hash, data: b.Data})
 		}
 	}
 	if len(todo) == 0 {
 		return 0, 0, nil
 	}
+	// Creating files is the slow part (a few thousand a second on a busy disk), and
+	// several in flight overlap their waits.
+	var g errgroup.Group
+	g.SetLimit(putManyWriters)
+	for i := range todo {
+		g.Go(func() error {
+			p := &todo[i]
+			f, err := os.CreateTemp(s.tmpDir, p.hash[:16]+".*")
+			if err != nil {
+				return fmt.Errorf("create temp file for block %q: %w", p.hash, err)
+			}
+			p.tmp = f.Name()
+			_, err = f.Write(p.data)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return fmt.Errorf("write block %q: %w", p.hash, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, 0, err
+	}
+	tmps := make([]string, len(todo))
+	for i, p := range todo {
+		tmps[i] = p.tmp
+	}
 	// The data must be durable before any rename: after a crash a block file must never
 	// exist with content that does not match its name.
-	if err := syncFiles(s.dir, files); err != nil {
+	if err := syncFiles(s.dir, tmps); err != nil {
 		return 0, 0, err
 	}
 	dirs := map[string]struct{}{}
+	var renamed []string
 	for _, p := range todo {
 		dst := s.path(p.hash)
 		mu := s.lock(p.hash)
 		mu.Lock()
-		_, statErr := os.Stat(dst)
-		if statErr == nil {
+		present, err := s.hasLocked(p.hash)
+		if err != nil || present {
 			mu.Unlock()
+			if err != nil {
+				return created, createdBytes, err
+			}
 			continue // a concurrent Put stored it meanwhile
 		}
-		err := os.Rename(p.tmp, dst)
+		err = os.Rename(p.tmp, dst)
 		if err == nil {
+			s.unsyncedMu.Lock()
+			s.unsynced[p.hash] = struct{}{}
+			s.unsyncedMu.Unlock()
+			renamed = append(renamed, p.hash)
 			created++
-			createdBytes += p.size
+			createdBytes += int64(len(p.data))
 			s.blocks.Add(1)
-			s.bytes.Add(p.size)
+			s.bytes.Add(int64(len(p.data)))
 		}
 		mu.Unlock()
 		if err != nil {
@@ -110,7 +141,12 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 		dirList = append(dirList, d)
 	}
 	if err := syncDirs(s.dir, dirList); err != nil {
-		return created, createdBytes, err
+		return created, createdBytes, err // the blocks stay unsynced: a Has will retry
 	}
+	s.unsyncedMu.Lock()
+	for _, h := range renamed {
+		delete(s.unsynced, h)
+	}
+	s.unsyncedMu.Unlock()
 	return created, createdBytes, nil
 }

@@ -10,7 +10,7 @@ import (
 // syncFiles makes the data of files durable. On Linux one syncfs(2) of the store's
 // filesystem costs one journal commit instead of one per file, which is what makes
 // PutMany of many small blocks fast.
-func syncFiles(root string, _ []*os.File) error {
+func syncFiles(root string, _ []string) error {
 	return syncFS(root)
 }
 

@@ -8,10 +8,16 @@ import (
 )
 
 // syncFiles makes the data of files durable, one fsync each where syncfs(2) is missing.
-func syncFiles(_ string, files []*os.File) error {
-	for _, f := range files {
-		if err := f.Sync(); err != nil {
-			return fmt.Errorf("sync %q: %w", f.Name(), err)
+func syncFiles(_ string, files []string) error {
+	for _, name := range files {
+		f, err := os.Open(name)
+		if err != nil {
+			return fmt.Errorf("sync %q: %w", name, err)
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sync %q: %w", name, err)
 		}
 	}
 	return nil

@@ -60,7 +60,12 @@ func WithLogger(l *slog.Logger) Option {
 
 // Open connects to the database at url, retrying with exponential backoff while it cannot
 // be reached, applies the pending schema migrations and returns the store. A URL that
-// cannot be parsed, or a database that refuses the login, fails at once.
+// cannot be parsed, a refused login or a missing database fails at once. The URL may set
+// pgxpool's parameters, such as pool_max_conns (default: 4 or the number of CPUs).
+//
+// Once open, the store lives through restarts of PostgreSQL: while the database cannot be
+// reached, calls fail with errors that wrap store.ErrUnavailable, and they succeed again
+// once it is back, on new connections.
 func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	o := options{
 		connectTimeout: 30 * time.Second,
@@ -74,7 +79,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's message may quote the URL, password included.
-		return nil, errors.New("parse database URL: invalid URL or connection string")
+		return nil, errors.New("parse database URL: not a valid postgres:// URL or key=value connection string")
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		// A server that is down but whose host drops packets would otherwise hold every

@@ -313,6 +313,7 @@ func TestSurvivesRestart(t *testing.T) {
 	if len(failed) == 0 {
 		t.Error("no Apply of the writer failed during the outage")
 	}
+	t.Logf("writer: %d batches committed before the outage, %d failed during it", len(committed), len(failed))
 	mu.Unlock()
 
 	if err := srv.Start(); err != nil {

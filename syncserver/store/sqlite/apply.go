@@ -16,38 +16,6 @@ import (
 // several statements per item is what makes large batches cheap.
 const rowsPerStatement = 256
 
-// stmtCache keeps the writer connection's prepared statements by query text. Multi-row
-// statements come in at most rowsPerStatement shapes per table, so it stays small.
-type stmtCache map[string]*sql.Stmt
-
-func (c stmtCache) get(ctx context.Context, db *sql.DB, query string) (*sql.Stmt, error) {
-	if st, ok := c[query]; ok {
-		return st, nil
-	}
-	st, err := db.PrepareContext(ctx, query)
-	if err != nil {
-		return nil, fmt.Errorf("prepare %q: %w", query, err)
-	}
-	c[query] = st
-	return st, nil
-}
-
-func (c stmtCache) close() {
-	for q, st := range c {
-		st.Close()
-		delete(c, q)
-	}
-}
-
-// exec runs query on tx through the writer's statement cache. Callers hold writeMu.
-func (s *Store) exec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	st, err := s.stmts.get(ctx, s.w, query)
-	if err != nil {
-		return nil, err
-	}
-	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-}
-
 // multiRow returns "prefix (?, …), (?, …)… suffix" for rows rows of cols columns.
 func multiRow(prefix string, cols, rows int, suffix string) string {
 	var b strings.Builder
@@ -71,7 +39,9 @@ func (s *Store) inserts(ctx context.Context, tx *sql.Tx, prefix string, cols int
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		if _, err := s.exec(ctx, tx, multiRow(prefix, cols, n, suffix), args...); err != nil {
+		// One prepare per statement and batch; a statement cache on the writer would
+		// have to be prepared outside the transaction that holds the only connection.
+		if _, err := tx.ExecContext(ctx, multiRow(prefix, cols, n, suffix), args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -103,11 +73,7 @@ func (s *Store) loadHeads(ctx context.Context, tx *sql.Tx, paths []string) (map[
 		}
 		q := `SELECT c.path, v.seq, v.type, v.size, v.sha256, v.deleted, v.conflict FROM current c JOIN versions v ON v.seq = c.seq WHERE c.path IN (` +
 			strings.TrimSuffix(strings.Repeat("?, ", n), ", ") + `)`
-		st, err := s.stmts.get(ctx, s.w, q)
-		if err != nil {
-			return nil, err
-		}
-		rows, err := tx.StmtContext(ctx, st).QueryContext(ctx, args...)
+		rows, err := tx.QueryContext(ctx, q, args...)
 		if err != nil {
 			return nil, err
 		}
@@ -291,11 +257,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 
 // currentIn reads the full version seq within tx, for a conflict result.
 func (s *Store) currentIn(ctx context.Context, tx *sql.Tx, seq int64) (proto.Entry, error) {
-	st, err := s.stmts.get(ctx, s.w, `SELECT `+entryCols+` FROM versions v WHERE v.seq = ?`)
-	if err != nil {
-		return proto.Entry{}, err
-	}
-	e, err := scanEntry(tx.StmtContext(ctx, st).QueryRowContext(ctx, seq))
+	e, err := scanEntry(tx.QueryRowContext(ctx, `SELECT `+entryCols+` FROM versions v WHERE v.seq = ?`, seq))
 	if err != nil {
 		return proto.Entry{}, fmt.Errorf("read current entry: %w", err)
 	}

@@ -46,7 +46,6 @@ type Store struct {
 	// writeMu orders batches: seq assignment, the commit and the counters below change
 	// together under it.
 	writeMu sync.Mutex
-	stmts   stmtCache
 
 	// mu guards counters, which mirror the committed state for a cheap Stats.
 	mu       sync.Mutex
@@ -64,7 +63,7 @@ func Open(path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("open sqlite store %q: %w", path, err)
 	}
-	s := &Store{path: path, stmts: stmtCache{}}
+	s := &Store{path: path}
 	var err error
 	s.w, err = sql.Open("sqlite", dsn(path, false))
 	if err != nil {
@@ -123,6 +122,15 @@ func (s *Store) init() error {
 	}
 	if _, err := provider.Up(ctx); err != nil {
 		return fmt.Errorf("migrate schema: %w", err)
+	}
+	// A database migrated by a newer release must not be used by an older one, which
+	// would not know what its tables mean now.
+	have, known, err := provider.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if have > known {
+		return fmt.Errorf("schema version %d is newer than this program knows (%d): use a newer release", have, known)
 	}
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
@@ -203,7 +211,6 @@ func (s *Store) Close() error {
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
-	s.stmts.close()
 	errs = append(errs, s.w.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close sqlite store %q: %w", s.path, err)

@@ -186,12 +186,19 @@ func (s *suite) testReopen(t *testing.T) {
 	if st == nil || reopen == nil {
 		t.Fatal("the reopenable opener returned nil")
 	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			st.Close()
+		}
+	})
 	id := st.FolderID()
 	v1 := commit(t, st, "a", upload(file("p", "one"), 0))
 	v2 := commit(t, st, "a", upload(file("p", "two"), v1.Seq))
 	del := commit(t, st, "b", upload(tombstone("p"), v2.Seq))
 	rows := audit(t, st, store.AuditQuery{})
 	before := stats(t, st)
+	closed = true
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}

@@ -112,6 +112,9 @@ func (p *process) start(t *testing.T) {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	// The programs must not outlive a test binary that dies without its cleanups
+	// (a go test timeout, a panic).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		t.Fatalf("start %s: %v", p.name, err)
@@ -211,9 +214,6 @@ func tokenOf(id string) string { return "e2e-agent-token-of-" + id }
 
 func newCluster(t *testing.T, opts clusterOptions) *cluster {
 	t.Helper()
-	if os.Getenv("E2E_ALL_PG") != "" { // TEMP
-		opts.postgres = true
-	}
 	c := &cluster{t: t, dir: t.TempDir(), port: freePort(t)}
 	c.tokens = filepath.Join(c.dir, "tokens")
 	lines := testToken + " e2e\n"

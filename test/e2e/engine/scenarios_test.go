@@ -239,19 +239,56 @@ func TestAgentRestartUploadsNothingAgain(t *testing.T) {
 
 // TestServerRestartMidSync kills the server while an agent uploads many files and a
 // large one, restarts it on the same data, and expects everything to converge.
-func TestServerRestartMidSync(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestServerRestartMidSync(t *testing.T) { serverRestartScenario(t, clusterOptions{}) }
+
+func TestServerRestartMidSyncOnPostgres(t *testing.T) {
+	serverRestartScenario(t, clusterOptions{postgres: true})
+}
+
+func serverRestartScenario(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
-	c.addAgent("beta", agentOptions{})
+	b := c.addAgent("beta", agentOptions{})
 	big := bytes.Repeat([]byte("0123456789abcdef"), 2<<20) // 32 MiB
 	a.write("big.bin", big)
 	for i := range 200 {
 		a.write("many/"+strings.Repeat("x", i%7)+string(rune('A'+i%26))+string(rune('a'+i/26))+".txt", []byte(strings.Repeat("y", i)))
 	}
-	// Let the sync get going, then cut the server off hard.
-	c.eventually(30*time.Second, "the first uploads to land", func() bool { return len(c.uploads("alpha")) > 0 })
+	// Cut the server off hard as soon as the first blocks arrive, before the files
+	// are committed and long before beta has them.
+	var files int64
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st, err := c.client.Stats(t.Context())
+		if err == nil && st.BlockBytes > 0 {
+			files = st.Files
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no block reached the server in 30 s (last error %v)", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	c.server.stop(t, syscall.SIGKILL)
-	time.Sleep(500 * time.Millisecond)
+	beta, err := localManifest(b.dir, builtinIgnores())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files >= 201 && len(beta) >= 203 {
+		t.Fatalf("the sync was over before the server was killed (%d files on the server, %d entries on beta)", files, len(beta))
+	}
+	t.Logf("server killed with %d of 201 files committed, beta holding %d of 203 entries", files, len(beta))
+	c.startServer()
+
+	// Once more, as soon as the first commit lands: beta is then mid-download.
+	c.eventually(time.Minute, "the first commit after the restart", func() bool {
+		st, err := c.client.Stats(t.Context())
+		return err == nil && st.Files > 0
+	})
+	c.server.stop(t, syscall.SIGKILL)
+	if beta, err := localManifest(b.dir, builtinIgnores()); err == nil {
+		t.Logf("server killed again, beta holding %d of 203 entries", len(beta))
+	}
 	c.startServer()
 	m := c.waitConverged(2 * time.Minute)
 	want(t, m, "big.bin", big)

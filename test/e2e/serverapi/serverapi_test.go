@@ -354,11 +354,18 @@ func TestServerEndToEnd(t *testing.T) {
 	s2.stop()
 }
 
+// runBinary runs the binary to its end and returns its output and exit code.
+func runBinary(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	out, _ := cmd.CombinedOutput()
+	return string(out), cmd.ProcessState.ExitCode()
+}
+
 func TestStartupRefusals(t *testing.T) {
 	run := func(args ...string) (int, string) {
-		cmd := exec.Command(binary, args...)
-		out, _ := cmd.CombinedOutput()
-		return cmd.ProcessState.ExitCode(), string(out)
+		out, code := runBinary(t, args...)
+		return code, out
 	}
 	dir := t.TempDir()
 	if code, out := run("--listen", "0.0.0.0:0", "--data-dir", dir); code != 2 || !strings.Contains(out, "loopback") {

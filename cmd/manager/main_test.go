@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	syncv1 "github.com/syncedfolder/synced-folder/api/v1alpha1"
+	"github.com/syncedfolder/synced-folder/controllers"
+)
+
+// assets returns envtest's binaries: KUBEBUILDER_ASSETS or what hack/envtest.sh builds.
+func assets(t *testing.T) string {
+	t.Helper()
+	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
+		return dir
+	}
+	cmd := exec.Command("bash", filepath.Join("..", "..", "hack", "envtest.sh"))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("envtest control plane is required (CI=true): %v", err)
+		}
+		t.Skipf("envtest control plane unavailable: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestManagerBinary runs the real manager binary against a real API server, as `make run`
+// does: it becomes ready, reconciles a SyncedFolder, refuses a bad ENABLE_WEBHOOKS, and stops
+// cleanly on SIGTERM.
+func TestManagerBinary(t *testing.T) {
+	env := &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets(t),
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start envtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop envtest: %v", err)
+		}
+	})
+	user, err := env.AddUser(envtest.User{Name: "manager", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	kcPath := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "manager")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build manager: %v\n%s", err, out)
+	}
+
+	bad := exec.Command(bin, "--kubeconfig", kcPath)
+	bad.Env = append(os.Environ(), "ENABLE_WEBHOOKS=maybe")
+	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), `ENABLE_WEBHOOKS="maybe"`) {
+		t.Errorf("ENABLE_WEBHOOKS=maybe: err %v, output %s", err, out)
+	}
+
+	probe := freeAddr(t)
+	cmd := exec.Command(bin, "--kubeconfig", kcPath, "--health-probe-bind-address", probe, "--metrics-bind-address", "0",
+		"--server-image", "example.org/sync:smoke", "--agent-image", "example.org/sync:smoke")
+	cmd.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
+	logPath := filepath.Join(dir, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("manager log:\n%s", out)
+		}
+	})
+
+	poll(t, func() error {
+		resp, err := http.Get("http://" + probe + "/readyz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("readyz %d", resp.StatusCode)
+		}
+		return nil
+	})
+
+	c, err := client.New(cfg, client.Options{Scheme: controllers.NewScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &syncv1.SyncedFolder{
+		ObjectMeta: metav1.ObjectMeta{Name: "smoke", Namespace: "default"},
+		Spec:       syncv1.SyncedFolderSpec{Storage: syncv1.StorageSpec{Size: resource.MustParse("1Gi")}},
+	}
+	if err := c.Create(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	poll(t, func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: "smoke"}, sts); err != nil {
+			return err
+		}
+		if img := sts.Spec.Template.Spec.Containers[0].Image; img != "example.org/sync:smoke" {
+			return fmt.Errorf("server image %q, want the --server-image flag", img)
+		}
+		return nil
+	})
+
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		stopped = true
+		if err != nil {
+			t.Errorf("manager exited with %v after SIGINT", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("manager did not stop within 30s of SIGINT")
+	}
+}
+
+func poll(t *testing.T, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

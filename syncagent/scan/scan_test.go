@@ -1,0 +1,149 @@
+package scan
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+func setup(t *testing.T) (string, *Scanner, *Local) {
+	t.Helper()
+	dir := t.TempDir()
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return dir, &Scanner{Root: root, Skip: map[string]bool{".syncfolder": true}},
+		&Local{Tree: plan.Tree{}, Index: map[string]state.IndexEntry{}}
+}
+
+func put(t *testing.T, path, data string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func rehashed(ups []Update) []string {
+	var out []string
+	for _, u := range ups {
+		if !u.Deleted && u.Entry.Type == proto.TypeFile {
+			out = append(out, u.Path)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
+	dir, s, l := setup(t)
+	put(t, filepath.Join(dir, "a.txt"), "alpha")
+	put(t, filepath.Join(dir, "sub/b.txt"), "bravo")
+	put(t, filepath.Join(dir, "sub/c.txt"), "charlie")
+	ctx := context.Background()
+	ups, err := s.Full(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rehashed(ups); len(got) != 3 {
+		t.Fatalf("first scan hashed %v", got)
+	}
+	if l.Tree["sub/b.txt"].SHA256 != chunk.SumHex([]byte("bravo")) || l.Tree["sub"].Type != proto.TypeDir {
+		t.Errorf("tree %+v", l.Tree)
+	}
+	ups, err = s.Full(ctx, l)
+	if err != nil || len(ups) != 0 {
+		t.Fatalf("unchanged rescan: %d updates, %v", len(ups), err)
+	}
+	// Same size, new content: the mtime gives it away.
+	put(t, filepath.Join(dir, "sub/b.txt"), "BRAVO")
+	future := time.Now().Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(dir, "sub/b.txt"), future, future); err != nil {
+		t.Fatal(err)
+	}
+	// Only the mode changes.
+	if err := os.Chmod(filepath.Join(dir, "a.txt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ups, err = s.Full(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rehashed(ups); len(got) != 2 || got[0] != "a.txt" || got[1] != "sub/b.txt" {
+		t.Errorf("re-hashed %v, want a.txt and sub/b.txt", got)
+	}
+	if l.Tree["sub/b.txt"].SHA256 != chunk.SumHex([]byte("BRAVO")) || l.Tree["a.txt"].Mode != 0o600 {
+		t.Errorf("tree not updated: %+v", l.Tree)
+	}
+	if err := os.Remove(filepath.Join(dir, "sub/c.txt")); err != nil {
+		t.Fatal(err)
+	}
+	ups, err = s.Full(ctx, l)
+	if err != nil || len(ups) != 1 || !ups[0].Deleted || ups[0].Path != "sub/c.txt" {
+		t.Errorf("after delete: %+v, %v", ups, err)
+	}
+	if _, ok := l.Tree["sub/c.txt"]; ok {
+		t.Errorf("deleted file still in tree")
+	}
+}
+
+func TestSkipsStateDirTempFilesAndLinksOut(t *testing.T) {
+	dir, s, l := setup(t)
+	outside := t.TempDir()
+	put(t, filepath.Join(outside, "secret"), "not ours")
+	put(t, filepath.Join(dir, ".syncfolder/state.db"), "x")
+	put(t, filepath.Join(dir, "d/"+TempPrefix+"123"), "partial download")
+	if err := os.Symlink(outside, filepath.Join(dir, "out")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Full(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Tree{"d": l.Tree["d"], "out": l.Tree["out"]}
+	if len(l.Tree) != 2 || l.Tree["out"].Type != proto.TypeSymlink || l.Tree["out"].Target != outside {
+		t.Errorf("tree %+v, want %+v", l.Tree, want)
+	}
+}
+
+func TestPathsRescansSubtrees(t *testing.T) {
+	dir, s, l := setup(t)
+	put(t, filepath.Join(dir, "keep"), "k")
+	put(t, filepath.Join(dir, "old/x"), "x")
+	ctx := context.Background()
+	if _, err := s.Full(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	// A dir renamed: the watcher reports both names.
+	if err := os.Rename(filepath.Join(dir, "old"), filepath.Join(dir, "new")); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "new/deep/y"), "y")
+	if _, err := s.Paths(ctx, []string{"old", "new"}, l); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"keep", "new", "new/x", "new/deep", "new/deep/y"} {
+		if _, ok := l.Tree[p]; !ok {
+			t.Errorf("%s missing from tree", p)
+		}
+	}
+	for _, p := range []string{"old", "old/x"} {
+		if _, ok := l.Tree[p]; ok {
+			t.Errorf("%s still in tree", p)
+		}
+		if _, ok := l.Index[p]; ok {
+			t.Errorf("%s still in index", p)
+		}
+	}
+}

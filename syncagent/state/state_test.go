@@ -1,0 +1,73 @@
+package state
+
+import (
+	"context"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+func TestStateSurvivesReopenAndResets(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	blocks := []proto.Block{{Hash: "aa", Size: 3}, {Hash: "bb", Size: 4}, {Hash: "aa", Size: 3}}
+	err = db.Update(ctx, func(tx *Tx) error {
+		if err := tx.PutSynced("f", plan.Node{Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10}); err != nil {
+			return err
+		}
+		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10, Blocks: blocks}); err != nil {
+			return err
+		}
+		if err := tx.PutIndex("f", IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
+			return err
+		}
+		return tx.SetCursor("folder-1", 7)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A failed transaction changes nothing.
+	_ = db.Update(ctx, func(tx *Tx) error {
+		_ = tx.DeleteSynced("f")
+		return context.Canceled
+	})
+	db.Close()
+
+	db, err = Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	synced, remote, index, err := db.Trees()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if synced["f"].Seq != 7 || remote["f"].SHA256 != "h" || index["f"].Ino != 1<<40 {
+		t.Errorf("reloaded %+v %+v %+v", synced, remote, index)
+	}
+	if got, _ := db.RemoteBlocks("f"); len(got) != 3 || got[1].Hash != "bb" {
+		t.Errorf("remote blocks %+v", got)
+	}
+	locs, err := db.FindBlock("bb")
+	if err != nil || len(locs) != 1 || locs[0].Offset != 3 || locs[0].Path != "f" {
+		t.Errorf("FindBlock(bb) = %+v, %v; want f at offset 3", locs, err)
+	}
+	if id, cur, _ := db.Cursor(); id != "folder-1" || cur != 7 {
+		t.Errorf("cursor %q %d", id, cur)
+	}
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.ResetTrees() }); err != nil {
+		t.Fatal(err)
+	}
+	synced, remote, index, _ = db.Trees()
+	if len(synced) != 0 || len(remote) != 0 || len(index) != 1 {
+		t.Errorf("after reset: %d synced, %d remote, %d index (the index stays)", len(synced), len(remote), len(index))
+	}
+	if id, cur, _ := db.Cursor(); id != "" || cur != 0 {
+		t.Errorf("cursor after reset %q %d", id, cur)
+	}
+}
