@@ -54,11 +54,19 @@ var errBodyTooLarge = errors.New("request body too large")
 
 func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error) {
 	var req proto.MissingBlocksRequest
-	if err := decodeJSON(r, &req); err != nil {
+	// "hashes": null is an empty list (a Go client's nil slice); no "hashes" at all means
+	// the body is not a missing-blocks request.
+	var raw struct {
+		Hashes json.RawMessage `json:"hashes"`
+	}
+	if err := decodeJSON(r, &raw); err != nil {
 		return req, err
 	}
-	if req.Hashes == nil {
-		return req, errors.New(`missing field "hashes"`)
+	if raw.Hashes == nil {
+		return req, errors.New(`malformed JSON: missing field "hashes"`)
+	}
+	if err := json.Unmarshal(raw.Hashes, &req.Hashes); err != nil {
+		return req, fmt.Errorf("malformed JSON: hashes: %v", err)
 	}
 	if len(req.Hashes) > maxItems {
 		return req, fmt.Errorf("%d hashes; at most %d per request", len(req.Hashes), maxItems)

@@ -171,3 +171,13 @@ func FuzzParseTokens(f *testing.F) {
 		}
 	})
 }
+
+func TestDecodeMissingNullHashes(t *testing.T) {
+	req, err := decodeMissing(strings.NewReader(`{"hashes":null}`), 10)
+	if err != nil || len(req.Hashes) != 0 {
+		t.Fatalf("null hashes: %+v, %v", req, err)
+	}
+	if _, err := decodeMissing(strings.NewReader(`{"items":[]}`), 10); err == nil {
+		t.Fatal("a body without hashes was accepted")
+	}
+}

@@ -320,7 +320,12 @@ func (s *Server) commitOne(r *http.Request, agent string, e proto.Entry, base in
 }
 
 func (s *Server) handleLegacyDelete(w http.ResponseWriter, r *http.Request) {
-	p, err := decodeLegacyDelete(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody))
+	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	if !ok {
+		return
+	}
+	p, err := decodeLegacyDelete(body)
+	done()
 	if err != nil {
 		badRequest(w, err)
 		return

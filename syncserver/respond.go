@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 	"github.com/syncedfolder/synced-folder/syncserver/store"
@@ -55,3 +60,50 @@ func slogStr(k, v string) slog.Attr           { return slog.String(k, v) }
 func slogInt(k string, v int) slog.Attr       { return slog.Int(k, v) }
 func slogInt64(k string, v int64) slog.Attr   { return slog.Int64(k, v) }
 func slogFloat(k string, v float64) slog.Attr { return slog.Float64(k, v) }
+
+// jsonBody returns the request body limited to limit bytes, decompressed when the client
+// sent it zstd-compressed (the limit then applies to the decompressed bytes too). done
+// must be called when the body has been read. ok is false when an answer was written.
+func jsonBody(w http.ResponseWriter, r *http.Request, limit int64) (body io.Reader, done func(), ok bool) {
+	raw := http.MaxBytesReader(w, r.Body, limit)
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		return raw, func() {}, true
+	case "zstd":
+		d := zstdDecoders.Get().(*zstd.Decoder)
+		if err := d.Reset(raw); err != nil {
+			zstdDecoders.Put(d)
+			writeError(w, http.StatusBadRequest, "bad zstd stream: "+err.Error())
+			return nil, nil, false
+		}
+		return &capReader{r: d, left: limit}, func() { _ = d.Reset(nil); zstdDecoders.Put(d) }, true
+	default:
+		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q not supported (use zstd or none)", truncateForError(enc)))
+		return nil, nil, false
+	}
+}
+
+// capReader fails like http.MaxBytesReader once more than left bytes come through.
+type capReader struct {
+	r    io.Reader
+	left int64
+	max  int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.max == 0 {
+		c.max = c.left
+	}
+	if c.left <= 0 {
+		return 0, &http.MaxBytesError{Limit: c.max}
+	}
+	if int64(len(p)) > c.left+1 {
+		p = p[:c.left+1]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	if c.left < 0 {
+		return n + int(c.left), &http.MaxBytesError{Limit: c.max}
+	}
+	return n, err
+}

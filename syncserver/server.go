@@ -51,8 +51,9 @@ type Config struct {
 	MaxBatchItems int
 	// MaxWait caps the long-poll wait of the changes feed.
 	MaxWait time.Duration
-	// Retention says which superseded versions maintenance keeps.
-	Retention store.Retention
+	// Retention says which superseded versions maintenance keeps; nil takes the default
+	// (a pointer, because keeping no superseded version at all is a valid choice).
+	Retention *store.Retention
 	// GCInterval is the period of the prune + block GC maintenance; negative disables it.
 	GCInterval time.Duration
 	// GCGrace keeps unreferenced blocks younger than this, so that blocks uploaded for a
@@ -72,7 +73,7 @@ func DefaultConfig() Config {
 		MaxJSONBody:    4 << 20,
 		MaxBatchItems:  10000,
 		MaxWait:        5 * time.Minute,
-		Retention:      store.Retention{Keep: 10, MaxAge: 30 * 24 * time.Hour},
+		Retention:      &store.Retention{Keep: 10, MaxAge: 30 * 24 * time.Hour},
 		GCInterval:     time.Hour,
 		GCGrace:        time.Hour,
 		AnonymousAgent: "anonymous",
@@ -102,7 +103,7 @@ func (c Config) withDefaults() Config {
 	if c.MaxWait <= 0 {
 		c.MaxWait = d.MaxWait
 	}
-	if c.Retention.Keep <= 0 && c.Retention.MaxAge <= 0 {
+	if c.Retention == nil {
 		c.Retention = d.Retention
 	}
 	if c.GCInterval == 0 {
@@ -206,8 +207,16 @@ func (s *Server) Start() {
 			case <-s.stop:
 				return
 			case <-t.C:
+				// Shutdown cancels a pass in progress rather than wait for it.
 				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.GCInterval)
-				if _, err := s.Maintain(ctx); err != nil {
+				go func() {
+					select {
+					case <-s.stop:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
+				if _, err := s.Maintain(ctx); err != nil && ctx.Err() == nil {
 					s.log.Error("maintenance", "err", err)
 				}
 				cancel()
@@ -236,7 +245,7 @@ type MaintenanceResult struct {
 func (s *Server) Maintain(ctx context.Context) (MaintenanceResult, error) {
 	var res MaintenanceResult
 	start := time.Now()
-	pruned, err := s.store.Prune(ctx, s.cfg.Retention, start)
+	pruned, err := s.store.Prune(ctx, *s.cfg.Retention, start)
 	if err != nil {
 		return res, fmt.Errorf("prune versions: %w", err)
 	}

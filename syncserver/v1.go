@@ -146,7 +146,12 @@ func (s *Server) answerChanges(w http.ResponseWriter, q changesQuery, entries []
 }
 
 func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
-	req, err := decodeMissing(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody), s.cfg.MaxBatchItems)
+	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	if !ok {
+		return
+	}
+	req, err := decodeMissing(body, s.cfg.MaxBatchItems)
+	done()
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -291,12 +296,9 @@ func (s *Server) handleGetBlock(w http.ResponseWriter, r *http.Request) {
 	h.Add("Vary", "Accept-Encoding")
 	if acceptsZstd(r) && r.Header.Get("Range") == "" && size > 512 {
 		h.Set("Content-Encoding", "zstd")
-		enc, err := zstd.NewWriter(w, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
-			zstd.WithWindowSize(min(zstd.MaxWindowSize, max(zstd.MinWindowSize, nextPow2(size)))))
-		if err != nil {
-			s.storeFailed(w, r, "zstd encoder", err)
-			return
-		}
+		enc := zstdEncoders.Get().(*zstd.Encoder)
+		enc.Reset(w)
+		defer zstdEncoders.Put(enc)
 		w.WriteHeader(http.StatusOK)
 		if _, err := io.Copy(enc, f); err != nil {
 			s.log.Info("send block", "requestId", infoFrom(r.Context()).id, "err", err)
@@ -308,16 +310,24 @@ func (s *Server) handleGetBlock(w http.ResponseWriter, r *http.Request) {
 	http.ServeContent(w, r, "", time.Time{}, f)
 }
 
-func nextPow2(n int64) int {
-	p := 1
-	for int64(p) < n && p < 1<<30 {
-		p <<= 1
+// zstdEncoders compress block downloads; encoders are costly to make, so they are
+// reused.
+var zstdEncoders = sync.Pool{New: func() any {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(4<<20))
+	if err != nil {
+		panic(err) // only bad options fail
 	}
-	return p
-}
+	return e
+}}
 
 func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
-	req, err := decodeCommit(http.MaxBytesReader(w, r.Body, s.cfg.MaxCommitBody), s.cfg.MaxBatchItems)
+	body, done, ok := jsonBody(w, r, s.cfg.MaxCommitBody)
+	if !ok {
+		return
+	}
+	req, err := decodeCommit(body, s.cfg.MaxBatchItems)
+	done()
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -353,7 +363,12 @@ func actionFor(t proto.EntryType) string {
 }
 
 func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
-	req, err := decodeDelete(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody), s.cfg.MaxBatchItems)
+	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	if !ok {
+		return
+	}
+	req, err := decodeDelete(body, s.cfg.MaxBatchItems)
+	done()
 	if err != nil {
 		badRequest(w, err)
 		return
@@ -488,7 +503,12 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {
-	req, err := decodeRestore(http.MaxBytesReader(w, r.Body, s.cfg.MaxJSONBody))
+	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	if !ok {
+		return
+	}
+	req, err := decodeRestore(body)
+	done()
 	if err != nil {
 		badRequest(w, err)
 		return

@@ -3,6 +3,7 @@ package syncserver
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
 )
 
 func TestCommitBlocksThenDownload(t *testing.T) {
@@ -389,8 +391,7 @@ func TestMetricsAndRequestLog(t *testing.T) {
 
 func TestMaintenancePrunesAndCollects(t *testing.T) {
 	e := newEnv(t, withConfig(func(c *Config) {
-		c.Retention.Keep = 1
-		c.Retention.MaxAge = 0
+		c.Retention = &store.Retention{Keep: 1}
 		c.GCGrace = time.Nanosecond
 	}))
 	v := [][]byte{[]byte("version one"), []byte("version two"), []byte("version three")}
@@ -432,5 +433,57 @@ func TestReadyAndHealth(t *testing.T) {
 	var body map[string]string
 	if code, _ := e.do("GET", "/v2/nothing", nil, &body); code != 404 || body["error"] == "" {
 		t.Fatalf("unknown route: %d %v", code, body)
+	}
+}
+
+func TestZstdRequestBodies(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) { c.MaxCommitBody = 1 << 20 }))
+	enc, _ := zstd.NewWriter(nil)
+	body, _ := json.Marshal(proto.CommitRequest{Items: []proto.CommitItem{inlineItem("z.txt", 0, []byte("compressed commit"))}})
+	var resp proto.CommitResponse
+	code, raw := e.do("POST", proto.RouteCommit, enc.EncodeAll(body, nil), &resp, "Content-Encoding", "zstd")
+	if code != 200 || len(resp.Results) != 1 || resp.Results[0].Status != proto.StatusOK {
+		t.Fatalf("zstd commit: %d %s", code, raw)
+	}
+	// A small compressed body that inflates past the limit is refused, not inflated.
+	bomb, _ := json.Marshal(proto.CommitRequest{Items: []proto.CommitItem{inlineItem("bomb", 0, bytes.Repeat([]byte{0}, 2<<20))}})
+	before := e.snapshot()
+	code, raw = e.do("POST", proto.RouteCommit, enc.EncodeAll(bomb, nil), nil, "Content-Encoding", "zstd")
+	if code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("zstd bomb: %d %s", code, raw)
+	}
+	if code, raw := e.do("POST", proto.RouteDelete, []byte("not zstd at all"), nil, "Content-Encoding", "zstd"); code != 400 {
+		t.Fatalf("broken zstd body: %d %s", code, raw)
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("refused bodies changed the folder: %+v → %+v", before, after)
+	}
+}
+
+func TestPeriodicMaintenance(t *testing.T) {
+	e := newEnv(t, withConfig(func(c *Config) {
+		c.Retention = &store.Retention{Keep: 0}
+		c.GCGrace = time.Nanosecond
+	}))
+	e.commit(inlineItem("p", 0, []byte("old")))
+	e.commit(inlineItem("p", 1, []byte("new")))
+	e.srv.cfg.GCInterval = 20 * time.Millisecond
+	e.srv.Start()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		vs, err := e.store.Versions(context.Background(), "p")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, _ := e.blocks.Has(sha([]byte("old"))); len(vs) == 1 && !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("maintenance never pruned: %d versions", len(vs))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if code, body := e.do("GET", proto.RouteFile+"?path=p", nil, nil); code != 200 || string(body) != "new" {
+		t.Fatalf("current version after maintenance: %d %q", code, body)
 	}
 }

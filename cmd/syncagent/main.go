@@ -49,12 +49,12 @@ const (
 
 type options struct {
 	server, dir, stateDir, tokenFile, caFile, id, mode, listen string
-	once, allowMassDelete, noWatch                              bool
-	rescanInterval                                              time.Duration
-	maxDeletePercent                                            float64
-	logLevel                                                    slog.Level
-	logFormat                                                   string
-	progress                                                    string
+	once, allowMassDelete, noWatch                             bool
+	rescanInterval                                             time.Duration
+	maxDeletePercent                                           float64
+	logLevel                                                   slog.Level
+	logFormat                                                  string
+	progress                                                   string
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) int {

@@ -28,6 +28,10 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stderr))
 }
 
+// minGCGrace keeps GC's grace well above the block store's touch interval (one minute):
+// a block reported present, or deduplicated, must survive until the commit that uses it.
+const minGCGrace = 5 * time.Minute
+
 // envPrefix is the prefix of the environment variable of every flag.
 const envPrefix = "SYNCSERVER_"
 
@@ -80,7 +84,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "syncserver: %v\n", err)
 		return 2
 	}
-	opts.Config.Retention = store.Retention{Keep: keepVersions, MaxAge: keepAge.d}
+	opts.Config.Retention = &store.Retention{Keep: keepVersions, MaxAge: keepAge.d}
 	opts.Config.MaxFileSize = maxFileSize.n
 	opts.Config.MaxBlockSize = maxBlockSize.n
 	logger := newLogger(stderr, logLevel, logFormat)
@@ -131,8 +135,8 @@ func validate(opts syncserver.Options, keepVersions int, logFormat string) error
 		return errors.New("--data-dir must not be empty")
 	case keepVersions < 0:
 		return fmt.Errorf("--keep-versions %d must not be negative", keepVersions)
-	case opts.Config.GCGrace <= 0:
-		return errors.New("--gc-grace must be positive")
+	case opts.Config.GCGrace < minGCGrace:
+		return fmt.Errorf("--gc-grace %v is below %v: blocks a client was just told are stored could be collected before its commit", opts.Config.GCGrace, minGCGrace)
 	case opts.Config.GCInterval == 0:
 		return errors.New("--gc-interval must not be 0 (negative disables maintenance)")
 	case opts.Config.MaxWait <= 0:

@@ -156,7 +156,7 @@ func (a *Agent) init() {
 		a.ignore.Store(m)
 	}
 	a.reloadIgnore()
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored}
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored, Blocks: a.db.LocalBlocks}
 	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
 		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
 	a.st.started = time.Now()
@@ -169,6 +169,9 @@ func (a *Agent) Close() error {
 }
 
 func (a *Agent) ignored(rel string, isDir bool) bool {
+	if a.scanner != nil && a.scanner.Skipped(rel) {
+		return true
+	}
 	if m := a.ignore.Load(); m != nil {
 		return m.Match(rel, isDir)
 	}
@@ -372,20 +375,55 @@ func RequestResume(stateDir string) error {
 	return nil
 }
 
+// massDeletes counts the files a plan deletes on disk and on the server, leaving out
+// moves: a delete whose content the same plan puts at another path (a renamed file or
+// folder) loses nothing, and renaming a large folder must not trip the breaker.
+func massDeletes(ops []plan.Op) (local, remote int) {
+	uploaded, downloaded := map[string]bool{}, map[string]bool{}
+	for _, op := range ops {
+		switch {
+		case op.Kind == plan.Upload && op.Local != nil && op.Local.Type == proto.TypeFile:
+			uploaded[op.Local.SHA256] = true
+		case op.Kind == plan.Download && op.Remote != nil && op.Remote.Type == proto.TypeFile:
+			downloaded[op.Remote.SHA256] = true
+		}
+	}
+	for _, op := range ops {
+		switch {
+		case op.Kind == plan.DeleteLocal && op.Local != nil && op.Local.Type != proto.TypeDir:
+			if op.Local.Type != proto.TypeFile || !downloaded[op.Local.SHA256] {
+				local++
+			}
+		case op.Kind == plan.DeleteRemote && op.Remote != nil && op.Remote.Type != proto.TypeDir:
+			if op.Remote.Type != proto.TypeFile || !uploaded[op.Remote.SHA256] {
+				remote++
+			}
+		}
+	}
+	return local, remote
+}
+
+// exceedsDeleteLimit applies the breaker's rule to the counts of massDeletes.
+func exceedsDeleteLimit(local, remote, tracked int, maxPercent float64) bool {
+	over := func(n int) bool {
+		return n > plan.MassDeleteMinFiles && float64(n) > float64(tracked)*maxPercent/100
+	}
+	return over(local) || over(remote)
+}
+
 // breaker holds back a plan's deletes when they exceed the configured share; it returns
 // the ops to run and whether it tripped.
 func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
-	if a.cfg.AllowMassDelete || !plan.ExceedsDeleteLimit(ops, plan.TrackedFiles(a.synced), a.cfg.MaxDeletePercent) {
+	l, r := massDeletes(ops)
+	if a.cfg.AllowMassDelete || !exceedsDeleteLimit(l, r, plan.TrackedFiles(a.synced), a.cfg.MaxDeletePercent) {
 		a.st.setBreaker(false, 0, 0)
 		return ops, false
 	}
 	if a.resumeRequested() {
-		l, r := plan.DeleteCounts(ops)
 		a.log.Warn("mass delete confirmed by resume; running the held deletes", "localDeletes", l, "remoteDeletes", r)
 		a.st.setBreaker(false, 0, 0)
 		return ops, false
 	}
-	l, r := plan.DeleteCounts(ops)
 	if !a.st.breakerTripped() {
 		a.log.Error("MASS DELETE HELD BACK: this plan would delete more than the allowed share of tracked files; "+
 			"nothing is deleted until you run `syncagent resume --dir "+a.cfg.Dir+"` (or restart with --allow-mass-delete)",
@@ -395,16 +433,34 @@ func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
 	return plan.WithoutDeletes(ops), true
 }
 
+// resumeWaiting reports whether a resume request waits, without consuming it.
+func (a *Agent) resumeWaiting() bool {
+	_, err := os.Stat(filepath.Join(a.cfg.StateDir, ResumeFileName))
+	return err == nil
+}
+
+// reportAll keeps the plan's Report ops for the status page and logs each new one once:
+// what the mode keeps from syncing (a local-only file in receive-only mode, …).
+func (a *Agent) reportAll(ops []plan.Op) {
+	cur := map[string]string{}
+	for _, op := range ops {
+		if op.Kind == plan.Report && len(cur) < maxReports {
+			cur[op.Path] = op.Reason
+		}
+	}
+	for p, why := range a.st.setReports(cur) {
+		a.log.Info("not synced", "path", p, "reason", why)
+	}
+}
+
 // execute runs ops with progress reporting.
 func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
+	a.reportAll(ops)
 	files, bytes := totals(ops)
 	a.st.setPending(actionable(ops))
 	stop := a.startProgress(files, bytes)
 	out, err := a.exec.Run(ctx, ops)
 	stop(err == nil)
-	for _, r := range out.Reports {
-		a.st.report(r)
-	}
 	return out, err
 }
 

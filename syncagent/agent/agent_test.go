@@ -260,7 +260,7 @@ func TestIgnorePatterns(t *testing.T) {
 	}
 }
 
-func TestRunPropagatesWithinASecond(t *testing.T) {
+func TestRunPropagatesLiveChanges(t *testing.T) {
 	srv := startServer(t)
 	root := t.TempDir()
 	da, db := filepath.Join(root, "a"), filepath.Join(root, "b")
@@ -299,5 +299,27 @@ func TestRunPropagatesWithinASecond(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+}
+
+func TestRenamingALargeFolderDoesNotTripTheBreaker(t *testing.T) {
+	srv := startServer(t)
+	root := t.TempDir()
+	da, db := filepath.Join(root, "a"), filepath.Join(root, "b")
+	for i := range 20 {
+		write(t, filepath.Join(da, "old", "f"+string(rune('a'+i))), "content "+string(rune('a'+i)))
+	}
+	a := newAgent(t, srv, da, "A", nil)
+	b := newAgent(t, srv, db, "B", nil)
+	once(t, a)
+	once(t, b)
+	if err := os.Rename(filepath.Join(da, "old"), filepath.Join(da, "new")); err != nil {
+		t.Fatal(err)
+	}
+	once(t, a)
+	once(t, b)
+	sameManifest(t, da, db)
+	if _, err := os.Stat(filepath.Join(db, "new", "fa")); err != nil {
+		t.Errorf("rename did not reach B: %v", err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncserver"
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
@@ -162,5 +161,3 @@ func read(t *testing.T, path string) string {
 	}
 	return string(b)
 }
-
-var _ = plan.TwoWay

@@ -63,9 +63,7 @@ func (a *Agent) onceRound(ctx context.Context) (bool, error) {
 	}
 	ops := a.planNow()
 	if actionable(ops) == 0 {
-		for _, op := range ops {
-			a.st.report(op)
-		}
+		a.reportAll(ops)
 		a.st.setPending(0)
 		return true, nil
 	}
@@ -152,8 +150,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-rescan.C:
 				full = true
 			case <-poll.C:
-				if a.st.breakerTripped() {
-					remoteCh = true // plan again: a resume request may be waiting
+				if a.st.breakerTripped() && a.resumeWaiting() {
+					remoteCh = true // plan again: the held deletes may now run
 				}
 			}
 			continue
@@ -215,9 +213,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) cycle(ctx context.Context) (bool, error) {
 	ops := a.planNow()
 	if actionable(ops) == 0 {
-		for _, op := range ops {
-			a.st.report(op)
-		}
+		a.reportAll(ops)
 		a.st.setPending(0)
 		a.st.synced(time.Now())
 		a.st.setError(nil)

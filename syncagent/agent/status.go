@@ -8,8 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/syncedfolder/synced-folder/syncagent/plan"
 )
 
 // maxReports caps the reports kept for the status endpoint.
@@ -93,16 +91,19 @@ func (s *statusState) breakerTripped() bool {
 	return s.breaker
 }
 
-func (s *statusState) report(op plan.Op) {
+// setReports replaces the reports with those of the latest plan and returns the new
+// ones (a path not reported before, or for another reason).
+func (s *statusState) setReports(cur map[string]string) map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.reports == nil {
-		s.reports = map[string]string{}
+	fresh := map[string]string{}
+	for p, why := range cur {
+		if s.reports[p] != why {
+			fresh[p] = why
+		}
 	}
-	if _, ok := s.reports[op.Path]; !ok && len(s.reports) >= maxReports {
-		return
-	}
-	s.reports[op.Path] = op.Reason
+	s.reports = cur
+	return fresh
 }
 
 func (s *statusState) lag(now time.Time) time.Duration {

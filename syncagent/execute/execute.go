@@ -86,7 +86,7 @@ var errChanged = errors.New("changed since planning")
 func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	var out Outcome
 	if x.Workers <= 0 {
-		x.Workers = 4
+		x.Workers = 8
 	}
 	if x.InlineMax <= 0 {
 		x.InlineMax = 64 << 10

@@ -35,7 +35,18 @@ func seqOf(n *plan.Node) int64 {
 }
 
 // upload commits local versions: blocks the server lacks go first, small files inline.
+// It works through ops in slices of one commit each, so that the inlined content of a
+// large tree is never all in memory at once.
 func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) error {
+	for start := 0; start < len(ops); start += maxBatch {
+		if err := x.uploadSlice(ctx, ops[start:min(start+maxBatch, len(ops))], out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, out *Outcome) error {
 	var pend []*pendingUpload
 	for _, op := range ops {
 		p, err := x.prepareUpload(op)

@@ -51,17 +51,90 @@ type Scanner struct {
 	Skip map[string]bool
 	// Workers hash files in parallel; 0 means GOMAXPROCS.
 	Workers int
+	// Blocks returns the indexed block list of a path (state.DB.LocalBlocks); with it, a
+	// renamed file is recognised by its stat key and not hashed again. Nil turns that off.
+	Blocks func(path string) ([]proto.Block, error)
+}
+
+// renameMinSize is the size from which a new path is matched against indexed files that
+// left their path (a rename) before being hashed: below it, hashing is cheaper than the
+// lookup.
+const renameMinSize = 1 << 20
+
+// renames finds, for a file that appeared under a new name, the index entry it had under
+// its old one: same inode, size, mtime and mode, and the old path no longer holds it.
+type renames struct {
+	byIno   map[uint64][]string // built on first use
+	removed map[string]state.IndexEntry
+}
+
+func (s *Scanner) findRename(r *renames, l *Local, j job) (*Update, bool) {
+	if s.Blocks == nil || j.st.Size < renameMinSize {
+		return nil, false
+	}
+	if r.byIno == nil {
+		r.byIno = map[uint64][]string{}
+		for p, e := range l.Index {
+			if e.Type == proto.TypeFile && e.Size >= renameMinSize {
+				r.byIno[e.Ino] = append(r.byIno[e.Ino], p)
+			}
+		}
+	}
+	try := func(old string, e state.IndexEntry) (*Update, bool) {
+		if old == j.path || e.SHA256 == "" || !SameStat(e, j.st) {
+			return nil, false
+		}
+		if fi, err := s.Root.Lstat(old); err == nil {
+			if st, ok := Stat(fi); ok && st.Ino == e.Ino {
+				return nil, false // the old path still holds the file: a hard link
+			}
+		}
+		blocks, err := s.Blocks(old)
+		if err != nil || len(blocks) == 0 {
+			return nil, false
+		}
+		var sum int64
+		for _, b := range blocks {
+			sum += b.Size
+		}
+		if sum != e.Size {
+			return nil, false
+		}
+		return &Update{Path: j.path, Entry: e, Blocks: blocks}, true
+	}
+	for _, old := range r.byIno[j.st.Ino] {
+		if u, ok := try(old, l.Index[old]); ok {
+			return u, true
+		}
+	}
+	for old, e := range r.removed {
+		if u, ok := try(old, e); ok {
+			return u, true
+		}
+	}
+	return nil, false
 }
 
 func (s *Scanner) ignored(rel string, isDir bool) bool {
-	base := path.Base(rel)
-	if strings.HasPrefix(base, TempPrefix) || s.Skip[rel] {
+	if strings.HasPrefix(path.Base(rel), TempPrefix) || s.Skipped(rel) {
 		return true
 	}
 	if _, err := proto.CleanPath(rel); err != nil {
 		return true // a name the protocol cannot carry (e.g. a control character)
 	}
 	return s.Ignore != nil && s.Ignore(rel, isDir)
+}
+
+// Skipped reports whether rel is, or is inside, one of the Skip entries.
+func (s *Scanner) Skipped(rel string) bool {
+	for p := rel; ; p = path.Dir(p) {
+		if s.Skip[p] {
+			return true
+		}
+		if !strings.Contains(p, "/") {
+			return false
+		}
+	}
 }
 
 // Stat is the stat key of one path, as the index cache records it.
@@ -141,13 +214,15 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 			delete(l.Tree, p)
 		}
 	}
-	for p := range l.Index {
+	removed := map[string]state.IndexEntry{}
+	for p, e := range l.Index {
 		if !seen[p] {
+			removed[p] = e
 			delete(l.Index, p)
 			ups = append(ups, Update{Path: p, Deleted: true})
 		}
 	}
-	hashed, err := s.hash(ctx, jobs, l)
+	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
 }
 
@@ -183,7 +258,17 @@ func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
 	return nil, &Update{Path: p, Entry: st}, true, nil
 }
 
-func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local) ([]Update, error) {
+func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([]Update, error) {
+	var ups []Update
+	var rest []job
+	for _, j := range jobs {
+		if u, ok := s.findRename(r, l, j); ok {
+			ups = append(ups, *u)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	jobs = rest
 	workers := s.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -209,14 +294,14 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local) ([]Update, err
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	var ups []Update
 	for _, u := range results {
-		if u == nil {
-			continue
+		if u != nil {
+			ups = append(ups, *u)
 		}
+	}
+	for _, u := range ups {
 		l.Index[u.Path] = u.Entry
 		l.Tree[u.Path] = u.Entry.Node()
-		ups = append(ups, *u)
 	}
 	return ups, nil
 }
@@ -253,6 +338,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 	var jobs []job
 	var ups []Update
 	done := map[string]bool{}
+	removed := map[string]state.IndexEntry{}
 	var visitTree func(p string) error
 	visitTree = func(p string) error {
 		if done[p] {
@@ -270,6 +356,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 			}
 			for q := range l.Index {
 				if q == p || strings.HasPrefix(q, p+"/") {
+					removed[q] = l.Index[q]
 					delete(l.Index, q)
 					ups = append(ups, Update{Path: q, Deleted: true})
 				}
@@ -337,6 +424,6 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 			return nil, err
 		}
 	}
-	hashed, err := s.hash(ctx, jobs, l)
+	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
 }

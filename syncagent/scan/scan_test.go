@@ -147,3 +147,63 @@ func TestPathsRescansSubtrees(t *testing.T) {
 		}
 	}
 }
+
+func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
+	dir, s, l := setup(t)
+	blocks := map[string][]proto.Block{}
+	s.Blocks = func(p string) ([]proto.Block, error) { return blocks[p], nil }
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i ^ i>>9)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "old.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ups, err := s.Full(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups {
+		blocks[u.Path] = u.Blocks
+	}
+	if err := os.Rename(filepath.Join(dir, "old.bin"), filepath.Join(dir, "new.bin")); err != nil {
+		t.Fatal(err)
+	}
+	// Change the bytes in place but restore the stat key (same inode, size, mtime): had
+	// the scanner hashed new.bin, it would find another hash than the index's.
+	fi, err := os.Stat(filepath.Join(dir, "new.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "new.bin"), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("tampered"), 100); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(filepath.Join(dir, "new.bin"), fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	ups, err = s.Paths(ctx, []string{"new.bin", "old.bin"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *Update
+	for i := range ups {
+		if ups[i].Path == "new.bin" {
+			got = &ups[i]
+		}
+	}
+	if got == nil || got.Entry.SHA256 != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
+		t.Fatalf("new.bin update %+v; want the old index entry carried over", got)
+	}
+	if _, ok := l.Tree["old.bin"]; ok {
+		t.Errorf("old.bin still in tree")
+	}
+	if l.Tree["new.bin"].SHA256 != chunk.SumHex(data) {
+		t.Errorf("new.bin not in tree")
+	}
+}

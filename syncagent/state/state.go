@@ -219,9 +219,11 @@ func (d *DB) FindBlock(hash string) ([]BlockLocation, error) {
 	return out, rows.Err()
 }
 
-// Update runs fn in one transaction.
+// Update runs fn in one transaction. The transaction ignores ctx's cancellation: the
+// caller records effects that already happened (on disk, on the server), so a shutdown
+// must not drop the record halfway through a batch.
 func (d *DB) Update(ctx context.Context, fn func(tx *Tx) error) error {
-	sqlTx, err := d.db.BeginTx(ctx, nil)
+	sqlTx, err := d.db.BeginTx(context.WithoutCancel(ctx), nil)
 	if err != nil {
 		return fmt.Errorf("begin state transaction: %w", err)
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -439,11 +438,11 @@ func BenchmarkPut4MiB(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		// A fresh block each time, so every Put writes and fsyncs.
-		copy(data, fmt.Appendf(nil, "block %d", i))
+		copy(data, randomBytes(b, 32))
 		h := hashOf(data)
 		b.StartTimer()
 		if _, created, err := s.Put(h, bytes.NewReader(data), 8<<20); err != nil || !created {
-			b.Fatal(created, err)
+			b.Fatalf("Put = created %v, %v", created, err)
 		}
 	}
 }

@@ -15,9 +15,9 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/store"
 )
 
-// Apply commits a batch in one transaction of two round trips whatever its size: BEGIN,
-// lock and read in one pipeline, then every write and COMMIT in another (on a loaded
-// machine each round trip costs a wake-up of the server process, which dominates).
+// Apply commits a batch in one transaction of one round trip whatever its size when its
+// paths are distinct (applyOneTrip), and of two otherwise: BEGIN, lock and read in one
+// pipeline, then every write and COMMIT in another.
 //
 // Seq values must become visible in order: a reader of the changes feed that saw seq N+1
 // while N was still uncommitted would move its cursor past N and never see it. A sequence
@@ -65,6 +65,13 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 	// A connection given back inside the transaction (any error below) is closed by the
 	// pool, and the server rolls the transaction back.
 	defer conn.Release()
+	if len(paths) == len(changes) {
+		// The usual batch: each path once, so that the checks can run as one set.
+		results, err := applyOneTrip(ctx, conn, agent, now, changes)
+		return results, wrap("apply", err)
+	}
+	// A path more than once: each item must be checked against what the items before
+	// it did, which is done here, between a read and a write round trip.
 	seq, current, err := lockAndRead(ctx, conn, paths)
 	if err != nil {
 		return nil, wrap("apply", err)
@@ -111,9 +118,11 @@ func lockAndRead(ctx context.Context, conn *pgxpool.Conn, paths []string) (int64
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
 	b.Queue("SELECT seq FROM folder WHERE id = 1 FOR UPDATE")
-	// A join with unnest rather than "path = ANY($1)": the generic plan of the latter,
-	// which a prepared statement soon uses, scans entries and versions whole.
-	b.Queue("SELECT "+entryColumns+" FROM unnest($1::text[]) AS p(path) JOIN entries e ON e.path = p.path JOIN versions v ON v.seq = e.seq", paths)
+	// One index lookup per path: with "path = ANY($1)" or a plain join, the planner may
+	// scan or hash the whole entries table instead (LIMIT keeps the lateral subquery
+	// from being flattened into such a join).
+	b.Queue(`SELECT `+entryColumns+` FROM unnest($1::text[]) AS p(path), LATERAL (
+    SELECT v.* FROM entries e JOIN versions v ON v.seq = e.seq WHERE e.path = p.path LIMIT 1) v`, paths)
 	br := conn.SendBatch(ctx, b)
 	defer br.Close()
 	if _, err := br.Exec(); err != nil {

@@ -31,7 +31,8 @@ func testCtx(t testing.TB) context.Context {
 // openURL opens the store at url and closes it when t ends.
 func openURL(t testing.TB, url string, opts ...Option) *Store {
 	t.Helper()
-	st, err := Open(testCtx(t), url, append([]Option{WithConnectTimeout(20 * time.Second)}, opts...)...)
+	quiet := WithLogger(slog.New(slog.DiscardHandler))
+	st, err := Open(testCtx(t), url, append([]Option{WithConnectTimeout(20 * time.Second), quiet}, opts...)...)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

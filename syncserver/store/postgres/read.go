@@ -103,7 +103,7 @@ const defaultAuditLimit = 100
 // Audit returns the files_log rows matching q, newest first.
 func (s *Store) Audit(ctx context.Context, q store.AuditQuery) ([]proto.AuditRecord, error) {
 	// Only the filters in use go into the statement, so that the planner can use the
-	// path and agent indexes (a generic "$1 = '' OR path = $1" plan cannot).
+	// path index (a generic "$1 = '' OR path = $1" plan cannot).
 	var where []string
 	var args []any
 	add := func(cond string, arg any) {
@@ -184,8 +184,9 @@ func (s *Store) BlockRefs(ctx context.Context, fn func(hash string) error) error
 }
 
 // Prune deletes the superseded versions that r does not keep. It takes no lock: a change
-// committed meanwhile only makes a version superseded that the next Prune will see, and a
-// current version cannot be deleted (entries refers to it).
+// committed meanwhile only makes a version superseded that the next Prune will see, and
+// the versions entries refers to (the current ones, in this snapshot or a later one)
+// are never candidates.
 func (s *Store) Prune(ctx context.Context, r store.Retention, now time.Time) (int, error) {
 	var cutoff *time.Time
 	if r.MaxAge > 0 {

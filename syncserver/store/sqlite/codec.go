@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"math"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -42,7 +43,7 @@ func decodeBlocks(data []byte) ([]proto.Block, error) {
 		}
 		hash := hex.EncodeToString(data[:hashLen])
 		size, n := binary.Uvarint(data[hashLen:])
-		if n <= 0 {
+		if n <= 0 || size > math.MaxInt64 {
 			return nil, fmt.Errorf("corrupt block list: bad size after block %d", len(blocks))
 		}
 		blocks = append(blocks, proto.Block{Hash: hash, Size: int64(size)})

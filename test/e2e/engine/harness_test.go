@@ -77,7 +77,7 @@ func repoRoot() string {
 	}
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -100,7 +100,7 @@ type process struct {
 	err    error
 }
 
-func (p *process) start(t *testing.T) {
+func (p *process) start(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -132,7 +132,7 @@ func (p *process) start(t *testing.T) {
 }
 
 // stop sends sig and waits for the process to end (SIGKILL after 20 s).
-func (p *process) stop(t *testing.T, sig syscall.Signal) {
+func (p *process) stop(t testing.TB, sig syscall.Signal) {
 	t.Helper()
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
@@ -189,7 +189,7 @@ func (p *process) logContains(s string) bool {
 
 // cluster is one server and its agents.
 type cluster struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	port   int
 	server *process
@@ -212,7 +212,7 @@ var agentIDs = []string{"alpha", "beta", "gamma"}
 
 func tokenOf(id string) string { return "e2e-agent-token-of-" + id }
 
-func newCluster(t *testing.T, opts clusterOptions) *cluster {
+func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	t.Helper()
 	c := &cluster{t: t, dir: t.TempDir(), port: freePort(t)}
 	c.tokens = filepath.Join(c.dir, "tokens")
@@ -261,7 +261,7 @@ func newCluster(t *testing.T, opts clusterOptions) *cluster {
 
 // postgresURL gives the test a fresh database: on the shared server of `make test`
 // when there is one, else on a private server the test starts.
-func postgresURL(t *testing.T) string {
+func postgresURL(t testing.TB) string {
 	if os.Getenv(testpg.EnvURL) != "" {
 		return testpg.URL(t)
 	}
@@ -702,7 +702,7 @@ func conflictCopies(m manifest, rel string) []string {
 }
 
 // ignoreMatcher loads the .syncignore of a folder, built-ins included.
-func ignoreMatcher(t *testing.T, dir string) *ignore.Matcher {
+func ignoreMatcher(t testing.TB, dir string) *ignore.Matcher {
 	t.Helper()
 	m, err := ignore.Load(dir)
 	if err != nil {

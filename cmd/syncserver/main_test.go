@@ -1,0 +1,77 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSizeAndDurationFlags(t *testing.T) {
+	for in, want := range map[string]int64{"1048576": 1 << 20, "512MiB": 512 << 20, "64GiB": 64 << 30, "2K": 2048, "3 MiB": 3 << 20} {
+		var f sizeFlag
+		if err := f.Set(in); err != nil || f.n != want {
+			t.Errorf("size %q = %d, %v; want %d", in, f.n, err, want)
+		}
+	}
+	for _, bad := range []string{"", "-1", "0", "12XB", "1.5GiB", "99999999999TiB"} {
+		var f sizeFlag
+		if err := f.Set(bad); err == nil {
+			t.Errorf("size %q accepted as %d", bad, f.n)
+		}
+	}
+	for in, want := range map[string]time.Duration{"720h": 720 * time.Hour, "30d": 30 * 24 * time.Hour, "0": 0, "1.5d": 36 * time.Hour} {
+		var f durationFlag
+		if err := f.Set(in); err != nil || f.d != want {
+			t.Errorf("duration %q = %v, %v; want %v", in, f.d, err, want)
+		}
+	}
+	for _, bad := range []string{"x", "-1h", "d", "-2d"} {
+		var f durationFlag
+		if err := f.Set(bad); err == nil {
+			t.Errorf("duration %q accepted", bad)
+		}
+	}
+}
+
+func TestEnvFillsFlagsNotGiven(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "")
+	dataDir := fs.String("data-dir", "./data", "")
+	keep := fs.Int("keep-versions", 10, "")
+	if err := fs.Parse([]string{"--data-dir", "/cli"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"SYNCSERVER_LISTEN": "127.0.0.1:9", "SYNCSERVER_DATA_DIR": "/env", "SYNCSERVER_KEEP_VERSIONS": "3"}
+	if err := applyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if *listen != "127.0.0.1:9" || *dataDir != "/cli" || *keep != 3 {
+		t.Fatalf("listen %q dataDir %q keep %d", *listen, *dataDir, *keep)
+	}
+	env["SYNCSERVER_KEEP_VERSIONS"] = "many"
+	fs2 := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs2.Int("keep-versions", 10, "")
+	err := applyEnv(fs2, func(k string) string { return env[k] })
+	if err == nil || !strings.Contains(err.Error(), "SYNCSERVER_KEEP_VERSIONS") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	for _, args := range [][]string{
+		{"--max-file-size", "lots"},
+		{"--keep-versions", "-2"},
+		{"--gc-grace", "1s"},
+		{"--log-format", "xml"},
+		{"--listen", "0.0.0.0:8080"},
+		{"extra-arg"},
+	} {
+		var stderr bytes.Buffer
+		env := func(string) string { return "" }
+		if code := run(args, env, &stderr); code != 2 || stderr.Len() == 0 {
+			t.Errorf("run(%q) = %d, stderr %q; want 2 and a message", args, code, stderr.String())
+		}
+	}
+}
