@@ -14,7 +14,6 @@ import (
 	_ "github.com/pressly/goose/v3"
 	_ "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	_ "github.com/prometheus/client_golang/prometheus"
-	_ "github.com/sabhiram/go-gitignore"
 	_ "modernc.org/sqlite"
 	_ "pgregory.net/rapid"
 	_ "sigs.k8s.io/controller-runtime"

@@ -162,8 +162,20 @@ func (x *Executor) ensureParent(p string) error {
 func (x *Executor) downloadDir(op plan.Op) (landed, error) {
 	r := op.Remote
 	fi, err := x.Root.Lstat(op.Path)
+	if err == nil && !fi.IsDir() {
+		// A file or link planned to be replaced by a dir: remove it once it still is what
+		// the plan saw (its content is on the server or in a conflict copy by now).
+		if err := x.checkDisk(op.Path, op.Local); err != nil {
+			return landed{}, err
+		}
+		if err := x.Root.Remove(op.Path); err != nil {
+			return landed{}, fmt.Errorf("remove %q to make a dir: %w", op.Path, err)
+		}
+		fi, err = nil, fs.ErrNotExist
+		op.Local = nil
+	}
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
+	case absent(err):
 		if op.Local != nil {
 			return landed{}, fmt.Errorf("%q: %w (gone)", op.Path, errChanged)
 		}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -141,10 +142,16 @@ func transient(err error) bool {
 		errors.Is(err, context.DeadlineExceeded)
 }
 
+// absent reports whether a stat error means nothing is at the path. ENOTDIR counts: when
+// a parent became a file, the path under it is gone.
+func absent(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
 // checkDisk returns nil when the disk at p still holds want (nil: nothing).
 func (x *Executor) checkDisk(p string, want *plan.Node) error {
 	fi, err := x.Root.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	if absent(err) {
 		if want == nil {
 			return nil
 		}
@@ -231,7 +238,7 @@ func (x *Executor) record(ctx context.Context, ops []plan.Op, out *Outcome) erro
 
 // deleteLocal removes a path from disk when it still holds what the plan saw.
 func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) error {
-	if _, err := x.Root.Lstat(op.Path); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := x.Root.Lstat(op.Path); !absent(err) {
 		if err := x.checkDisk(op.Path, op.Local); err != nil {
 			if errors.Is(err, errChanged) {
 				x.skip(op, err, out)
@@ -240,7 +247,7 @@ func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) er
 			}
 			return nil
 		}
-		if err := x.Root.Remove(op.Path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := x.Root.Remove(op.Path); err != nil && !absent(err) {
 			// A dir that still holds ignored files stays; it is no longer tracked.
 			x.fail(op, fmt.Errorf("remove: %w", err), out)
 			return nil

@@ -510,3 +510,26 @@ func BenchmarkPropagation(b *testing.B) {
 		}
 	}
 }
+
+// TestTypeChanges replaces a file with a dir and a dir with a file on one agent; the other
+// follows, and nothing of the old shapes lingers.
+func TestTypeChanges(t *testing.T) {
+	c := newCluster(t, clusterOptions{})
+	a := c.addAgent("alpha", agentOptions{})
+	b := c.addAgent("beta", agentOptions{})
+	a.write("was-file", []byte("file first"))
+	a.write("was-dir/inner.txt", []byte("inside"))
+	c.waitConverged(converge)
+
+	b.remove("was-file")
+	b.write("was-file/now-inside.txt", []byte("dir now"))
+	b.remove("was-dir")
+	b.write("was-dir", []byte("file now"))
+	m := c.waitConverged(converge)
+	if m["was-file"] != "dir" {
+		t.Fatalf("was-file is %q; want a dir", m["was-file"])
+	}
+	want(t, m, "was-file/now-inside.txt", []byte("dir now"))
+	want(t, m, "was-dir", []byte("file now"))
+	wantAbsent(t, m, "was-dir/inner.txt")
+}
