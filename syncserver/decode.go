@@ -80,29 +80,24 @@ func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error
 }
 
 func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
-	var req proto.CommitRequest
-	if err := decodeJSON(r, &req); err != nil {
-		return req, err
-	}
-	if len(req.Items) == 0 {
-		return req, errors.New("no items")
-	}
-	if len(req.Items) > maxItems {
-		return req, fmt.Errorf("%d items; at most %d per batch", len(req.Items), maxItems)
-	}
-	return req, nil
+	return decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
 }
 
 func decodeDelete(r io.Reader, maxItems int) (proto.DeleteRequest, error) {
-	var req proto.DeleteRequest
+	return decodeBatch(r, maxItems, func(q proto.DeleteRequest) int { return len(q.Items) })
+}
+
+// decodeBatch decodes a batch request and checks that it holds 1 to maxItems items.
+func decodeBatch[T any](r io.Reader, maxItems int, count func(T) int) (T, error) {
+	var req T
 	if err := decodeJSON(r, &req); err != nil {
 		return req, err
 	}
-	if len(req.Items) == 0 {
+	switch n := count(req); {
+	case n == 0:
 		return req, errors.New("no items")
-	}
-	if len(req.Items) > maxItems {
-		return req, fmt.Errorf("%d items; at most %d per batch", len(req.Items), maxItems)
+	case n > maxItems:
+		return req, fmt.Errorf("%d items; at most %d per batch", n, maxItems)
 	}
 	return req, nil
 }
