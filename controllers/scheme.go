@@ -32,3 +32,10 @@ func CacheOptions() cache.Options {
 		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{syncv1.LabelManagedBy: syncv1.ManagedByValue})},
 	}}
 }
+
+// ClientOptions makes the manager's client read ServiceMonitors from the API server, not the
+// cache: their informer exists only while the CRD is served, and a cached read after the CRD
+// is removed would wait for a sync that never comes and hold a reconcile worker.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&monitoringv1.ServiceMonitor{}}}}
+}

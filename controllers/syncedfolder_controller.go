@@ -220,6 +220,9 @@ func (r *SyncedFolderReconciler) now() time.Time {
 	return time.Now()
 }
 
+// reconcileTimeout bounds one reconcile; the steps inside use far less.
+const reconcileTimeout = 2 * time.Minute
+
 // SetupWithManager registers the controller: it watches SyncedFolders, every object they own,
 // and the ServiceMonitor CRD (so installing Prometheus Operator later is noticed).
 func (r *SyncedFolderReconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -235,6 +238,9 @@ func (r *SyncedFolderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			handler.EnqueueRequestsFromMapFunc(r.allFolders),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == serviceMonitorCRD }))).
 		Named("syncedfolder").
+		// A bound on every reconcile: one call stuck on an unreachable database or server
+		// must not hold the queue.
+		WithOptions(controller.Options{ReconciliationTimeout: reconcileTimeout}).
 		Build(r)
 	if err != nil {
 		return err

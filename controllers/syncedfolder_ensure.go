@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"maps"
 	"strconv"
 
@@ -224,6 +225,19 @@ func (r *SyncedFolderReconciler) ensureServiceMonitor(ctx context.Context, f *sy
 		return err
 	}
 	enabled := f.Spec.Monitoring.MonitoringEnabled()
+	if !served && enabled {
+		// The CRD's create event can arrive before discovery serves its API, and no later
+		// event would come: a CRD that exists but is not served yet is retried, not taken
+		// for absent.
+		crd := &apiextensionsv1.CustomResourceDefinition{}
+		err := r.APIReader.Get(ctx, types.NamespacedName{Name: serviceMonitorCRD}, crd)
+		switch {
+		case err == nil && crd.DeletionTimestamp.IsZero():
+			return fmt.Errorf("CRD %s exists but its API is not served yet", serviceMonitorCRD)
+		case err != nil && !apierrors.IsNotFound(err):
+			return fmt.Errorf("get CRD %s: %w", serviceMonitorCRD, err)
+		}
+	}
 	switch {
 	case !served:
 		if enabled {

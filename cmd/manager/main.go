@@ -76,6 +76,7 @@ func run() error {
 	mgrOpts := ctrl.Options{
 		Scheme:                 controllers.NewScheme(),
 		Cache:                  controllers.CacheOptions(),
+		Client:                 controllers.ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts},
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,

@@ -80,12 +80,12 @@ func basicScenario(t *testing.T, opts clusterOptions) {
 	want(t, m, "emoji 🎉/ok.md", []byte("# ok"))
 }
 
-func TestBasicOperations(t *testing.T) { basicScenario(t, clusterOptions{}) }
+func TestBasicOperations(t *testing.T) { eachStore(t, basicScenario) }
 
-func TestBasicOperationsOnPostgres(t *testing.T) { basicScenario(t, clusterOptions{postgres: true}) }
+func TestThreeAgentsConverge(t *testing.T) { eachStore(t, testThreeAgentsConverge) }
 
-func TestThreeAgentsConverge(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func testThreeAgentsConverge(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	agents := []*agent{c.addAgent("alpha", agentOptions{}), c.addAgent("beta", agentOptions{}), c.addAgent("gamma", agentOptions{})}
 	for i, a := range agents {
 		for j := range 20 {
@@ -98,8 +98,10 @@ func TestThreeAgentsConverge(t *testing.T) {
 	}
 }
 
-func TestLargeFile(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestLargeFile(t *testing.T) { eachStore(t, testLargeFile) }
+
+func testLargeFile(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	c.addAgent("beta", agentOptions{})
 	data := make([]byte, 100<<20)
@@ -124,8 +126,10 @@ func TestLargeFile(t *testing.T) {
 // TestConflictKeepsTheLosersBytes edits one file on two agents while one of them is
 // offline, so that the conflict is certain: the server's version keeps the path and the
 // offline agent's bytes land in a conflict copy that syncs everywhere.
-func TestConflictKeepsTheLosersBytes(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestConflictKeepsTheLosersBytes(t *testing.T) { eachStore(t, testConflictKeepsTheLosersBytes) }
+
+func testConflictKeepsTheLosersBytes(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write("doc.txt", []byte("base\n"))
@@ -151,8 +155,10 @@ func TestConflictKeepsTheLosersBytes(t *testing.T) {
 
 // TestConcurrentEdits edits one file on two live agents at the same moment: whichever
 // wins the path, the other's bytes are in a conflict copy.
-func TestConcurrentEdits(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestConcurrentEdits(t *testing.T) { eachStore(t, testConcurrentEdits) }
+
+func testConcurrentEdits(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write("race.txt", []byte("base"))
@@ -177,8 +183,10 @@ func TestConcurrentEdits(t *testing.T) {
 
 // TestModificationBeatsDelete runs both orders of a delete against a modification made
 // while the other agent was offline: the modification survives.
-func TestModificationBeatsDelete(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestModificationBeatsDelete(t *testing.T) { eachStore(t, testModificationBeatsDelete) }
+
+func testModificationBeatsDelete(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write("deleted-online.txt", []byte("v1"))
@@ -202,7 +210,11 @@ func TestModificationBeatsDelete(t *testing.T) {
 // while it was down) and checks in the server's audit log that it uploaded nothing it
 // had uploaded before.
 func TestAgentRestartUploadsNothingAgain(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+	eachStore(t, testAgentRestartUploadsNothingAgain)
+}
+
+func testAgentRestartUploadsNothingAgain(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	c.addAgent("beta", agentOptions{})
 	for i := range 30 {
@@ -240,11 +252,7 @@ func TestAgentRestartUploadsNothingAgain(t *testing.T) {
 
 // TestServerRestartMidSync kills the server while an agent uploads many files and a
 // large one, restarts it on the same data, and expects everything to converge.
-func TestServerRestartMidSync(t *testing.T) { serverRestartScenario(t, clusterOptions{}) }
-
-func TestServerRestartMidSyncOnPostgres(t *testing.T) {
-	serverRestartScenario(t, clusterOptions{postgres: true})
-}
+func TestServerRestartMidSync(t *testing.T) { eachStore(t, serverRestartScenario) }
 
 func serverRestartScenario(t *testing.T, opts clusterOptions) {
 	c := newCluster(t, opts)
@@ -300,8 +308,10 @@ func serverRestartScenario(t *testing.T, opts clusterOptions) {
 
 // TestSendOnly: the send-only agent's files reach the others, the others' do not reach
 // its folder.
-func TestSendOnly(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestSendOnly(t *testing.T) { eachStore(t, testSendOnly) }
+
+func testSendOnly(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	s := c.addAgent("beta", agentOptions{mode: "send-only"})
 
@@ -339,8 +349,10 @@ func TestSendOnly(t *testing.T) {
 
 // TestReceiveOnly: the receive-only agent gets everything, its local edits are reverted
 // to the server's version (its bytes kept aside locally), its local-only files stay local.
-func TestReceiveOnly(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestReceiveOnly(t *testing.T) { eachStore(t, testReceiveOnly) }
+
+func testReceiveOnly(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	r := c.addAgent("beta", agentOptions{mode: "receive-only"})
 
@@ -381,8 +393,10 @@ func TestReceiveOnly(t *testing.T) {
 }
 
 // TestIgnorePatterns: .syncignore syncs, the paths it names do not.
-func TestIgnorePatterns(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestIgnorePatterns(t *testing.T) { eachStore(t, testIgnorePatterns) }
+
+func testIgnorePatterns(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write(".syncignore", []byte("*.log\nbuild/\n"))
@@ -413,8 +427,10 @@ func TestIgnorePatterns(t *testing.T) {
 
 // TestMassDeleteBreaker deletes most of the files of an agent while it is down: on
 // restart it must hold the deletes back until `syncagent resume`.
-func TestMassDeleteBreaker(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestMassDeleteBreaker(t *testing.T) { eachStore(t, testMassDeleteBreaker) }
+
+func testMassDeleteBreaker(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	for i := range 40 {
@@ -467,8 +483,10 @@ func TestMassDeleteBreaker(t *testing.T) {
 }
 
 // TestSymlinks syncs a symlink and a change of its target.
-func TestSymlinks(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestSymlinks(t *testing.T) { eachStore(t, testSymlinks) }
+
+func testSymlinks(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write("target.txt", []byte("pointed at"))
@@ -513,8 +531,10 @@ func BenchmarkPropagation(b *testing.B) {
 
 // TestTypeChanges replaces a file with a dir and a dir with a file on one agent; the other
 // follows, and nothing of the old shapes lingers.
-func TestTypeChanges(t *testing.T) {
-	c := newCluster(t, clusterOptions{})
+func TestTypeChanges(t *testing.T) { eachStore(t, testTypeChanges) }
+
+func testTypeChanges(t *testing.T, opts clusterOptions) {
+	c := newCluster(t, opts)
 	a := c.addAgent("alpha", agentOptions{})
 	b := c.addAgent("beta", agentOptions{})
 	a.write("was-file", []byte("file first"))
@@ -532,4 +552,10 @@ func TestTypeChanges(t *testing.T) {
 	want(t, m, "was-file/now-inside.txt", []byte("dir now"))
 	want(t, m, "was-dir", []byte("file now"))
 	wantAbsent(t, m, "was-dir/inner.txt")
+}
+
+// eachStore runs a scenario on the embedded store and on PostgreSQL.
+func eachStore(t *testing.T, scenario func(t *testing.T, opts clusterOptions)) {
+	t.Run("store=embedded", func(t *testing.T) { scenario(t, clusterOptions{}) })
+	t.Run("store=postgres", func(t *testing.T) { scenario(t, clusterOptions{postgres: true}) })
 }
