@@ -6,47 +6,25 @@ import (
 	"encoding/hex"
 	"io/fs"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/syncedfolder/synced-folder/syncserver"
-	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/internal/testserver"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
-	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
 )
 
 // testServer is a real sync server (embedded store, block store on disk) on loopback.
 type testServer struct {
 	url string
-	srv *syncserver.Server
 }
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := sqlite.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := blobs.Open(filepath.Join(dir, "blocks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := syncserver.New(syncserver.Config{GCInterval: -1}, st, bs, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		srv.Shutdown()
-		hs.Close()
-		st.Close()
-	})
-	return &testServer{url: hs.URL, srv: srv}
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	return &testServer{url: url}
 }
 
 func testLogger(t *testing.T) *slog.Logger {

@@ -3,39 +3,14 @@ package agent
 import (
 	"context"
 	"net"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/syncedfolder/synced-folder/syncserver"
-	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/internal/testserver"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
-	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
 )
-
-// serveOn starts a real server on the listener ln over a store in dir.
-func serveOn(t *testing.T, ln net.Listener, dir string) func() {
-	t.Helper()
-	st, err := sqlite.Open(filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := blobs.Open(filepath.Join(dir, "blocks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := syncserver.New(syncserver.Config{GCInterval: -1}, st, bs, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewUnstartedServer(srv)
-	hs.Listener.Close()
-	hs.Listener = ln
-	hs.Start()
-	return func() { srv.Shutdown(); hs.Close(); st.Close() }
-}
 
 func TestServerOutageNeverStopsTheAgent(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -65,7 +40,7 @@ func TestServerOutageNeverStopsTheAgent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := serveOn(t, ln, t.TempDir())
+	_, stop := testserver.Start(t, t.TempDir(), ln)
 	defer stop()
 	cl, _ := client.New(client.Options{BaseURL: srv.url})
 	deadline := time.Now().Add(20 * time.Second)

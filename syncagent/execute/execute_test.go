@@ -4,22 +4,19 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/testserver"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
-	"github.com/syncedfolder/synced-folder/syncserver"
-	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
-	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
 )
 
 type env struct {
@@ -32,22 +29,8 @@ type env struct {
 // newEnv builds an executor on a fresh folder against a real in-process server.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	sdir := t.TempDir()
-	st, err := sqlite.Open(filepath.Join(sdir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bs, err := blobs.Open(filepath.Join(sdir, "blocks"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := syncserver.New(syncserver.Config{GCInterval: -1}, st, bs, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { srv.Shutdown(); hs.Close(); st.Close() })
-	cl, err := client.New(client.Options{BaseURL: hs.URL, Timeout: 20 * time.Second})
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	cl, err := client.New(client.Options{BaseURL: url, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
