@@ -78,3 +78,10 @@ const (
 	ReasonMonitoringDisabled      = "MonitoringDisabled"
 	ReasonNotReady                = "NotReady"
 )
+
+// TokenAudience is the audience of the projected service-account tokens that agents present
+// to the server of the SyncedFolder name in namespace. The server accepts tokens for this
+// audience only, so a token minted for one folder opens no other.
+func TokenAudience(namespace, name string) string {
+	return "sync.syncedfolder.io/" + namespace + "/" + name
+}

@@ -6,6 +6,8 @@ package pins
 
 import (
 	_ "github.com/fsnotify/fsnotify"
+	_ "github.com/google/go-containerregistry/pkg/v1/empty"
+	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
 	_ "github.com/google/go-containerregistry/pkg/v1/tarball"
 	_ "github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jotfs/fastcdc-go"
@@ -18,4 +20,5 @@ import (
 	_ "pgregory.net/rapid"
 	_ "sigs.k8s.io/controller-runtime"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
+	_ "sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 )
