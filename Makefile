@@ -23,17 +23,23 @@ test: ## Run every test tier (unit, property, store conformance on PostgreSQL, e
 	bash hack/test.sh
 
 .PHONY: lint
-lint: ## go vet and a gofmt check.
+lint: ## go vet, a gofmt check and golangci-lint (.golangci.yml; pinned by hack/tools.sh).
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$$(bash hack/tools.sh golangci-lint) run ./...
 
 .PHONY: bench
-bench: ## Run the Go benchmarks (speed targets live here, never in tests).
-	bash hack/bench.sh
+bench: ## Run the Go benchmarks, then the side-by-side harness against rsync and Syncthing (QUICK=1: small sizes).
+	QUICK=$(QUICK) bash hack/bench.sh
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME (default 30s) each.
 	bash hack/fuzz.sh $(or $(FUZZTIME),30s)
+
+.PHONY: chaos
+chaos: ## Randomized fault-injection runs (test/chaos) over SEEDS seeds (default 50) from SEED_BASE (default 1).
+	$(GO) test -count=1 -timeout 0 -v ./test/chaos -run '^(TestChaos|TestCrashConsistency)$$' \
+		-seeds=$(or $(SEEDS),50) -seed-base=$(or $(SEED_BASE),1) -steps=$(or $(STEPS),40)
 
 ##@ Run
 
@@ -77,3 +83,35 @@ deploy: manifests ## Deploy the operator (config/default) with image IMG.
 .PHONY: undeploy
 undeploy: ## Remove the operator deployed by `make deploy`.
 	$$(bash hack/tools.sh kustomize) build config/default | $(KUBECTL) delete --ignore-not-found -f -
+
+##@ Ship
+
+IMAGES_DIR := $(BIN)/images
+
+.PHONY: images
+images: ## Build the one image (/manager, /syncserver, /syncagent) as an OCI tarball under bin/images (no Docker needed).
+	$(GO) run ./hack/images build -image $(IMG) -version $(VERSION) -ldflags '$(LDFLAGS)' -out $(IMAGES_DIR) \
+		-revision "$$(git rev-parse HEAD 2>/dev/null)"
+
+.PHONY: push
+push: images ## Push the image tarball to IMG's registry (credentials: REGISTRY_USERNAME, REGISTRY_PASSWORD).
+	$(GO) run ./hack/images push -image $(IMG) -dir $(IMAGES_DIR)
+
+.PHONY: chart
+chart: manifests ## Lint the Helm chart (helm lint --strict) and render it with default values.
+	$$(bash hack/tools.sh helm) lint --strict charts/synced-folder
+	$$(bash hack/tools.sh helm) template synced-folder charts/synced-folder --namespace synced-folder-system \
+		--kube-version 1.37.0 >/dev/null
+
+.PHONY: helm-lint
+helm-lint: chart ## Alias of chart.
+
+##@ Local cluster
+
+.PHONY: cluster-up
+cluster-up: ## Start a real single-node cluster here (root; first run builds Kubernetes, ~15 min) and print its kubeconfig.
+	@bash hack/local-cluster/up.sh
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and restore the host (sysctls, mounts, iptables, bridge, dirs).
+	bash hack/local-cluster/down.sh

@@ -10,7 +10,7 @@ import (
 
 // discardLogger keeps the manager quiet in tests unless SYNC_TEST_LOG=1 asks for its logs.
 func discardLogger() logr.Logger {
-	var w io.Writer = io.Discard
+	w := io.Discard
 	if os.Getenv("SYNC_TEST_LOG") == "1" {
 		w = os.Stderr
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -121,11 +122,14 @@ func TestPostgresProvisioning(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, 30*time.Second, func() error {
-				err := get(ns, "db", &syncv1.SyncedFolder{})
-				if apierrors.IsNotFound(err) {
+				switch err := get(ns, "db", &syncv1.SyncedFolder{}); {
+				case apierrors.IsNotFound(err):
 					return nil
+				case err == nil:
+					return errors.New("folder still there")
+				default:
+					return fmt.Errorf("get folder: %w", err)
 				}
-				return fmt.Errorf("folder still there (err %v)", err)
 			})
 			role, database := pgExists(t, adminURL, name)
 			want := policy == syncv1.DeletionRetain
@@ -160,8 +164,8 @@ func TestPostgresUserCredentials(t *testing.T) {
 	createFolder(t, ns, "missing", withSecret("absent"))
 
 	f := waitCondition(t, ns, "good", syncv1.ConditionDatabaseReady, metav1.ConditionTrue, syncv1.ReasonCredentialsProvided)
-	if len(f.Finalizers) != 0 {
-		t.Errorf("user credentials got finalizers %v", f.Finalizers)
+	if controllerutil.ContainsFinalizer(f, syncv1.FinalizerDatabase) {
+		t.Errorf("user credentials got the database finalizer: %v", f.Finalizers)
 	}
 	f = waitCondition(t, ns, "bad", syncv1.ConditionDatabaseReady, metav1.ConditionFalse, syncv1.ReasonConnectionFailed)
 	c, _ := folderCondition(f, syncv1.ConditionDatabaseReady)

@@ -26,10 +26,14 @@ func NewScheme() *runtime.Scheme {
 
 // CacheOptions keeps only the operator's own Secrets in the manager's cache: caching every
 // Secret of the cluster would cost memory and read access the operator does not need. Users'
-// Secrets (database credentials) are read with the API reader instead.
+// Secrets (database credentials) are read with the API reader instead. Likewise only the
+// servers' volume claims are cached (volumeClaimCacheOptions).
 func CacheOptions() cache.Options {
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{syncv1.LabelManagedBy: syncv1.ManagedByValue})},
+		&corev1.Secret{}:                {Label: labels.SelectorFromSet(labels.Set{syncv1.LabelManagedBy: syncv1.ManagedByValue})},
+		&corev1.PersistentVolumeClaim{}: volumeClaimCacheOptions(),
+		// Pods, metadata only and stripped, for the injection safety net (syncedfolder_pods.go).
+		podMetadata(): {Transform: stripPodMetadata},
 	}}
 }
 

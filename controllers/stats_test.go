@@ -69,6 +69,8 @@ func startServer(t *testing.T, f *syncv1.SyncedFolder) string {
 		}
 		cmd.Env = append(cmd.Env, e.Name+"="+v)
 	}
+	// Outside a pod the server reaches the API server (TokenReview) through a kubeconfig.
+	cmd.Env = append(cmd.Env, "SYNCSERVER_KUBECONFIG="+serverKubeconfig(t, f, dir))
 	logFile, err := os.Create(filepath.Join(dir, "server.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -82,10 +84,13 @@ func startServer(t *testing.T, f *syncv1.SyncedFolder) string {
 	t.Cleanup(func() {
 		_ = cmd.Process.Signal(os.Interrupt)
 		select {
-		case <-exited:
+		case err := <-exited:
+			if err != nil {
+				t.Logf("syncserver exit after interrupt: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("syncserver killed after 10s: %v", <-exited)
 		}
 		logFile.Close()
 		if t.Failed() {

@@ -113,6 +113,9 @@ func (r *SyncedFolderReconciler) reconcileObjects(ctx context.Context, f *syncv1
 	if err := r.ensureServiceAccount(ctx, f); err != nil {
 		return err
 	}
+	if err := r.ensureTokenReviewBinding(ctx, f); err != nil {
+		return err
+	}
 	creds, err := r.ensureCredentials(ctx, f)
 	if err != nil {
 		return err
@@ -136,12 +139,16 @@ func (r *SyncedFolderReconciler) reconcileObjects(ctx context.Context, f *syncv1
 	if err := r.ensureStatefulSet(ctx, f, configHash(creds, tlsData, dbData), obs); err != nil {
 		return errors.Join(dbErr, err)
 	}
+	if err := r.ensureStorage(ctx, f, obs); err != nil {
+		return errors.Join(dbErr, err)
+	}
 	if err := r.ensureNetworkPolicy(ctx, f); err != nil {
 		return errors.Join(dbErr, err)
 	}
 	if err := r.ensureServiceMonitor(ctx, f, obs); err != nil {
 		return errors.Join(dbErr, err)
 	}
+	r.reportUninjectedPods(ctx, f)
 	return dbErr
 }
 
@@ -173,6 +180,9 @@ func provisions(f *syncv1.SyncedFolder) bool {
 // finalize drops a provisioned role and database when the policy says Delete, then lets the
 // SyncedFolder go. Owned objects are garbage-collected through their owner references.
 func (r *SyncedFolderReconciler) finalize(ctx context.Context, f *syncv1.SyncedFolder) error {
+	if err := r.finalizeTokenReviewBinding(ctx, f); err != nil {
+		return err
+	}
 	if !controllerutil.ContainsFinalizer(f, syncv1.FinalizerDatabase) {
 		return nil
 	}
@@ -226,7 +236,7 @@ const reconcileTimeout = 2 * time.Minute
 // SetupWithManager registers the controller: it watches SyncedFolders, every object they own,
 // and the ServiceMonitor CRD (so installing Prometheus Operator later is noticed).
 func (r *SyncedFolderReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	c, err := ctrl.NewControllerManagedBy(mgr).
+	c, err := r.watchOptInPods(ctrl.NewControllerManagedBy(mgr)).
 		For(&syncv1.SyncedFolder{}).
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&corev1.Secret{}).
@@ -234,6 +244,9 @@ func (r *SyncedFolderReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.Service{}).
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&networkingv1.NetworkPolicy{}).
+		// The server's claim is the StatefulSet's, not the folder's: mapped by its labels, so
+		// an expansion's progress is noticed.
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(folderOfClaim)).
 		WatchesMetadata(&apiextensionsv1.CustomResourceDefinition{},
 			handler.EnqueueRequestsFromMapFunc(r.allFolders),
 			builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetName() == serviceMonitorCRD }))).

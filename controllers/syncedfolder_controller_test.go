@@ -302,6 +302,15 @@ func TestOwnedObjectDeletedIsRecreated(t *testing.T) {
 	}
 }
 
+// storage is a spec.storage map; class "" leaves storageClassName out.
+func storage(size, class string) map[string]any {
+	m := map[string]any{"size": size}
+	if class != "" {
+		m["storageClassName"] = class
+	}
+	return m
+}
+
 func TestInvalidSpecsAreRejected(t *testing.T) {
 	needEnv(t)
 	ns := newNamespace(t)
@@ -361,6 +370,38 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 			}
 			if !containsFold(err.Error(), tc.want) {
 				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	// Updates that transition rules refuse: the object is created with from, then patched to
+	// to (a merge patch, since the operator writes the object meanwhile).
+	updates := []struct {
+		name     string
+		from, to map[string]any
+		want     string
+	}{
+		{"storage shrunk", storage("2Gi", ""), storage("1536Mi", ""), "storage.size cannot shrink from 2Gi to 1536Mi: a volume can only grow"},
+		{"storage shrunk to bytes", storage("1Gi", ""), storage("1000000000", ""), "storage.size cannot shrink from 1Gi to 1000000000"},
+		{"storage class changed", storage("1Gi", "fast"), storage("1Gi", "slow"), "storage.storageClassName is immutable"},
+		{"storage class set later", storage("1Gi", ""), storage("1Gi", "fast"), "storage.storageClassName is immutable"},
+	}
+	for i, tc := range updates {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("bad-update-%d", i)
+			u := &unstructuredFolder{}
+			u.set(ns, name, map[string]any{"storage": tc.from})
+			if err := suite.client.Create(context.Background(), u.obj); err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			u.set(ns, name, map[string]any{"storage": tc.to})
+			err := suite.client.Patch(context.Background(), u.obj, client.Merge)
+			if err == nil || !apierrors.IsInvalid(err) || !containsFold(err.Error(), tc.want) {
+				t.Fatalf("update %v → %v: error %v, want Invalid saying %q", tc.from, tc.to, err, tc.want)
+			}
+			// Writing the same storage back is accepted (growing is TestStorageGrowsTheServerClaim).
+			u.set(ns, name, map[string]any{"storage": tc.from})
+			if err := suite.client.Patch(context.Background(), u.obj, client.Merge); err != nil {
+				t.Errorf("same storage: %v", err)
 			}
 		})
 	}

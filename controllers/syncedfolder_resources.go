@@ -65,7 +65,28 @@ func serverEnv(f *syncv1.SyncedFolder) []corev1.EnvVar {
 	if ref := databaseURLRef(f); ref != nil {
 		env = append(env, corev1.EnvVar{Name: "SYNCSERVER_DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: ref}})
 	}
+	// Agents in pods present projected service-account tokens for the folder's audience;
+	// the server verifies them with TokenReviews (its ClusterRoleBinding allows that).
+	env = append(env,
+		corev1.EnvVar{Name: "SYNCSERVER_TOKENREVIEW_AUDIENCE", Value: syncv1.TokenAudience(f.Namespace, f.Name)},
+		corev1.EnvVar{Name: "SYNCSERVER_TOKENREVIEW_NAMESPACE", Value: f.Namespace},
+	)
+	if allowed := allowedServiceAccounts(f); allowed != "" {
+		env = append(env, corev1.EnvVar{Name: "SYNCSERVER_ALLOWED_SERVICE_ACCOUNTS", Value: allowed})
+	}
 	return env
+}
+
+// allowedServiceAccounts is spec.access.serviceAccounts as the server's allow list
+// ("ns/name,..."), sorted so that reordering the spec does not roll the server; empty
+// lets the server allow every service account of the namespace.
+func allowedServiceAccounts(f *syncv1.SyncedFolder) string {
+	names := slices.Sorted(slices.Values(f.Spec.Access.ServiceAccounts))
+	names = slices.Compact(names)
+	for i, n := range names {
+		names[i] = f.Namespace + "/" + n
+	}
+	return strings.Join(names, ",")
 }
 
 // databaseURLRef names the Secret key holding the server's PostgreSQL URL, nil for the
@@ -101,8 +122,9 @@ func configHash(secrets ...map[string][]byte) string {
 	return hex.EncodeToString(h.Sum(nil))[:16]
 }
 
-// buildServiceAccount is the server's ServiceAccount. The server does not call the API yet
-// (TokenReview comes with pod injection), so no token is mounted.
+// buildServiceAccount is the server's ServiceAccount. Its token is not mounted into other
+// pods that might use it; the server's pod asks for it explicitly (it calls the TokenReview
+// API).
 func buildServiceAccount(f *syncv1.SyncedFolder) *corev1.ServiceAccount {
 	return &corev1.ServiceAccount{
 		ObjectMeta:                   metav1.ObjectMeta{Name: serverServiceAccountName(f), Namespace: f.Namespace, Labels: commonLabels(f)},
@@ -239,7 +261,7 @@ func buildStatefulSet(f *syncv1.SyncedFolder, s Settings, hash string) *appsv1.S
 	container := corev1.Container{
 		Name:    "syncserver",
 		Image:   image,
-		Command: []string{"syncserver"},
+		Command: []string{"/syncserver"},
 		Env:     serverEnv(f),
 		Ports: []corev1.ContainerPort{{
 			Name: serverPortName, ContainerPort: serverPort, Protocol: corev1.ProtocolTCP,
@@ -274,10 +296,11 @@ func buildStatefulSet(f *syncv1.SyncedFolder, s Settings, hash string) *appsv1.S
 			Selector:    &metav1.LabelSelector{MatchLabels: selectorLabels(f)},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+				// The mounted service-account token authenticates the server's TokenReviews.
 				Spec: corev1.PodSpec{
 					ServiceAccountName:            serverServiceAccountName(f),
 					DeprecatedServiceAccount:      serverServiceAccountName(f),
-					AutomountServiceAccountToken:  ptr.To(false),
+					AutomountServiceAccountToken:  ptr.To(true),
 					EnableServiceLinks:            ptr.To(false),
 					RestartPolicy:                 corev1.RestartPolicyAlways,
 					DNSPolicy:                     corev1.DNSClusterFirst,

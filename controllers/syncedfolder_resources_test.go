@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -58,6 +61,13 @@ func TestBuildStatefulSet(t *testing.T) {
 				"SYNCSERVER_LISTEN": ":8443", "SYNCSERVER_DATA_DIR": "/data", "SYNCSERVER_KEEP_VERSIONS": "10",
 				"SYNCSERVER_KEEP_VERSIONS_AGE": "720h0m0s", "SYNCSERVER_TOKEN_FILE": "/etc/syncserver/credentials/tokens",
 				"SYNCSERVER_TLS_CERT_FILE": "/etc/syncserver/tls/tls.crt", "SYNCSERVER_TLS_KEY_FILE": "/etc/syncserver/tls/tls.key",
+				"SYNCSERVER_TOKENREVIEW_AUDIENCE": "sync.syncedfolder.io/team/docs", "SYNCSERVER_TOKENREVIEW_NAMESPACE": "team",
+			}
+			if _, ok := env["SYNCSERVER_ALLOWED_SERVICE_ACCOUNTS"]; ok {
+				t.Error("an empty access list is passed on; the server's default (the whole namespace) should apply")
+			}
+			if len(c.Command) != 1 || c.Command[0] != "/syncserver" {
+				t.Errorf("command %q, want the image's /syncserver", c.Command)
 			}
 			for k, v := range want {
 				if env[k].Value != v {
@@ -85,6 +95,13 @@ func TestBuildStatefulSet(t *testing.T) {
 		}, func(t *testing.T, _ *syncv1.SyncedFolder, env map[string]corev1.EnvVar, _ corev1.Container, _ int32) {
 			if env["SYNCSERVER_KEEP_VERSIONS"].Value != "3" || env["SYNCSERVER_KEEP_VERSIONS_AGE"].Value != "1h30m0s" {
 				t.Errorf("keep %q age %q", env["SYNCSERVER_KEEP_VERSIONS"].Value, env["SYNCSERVER_KEEP_VERSIONS_AGE"].Value)
+			}
+		}},
+		{"access list becomes the allowed service accounts, sorted", func(f *syncv1.SyncedFolder) {
+			f.Spec.Access.ServiceAccounts = []string{"writer", "app"}
+		}, func(t *testing.T, _ *syncv1.SyncedFolder, env map[string]corev1.EnvVar, _ corev1.Container, _ int32) {
+			if got := env["SYNCSERVER_ALLOWED_SERVICE_ACCOUNTS"].Value; got != "team/app,team/writer" {
+				t.Errorf("allowed service accounts %q", got)
 			}
 		}},
 		{"user credentials are used as they are", func(f *syncv1.SyncedFolder) {
@@ -157,6 +174,23 @@ func TestBuildStatefulSetInvariants(t *testing.T) {
 	}
 	if sts.Spec.ServiceName != "docs-headless" {
 		t.Errorf("service name %q", sts.Spec.ServiceName)
+	}
+	if !*pod.Spec.AutomountServiceAccountToken || pod.Spec.ServiceAccountName != "docs-server" {
+		t.Errorf("the server needs its service-account token for TokenReviews: automount %v, account %q",
+			*pod.Spec.AutomountServiceAccountToken, pod.Spec.ServiceAccountName)
+	}
+	// Changing the access list rolls the server; reordering it does not.
+	withAccess := func(names ...string) *syncv1.SyncedFolder {
+		g := f.DeepCopy()
+		g.Spec.Access.ServiceAccounts = names
+		return g
+	}
+	base := buildStatefulSet(withAccess("a", "b"), testSettings, "abc").Spec.Template
+	if reordered := buildStatefulSet(withAccess("b", "a"), testSettings, "abc").Spec.Template; !apiequality.Semantic.DeepEqual(base, reordered) {
+		t.Error("reordering the access list changes the pod template")
+	}
+	if changed := buildStatefulSet(withAccess("a"), testSettings, "abc").Spec.Template; apiequality.Semantic.DeepEqual(base, changed) {
+		t.Error("changing the access list does not change the pod template")
 	}
 	if a, b := buildStatefulSet(f, testSettings, "abc"), buildStatefulSet(f, testSettings, "def"); a.Spec.Template.Annotations[syncv1.AnnotationConfigHash] == b.Spec.Template.Annotations[syncv1.AnnotationConfigHash] {
 		t.Error("a new config hash does not change the pod template")
@@ -265,5 +299,24 @@ func TestNamesAndHelpers(t *testing.T) {
 	}
 	if got := quoteLiteral("it's"); got != "'it''s'" {
 		t.Errorf("quoted %q", got)
+	}
+}
+
+func TestBuildTokenReviewRBAC(t *testing.T) {
+	f := folder(nil)
+	role := buildTokenReviewClusterRole()
+	if len(role.Rules) != 1 || !reflect.DeepEqual(role.Rules[0].Verbs, []string{"create"}) ||
+		!reflect.DeepEqual(role.Rules[0].Resources, []string{"tokenreviews"}) || !reflect.DeepEqual(role.Rules[0].APIGroups, []string{"authentication.k8s.io"}) {
+		t.Errorf("ClusterRole rules %+v; want create tokenreviews only", role.Rules)
+	}
+	b := buildTokenReviewBinding(f)
+	if b.Name != "synced-folder-tokenreview:team:docs" || b.RoleRef.Name != role.Name || b.RoleRef.Kind != "ClusterRole" {
+		t.Errorf("binding %q → %+v", b.Name, b.RoleRef)
+	}
+	if len(b.Subjects) != 1 || b.Subjects[0] != (rbacv1.Subject{Kind: "ServiceAccount", Name: "docs-server", Namespace: "team"}) {
+		t.Errorf("subjects %+v", b.Subjects)
+	}
+	if b.Labels[syncv1.LabelInstance] != "docs" || b.Labels[syncv1.LabelFolderNamespace] != "team" {
+		t.Errorf("binding labels %v do not name the folder", b.Labels)
 	}
 }

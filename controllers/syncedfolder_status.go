@@ -29,6 +29,7 @@ type observed struct {
 	db            metav1.Condition
 	dbStatus      *syncv1.DatabaseStatus
 	monitoring    metav1.Condition
+	storage       metav1.Condition
 	sts           *appsv1.StatefulSet
 }
 
@@ -90,6 +91,9 @@ func (r *SyncedFolderReconciler) setStatus(f *syncv1.SyncedFolder, obs *observed
 	if obs.monitoring.Type != "" {
 		set(obs.monitoring)
 	}
+	if obs.storage.Type != "" {
+		set(obs.storage)
+	}
 	db := meta.FindStatusCondition(st.Conditions, syncv1.ConditionDatabaseReady)
 	switch {
 	case reconcileErr != nil:
@@ -114,7 +118,7 @@ func truncate(s string) string {
 
 // emitEvents records an event for each condition whose status or reason changed.
 func (r *SyncedFolderReconciler) emitEvents(before, after *syncv1.SyncedFolder) {
-	for _, typ := range []string{syncv1.ConditionServerReady, syncv1.ConditionDatabaseReady, syncv1.ConditionMonitoringReady, syncv1.ConditionReady} {
+	for _, typ := range []string{syncv1.ConditionServerReady, syncv1.ConditionDatabaseReady, syncv1.ConditionMonitoringReady, syncv1.ConditionStorageReady, syncv1.ConditionReady} {
 		now := meta.FindStatusCondition(after.Status.Conditions, typ)
 		if now == nil {
 			continue
@@ -124,7 +128,7 @@ func (r *SyncedFolderReconciler) emitEvents(before, after *syncv1.SyncedFolder) 
 			continue
 		}
 		kind := corev1.EventTypeNormal
-		if now.Status != metav1.ConditionTrue && now.Reason != syncv1.ReasonMonitoringDisabled && now.Reason != syncv1.ReasonSuspended {
+		if now.Status != metav1.ConditionTrue && now.Reason != syncv1.ReasonMonitoringDisabled && now.Reason != syncv1.ReasonSuspended && !normalStorageReason(now.Reason) {
 			kind = corev1.EventTypeWarning
 		}
 		r.Recorder.Eventf(after, nil, kind, now.Reason, "Reconcile", "%s is %s: %s", typ, now.Status, now.Message)

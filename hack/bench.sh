@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # `make bench`: every Go benchmark of the engine, with a throwaway PostgreSQL so the
-# PostgreSQL store is measured beside the embedded one. Speed targets live here, never in
-# tests. BENCHTIME (default 1s) and BENCH (a -bench regexp) narrow it.
+# PostgreSQL store is measured beside the embedded one, then the side-by-side harness
+# (test/bench: our server and agents against an rsync daemon and a Syncthing pair, W1–W9),
+# which renders its table into docs/benchmarks.md. Speed targets live here, never in
+# tests. BENCHTIME (default 1s) and BENCH (a -bench regexp) narrow the Go benchmarks;
+# QUICK=1 (or BENCH_QUICK=1) runs the harness with small sizes; SYNCBENCH_FLAGS passes
+# more flags to it (e.g. "-workloads W1,W2 -reps 5"); SYNCBENCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -13,5 +17,16 @@ export SYNC_TEST_DATABASE_URL
 
 pkgs=$(go list ./syncserver/... ./syncagent/... ./test/... 2>/dev/null)
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1s}" -benchmem $pkgs | tee "$work/bench.txt"
+
+if [ "${SYNCBENCH:-1}" != 0 ]; then
+  echo
+  echo "== side-by-side harness (ours, rsync, Syncthing)"
+  quick=()
+  if [ -n "${QUICK:-}${BENCH_QUICK:-}" ]; then
+    quick=(-quick)
+  fi
+  # shellcheck disable=SC2086 # SYNCBENCH_FLAGS is a list of flags
+  go run ./test/bench/cmd/syncbench "${quick[@]}" ${SYNCBENCH_FLAGS:-}
+fi
 echo
 echo "Figures and targets: docs/benchmarks.md"

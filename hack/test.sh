@@ -31,3 +31,6 @@ fi
 
 echo "== go test"
 go test -count=1 -timeout 40m ${GOTESTFLAGS:-} ./...
+
+echo "== fuzz (a short pass over every target; \`make fuzz\` runs them longer)"
+bash hack/fuzz.sh "${FUZZTIME_SHORT:-2s}"

@@ -17,11 +17,36 @@ import (
 // credential; the server answers 401.
 var ErrUnauthenticated = errors.New("unauthenticated")
 
+// ErrForbidden is returned by an Authenticator for a valid credential whose identity may
+// not use this folder (a service account not on the access list); the server answers 403.
+var ErrForbidden = errors.New("forbidden")
+
 // Authenticator maps a request's bearer token to the agent identity recorded in the
-// audit log. An error wrapping ErrUnauthenticated means the token is refused; any other
-// error means the check itself failed (503).
+// audit log. An error wrapping ErrUnauthenticated means the token is refused (401); one
+// wrapping ErrForbidden means the token is valid but its identity is not allowed (403),
+// and agent then names that identity for the log; any other error means the check itself
+// failed (503).
 type Authenticator interface {
 	Authenticate(ctx context.Context, token string) (agent string, err error)
+}
+
+// Chain tries each authenticator in order until one accepts the token. A refusal other
+// than ErrUnauthenticated ends the search: ErrForbidden because the token was recognized
+// and is definitely not allowed, an unavailable check because trying further could turn
+// a transient failure into a 401 the agent would not retry.
+type Chain []Authenticator
+
+// Authenticate returns the first accepting authenticator's answer, or the last refusal.
+func (c Chain) Authenticate(ctx context.Context, token string) (string, error) {
+	err := fmt.Errorf("%w: no authenticator configured", ErrUnauthenticated)
+	for _, a := range c {
+		var agent string
+		agent, err = a.Authenticate(ctx, token)
+		if err == nil || !errors.Is(err, ErrUnauthenticated) {
+			return agent, err
+		}
+	}
+	return "", err
 }
 
 // StaticTokens authenticates bearer tokens listed in a token file.

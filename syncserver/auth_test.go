@@ -3,6 +3,7 @@ package syncserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -110,5 +111,60 @@ func TestCheckListen(t *testing.T) {
 	}
 	if err := CheckListen("nonsense", true); err == nil {
 		t.Error("CheckListen accepted an address without a port")
+	}
+}
+
+// refuseAs is an Authenticator standing in for a remote check (the TokenReview
+// authenticator, tested against a real API server in syncserver/kubeauth): it knows one
+// token and answers every other with err.
+type refuseAs struct {
+	token, agent string
+	err          error
+}
+
+func (a refuseAs) Authenticate(_ context.Context, token string) (string, error) {
+	if token == a.token {
+		return a.agent, nil
+	}
+	return "team/pod/bob", a.err
+}
+
+func TestChainAndRefusalCodes(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader("secret-token-0001xx operator\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		refusal error
+		code    int
+	}{
+		{fmt.Errorf("%w: expired", ErrUnauthenticated), http.StatusUnauthorized},
+		{fmt.Errorf("%w: not on the list", ErrForbidden), http.StatusForbidden},
+		{errors.New("connection refused"), http.StatusServiceUnavailable},
+	} {
+		e := newEnv(t, withAuth(Chain{tokens, refuseAs{token: "sa-token", agent: "team/web-0/alice", err: tc.refusal}}))
+		before := e.snapshot()
+		e.token = "other-token"
+		var body proto.Error
+		code, _ := e.do("POST", proto.RouteCommit, proto.CommitRequest{Items: []proto.CommitItem{inlineItem("x", 0, []byte("x"))}}, &body)
+		if code != tc.code || body.Error == "" {
+			t.Errorf("refusal %v: %d %+v, want %d", tc.refusal, code, body, tc.code)
+		}
+		if tc.code == http.StatusForbidden && !strings.Contains(body.Error, "team/pod/bob") {
+			t.Errorf("403 does not name the identity: %q", body.Error)
+		}
+		if after := e.snapshot(); after != before {
+			t.Fatalf("refused request changed the folder: %+v → %+v", before, after)
+		}
+		// Both members of the chain accept their own tokens.
+		for token, agent := range map[string]string{"secret-token-0001xx": "operator", "sa-token": "team/web-0/alice"} {
+			e.token = token
+			if r := e.commit(inlineItem("f-"+agent[:4], 0, []byte(agent))); r[0].Status != proto.StatusOK || r[0].Entry.ModifiedBy != agent {
+				t.Errorf("token of %s: %+v", agent, r[0])
+			}
+		}
+	}
+	if _, err := (Chain{}).Authenticate(context.Background(), "x"); !errors.Is(err, ErrUnauthenticated) {
+		t.Errorf("empty chain: %v", err)
 	}
 }

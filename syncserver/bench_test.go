@@ -117,8 +117,12 @@ func BenchmarkBlockUpload(b *testing.B) {
 					b.Error(err)
 					return
 				}
-				io.Copy(io.Discard, resp.Body)
+				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
+				if err != nil {
+					b.Error(err)
+					return
+				}
 				if resp.StatusCode != http.StatusCreated {
 					b.Errorf("PUT block: %d", resp.StatusCode)
 					return

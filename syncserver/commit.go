@@ -292,6 +292,9 @@ func (r *blockReader) Read(p []byte) (int, error) {
 			if errors.Is(err, blobs.ErrNotFound) {
 				return 0, itemErrorf("block %s is not stored on the server; upload it first", b.Hash)
 			}
+			if errors.Is(err, blobs.ErrCorrupt) {
+				return 0, itemErrorf("block %s is damaged on the server; upload it again", b.Hash)
+			}
 			if err != nil {
 				return 0, fmt.Errorf("open block %s: %w", b.Hash, err)
 			}

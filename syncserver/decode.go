@@ -33,7 +33,7 @@ func decodeJSON(r io.Reader, v any) error {
 		if errors.Is(err, io.EOF) {
 			return errors.New("malformed JSON: empty body")
 		}
-		return fmt.Errorf("malformed JSON: %v", err)
+		return fmt.Errorf("malformed JSON: %w", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		if isTooLarge(err) {
@@ -66,7 +66,7 @@ func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error
 		return req, errors.New(`malformed JSON: missing field "hashes"`)
 	}
 	if err := json.Unmarshal(raw.Hashes, &req.Hashes); err != nil {
-		return req, fmt.Errorf("malformed JSON: hashes: %v", err)
+		return req, fmt.Errorf("malformed JSON: hashes: %w", err)
 	}
 	if len(req.Hashes) > maxItems {
 		return req, fmt.Errorf("%d hashes; at most %d per request", len(req.Hashes), maxItems)

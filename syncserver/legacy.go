@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -108,7 +107,7 @@ func (s *Server) handleLegacyUpload(w http.ResponseWriter, r *http.Request) {
 	)
 	for {
 		part, err := mr.NextPart()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
@@ -197,10 +196,10 @@ func (s *Server) storeUpload(r io.Reader) (*uploadedFile, error) {
 		return nil, fmt.Errorf("chunker: %w", err)
 	}
 	f := &uploadedFile{}
-	var bh hash.Hash = sha256.New()
+	bh := sha256.New()
 	for {
 		c, err := ch.Next()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

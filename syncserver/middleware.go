@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -89,7 +90,8 @@ func newRequestID() string {
 }
 
 // authed wraps a handler of a protected route: it resolves the bearer token to the agent
-// identity, or answers 401.
+// identity, or answers 401 (no valid token), 403 (identity not allowed) or 503 (the check
+// itself failed).
 func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ri := infoFrom(r.Context())
@@ -105,12 +107,22 @@ func (s *Server) authed(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		agent, err := s.auth.Authenticate(r.Context(), token)
-		if err != nil {
-			if errors.Is(err, ErrUnauthenticated) {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="syncserver", error="invalid_token"`)
-				writeError(w, http.StatusUnauthorized, "invalid bearer token")
-				return
-			}
+		switch {
+		case err == nil:
+		case errors.Is(err, ErrUnauthenticated):
+			// The reason goes to the log only: telling a caller why its token failed would
+			// help someone probing with stolen or forged tokens.
+			s.log.Info("token refused", "requestId", ri.id, "reason", err.Error())
+			w.Header().Set("WWW-Authenticate", `Bearer realm="syncserver", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "invalid bearer token")
+			return
+		case errors.Is(err, ErrForbidden):
+			// The caller proved who it is, so it may learn that this identity is not allowed.
+			ri.agent = agent
+			s.log.Info("identity not allowed", "requestId", ri.id, "agent", agent, "reason", err.Error())
+			writeError(w, http.StatusForbidden, fmt.Sprintf("%s may not use this folder: not on its access list", agent))
+			return
+		default:
 			s.log.Error("authenticate", "requestId", ri.id, "err", err)
 			writeError(w, http.StatusServiceUnavailable, "authentication unavailable, retry later")
 			return

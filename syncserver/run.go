@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -27,8 +28,18 @@ type Options struct {
 	// TokenFile lists the bearer tokens; empty means no authentication, which Run only
 	// allows on a loopback address.
 	TokenFile string
+	// Authenticator, when set, is tried after the token file's tokens (the Kubernetes
+	// TokenReview authenticator, syncserver/kubeauth); it counts as authentication for the
+	// loopback rule.
+	Authenticator Authenticator
 	// TLSCertFile and TLSKeyFile switch on TLS when both are set.
 	TLSCertFile, TLSKeyFile string
+	// ReadHeaderTimeout bounds how long a client may take to send a request's headers
+	// (default 10s), and ReadTimeout how long it may take to send a whole request, body
+	// included (default 10m: a 16 MiB block at 250 kbit/s). Without them a client that
+	// trickles a byte now and then holds a connection and a goroutine forever. Long
+	// polls are not affected: the wait for a response is not a read.
+	ReadHeaderTimeout, ReadTimeout time.Duration
 	// ShutdownGrace is how long in-flight requests get to finish after a signal.
 	ShutdownGrace time.Duration
 	// Config holds the limits and policies of the server.
@@ -48,7 +59,7 @@ func CheckListen(addr string, authenticated bool) error {
 	if authenticated {
 		return nil
 	}
-	why := fmt.Sprintf("without --token-file the server has no authentication, so it listens only on a loopback address (127.0.0.1, ::1 or localhost), and %q is not one; give --token-file or listen on 127.0.0.1", addr)
+	why := fmt.Sprintf("without --token-file or --tokenreview-audience the server has no authentication, so it listens only on a loopback address (127.0.0.1, ::1 or localhost), and %q is not one; give --token-file or listen on 127.0.0.1", addr)
 	if host == "localhost" {
 		return nil
 	}
@@ -62,14 +73,25 @@ func CheckListen(addr string, authenticated bool) error {
 // Run serves until ctx is done, then stops accepting connections, gives in-flight
 // requests opts.ShutdownGrace to finish and closes the stores.
 func Run(ctx context.Context, opts Options, logger *slog.Logger) (err error) {
-	var auth Authenticator
+	var chain Chain
 	if opts.TokenFile != "" {
 		tokens, err := LoadTokenFile(opts.TokenFile)
 		if err != nil {
 			return err
 		}
-		auth = tokens
+		chain = append(chain, tokens)
 		logger.Info("token authentication", "tokens", tokens.Len())
+	}
+	if opts.Authenticator != nil {
+		chain = append(chain, opts.Authenticator)
+	}
+	var auth Authenticator
+	switch len(chain) {
+	case 0:
+	case 1:
+		auth = chain[0]
+	default:
+		auth = chain
 	}
 	if err := CheckListen(opts.Listen, auth != nil); err != nil {
 		return err
@@ -115,7 +137,8 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger) (err error) {
 	}
 	hs := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cmp.Or(opts.ReadHeaderTimeout, 10*time.Second),
+		ReadTimeout:       cmp.Or(opts.ReadTimeout, 10*time.Minute),
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		TLSConfig:         tlsConfig,
@@ -150,6 +173,8 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger) (err error) {
 		_ = hs.Close()
 	}
 	srv.Shutdown()
-	<-serveErr
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
 	return nil
 }

@@ -10,7 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,7 +28,7 @@ type BlockStore interface {
 	Missing(hashes []string) ([]string, error)
 	Put(hash string, r io.Reader, maxSize int64) (n int64, created bool, err error)
 	PutMany(blocks []blobs.BlockData) (created int, createdBytes int64, err error)
-	Open(hash string) (*os.File, int64, error)
+	Open(hash string) (io.ReadSeekCloser, int64, error)
 	GC(ctx context.Context, referenced func(hash string) bool, olderThan time.Time) (removed int, freed int64, err error)
 	Stats() (blocks, bytes int64, err error)
 }
@@ -271,4 +271,33 @@ func (s *Server) Maintain(ctx context.Context) (MaintenanceResult, error) {
 	s.log.Info("maintenance", "prunedVersions", pruned, "removedBlocks", removed, "freedBytes", freed,
 		"referencedBlocks", len(refs), "duration", time.Since(start))
 	return res, nil
+}
+
+// routeMethods are the methods handleNoRoute tries when it looks for the methods a path
+// allows. HEAD is allowed wherever GET is, as the mux serves it.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch}
+
+// handleNoRoute answers a request that no route took: 405 with an Allow header when the
+// path is a known route for other methods, 404 otherwise; JSON either way. The mux's
+// own 405 never happens because the catch-all route matches every method.
+func (s *Server) handleNoRoute(w http.ResponseWriter, r *http.Request) {
+	var allow []string
+	for _, m := range routeMethods {
+		probe := r.Clone(r.Context())
+		probe.Method = m
+		if _, pattern := s.mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+			if m == http.MethodGet {
+				allow = append(allow, http.MethodHead)
+			}
+		}
+	}
+	path := truncateForError(r.URL.Path)
+	if len(allow) == 0 {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, path))
+		return
+	}
+	w.Header().Set("Allow", strings.Join(allow, ", "))
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s; allowed: %s",
+		r.Method, path, strings.Join(allow, ", ")))
 }

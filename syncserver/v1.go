@@ -51,10 +51,8 @@ func (s *Server) routes() {
 	auth("POST "+proto.RouteLegacyDelete, s.handleLegacyDelete)
 	auth("GET "+proto.RouteLegacyLogs, s.handleLegacyLogs)
 
-	// Unknown routes answer JSON too, not the mux's plain text.
-	open("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, truncateForError(r.URL.Path)))
-	})
+	// Unknown routes answer JSON too, not the mux's plain text (404 or 405, server.go).
+	open("/", s.handleNoRoute)
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {

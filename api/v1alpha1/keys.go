@@ -47,6 +47,15 @@ const (
 // can be dropped (deletionPolicy: Delete) before the SyncedFolder goes away.
 const FinalizerDatabase = "sync.syncedfolder.io/database"
 
+// FinalizerTokenReviewBinding guards the cluster-scoped ClusterRoleBinding that lets the
+// folder's server create TokenReviews: a cluster-scoped object cannot be owned by a
+// namespaced SyncedFolder, so it is deleted by the finalizer instead of the garbage collector.
+const FinalizerTokenReviewBinding = "sync.syncedfolder.io/tokenreview-binding"
+
+// LabelFolderNamespace, with LabelInstance, names the SyncedFolder that a cluster-scoped
+// object (the server's ClusterRoleBinding) belongs to.
+const LabelFolderNamespace = "sync.syncedfolder.io/folder-namespace"
+
 // Condition types of SyncedFolder.status.conditions.
 const (
 	// ConditionReady is True when the server runs and its database is usable.
@@ -77,6 +86,28 @@ const (
 	ReasonServiceMonitorCRDAbsent = "ServiceMonitorCRDAbsent"
 	ReasonMonitoringDisabled      = "MonitoringDisabled"
 	ReasonNotReady                = "NotReady"
+)
+
+// ConditionStorageReady is True when the server's volume claim has the capacity that
+// spec.storage.size asks for. It does not feed Ready: a volume waiting to grow still serves.
+const ConditionStorageReady = "StorageReady"
+
+// Reasons of ConditionStorageReady.
+const (
+	// ReasonVolumeReady: the claim's capacity is at least spec.storage.size.
+	ReasonVolumeReady = "VolumeReady"
+	// ReasonVolumeClaimPending: the claim does not exist or is not bound yet (status Unknown).
+	ReasonVolumeClaimPending = "VolumeClaimPending"
+	// ReasonVolumeExpansionNotAllowed: spec.storage.size grew but the claim's StorageClass
+	// does not allow volume expansion; the claim is left as it is.
+	ReasonVolumeExpansionNotAllowed = "VolumeExpansionNotAllowed"
+	// ReasonVolumeResizing: the claim asks for more and the storage provider expands it.
+	ReasonVolumeResizing = "VolumeResizing"
+	// ReasonFileSystemResizePending: the volume grew; the kubelet has yet to grow its file
+	// system, which some drivers do only when the server's pod restarts.
+	ReasonFileSystemResizePending = "FileSystemResizePending"
+	// ReasonVolumeResizeFailed: the storage provider or the API server refused the expansion.
+	ReasonVolumeResizeFailed = "VolumeResizeFailed"
 )
 
 // TokenAudience is the audience of the projected service-account tokens that agents present

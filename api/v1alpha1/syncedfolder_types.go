@@ -64,13 +64,19 @@ type SyncedFolderSpec struct {
 }
 
 // StorageSpec is the server's persistent volume.
+// +kubebuilder:validation:XValidation:rule="has(self.storageClassName) == has(oldSelf.storageClassName) && (!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",message="storage.storageClassName is immutable: the server's volume cannot move to another StorageClass"
 type StorageSpec struct {
-	// size is the requested capacity of the volume, such as 10Gi.
+	// size is the requested capacity of the volume, such as 10Gi. It may grow later: the
+	// operator then expands the server's volume claim when its StorageClass allows volume
+	// expansion (the StorageReady condition tells how far that got). It may not shrink, since
+	// no volume can.
 	// +required
 	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).isGreaterThan(quantity('0'))",message="storage.size must be a positive quantity such as 10Gi"
+	// +kubebuilder:validation:XValidation:rule="!quantity(string(self)).isLessThan(quantity(string(oldSelf)))",messageExpression="'storage.size cannot shrink from ' + string(oldSelf) + ' to ' + string(self) + ': a volume can only grow'",reason=FieldValueForbidden
 	Size resource.Quantity `json:"size"`
 
-	// storageClassName is the StorageClass of the volume; empty uses the cluster default.
+	// storageClassName is the StorageClass of the volume; empty uses the cluster default. It
+	// cannot change after creation (a bound volume keeps its class).
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	StorageClassName *string `json:"storageClassName,omitempty"`
@@ -321,7 +327,7 @@ type SyncedFolderStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// conditions are Ready, ServerReady, DatabaseReady and MonitoringReady.
+	// conditions are Ready, ServerReady, DatabaseReady, MonitoringReady and StorageReady.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -345,6 +351,18 @@ type SyncedFolderStatus struct {
 	// stats are live figures read from the server.
 	// +optional
 	Stats *FolderStats `json:"stats,omitempty"`
+
+	// uninjectedPodCount is how many pods of the namespace opt into this folder (annotation
+	// sync.syncedfolder.io/folder) but were admitted without the agent: the webhook was
+	// down or ignored, or refused them (their sync.syncedfolder.io/injection-status
+	// annotation says why). Such pods do not sync until they are recreated.
+	// +optional
+	UninjectedPodCount int32 `json:"uninjectedPodCount,omitempty"`
+
+	// uninjectedPods names the first of those pods (sorted, at most 20).
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	UninjectedPods []string `json:"uninjectedPods,omitempty"`
 }
 
 // DatabaseStatus describes the PostgreSQL role and database provisioned for the folder.
@@ -408,10 +426,6 @@ type SyncedFolderList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []SyncedFolder `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&SyncedFolder{}, &SyncedFolderList{})
 }
 
 // MonitoringEnabled reports whether a ServiceMonitor is wanted (the default).

@@ -15,10 +15,12 @@ import (
 	"k8s.io/client-go/discovery"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/syncedfolder/synced-folder/controllers"
+	"github.com/syncedfolder/synced-folder/controllers/podinject"
 	"github.com/syncedfolder/synced-folder/internal/version"
 )
 
@@ -34,6 +36,7 @@ func run() error {
 		metricsAddr, probeAddr     string
 		leaderElect, secureMetrics bool
 		enableHTTP2                bool
+		webhookCertManagement      string
 		settings                   controllers.Settings
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
@@ -45,6 +48,7 @@ func run() error {
 	flag.StringVar(&settings.AgentImage, "agent-image", envOr("AGENT_IMAGE", "ghcr.io/syncedfolder/synced-folder:"+version.Version), "Default image of the injected sync agent.")
 	flag.StringVar(&settings.ClusterDomain, "cluster-domain", "cluster.local", "The cluster's DNS domain, for the servers' certificates.")
 	flag.StringVar(&settings.OperatorNamespace, "operator-namespace", os.Getenv("POD_NAMESPACE"), "Namespace of this manager; its pods may reach servers (NetworkPolicy).")
+	flag.StringVar(&webhookCertManagement, "webhook-cert-management", "self", "Who provides the webhook's serving certificate: self (cert-controller rotates it and patches the caBundle) or external (cert-manager or the chart).")
 	logLevel := slog.LevelInfo
 	flag.TextVar(&logLevel, "log-level", logLevel, "Log level: DEBUG, INFO, WARN or ERROR.")
 	flag.Parse()
@@ -53,6 +57,9 @@ func run() error {
 	}
 	if settings.ServerImage == "" || settings.AgentImage == "" {
 		return errors.New("--server-image and --agent-image must not be empty")
+	}
+	if webhookCertManagement != "self" && webhookCertManagement != "external" {
+		return fmt.Errorf("--webhook-cert-management %q: want self or external", webhookCertManagement)
 	}
 	settings.OperatorPodLabels = map[string]string{"control-plane": "controller-manager"}
 	ctrl.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})))
@@ -77,13 +84,13 @@ func run() error {
 		Scheme:                 controllers.NewScheme(),
 		Cache:                  controllers.CacheOptions(),
 		Client:                 controllers.ClientOptions(),
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts},
+		Metrics:                metricsOptions(metricsAddr, secureMetrics, tlsOpts),
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         leaderElect,
 		LeaderElectionID:       "synced-folder.sync.syncedfolder.io",
 	}
 	if webhooks {
-		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{TLSOpts: tlsOpts})
+		mgrOpts.WebhookServer = webhook.NewServer(webhook.Options{Port: podinject.Port, CertDir: podinject.CertDir, TLSOpts: tlsOpts})
 	}
 	mgr, err := ctrl.NewManager(cfg, mgrOpts)
 	if err != nil {
@@ -105,8 +112,9 @@ func run() error {
 		return fmt.Errorf("set up SyncedFolder controller: %w", err)
 	}
 	if webhooks {
-		// The pod-injection webhook (issue 6) registers here on mgr.GetWebhookServer().
-		_ = mgr.GetWebhookServer()
+		if err := setupWebhook(mgr, settings, webhookCertManagement); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("health check: %w", err)
@@ -116,6 +124,23 @@ func run() error {
 	}
 	ctrl.Log.WithName("setup").Info("starting manager", "version", version.Version, "webhooks", webhooks)
 	return mgr.Start(ctrl.SetupSignalHandler())
+}
+
+// The metrics endpoint authenticates callers with TokenReviews and authorizes them with
+// SubjectAccessReviews (kubebuilder's scaffold): only subjects allowed to get the /metrics
+// non-resource URL (config/rbac/metrics_reader_role.yaml) may scrape it.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// metricsOptions serves the manager's metrics on addr; over HTTPS (secure) only to callers
+// whose token is allowed to get /metrics, since metrics name every folder. Plain HTTP has no
+// filter: it is for `make run` on a developer's machine.
+func metricsOptions(addr string, secure bool, tlsOpts []func(*tls.Config)) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: addr, SecureServing: secure, TLSOpts: tlsOpts}
+	if secure {
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return o
 }
 
 // envOr returns the environment variable key, or def when it is unset or empty.

@@ -112,7 +112,7 @@ func TestManagerBinary(t *testing.T) {
 	t.Cleanup(func() {
 		if !stopped {
 			_ = cmd.Process.Kill()
-			<-exited
+			t.Logf("manager killed: %v", <-exited)
 		}
 		if t.Failed() {
 			out, _ := os.ReadFile(logPath)

@@ -55,6 +55,7 @@ type options struct {
 	logLevel                                                   slog.Level
 	logFormat                                                  string
 	progress                                                   string
+	ignoreFile                                                 string
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
@@ -77,6 +78,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.Float64Var(&o.maxDeletePercent, "max-delete-percent", 50, "hold back a plan deleting more than this share of tracked files (and more than 10)")
 	fs.BoolVar(&o.allowMassDelete, "allow-mass-delete", false, "turn the mass-delete breaker off")
 	fs.StringVar(&o.listen, "listen", "", "address of the status server (/healthz, /status, /metrics); empty: none")
+	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -108,7 +110,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	cfg := agent.Config{Dir: o.dir, StateDir: o.stateDir, AgentID: o.id, Mode: plan.Mode(o.mode),
 		RescanInterval: o.rescanInterval, MaxDeletePercent: o.maxDeletePercent,
-		AllowMassDelete: o.allowMassDelete, Server: cl, Log: log, Watch: !o.noWatch}
+		AllowMassDelete: o.allowMassDelete, Server: cl, Log: log, Watch: !o.noWatch, IgnoreFile: o.ignoreFile}
 	if o.once && (o.progress == "always" || o.progress == "auto" && isTerminal(stderr)) {
 		cfg.ProgressBar = stderr
 	}
@@ -221,6 +223,11 @@ func validate(o *options) error {
 		return fmt.Errorf("--rescan-interval %s is under 1s", o.rescanInterval)
 	case o.maxDeletePercent <= 0 || o.maxDeletePercent > 100:
 		return fmt.Errorf("--max-delete-percent %g is not in (0, 100]", o.maxDeletePercent)
+	}
+	if o.ignoreFile != "" {
+		if _, err := ignore.LoadFile(o.ignoreFile); err != nil {
+			return fmt.Errorf("--ignore-file: %w", err)
+		}
 	}
 	switch plan.Mode(o.mode) {
 	case plan.TwoWay, plan.SendOnly, plan.ReceiveOnly:

@@ -17,12 +17,18 @@ func TestBadFlagsExitTwoWithAClearMessage(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	badIgnore := filepath.Join(t.TempDir(), "syncignore")
+	if err := os.WriteFile(badIgnore, []byte("ok.tmp\n[unclosed\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		args []string
 		env  map[string]string
 		want string
 	}{
 		{[]string{"--dir", dir}, nil, "--server is required"},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--ignore-file", filepath.Join(dir, "nope")}, nil, "--ignore-file: ignore file: open"},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir}, map[string]string{"SYNCAGENT_IGNORE_FILE": badIgnore}, `line 2 "[unclosed"`},
 		{[]string{"--server", "http://127.0.0.1:1"}, nil, "--dir is required"},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--mode", "sideways"}, nil, `--mode "sideways"`},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--max-delete-percent", "150"}, nil, "--max-delete-percent 150"},

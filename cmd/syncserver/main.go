@@ -18,7 +18,10 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	"github.com/syncedfolder/synced-folder/syncserver"
+	"github.com/syncedfolder/synced-folder/syncserver/kubeauth"
 	"github.com/syncedfolder/synced-folder/syncserver/store"
 	"github.com/syncedfolder/synced-folder/syncserver/store/postgres"
 	"github.com/syncedfolder/synced-folder/syncserver/store/sqlite"
@@ -48,8 +51,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		maxBlockSize = sizeFlag{n: def.MaxBlockSize}
 		logLevel     slog.Level
 		logFormat    string
+		review       reviewFlags
 	)
-	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "TCP address to listen on (without --token-file only a loopback address is allowed)")
+	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "TCP address to listen on (without --token-file or --tokenreview-audience only a loopback address is allowed)")
 	fs.StringVar(&opts.DataDir, "data-dir", "./data", "directory of the blocks and of the embedded database")
 	fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty uses the embedded database in --data-dir")
 	fs.StringVar(&opts.TokenFile, "token-file", "", `file of bearer tokens, one "TOKEN NAME" per line (NAME is the agent identity in the audit log)`)
@@ -63,6 +67,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.DurationVar(&opts.Config.GCGrace, "gc-grace", def.GCGrace, "unreferenced blocks younger than this survive GC (uploads awaiting their commit)")
 	fs.DurationVar(&opts.Config.MaxWait, "max-wait", def.MaxWait, "longest long-poll wait of the changes feed")
 	fs.DurationVar(&opts.ShutdownGrace, "shutdown-grace", 25*time.Second, "time in-flight requests get to finish on SIGTERM")
+	fs.StringVar(&review.audience, "tokenreview-audience", "", "accept Kubernetes service-account tokens with this audience, verified by TokenReview (the folder's: sync.syncedfolder.io/NAMESPACE/NAME)")
+	fs.StringVar(&review.namespace, "tokenreview-namespace", "", "the folder's namespace (default: the namespace of the pod the server runs in)")
+	fs.StringVar(&review.allowed, "allowed-service-accounts", "", `comma list of "namespace/name" or "namespace/*" that may sync (empty: any service account of --tokenreview-namespace)`)
+	fs.StringVar(&review.kubeconfig, "kubeconfig", "", "kubeconfig for TokenReview calls (empty: the pod's in-cluster configuration)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
 
@@ -80,14 +88,25 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "syncserver: %v\n", err)
 		return 2
 	}
-	if err := validate(opts, keepVersions, logFormat); err != nil {
+	if err := validate(opts, keepVersions, logFormat, review); err != nil {
 		fmt.Fprintf(stderr, "syncserver: %v\n", err)
 		return 2
+	}
+	if review.audience != "" {
+		a, err := review.authenticator(kubeauth.InClusterNamespace)
+		if err != nil {
+			fmt.Fprintf(stderr, "syncserver: %v\n", err)
+			return 2
+		}
+		opts.Authenticator = a
 	}
 	opts.Config.Retention = &store.Retention{Keep: keepVersions, MaxAge: keepAge.d}
 	opts.Config.MaxFileSize = maxFileSize.n
 	opts.Config.MaxBlockSize = maxBlockSize.n
 	logger := newLogger(stderr, logLevel, logFormat)
+	if review.audience != "" {
+		logger.Info("TokenReview authentication", "audience", review.audience, "allowedServiceAccounts", review.allowed)
+	}
 	opts.OpenStore = func(ctx context.Context) (store.Store, error) {
 		if databaseURL != "" {
 			return postgres.Open(ctx, databaseURL, postgres.WithLogger(logger))
@@ -121,13 +140,13 @@ func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
 			return
 		}
 		if serr := fs.Set(f.Name, v); serr != nil {
-			err = fmt.Errorf("invalid value %q for %s (flag --%s): %v", v, name, f.Name, serr)
+			err = fmt.Errorf("invalid value %q for %s (flag --%s): %w", v, name, f.Name, serr)
 		}
 	})
 	return err
 }
 
-func validate(opts syncserver.Options, keepVersions int, logFormat string) error {
+func validate(opts syncserver.Options, keepVersions int, logFormat string, review reviewFlags) error {
 	switch {
 	case opts.Listen == "":
 		return errors.New("--listen must not be empty")
@@ -148,7 +167,65 @@ func validate(opts syncserver.Options, keepVersions int, logFormat string) error
 	case (opts.TLSCertFile == "") != (opts.TLSKeyFile == ""):
 		return errors.New("TLS needs both --tls-cert-file and --tls-key-file")
 	}
-	return syncserver.CheckListen(opts.Listen, opts.TokenFile != "")
+	if err := review.validate(); err != nil {
+		return err
+	}
+	return syncserver.CheckListen(opts.Listen, opts.TokenFile != "" || review.audience != "")
+}
+
+// reviewFlags configure Kubernetes TokenReview authentication.
+type reviewFlags struct {
+	audience, namespace, allowed, kubeconfig string
+}
+
+// validate checks the flags without touching the cluster.
+func (r reviewFlags) validate() error {
+	if r.audience == "" {
+		for name, v := range map[string]string{"--tokenreview-namespace": r.namespace, "--allowed-service-accounts": r.allowed, "--kubeconfig": r.kubeconfig} {
+			if v != "" {
+				return fmt.Errorf("%s is set but --tokenreview-audience is not: TokenReview authentication needs the audience", name)
+			}
+		}
+		return nil
+	}
+	if strings.ContainsAny(r.audience, " ,\t\n") {
+		return fmt.Errorf("--tokenreview-audience %q must be one audience without spaces or commas", r.audience)
+	}
+	if r.namespace != "" {
+		if errs := validation.IsDNS1123Label(r.namespace); len(errs) > 0 {
+			return fmt.Errorf("--tokenreview-namespace %q: %s", r.namespace, strings.Join(errs, "; "))
+		}
+	}
+	if _, err := kubeauth.ParseAllowList(r.allowed); err != nil {
+		return fmt.Errorf("--allowed-service-accounts: %w", err)
+	}
+	if r.kubeconfig != "" {
+		if _, err := os.Stat(r.kubeconfig); err != nil {
+			return fmt.Errorf("--kubeconfig: %w", err)
+		}
+	}
+	return nil
+}
+
+// authenticator builds the TokenReview authenticator; inClusterNamespace supplies the
+// namespace when --tokenreview-namespace is not given.
+func (r reviewFlags) authenticator(inClusterNamespace func() (string, error)) (*kubeauth.Authenticator, error) {
+	ns := r.namespace
+	if ns == "" {
+		var err error
+		if ns, err = inClusterNamespace(); err != nil {
+			return nil, fmt.Errorf("--tokenreview-namespace not given and not running in a pod: %w", err)
+		}
+	}
+	allowed, err := kubeauth.ParseAllowList(r.allowed)
+	if err != nil {
+		return nil, fmt.Errorf("--allowed-service-accounts: %w", err)
+	}
+	rc, err := kubeauth.RESTConfig(r.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	return kubeauth.NewForConfig(rc, kubeauth.Config{Audience: r.audience, Namespace: ns, Allowed: allowed})
 }
 
 func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {

@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"flag"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver"
 )
 
 func TestSizeAndDurationFlags(t *testing.T) {
@@ -74,4 +77,48 @@ func TestBadFlagsExit2(t *testing.T) {
 			t.Errorf("run(%q) = %d, stderr %q; want 2 and a message", args, code, stderr.String())
 		}
 	}
+}
+
+func TestTokenReviewFlags(t *testing.T) {
+	env := func(string) string { return "" }
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--allowed-service-accounts", "team/*"}, "--tokenreview-audience"},
+		{[]string{"--kubeconfig", "/etc/kube"}, "--tokenreview-audience"},
+		{[]string{"--tokenreview-audience", "a b"}, "one audience"},
+		{[]string{"--tokenreview-audience", "aud", "--allowed-service-accounts", "team"}, "NAMESPACE/NAME"},
+		{[]string{"--tokenreview-audience", "aud", "--tokenreview-namespace", "Team_1"}, "--tokenreview-namespace"},
+		{[]string{"--tokenreview-audience", "aud", "--kubeconfig", "/nonexistent/kubeconfig"}, "--kubeconfig"},
+		// Not in a pod and no kubeconfig: the in-cluster configuration cannot be had.
+		{[]string{"--tokenreview-audience", "aud", "--tokenreview-namespace", "team", "--listen", "0.0.0.0:8443"}, "in-cluster"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(tc.args, env, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("run(%q) = %d, stderr %q; want 2 and a message mentioning %q", tc.args, code, stderr.String(), tc.want)
+		}
+	}
+
+	// TokenReview counts as authentication for the loopback rule.
+	r := reviewFlags{audience: "sync.syncedfolder.io/team/docs", namespace: "team", allowed: "team/alice, other/*"}
+	opts := syncserverOptions(t, "0.0.0.0:8443")
+	if err := validate(opts, 10, "auto", r); err != nil {
+		t.Errorf("TokenReview on 0.0.0.0: %v", err)
+	}
+	if err := validate(opts, 10, "auto", reviewFlags{}); err == nil {
+		t.Error("no authentication on 0.0.0.0 accepted")
+	}
+
+	// Without --tokenreview-namespace the pod's namespace is required.
+	_, err := reviewFlags{audience: "aud"}.authenticator(func() (string, error) { return "", errors.New("no such file") })
+	if err == nil || !strings.Contains(err.Error(), "--tokenreview-namespace") {
+		t.Errorf("authenticator without a namespace: %v", err)
+	}
+}
+
+func syncserverOptions(t *testing.T, listen string) syncserver.Options {
+	t.Helper()
+	def := syncserver.DefaultConfig()
+	return syncserver.Options{Listen: listen, DataDir: t.TempDir(), Config: def}
 }

@@ -6,13 +6,9 @@ package pins
 
 import (
 	_ "github.com/fsnotify/fsnotify"
-	_ "github.com/google/go-containerregistry/pkg/v1/empty"
-	_ "github.com/google/go-containerregistry/pkg/v1/mutate"
-	_ "github.com/google/go-containerregistry/pkg/v1/tarball"
 	_ "github.com/jackc/pgx/v5/pgxpool"
 	_ "github.com/jotfs/fastcdc-go"
 	_ "github.com/klauspost/compress/zstd"
-	_ "github.com/open-policy-agent/cert-controller/pkg/rotator"
 	_ "github.com/pressly/goose/v3"
 	_ "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	_ "github.com/prometheus/client_golang/prometheus"
@@ -20,5 +16,4 @@ import (
 	_ "pgregory.net/rapid"
 	_ "sigs.k8s.io/controller-runtime"
 	_ "sigs.k8s.io/controller-runtime/pkg/envtest"
-	_ "sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 )

@@ -60,6 +60,9 @@ type Config struct {
 	LongPollWait time.Duration
 	// Watch turns the file watcher on (Run only).
 	Watch bool
+	// IgnoreFile, when set, names a file of ignore patterns applied before the folder's
+	// own .syncignore (the operator's folder-wide defaults, mounted from a ConfigMap).
+	IgnoreFile string
 }
 
 // Agent syncs one folder.
@@ -119,6 +122,13 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	base, err := ignore.Compile(nil)
+	if cfg.IgnoreFile != "" {
+		base, err = ignore.LoadFile(cfg.IgnoreFile)
+	}
+	if err != nil {
+		return nil, err
+	}
 	root, err := os.OpenRoot(abs)
 	if err != nil {
 		return nil, fmt.Errorf("open folder: %w", err)
@@ -136,7 +146,7 @@ func New(cfg Config) (*Agent, error) {
 			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
 				local: scan.Local{Tree: plan.Tree{}, Index: index}, floor: map[string]int64{},
 				cursor: cursor, folderID: folderID}
-			a.init()
+			a.init(base)
 			a.st.setCursor(folderID, cursor)
 			return a, nil
 		}
@@ -146,15 +156,13 @@ func New(cfg Config) (*Agent, error) {
 	return nil, err
 }
 
-func (a *Agent) init() {
+// init finishes New; base are the patterns in force until the folder's .syncignore loads.
+func (a *Agent) init(base *ignore.Matcher) {
 	skip := map[string]bool{}
 	if rel, err := filepath.Rel(a.cfg.Dir, a.cfg.StateDir); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
 		skip[filepath.ToSlash(rel)] = true
 	}
-	m, err := ignore.Compile(nil)
-	if err == nil {
-		a.ignore.Store(m)
-	}
+	a.ignore.Store(base)
 	a.reloadIgnore()
 	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored, Blocks: a.db.LocalBlocks}
 	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
@@ -180,7 +188,7 @@ func (a *Agent) ignored(rel string, isDir bool) bool {
 
 // reloadIgnore reads .syncignore again; a malformed file keeps the previous patterns.
 func (a *Agent) reloadIgnore() {
-	m, err := ignore.Load(a.cfg.Dir)
+	m, err := ignore.Load(a.cfg.Dir, a.cfg.IgnoreFile)
 	if err != nil {
 		a.log.Error("ignore file is malformed; keeping the previous patterns", "err", err.Error())
 		return
@@ -205,7 +213,7 @@ func (a *Agent) visible(t plan.Tree) plan.Tree {
 func (a *Agent) removeTempFiles() {
 	_ = fs.WalkDir(a.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
-			return nil
+			return nil //nolint:nilerr // best effort: an unreadable entry is passed over, the rest still swept
 		}
 		if d.IsDir() && p != "." && a.scanner.Skip[p] {
 			return fs.SkipDir

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -156,7 +157,18 @@ func (a *Agent) Status() Status {
 	}
 }
 
-// Handler serves /healthz, /status (JSON) and /metrics (Prometheus).
+// Ready reports whether the agent has completed its first full sync: disk and server agreed
+// at least once since it started.
+func (a *Agent) Ready() bool {
+	a.st.mu.Lock()
+	defer a.st.mu.Unlock()
+	return !a.st.lastSync.IsZero()
+}
+
+// Handler serves /healthz, /readyz, /status (JSON) and /metrics (Prometheus). /readyz
+// answers 503 until the first full sync pass completes and 200 from then on: in a pod it is
+// the native sidecar's startup probe, so the app starts on a synced folder, and a later
+// server outage must not take the app out of service.
 func (a *Agent) Handler() http.Handler {
 	reg := prometheus.NewRegistry()
 	gauge := func(name, help string, fn func(Status) float64) {
@@ -179,11 +191,20 @@ func (a *Agent) Handler() http.Handler {
 	counter("syncagent_bytes_uploaded_total", "Content bytes sent to the server.", a.counters.BytesUp.Load)
 	counter("syncagent_bytes_downloaded_total", "Content bytes fetched from the server.", a.counters.BytesDown.Load)
 	counter("syncagent_bytes_reused_total", "Download bytes taken from local files instead of the server.", a.counters.BytesReused.Load)
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !a.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte(`{"status":"first sync not complete"}` + "\n"))
+			return
+		}
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {

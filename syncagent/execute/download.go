@@ -154,7 +154,7 @@ func (x *Executor) ensureParent(p string) error {
 		return nil
 	}
 	if err := x.Root.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("%q: %w (parent dir: %v)", p, errChanged, err)
+		return fmt.Errorf("%q: %w (parent dir: %w)", p, errChanged, err)
 	}
 	return nil
 }
@@ -228,7 +228,7 @@ func (x *Executor) replace(tmp, p string, want *plan.Node) error {
 	}
 	if want != nil && want.Type == proto.TypeDir {
 		if err := x.Root.Remove(p); err != nil {
-			return fmt.Errorf("%q: %w (dir not empty: %v)", p, errChanged, err)
+			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
 	}
 	if err := x.Root.Rename(tmp, p); err != nil {
@@ -404,7 +404,7 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 	}
 	defer f.Close()
 	data := make([]byte, l.Size)
-	if _, err := f.ReadAt(data, l.Offset); err != nil && !(errors.Is(err, io.EOF) && len(data) == int(l.Size)) {
+	if _, err := f.ReadAt(data, l.Offset); err != nil && (!errors.Is(err, io.EOF) || len(data) != int(l.Size)) {
 		return nil, false
 	}
 	return data, true

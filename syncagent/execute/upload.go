@@ -181,7 +181,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	}
 	f, err := x.Root.Open(p.op.Path)
 	if err != nil {
-		return fmt.Errorf("%q: %w (open: %v)", p.op.Path, errChanged, err)
+		return fmt.Errorf("%q: %w (open: %w)", p.op.Path, errChanged, err)
 	}
 	defer f.Close()
 	compress := compressible(f, p.item.Size)
@@ -203,7 +203,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 			for j := range next {
 				buf := make([]byte, j.b.Size)
 				if _, err := f.ReadAt(buf, j.off); err != nil && !errors.Is(err, io.EOF) {
-					setErr(fmt.Errorf("%q: %w (read: %v)", p.op.Path, errChanged, err))
+					setErr(fmt.Errorf("%q: %w (read: %w)", p.op.Path, errChanged, err))
 					continue
 				}
 				if chunk.SumHex(buf) != j.b.Hash {

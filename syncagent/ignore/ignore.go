@@ -44,14 +44,50 @@ type rule struct {
 }
 
 // Load reads root/.syncignore (a missing file means no patterns) and returns its
-// Matcher, built-in ignores included.
-func Load(root string) (*Matcher, error) {
-	f, err := os.Open(filepath.Join(root, FileName))
-	if errors.Is(err, fs.ErrNotExist) {
-		return Compile(nil)
+// Matcher, built-in ignores included. baseFile, when not empty, names a file of patterns
+// that come first, so the folder's own .syncignore can override them (as git's
+// core.excludesFile under .gitignore); unlike .syncignore it must exist, because it is
+// configuration the agent was started with.
+func Load(root, baseFile string) (*Matcher, error) {
+	var lines []string
+	if baseFile != "" {
+		if _, err := LoadFile(baseFile); err != nil {
+			return nil, err
+		}
+		base, err := readLines(baseFile)
+		if err != nil {
+			return nil, fmt.Errorf("ignore file: %w", err)
+		}
+		lines = base
 	}
+	own, err := readLines(filepath.Join(root, FileName))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("ignore file: %w", err)
+	}
+	if _, err := Compile(own); err != nil {
+		return nil, fmt.Errorf("%s: %w", FileName, err)
+	}
+	return Compile(append(lines, own...))
+}
+
+// LoadFile returns the Matcher of one file of patterns; the file must exist.
+func LoadFile(name string) (*Matcher, error) {
+	lines, err := readLines(name)
 	if err != nil {
-		return nil, fmt.Errorf("open ignore file: %w", err)
+		return nil, fmt.Errorf("ignore file: %w", err)
+	}
+	m, err := Compile(lines)
+	if err != nil {
+		return nil, fmt.Errorf("ignore file %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// readLines returns the lines of the file at name.
+func readLines(name string) ([]string, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
 	}
 	defer f.Close()
 	var lines []string
@@ -60,13 +96,9 @@ func Load(root string) (*Matcher, error) {
 		lines = append(lines, sc.Text())
 	}
 	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read %s: %w", FileName, err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
-	m, err := Compile(lines)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", FileName, err)
-	}
-	return m, nil
+	return lines, nil
 }
 
 // Compile builds a Matcher from the lines of an ignore file. A malformed pattern is an

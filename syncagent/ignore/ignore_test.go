@@ -27,7 +27,7 @@ func TestMatch(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, FileName), []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m, err := Load(root)
+	m, err := Load(root, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestNegationCannotReincludeInsideIgnoredDir(t *testing.T) {
 }
 
 func TestMissingFileMeansOnlyBuiltins(t *testing.T) {
-	m, err := Load(t.TempDir())
+	m, err := Load(t.TempDir(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +114,49 @@ func TestBadPatternIsAnError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, FileName), []byte("ok.txt\nbad[\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Load(root)
+	_, err := Load(root, "")
 	if err == nil || !strings.Contains(err.Error(), "line 2") {
 		t.Fatalf("Load error = %v; want one naming line 2", err)
+	}
+}
+
+func TestLoadAppliesTheBaseFileFirst(t *testing.T) {
+	root := t.TempDir()
+	base := filepath.Join(t.TempDir(), "syncignore")
+	if err := os.WriteFile(base, []byte("*.tmp\ncache/\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The folder's own file comes later, so it can take back a base pattern.
+	if err := os.WriteFile(filepath.Join(root, FileName), []byte("!keep.tmp\n*.bak\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Load(root, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		path  string
+		isDir bool
+		want  bool
+	}{
+		{"a.tmp", false, true},
+		{"cache", true, true},
+		{"keep.tmp", false, false},
+		{"x.bak", false, true},
+		{"x.txt", false, false},
+	} {
+		if got := m.Match(c.path, c.isDir); got != c.want {
+			t.Errorf("Match(%q) = %v, want %v", c.path, got, c.want)
+		}
+	}
+	if _, err := Load(root, filepath.Join(root, "missing")); err == nil {
+		t.Error("a missing base file loaded without an error")
+	}
+	// A malformed folder file is reported with its own line numbers, not the combined ones.
+	if err := os.WriteFile(filepath.Join(root, FileName), []byte("[bad\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(root, base); err == nil || !strings.Contains(err.Error(), `.syncignore: line 1 "[bad"`) {
+		t.Errorf("malformed .syncignore: err %v", err)
 	}
 }

@@ -371,7 +371,7 @@ func TestPlanLosesNothingAndConverges(t *testing.T) {
 		// (or report); a third is only reports.
 		second := Plan(w.local, w.remote, w.synced, opts)
 		for _, op := range second {
-			if op.Kind != Report && !(op.Kind == Upload && proto.IsConflictPath(op.Path)) {
+			if op.Kind != Report && (op.Kind != Upload || !proto.IsConflictPath(op.Path)) {
 				t.Fatalf("second plan not settled: %+v\nfirst plan: %v", op, ops)
 			}
 		}
@@ -416,5 +416,165 @@ func checkConverged(t *rapid.T, w *world) {
 		if !Same(l, r) || !Same(r, s) {
 			t.Fatalf("%q not converged: local %+v remote %+v synced %+v", q, l, r, s)
 		}
+	}
+}
+
+// TestDeleteNeverBeatsModification checks the rule path by path: where one side
+// deleted what the other side modified, the modification ends at the path — on both
+// sides where the mode lets it travel, and at least where it was made.
+func TestDeleteNeverBeatsModification(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		l, r, s := drawTrees(t)
+		opts := Options{Mode: drawMode(t), AgentID: "me", Now: testNow}
+		w := newWorld(l, r, s)
+		ops := Plan(l, r, s, opts)
+		if err := w.run(ops); err != nil {
+			t.Fatalf("plan %v does not apply: %v", ops, err)
+		}
+		for q, sn := range s {
+			ln, rn := lookup(l, q), lookup(r, q)
+			base := sn
+			switch {
+			case ln == nil && rn != nil && !Same(rn, &base):
+				// Deleted locally, modified on the server.
+				if !Same(lookup(w.remote, q), rn) {
+					t.Fatalf("%q: the local delete removed the server's modification %+v; ops %v", q, rn, ops)
+				}
+				if opts.Mode != SendOnly && !Same(lookup(w.local, q), rn) {
+					t.Fatalf("%q: the server's modification %+v did not come back to the disk (%+v); ops %v", q, rn, lookup(w.local, q), ops)
+				}
+			case rn == nil && ln != nil && !Same(ln, &base):
+				// Deleted on the server, modified locally.
+				if !Same(lookup(w.local, q), ln) {
+					t.Fatalf("%q: the server's delete removed the local modification %+v; ops %v", q, ln, ops)
+				}
+				if opts.Mode != ReceiveOnly && !Same(lookup(w.remote, q), ln) {
+					t.Fatalf("%q: the local modification %+v did not reach the server (%+v); ops %v", q, ln, lookup(w.remote, q), ops)
+				}
+			}
+		}
+	})
+}
+
+// TestBothChangedMakesAConflictCopy checks that two different new versions of a file
+// both survive a two-way plan: the server's at the path, the local one in a conflict
+// copy beside it that keeps the extension.
+func TestBothChangedMakesAConflictCopy(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		l, r, s := drawTrees(t)
+		opts := Options{Mode: TwoWay, AgentID: "me", Now: testNow}
+		w := newWorld(l, r, s)
+		ops := Plan(l, r, s, opts)
+		if err := w.run(ops); err != nil {
+			t.Fatalf("plan %v does not apply: %v", ops, err)
+		}
+		copies := map[string]string{}
+		for _, op := range ops {
+			if op.Kind != MoveToConflict {
+				continue
+			}
+			if !proto.IsConflictPath(op.NewPath) {
+				t.Fatalf("conflict copy %q of %q is not recognizable as one", op.NewPath, op.Path)
+			}
+			if dirOf(op.NewPath) != dirOf(op.Path) || !strings.HasSuffix(op.NewPath, extOf(op.Path)) {
+				t.Fatalf("conflict copy %q of %q is not beside it with its extension", op.NewPath, op.Path)
+			}
+			copies[op.Path] = op.NewPath
+		}
+		for _, q := range unionPaths(l, r) {
+			ln, rn, sn := lookup(l, q), lookup(r, q), lookup(s, q)
+			if ln == nil || rn == nil || ln.Type != proto.TypeFile || rn.Type != proto.TypeFile ||
+				Same(ln, sn) || Same(rn, sn) || ln.SHA256 == rn.SHA256 {
+				continue
+			}
+			c, ok := copies[q]
+			if !ok {
+				t.Fatalf("%q changed on both sides (%s vs %s) without a conflict copy; ops %v", q, ln.SHA256, rn.SHA256, ops)
+			}
+			if got := lookup(w.local, q); got == nil || got.SHA256 != rn.SHA256 {
+				t.Fatalf("%q: the server's version %s does not take the path (%+v)", q, rn.SHA256, got)
+			}
+			if got := lookup(w.local, c); got == nil || got.SHA256 != ln.SHA256 {
+				t.Fatalf("%q: the conflict copy %q does not hold the local version %s (%+v)", q, c, ln.SHA256, got)
+			}
+		}
+	})
+}
+
+// TestAgreeingTreesPlanNothing checks the fixed point: when disk, server and merge base
+// hold the same, whatever the tree, no mode plans any change.
+func TestAgreeingTreesPlanNothing(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		_, _, s := drawTrees(t)
+		local := Tree{}
+		for q, n := range s {
+			n.Seq = 0
+			n.MTimeNs = rapid.Int64Range(0, 5).Draw(t, "mtime/"+q) // mtime alone is no change
+			local[q] = n
+		}
+		for _, op := range Plan(local, clone(s), clone(s), Options{Mode: drawMode(t), AgentID: "me", Now: testNow}) {
+			t.Fatalf("agreeing trees planned %+v", op)
+		}
+	})
+}
+
+func dirOf(q string) string {
+	if i := strings.LastIndexByte(q, '/'); i >= 0 {
+		return q[:i]
+	}
+	return ""
+}
+
+func extOf(q string) string {
+	base := q[strings.LastIndexByte(q, '/')+1:]
+	if i := strings.LastIndexByte(base, '.'); i > 0 {
+		return base[i:]
+	}
+	return ""
+}
+
+// TestEntriesUnderANonDirAreReported covers a server that holds entries under a link or
+// a file (an agent replaced a dir by a link while another added to the dir): creating
+// them would follow the link, so they are reported, never retried forever; an agent
+// that still has the dir uploads it, which heals the path.
+func TestEntriesUnderANonDirAreReported(t *testing.T) {
+	link := Node{Type: proto.TypeSymlink, Target: "/outside", Mode: 0o777}
+	f := Node{Type: proto.TypeFile, SHA256: "x", Size: 1, Mode: 0o644}
+	d := Node{Type: proto.TypeDir, Mode: 0o755}
+	withSeq := func(n Node, s int64) Node { n.Seq = s; return n }
+	remote := Tree{"x": withSeq(link, 5), "x/f": withSeq(f, 4), "x/sub/g": withSeq(f, 6)}
+
+	// A new agent: the link comes down, what lies "under" it is reported.
+	ops := Plan(Tree{}, remote, Tree{}, Options{AgentID: "me", Now: testNow})
+	kinds := map[string]OpKind{}
+	for _, op := range ops {
+		kinds[op.Path] = op.Kind
+	}
+	if kinds["x"] != Download || kinds["x/f"] != Report || kinds["x/sub/g"] != Report || len(ops) != 3 {
+		t.Fatalf("new agent: got %v", ops)
+	}
+	// Once it has the link, the plan is only reports: the agent settles.
+	local := Tree{"x": link}
+	synced := Tree{"x": withSeq(link, 5)}
+	for _, op := range Plan(local, remote, synced, Options{AgentID: "me", Now: testNow}) {
+		if op.Kind != Report {
+			t.Fatalf("settled agent plans %+v", op)
+		}
+	}
+	// The agent that still has the dir and the file puts the dir back.
+	local = Tree{"x": d, "x/f": f}
+	synced = Tree{"x": withSeq(d, 3), "x/f": withSeq(f, 4)}
+	ops = Plan(local, remote, synced, Options{AgentID: "me", Now: testNow})
+	uploadedDir := false
+	for _, op := range ops {
+		if op.Kind == Upload && op.Path == "x" && op.Local != nil && op.Local.Type == proto.TypeDir {
+			uploadedDir = true
+		}
+		if op.Kind == DeleteLocal || op.Kind == MoveToConflict {
+			t.Fatalf("the dir holder loses local content: %+v", op)
+		}
+	}
+	if !uploadedDir {
+		t.Fatalf("the dir holder does not restore the dir: %v", ops)
 	}
 }

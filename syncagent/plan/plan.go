@@ -41,6 +41,10 @@ import (
 // other side (a local dir removal against a new remote child keeps the child and its
 // parent), or, where the mode forbids touching that side, reported.
 //
+// Entries the server holds under a link or a file (which no disk can hold, and which
+// would be created through the link) are reported, whatever the trees say; an agent that
+// still has the dir uploads it, and the entries then sync again.
+//
 // Order: MoveToConflict first; then creations and updates parents first (a dir before
 // its content); then removals children first (DeleteLocal, DeleteRemote, and any
 // Download or Upload that replaces a dir by a non-dir, which needs the dir emptied).
@@ -194,6 +198,13 @@ func (p *planner) conflictPath(q string) string {
 // decide applies the truth table to one path, ignoring its neighbours.
 func (p *planner) decide(q string) *decision {
 	l, r, s := p.nodes(q)
+	if anc := nonDirAncestor(p.remote, q); r != nil && anc != "" {
+		// The server holds q under a link or file (one took a dir's place while another
+		// agent added to the dir). No disk can hold both, and creating q would follow
+		// the link, maybe out of the folder: report q instead of retrying it forever. An
+		// agent that still has the dir uploads it (keepNeededDirs), which heals the path.
+		return p.report(q, "on the server under "+anc+", which is not a dir there")
+	}
 	localChanged, remoteChanged := !Same(l, s), !Same(r, s)
 	mode := p.opts.Mode
 	switch {
@@ -350,6 +361,18 @@ func (p *planner) keepDir(q string) *decision {
 }
 
 func isDir(n *Node) bool { return n != nil && n.Type == proto.TypeDir }
+
+// nonDirAncestor returns the nearest ancestor of q that t holds as something other than
+// a dir, or "".
+func nonDirAncestor(t Tree, q string) string {
+	for i := strings.LastIndexByte(q, '/'); i >= 0; i = strings.LastIndexByte(q, '/') {
+		q = q[:i]
+		if n, ok := t[q]; ok && n.Type != proto.TypeDir {
+			return q
+		}
+	}
+	return ""
+}
 
 // Phases of a plan, in execution order.
 const (

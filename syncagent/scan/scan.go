@@ -249,7 +249,7 @@ func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
 	case proto.TypeSymlink:
 		target, err := s.Root.Readlink(p)
 		if err != nil {
-			return nil, nil, false, nil // replaced while scanning: the next scan sees it
+			return nil, nil, false, nil //nolint:nilerr // replaced while scanning: the next scan sees it
 		}
 		st.Target = target
 	}
@@ -394,7 +394,9 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 		}
 		entries, err := fs.ReadDir(s.Root.FS(), p)
 		if err != nil {
-			return nil
+			// Replaced or unreadable while scanning: its known children keep their last
+			// state (nothing is deleted on a read error) and the next scan looks again.
+			return nil //nolint:nilerr // see above
 		}
 		for _, e := range entries {
 			if err := visitTree(p + "/" + e.Name()); err != nil {

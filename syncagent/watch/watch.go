@@ -130,6 +130,7 @@ type pending struct {
 	paths map[string]bool
 	full  bool
 	first time.Time // when the oldest unsent change came in
+	dirty bool      // changed since the last batch() snapshot
 }
 
 func (p *pending) empty() bool { return len(p.paths) == 0 && !p.full }
@@ -138,7 +139,20 @@ func (p *pending) add(rel string, now time.Time) {
 	if p.empty() {
 		p.first = now
 	}
-	p.paths[rel] = true
+	if !p.paths[rel] {
+		p.paths[rel] = true
+		p.dirty = true
+	}
+}
+
+// sent drops what the receiver took; paths that came in after b was built stay.
+func (p *pending) sent(b Batch) {
+	for _, q := range b.Paths {
+		delete(p.paths, q)
+	}
+	if b.Full {
+		p.full = false
+	}
 }
 
 func (p *pending) batch() Batch {
@@ -165,11 +179,21 @@ func (w *Watcher) loop() {
 		}
 		timer.Reset(wait)
 	}
+	// offer is the batch waiting for the receiver. Rebuilding (and sorting) it on every
+	// event while a busy receiver lets it wait cost O(n² log n) for n new paths (10,000
+	// files written during one agent pass spent most of the agent's CPU here), so it is
+	// rebuilt only when the pending set doubled or a debounce passed; what came in since
+	// stays pending for the next batch.
+	var offer Batch
+	var builtAt time.Time
 	for {
 		var out chan Batch // nil, so the send case sleeps, until a batch is due
-		var b Batch
 		if ready && !p.empty() {
-			out, b = w.batches, p.batch()
+			now := time.Now()
+			if p.dirty && (len(offer.Paths) == 0 && !offer.Full || len(p.paths) >= 2*len(offer.Paths) || now.Sub(builtAt) >= w.opts.Debounce) {
+				offer, builtAt, p.dirty = p.batch(), now, false
+			}
+			out = w.batches
 		}
 		select {
 		case <-w.done:
@@ -195,13 +219,18 @@ func (w *Watcher) loop() {
 			if p.empty() {
 				p.first = now
 			}
-			p.full = true
+			p.full, p.dirty = true, true
 			arm(now)
 		case <-timer.C:
 			ready = true
-		case out <- b:
-			p = &pending{paths: map[string]bool{}}
-			ready = false
+		case out <- offer:
+			p.sent(offer)
+			offer, ready = Batch{}, false
+			if !p.empty() {
+				now := time.Now()
+				p.first, p.dirty = now, true
+				arm(now)
+			}
 		}
 	}
 }

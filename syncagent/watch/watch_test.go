@@ -1,8 +1,11 @@
 package watch
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +204,45 @@ func TestCloseClosesBatches(t *testing.T) {
 	}
 	if err := w.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestSlowReceiverGetsEveryPath: paths that keep arriving while a batch waits for a busy
+// receiver (the offered batch is rebuilt only now and then) all reach it, in sorted,
+// duplicate-free batches.
+func TestSlowReceiverGetsEveryPath(t *testing.T) {
+	root := t.TempDir()
+	w := start(t, root, Options{Debounce: 5 * time.Millisecond})
+	const files = 2000
+	var want []string
+	for i := range files {
+		name := fmt.Sprintf("f%04d", i)
+		write(t, filepath.Join(root, name), "x")
+		want = append(want, name)
+		if i == files/2 {
+			// The receiver takes one batch mid-stream, then is busy again.
+			b := <-w.Batches()
+			if len(b.Paths) == 0 {
+				t.Fatal("first batch is empty")
+			}
+		}
+	}
+	seen, _ := collect(t, w, false, want[files/2+1:]...)
+	for _, p := range want[files/2+1:] {
+		if !seen[p] {
+			t.Errorf("%s never reported", p)
+		}
+	}
+	// Every batch is sorted and unique (collect does not check it; one more round does).
+	write(t, filepath.Join(root, "b"), "x")
+	write(t, filepath.Join(root, "a"), "x")
+	for {
+		b := <-w.Batches()
+		if !sort.StringsAreSorted(b.Paths) || len(slices.Compact(slices.Clone(b.Paths))) != len(b.Paths) {
+			t.Fatalf("batch not sorted and unique: %v", b.Paths)
+		}
+		if slices.Contains(b.Paths, "a") {
+			break
+		}
 	}
 }

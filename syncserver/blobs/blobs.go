@@ -3,8 +3,9 @@
 // atomically and durably, and stored once however many files and versions share it.
 //
 // Layout: DIR/<hh>/<hash>, where hh is the first two hex digits of the hash (256 fan-out
-// directories, made on Open), and DIR/tmp/ for uploads in progress. One process at a time
-// owns a directory: Open removes whatever it finds in DIR/tmp/.
+// directories, made on Open), and DIR/tmp/ for uploads in progress. Small blocks stored
+// by PutMany live in append-only pack files under DIR/packs/ instead (see pack.go). One
+// process at a time owns a directory: Open removes whatever it finds in DIR/tmp/.
 package blobs
 
 import (
@@ -15,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -68,6 +70,17 @@ type Store struct {
 	// not durable yet; whoever is told such a block is present syncs it first.
 	unsyncedMu sync.Mutex
 	unsynced   map[string]struct{}
+
+	// Packed blocks (pack.go). Lock order: wmu, then a hash's stripe lock, then pmu.
+	// wmu serializes appends to the active pack, compaction and dead-list writes; pmu
+	// guards index, packs and every pack's size, live and dead fields.
+	packDir  string
+	wmu      sync.Mutex
+	active   *pack
+	nextPack uint64
+	pmu      sync.RWMutex
+	index    map[[sha256.Size]byte]*packed
+	packs    map[uint64]*pack
 }
 
 // ValidHash reports whether h is a block hash: exactly 64 lowercase hex digits. Only
@@ -102,7 +115,8 @@ func truncate(s string) string {
 // Open opens the block store in dir, creating it when needed. It removes the temp files
 // of uploads that a crash interrupted and counts the stored blocks for Stats.
 func Open(dir string) (*Store, error) {
-	s := &Store{dir: dir, tmpDir: filepath.Join(dir, tmpDirName), now: time.Now, unsynced: map[string]struct{}{}}
+	s := &Store{dir: dir, tmpDir: filepath.Join(dir, tmpDirName), now: time.Now, unsynced: map[string]struct{}{},
+		packDir: filepath.Join(dir, packDirName), index: map[[sha256.Size]byte]*packed{}, packs: map[uint64]*pack{}}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create block store %q: %w", dir, err)
 	}
@@ -118,14 +132,21 @@ func Open(dir string) (*Store, error) {
 			return nil, fmt.Errorf("create block store %q: %w", dir, err)
 		}
 	}
+	if err := os.Mkdir(s.packDir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("create block store %q: %w", dir, err)
+	}
 	// The fan-out directories must survive a crash before any block is renamed into them.
 	if err := syncDir(dir); err != nil {
 		return nil, err
 	}
 	var blocks, bytes int64
+	loose := map[[sha256.Size]byte]struct{}{}
 	err := s.walk(context.Background(), func(hash string, info fs.FileInfo) error {
 		blocks++
 		bytes += info.Size()
+		if sum, ok := hashKey(hash); ok {
+			loose[sum] = struct{}{}
+		}
 		return nil
 	})
 	if err != nil {
@@ -133,7 +154,34 @@ func Open(dir string) (*Store, error) {
 	}
 	s.blocks.Store(blocks)
 	s.bytes.Store(bytes)
+	if err := s.openPacks(loose); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// Close closes the pack files. The store must not be used afterwards.
+func (s *Store) Close() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	var first error
+	for _, p := range s.packs {
+		if err := p.f.Close(); err != nil && first == nil {
+			first = fmt.Errorf("close pack %q: %w", p.path, err)
+		}
+	}
+	s.packs = map[uint64]*pack{}
+	s.index = map[[sha256.Size]byte]*packed{}
+	s.active = nil
+	return first
+}
+
+// log reports what the store repaired or ignored on its own.
+func (s *Store) log(msg string, args ...any) {
+	slog.Warn("block store: "+msg, args...)
 }
 
 // path returns the file of a valid hash.
@@ -157,9 +205,17 @@ func (s *Store) Has(hash string) (bool, error) {
 	return s.hasLocked(hash)
 }
 
-// hasLocked stats the block and refreshes an old mtime, so that the caller, which is
-// about to rely on the block, is covered by GC's grace period.
+// hasLocked looks the block up (packed, then as a file) and refreshes its last use, so
+// that the caller, which is about to rely on the block, is covered by GC's grace period.
 func (s *Store) hasLocked(hash string) (bool, error) {
+	if s.lookupPacked(hash, true) != nil {
+		return true, nil
+	}
+	return s.looseExists(hash)
+}
+
+// looseExists stats the block's file and refreshes an old mtime.
+func (s *Store) looseExists(hash string) (bool, error) {
 	p := s.path(hash)
 	info, err := os.Stat(p)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -292,10 +348,14 @@ func (s *Store) copyVerified(hash string, w io.Writer, r io.Reader, maxSize int6
 }
 
 // Open opens the block hash for reading and returns it with its size; ErrNotFound when
-// it is not stored. The caller closes the file.
-func (s *Store) Open(hash string) (*os.File, int64, error) {
+// it is not stored, ErrCorrupt when a packed block no longer matches its hash. The
+// caller closes the reader.
+func (s *Store) Open(hash string) (io.ReadSeekCloser, int64, error) {
 	if err := checkHash(hash); err != nil {
 		return nil, 0, err
+	}
+	if rc, size, ok, err := s.openPacked(hash); ok {
+		return rc, size, err
 	}
 	f, err := os.Open(s.path(hash))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -312,11 +372,16 @@ func (s *Store) Open(hash string) (*os.File, int64, error) {
 	return f, info.Size(), nil
 }
 
-// GC removes the blocks that referenced says no retained version needs and whose file
-// was last written or confirmed present (Has, Missing, Put) before olderThan. The grace
+// GC removes the blocks that referenced says no retained version needs and that were
+// last written or confirmed present (Has, Missing, Put) before olderThan. The grace
 // period protects blocks uploaded for a commit that has not happened yet; leave it at
-// several minutes at least. It returns how many blocks it removed and their bytes.
+// several minutes at least. Packed blocks are marked dead, and packs that are mostly
+// dead are rewritten. It returns how many blocks it removed and their bytes.
 func (s *Store) GC(ctx context.Context, referenced func(hash string) bool, olderThan time.Time) (removed int, freed int64, err error) {
+	removed, freed, err = s.gcPacked(ctx, referenced, olderThan)
+	if err != nil {
+		return removed, freed, err
+	}
 	err = s.walk(ctx, func(hash string, _ fs.FileInfo) error {
 		if referenced(hash) {
 			return nil

@@ -399,7 +399,9 @@ func TestInvalidHashRefusedEverywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	old := time.Now().Add(-time.Hour)
-	os.Chtimes(stray, old, old)
+	if err := os.Chtimes(stray, old, old); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := s.GC(context.Background(), func(string) bool { return false }, time.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -22,21 +22,58 @@ type BlockData struct {
 }
 
 // PutMany stores several blocks held in memory (small files inlined in a commit) with
-// two filesystem syncs for the whole batch instead of two fsyncs per block. Every hash is
-// verified before anything is written: one invalid hash or mismatched content
-// (ErrInvalidHash, ErrHashMismatch) refuses the whole batch and stores nothing. Blocks
-// already stored, or listed twice, are dedup hits. It returns how many blocks it created
-// and their bytes; when it returns nil every block of the batch is stored durably.
+// one write and one fsync of a pack file for the blocks up to maxPackedBlock, and two
+// filesystem syncs for the larger ones (a file each). Every hash is verified before
+// anything is written: one invalid hash or mismatched content (ErrInvalidHash,
+// ErrHashMismatch) refuses the whole batch and stores nothing. Blocks already stored, or
+// listed twice, are dedup hits. It returns how many blocks it created and their bytes;
+// when it returns nil every block of the batch is stored durably.
 func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, err error) {
-	for _, b := range blocks {
+	sums := make([][sha256.Size]byte, len(blocks))
+	for i, b := range blocks {
 		if err := checkHash(b.Hash); err != nil {
 			return 0, 0, err
 		}
-		sum := sha256.Sum256(b.Data)
-		if got := hex.EncodeToString(sum[:]); got != b.Hash {
+		sums[i] = sha256.Sum256(b.Data)
+		if got := hex.EncodeToString(sums[i][:]); got != b.Hash {
 			return 0, 0, fmt.Errorf("%w: block %q has SHA-256 %s", ErrHashMismatch, b.Hash, got)
 		}
 	}
+	var small, large []BlockData
+	var smallSums [][sha256.Size]byte
+	seen := make(map[string]struct{}, len(blocks))
+	for i, b := range blocks {
+		if _, dup := seen[b.Hash]; dup {
+			continue
+		}
+		seen[b.Hash] = struct{}{}
+		if len(b.Data) <= maxPackedBlock {
+			small = append(small, b)
+			smallSums = append(smallSums, sums[i])
+		} else {
+			large = append(large, b)
+		}
+	}
+	if len(small) > 0 {
+		created, createdBytes, err = s.putPacked(small, smallSums)
+		if err != nil {
+			return created, createdBytes, err
+		}
+	}
+	if len(large) > 0 {
+		c, cb, err := s.putManyFiles(large)
+		created += c
+		createdBytes += cb
+		if err != nil {
+			return created, createdBytes, err
+		}
+	}
+	return created, createdBytes, nil
+}
+
+// putManyFiles stores verified, distinct blocks as one file each, with two filesystem
+// syncs for the batch.
+func (s *Store) putManyFiles(blocks []BlockData) (created int, createdBytes int64, err error) {
 
 	type pending struct {
 		hash string
@@ -51,12 +88,7 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 			}
 		}
 	}()
-	seen := make(map[string]struct{}, len(blocks))
 	for _, b := range blocks {
-		if _, dup := seen[b.Hash]; dup {
-			continue
-		}
-		seen[b.Hash] = struct{}{}
 		mu := s.lock(b.Hash)
 		mu.Lock()
 		present, err := s.hasLocked(b.Hash)

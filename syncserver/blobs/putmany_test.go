@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"path/filepath"
 	"testing"
 )
 
@@ -32,8 +33,12 @@ func TestPutMany(t *testing.T) {
 			t.Fatalf("block %s read back wrong", hashOf(d)[:8])
 		}
 	}
-	if n := countFiles(t, dir); n != 3 {
-		t.Fatalf("%d files in the store; want 3 (no temp files left)", n)
+	// b is the file Put wrote; a and c share one pack; no temp file is left.
+	if n := countFiles(t, dir); n != 2 {
+		t.Fatalf("%d files in the store; want 2 (no temp files left)", n)
+	}
+	if n := countFiles(t, filepath.Join(dir, packDirName)); n != 1 {
+		t.Fatalf("%d files in %s; want 1 pack", n, packDirName)
 	}
 	if blocks, bytes, _ := s.Stats(); blocks != 3 || bytes != int64(len(a)+len(b)) {
 		t.Fatalf("Stats = %d, %d; want 3, %d", blocks, bytes, len(a)+len(b))

@@ -207,8 +207,6 @@ func (c *counts) add(e proto.Entry, sign int64) {
 	}
 }
 
-func (w *batchWriter) empty() bool { return len(w.seq) == 0 }
-
 func (w *batchWriter) add(e proto.Entry, action, prevSHA string) error {
 	blocks, err := encodeBlocks(e.Blocks)
 	if err != nil {

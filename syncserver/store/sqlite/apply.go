@@ -159,7 +159,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 	if err != nil {
 		return nil, fmt.Errorf("apply batch: begin: %w", err)
 	}
-	defer tx.Rollback() // a no-op after Commit
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	heads, err := s.loadHeads(ctx, tx, paths)
 	if err != nil {
 		return nil, fmt.Errorf("apply batch: read current entries: %w", err)
@@ -279,7 +279,7 @@ func (s *Store) Prune(ctx context.Context, r store.Retention, now time.Time) (in
 	if err != nil {
 		return 0, fmt.Errorf("prune: begin: %w", err)
 	}
-	defer tx.Rollback()
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
 	res, err := tx.ExecContext(ctx, `
 		DELETE FROM versions WHERE seq IN (
 			SELECT seq FROM (

@@ -164,7 +164,10 @@ func (p *process) dead() error {
 	}
 	select {
 	case <-p.exited:
-		return fmt.Errorf("%s exited: %v", p.name, p.err)
+		if p.err == nil {
+			return errors.New(p.name + " exited with status 0")
+		}
+		return fmt.Errorf("%s exited: %w", p.name, p.err)
 	default:
 		return nil
 	}
@@ -180,11 +183,6 @@ func (p *process) logTail(lines int) string {
 		all = all[len(all)-lines:]
 	}
 	return strings.Join(all, "\n")
-}
-
-func (p *process) logContains(s string) bool {
-	raw, _ := os.ReadFile(p.logPath)
-	return strings.Contains(string(raw), s)
 }
 
 // cluster is one server and its agents.
@@ -349,22 +347,6 @@ func (a *agent) start() { a.c.t.Helper(); a.proc.start(a.c.t) }
 
 // stop ends the agent gracefully.
 func (a *agent) stop() { a.c.t.Helper(); a.proc.stop(a.c.t, syscall.SIGTERM) }
-
-// runOnce runs `syncagent --once` with the agent's flags and fails the test unless it
-// exits 0 (the folder and the server agree).
-func (a *agent) runOnce(extra ...string) {
-	t := a.c.t
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	args := append(append([]string{}, a.proc.args...), "--once")
-	args = append(args, extra...)
-	cmd := exec.CommandContext(ctx, bins.agent, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("syncagent --once (%s): %v\n%s", a.id, err, out)
-	}
-}
 
 // status fetches the agent's JSON status page, raw.
 func (a *agent) status() (string, error) {
@@ -704,7 +686,7 @@ func conflictCopies(m manifest, rel string) []string {
 // ignoreMatcher loads the .syncignore of a folder, built-ins included.
 func ignoreMatcher(t testing.TB, dir string) *ignore.Matcher {
 	t.Helper()
-	m, err := ignore.Load(dir)
+	m, err := ignore.Load(dir, "")
 	if err != nil {
 		t.Fatal(err)
 	}

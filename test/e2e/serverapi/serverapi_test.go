@@ -90,13 +90,13 @@ func start(t *testing.T, args ...string) *server {
 	case err := <-s.done:
 		t.Fatalf("syncserver exited before listening: %v\n%s", err, s.logs)
 	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
+		_ = cmd.Process.Kill() // the test fails on the next line either way
 		t.Fatalf("syncserver did not listen within 30s\n%s", s.logs)
 	}
 	t.Cleanup(func() {
 		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			<-s.done
+			_ = cmd.Process.Kill() // fails only if it already exited, which s.done reports
+			t.Logf("syncserver killed: %v", <-s.done)
 		}
 	})
 	return s
@@ -248,16 +248,29 @@ func TestServerEndToEnd(t *testing.T) {
 	up := func(p, base string, b []byte) (int, map[string]any) {
 		var buf bytes.Buffer
 		mw := multipart.NewWriter(&buf)
-		mw.WriteField("path", p)
-		if base != "" {
-			mw.WriteField("base_sha", base)
+		if err := mw.WriteField("path", p); err != nil {
+			t.Fatal(err)
 		}
-		fw, _ := mw.CreateFormFile("file", filepath.Base(p))
-		fw.Write(b)
-		mw.Close()
+		if base != "" {
+			if err := mw.WriteField("base_sha", base); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fw, err := mw.CreateFormFile("file", filepath.Base(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fw.Write(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := mw.Close(); err != nil {
+			t.Fatal(err)
+		}
 		code, raw, _ := s.req("POST", "/upload", token, &buf, "Content-Type", mw.FormDataContentType())
 		var out map[string]any
-		json.Unmarshal(raw, &out)
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("upload %s: %d, body not JSON (%v): %s", p, code, err, raw)
+		}
 		return code, out
 	}
 	if code, out := up("docs/small.txt", hash([]byte("small")), []byte("small v2")); code != 200 || out["sha"] != hash([]byte("small v2")) {
@@ -320,11 +333,17 @@ func TestServerEndToEnd(t *testing.T) {
 		resp.Body.Close()
 		uploaded <- resp.StatusCode
 	}()
-	pw.Write(slow[:1000])
+	if _, err := pw.Write(slow[:1000]); err != nil {
+		t.Fatalf("start of the upload body: %v (status %d)\n%s", err, <-uploaded, s.logs)
+	}
 	time.Sleep(200 * time.Millisecond)
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
 	time.Sleep(300 * time.Millisecond)
-	pw.Write(slow[1000:])
+	if _, err := pw.Write(slow[1000:]); err != nil {
+		t.Fatalf("rest of the upload body: %v (status %d)\n%s", err, <-uploaded, s.logs)
+	}
 	pw.Close()
 	if c := <-uploaded; c != 201 {
 		t.Fatalf("in-flight upload during shutdown answered %d\n%s", c, s.logs)
@@ -372,7 +391,9 @@ func TestStartupRefusals(t *testing.T) {
 		t.Errorf("open listener without tokens: exit %d\n%s", code, out)
 	}
 	bad := filepath.Join(dir, "bad-tokens")
-	os.WriteFile(bad, []byte("only-one-field\n"), 0o600)
+	if err := os.WriteFile(bad, []byte("only-one-field\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	if code, out := run("--listen", "127.0.0.1:0", "--data-dir", dir, "--token-file", bad); code != 1 || !strings.Contains(out, "line 1") {
 		t.Errorf("malformed token file: exit %d\n%s", code, out)
 	}

@@ -46,8 +46,12 @@ func selfSigned(t *testing.T) (certFile, keyFile string, pool *x509.CertPool) {
 	}
 	dir := t.TempDir()
 	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cert, _ := x509.ParseCertificate(der)
 	pool = x509.NewCertPool()
 	pool.AddCert(cert)
@@ -83,7 +87,9 @@ func TestTLS(t *testing.T) {
 
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.pem")
-	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	if err := os.WriteFile(bad, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	out, code := runBinary(t, "--listen", "127.0.0.1:0", "--data-dir", dir, "--tls-cert-file", bad, "--tls-key-file", bad)
 	if code != 1 || !strings.Contains(out, "TLS key pair") {
 		t.Fatalf("bad TLS files: exit %d\n%s", code, out)

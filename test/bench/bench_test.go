@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestQuickW1OnOurEngine runs the harness' quick W1 on our engine only (real server and
+// agent processes, no peers) and checks the record and its rendering.
+func TestQuickW1OnOurEngine(t *testing.T) {
+	root, err := RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bins, err := BuildEngine(ctx, root, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	recs, err := Run(ctx, Config{Workloads: []string{"W1"}, Systems: []string{"ours"}, Reps: 1, Quick: true,
+		WorkDir: work, Seed: 1, Timeout: 3 * time.Minute, Bins: bins, Log: testWriter{t}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 1 {
+		t.Fatalf("got %d records, want 1: %+v", len(recs), recs)
+	}
+	rec := recs[0]
+	if rec.Error != "" || !rec.Verified {
+		t.Fatalf("W1 failed or unverified: %+v", rec)
+	}
+	if rec.Workload != "W1" || rec.System != "ours" || !rec.Quick || rec.Extra["files"] != float64(QuickSizes.SmallFiles) {
+		t.Errorf("record mislabelled: %+v", rec)
+	}
+	if rec.Seconds <= 0 {
+		t.Errorf("seconds = %v, want > 0", rec.Seconds)
+	}
+	// Every byte of content crosses the relay twice (writer → server → reader).
+	if min := int64(2 * QuickSizes.SmallFiles * 1024); rec.WireBytes < min {
+		t.Errorf("wire bytes = %d, want at least %d", rec.WireBytes, min)
+	}
+	for _, role := range []string{"server", "agent-writer", "agent-reader0"} {
+		if rec.PeakRSS[role] <= 0 {
+			t.Errorf("peak RSS of %s = %d, want > 0", role, rec.PeakRSS[role])
+		}
+	}
+	if rec.CPU["total"] <= 0 {
+		t.Errorf("total CPU = %v, want > 0", rec.CPU["total"])
+	}
+	if entries, _ := os.ReadDir(work); len(entries) != 0 {
+		t.Errorf("work dir not cleaned after a good run: %v", entries)
+	}
+
+	rep := NewReport(time.Now(), 1, nil)
+	rep.Records = recs
+	rep.Summarize()
+	if len(rep.Summary) != 3 || rep.Summary[0].Medians["ours"] != rec.Seconds {
+		t.Fatalf("summary = %+v", rep.Summary)
+	}
+	path := filepath.Join(t.TempDir(), "doc.md")
+	if err := os.WriteFile(path, []byte("# Title\n\n"+BeginMarker+"\nold\n"+EndMarker+"\n\nkept\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := rep.RenderInto(path); err != nil {
+		t.Fatal(err)
+	}
+	doc, _ := os.ReadFile(path)
+	for _, want := range []string{"# Title", "kept", "| W1 *quick* | time |", "≤ 2× rsync"} {
+		if !strings.Contains(string(doc), want) {
+			t.Errorf("rendered doc lacks %q:\n%s", want, doc)
+		}
+	}
+	if strings.Contains(string(doc), "\nold\n") {
+		t.Errorf("old section not replaced:\n%s", doc)
+	}
+}
+
+func TestRenderIntoRefusesBrokenMarkers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "doc.md")
+	orig := "x\n" + EndMarker + "\n" + BeginMarker + "\n"
+	if err := os.WriteFile(path, []byte(orig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep := NewReport(time.Now(), 1, nil)
+	if err := rep.RenderInto(path); err == nil || !strings.Contains(err.Error(), "markers") {
+		t.Fatalf("err = %v, want a markers error", err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != orig {
+		t.Errorf("document changed: %q", got)
+	}
+}
+
+func TestRunRejectsUnknownWorkload(t *testing.T) {
+	if _, err := Run(context.Background(), Config{Workloads: []string{"W10"}, Reps: 1}); err == nil || !strings.Contains(err.Error(), `"W10"`) {
+		t.Fatalf("err = %v, want unknown workload W10", err)
+	}
+}
+
+func TestRelayCountsBothDirections(t *testing.T) {
+	// An echo server behind the relay: n bytes there and n back are 2n on the wire.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_, _ = io.Copy(c, c)
+	}()
+	var count Counter
+	r, err := NewRelay(ln.Addr().String(), &count)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	conn, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	msg := NewGen(7).Bytes(100_000)
+	go func() {
+		_, _ = conn.Write(msg)
+		_ = conn.(*net.TCPConn).CloseWrite()
+	}()
+	back, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(back, msg) {
+		t.Fatalf("echo through the relay returned %d bytes, not the %d sent", len(back), len(msg))
+	}
+	if got := count.Load(); got != 2*int64(len(msg)) {
+		t.Errorf("counted %d bytes, want %d", got, 2*len(msg))
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
