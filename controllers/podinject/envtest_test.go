@@ -212,7 +212,7 @@ func TestAdmissionPath(t *testing.T) {
 	})
 	t.Run("second pass adds no second agent", func(t *testing.T) {
 		if injected == nil {
-			t.Skip("no injected pod")
+			t.Fatal("no injected pod: the previous subtest failed")
 		}
 		// Through the handler: the stored, injected pod as a new admission request.
 		raw, err := json.Marshal(injected)
