@@ -46,7 +46,7 @@ func runMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "start envtest: %v\n", err)
 		return 1
 	}
-	defer env.Stop()
+	defer func() { _ = env.Stop() }()
 	cs = kubernetes.NewForConfigOrDie(cfg)
 	return m.Run()
 }
