@@ -51,7 +51,7 @@ func run(args []string) error {
 		return err
 	}
 	if *ref == "" || *out == "" || fs.NArg() == 0 {
-		return errors.New("usage: imagepack -ref REF -out FILE [-entrypoint /cmd] SRC=DEST ...")
+		return errors.New("usage: imagepack -ref REF -out FILE [-entrypoint /cmd] SRC=DEST [SRC=DEST]")
 	}
 	files := map[string]string{}
 	var first string
