@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,11 +83,7 @@ func TestManagerBinary(t *testing.T) {
 	if err := os.WriteFile(kcPath, kubeconfig, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "manager")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build manager: %v\n%s", err, out)
-	}
-
+	bin := managerBinary(t)
 	bad := exec.Command(bin, "--kubeconfig", kcPath)
 	bad.Env = append(os.Environ(), "ENABLE_WEBHOOKS=maybe")
 	if out, err := bad.CombinedOutput(); err == nil || !strings.Contains(string(out), `ENABLE_WEBHOOKS="maybe"`) {
@@ -93,32 +91,8 @@ func TestManagerBinary(t *testing.T) {
 	}
 
 	probe := freeAddr(t)
-	cmd := exec.Command(bin, "--kubeconfig", kcPath, "--health-probe-bind-address", probe, "--metrics-bind-address", "0",
+	stop := runManager(t, dir, "--kubeconfig", kcPath, "--health-probe-bind-address", probe, "--metrics-bind-address", "0",
 		"--server-image", "example.org/sync:smoke", "--agent-image", "example.org/sync:smoke")
-	cmd.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
-	logPath := filepath.Join(dir, "manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			_ = cmd.Process.Kill()
-			t.Logf("manager killed: %v", <-exited)
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("manager log:\n%s", out)
-		}
-	})
 
 	poll(t, func() error {
 		resp, err := http.Get("http://" + probe + "/readyz")
@@ -154,17 +128,8 @@ func TestManagerBinary(t *testing.T) {
 		return nil
 	})
 
-	if err := cmd.Process.Signal(os.Interrupt); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		stopped = true
-		if err != nil {
-			t.Errorf("manager exited with %v after SIGINT", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("manager did not stop within 30s of SIGINT")
+	if err := stop(); err != nil {
+		t.Errorf("manager exited with %v after SIGINT", err)
 	}
 }
 
@@ -181,4 +146,83 @@ func poll(t *testing.T, check func() error) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+var managerBuild struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// managerBinary builds the manager once per test binary and returns its path.
+func managerBinary(t *testing.T) string {
+	t.Helper()
+	managerBuild.once.Do(func() {
+		if managerBuild.dir, managerBuild.err = os.MkdirTemp("", "manager-test-"); managerBuild.err != nil {
+			return
+		}
+		out, err := exec.Command("go", "build", "-o", filepath.Join(managerBuild.dir, "manager"), ".").CombinedOutput()
+		if err != nil {
+			managerBuild.err = fmt.Errorf("build manager: %w\n%s", err, out)
+		}
+	})
+	if managerBuild.err != nil {
+		t.Fatal(managerBuild.err)
+	}
+	return filepath.Join(managerBuild.dir, "manager")
+}
+
+// runManager runs the manager binary with args and webhooks off, its log in dir. stop
+// sends SIGINT and returns how the manager exited; the test fails when that takes over
+// 30 s. A manager still running at cleanup is stopped the same way, and the log of a
+// failed test is printed.
+func runManager(t *testing.T, dir string, args ...string) (stop func() error) {
+	t.Helper()
+	cmd := exec.Command(managerBinary(t), args...)
+	cmd.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
+	logPath := filepath.Join(dir, "manager.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logFile.Close() }()
+	var once sync.Once
+	var exitErr error
+	stop = func() error {
+		once.Do(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			select {
+			case exitErr = <-exited:
+			case <-time.After(30 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Errorf("manager killed after not stopping within 30s of SIGINT: %v", <-exited)
+				exitErr = errors.New("killed")
+			}
+		})
+		return exitErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Logf("manager exit: %v", err)
+		}
+		if t.Failed() {
+			out, _ := os.ReadFile(logPath)
+			t.Logf("manager log:\n%s", out)
+		}
+	})
+	return stop
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if managerBuild.dir != "" {
+		os.RemoveAll(managerBuild.dir)
+	}
+	os.Exit(code)
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -77,43 +76,10 @@ func TestMetricsAuthorization(t *testing.T) {
 	if err := writeTokenKubeconfig(kcPath, cfg, token(t, cs, ns, "controller-manager")); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(dir, "manager")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build manager: %v\n%s", err, out)
-	}
 	metricsAddr, probe := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(bin, "--kubeconfig", kcPath, "--health-probe-bind-address", probe,
+	runManager(t, dir, "--kubeconfig", kcPath, "--health-probe-bind-address", probe,
 		"--metrics-bind-address", metricsAddr, "--metrics-secure=true", "--operator-namespace", ns,
 		"--server-image", "example.org/sync:metrics", "--agent-image", "example.org/sync:metrics")
-	cmd.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")
-	logPath := filepath.Join(dir, "manager.log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logFile.Close()
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Logf("manager exit after interrupt: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			t.Logf("manager killed after 30s: %v", <-exited)
-		}
-		if t.Failed() {
-			out, _ := os.ReadFile(logPath)
-			t.Logf("manager log:\n%s", out)
-		}
-	})
 
 	// The serving certificate is self-signed (no cert dir mounted), so the client does not
 	// verify it; what is under test is who gets an answer.

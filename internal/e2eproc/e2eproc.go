@@ -4,6 +4,7 @@
 package e2eproc
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -19,6 +20,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // Binaries are the paths of the programs under test.
@@ -295,4 +299,26 @@ func Diff(a, b Manifest) string {
 		out = append(out[:20], fmt.Sprintf("  … and %d more", len(out)-20))
 	}
 	return strings.Join(out, "\n")
+}
+
+// LatestEntries reads the whole changes feed of the server behind cl and returns every
+// path the server ever had with its latest entry, tombstones included.
+func LatestEntries(ctx context.Context, cl *client.Client) (map[string]proto.Entry, error) {
+	latest := map[string]proto.Entry{}
+	var since int64
+	for {
+		resp, err := cl.Changes(ctx, since, 0, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range resp.Entries {
+			latest[e.Path] = e
+		}
+		if resp.LastSeq > since {
+			since = resp.LastSeq
+		}
+		if !resp.More {
+			return latest, nil
+		}
+	}
 }

@@ -249,23 +249,7 @@ var skip = func() func(string, bool) bool {
 // serverEntries returns every path the server ever had, with its latest entry
 // (tombstones included).
 func (c *cluster) serverEntries(ctx context.Context) (map[string]proto.Entry, error) {
-	latest := map[string]proto.Entry{}
-	var since int64
-	for {
-		resp, err := c.client.Changes(ctx, since, 0, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.Entries {
-			latest[e.Path] = e
-		}
-		if resp.LastSeq > since {
-			since = resp.LastSeq
-		}
-		if !resp.More {
-			return latest, nil
-		}
-	}
+	return e2eproc.LatestEntries(ctx, c.client)
 }
 
 func serverManifest(entries map[string]proto.Entry) e2eproc.Manifest {

@@ -6,25 +6,20 @@ package engine
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/e2eproc"
 	"github.com/syncedfolder/synced-folder/internal/testpg"
 	"github.com/syncedfolder/synced-folder/syncagent/ignore"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
@@ -32,9 +27,7 @@ import (
 )
 
 // bins holds the paths of the programs under test, built once by TestMain.
-var bins struct {
-	server, agent string
-}
+var bins e2eproc.Binaries
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "e2e-engine-bin-")
@@ -44,145 +37,38 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		bins.server = filepath.Join(dir, "syncserver")
-		bins.agent = filepath.Join(dir, "syncagent")
-		for out, pkg := range map[string]string{bins.server: "./cmd/syncserver", bins.agent: "./cmd/syncagent"} {
-			cmd := exec.Command("go", "build", "-o", out, pkg)
-			cmd.Dir = repoRoot()
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintf(os.Stderr, "build %s: %v\n", pkg, err)
-				return 1
-			}
+		if bins, err = e2eproc.Build(dir); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
 		}
 		return m.Run()
 	}()
 	os.Exit(code)
 }
 
-func repoRoot() string {
-	dir, err := os.Getwd()
-	if err != nil {
-		panic(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			panic("go.mod not found above the test's directory")
-		}
-		dir = parent
-	}
-}
-
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := e2eproc.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
-// process is one running program with its log kept in a file for post-mortems.
-type process struct {
-	name    string
-	bin     string
-	args    []string
-	logPath string
-
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	err    error
-}
-
-func (p *process) start(t testing.TB) {
+// startProc starts p, failing the test when it cannot.
+func startProc(t testing.TB, p *e2eproc.Process) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	logf, err := os.OpenFile(p.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
+	if err := p.Start(); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(logf, "=== start %s %s\n", p.bin, strings.Join(p.args, " "))
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
-	// The programs must not outlive a test binary that dies without its cleanups
-	// (a go test timeout, a panic).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("start %s: %v", p.name, err)
-	}
-	p.cmd, p.exited, p.err = cmd, make(chan struct{}), nil
-	exited := p.exited
-	go func() {
-		err := cmd.Wait()
-		logf.Close()
-		p.mu.Lock()
-		p.err = err
-		p.mu.Unlock()
-		close(exited)
-	}()
 }
 
-// stop sends sig and waits for the process to end (SIGKILL after 20 s).
-func (p *process) stop(t testing.TB, sig syscall.Signal) {
+// stopProc sends sig and waits for p to end (SIGKILL after 20 s, which fails the test).
+func stopProc(t testing.TB, p *e2eproc.Process, sig syscall.Signal) {
 	t.Helper()
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return
+	if err := p.Stop(sig, 20*time.Second); err != nil {
+		t.Error(err)
 	}
-	select {
-	case <-exited:
-		return
-	default:
-	}
-	_ = cmd.Process.Signal(sig)
-	select {
-	case <-exited:
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		t.Errorf("%s did not stop within 20 s of %v", p.name, sig)
-	}
-}
-
-// dead returns an error when the process has exited.
-func (p *process) dead() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.exited == nil {
-		return errors.New(p.name + " never started")
-	}
-	select {
-	case <-p.exited:
-		if p.err == nil {
-			return errors.New(p.name + " exited with status 0")
-		}
-		return fmt.Errorf("%s exited: %w", p.name, p.err)
-	default:
-		return nil
-	}
-}
-
-func (p *process) logTail(lines int) string {
-	raw, err := os.ReadFile(p.logPath)
-	if err != nil {
-		return err.Error()
-	}
-	all := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
 }
 
 // cluster is one server and its agents.
@@ -190,7 +76,7 @@ type cluster struct {
 	t      testing.TB
 	dir    string
 	port   int
-	server *process
+	server *e2eproc.Process
 	client *client.Client
 	agents []*agent
 	tokens string // the server's token file
@@ -231,7 +117,7 @@ func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	if opts.postgres {
 		args = append(args, "--database-url", postgresURL(t))
 	}
-	c.server = &process{name: "syncserver", bin: bins.server, args: args, logPath: filepath.Join(c.dir, "server.log")}
+	c.server = &e2eproc.Process{Name: "syncserver", Bin: bins.Server, Args: args, LogPath: filepath.Join(c.dir, "server.log")}
 	tokenFile := filepath.Join(c.dir, "e2e.token")
 	if err := os.WriteFile(tokenFile, []byte(testToken), 0o600); err != nil {
 		t.Fatal(err)
@@ -243,13 +129,13 @@ func newCluster(t testing.TB, opts clusterOptions) *cluster {
 	c.client = cl
 	t.Cleanup(func() {
 		for _, a := range c.agents {
-			a.proc.stop(t, syscall.SIGKILL)
+			stopProc(t, a.proc, syscall.SIGKILL)
 		}
-		c.server.stop(t, syscall.SIGKILL)
+		stopProc(t, c.server, syscall.SIGKILL)
 		if t.Failed() {
-			t.Logf("--- server log (tail):\n%s", c.server.logTail(60))
+			t.Logf("--- server log (tail):\n%s", c.server.LogTail(60))
 			for _, a := range c.agents {
-				t.Logf("--- agent %s log (tail):\n%s", a.id, a.proc.logTail(80))
+				t.Logf("--- agent %s log (tail):\n%s", a.id, a.proc.LogTail(80))
 			}
 		}
 	})
@@ -271,7 +157,7 @@ func (c *cluster) url() string { return fmt.Sprintf("http://127.0.0.1:%d", c.por
 // startServer starts the server and waits until it is ready.
 func (c *cluster) startServer() {
 	c.t.Helper()
-	c.server.start(c.t)
+	startProc(c.t, c.server)
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -280,8 +166,8 @@ func (c *cluster) startServer() {
 		if err == nil {
 			return
 		}
-		if derr := c.server.dead(); derr != nil {
-			c.t.Fatalf("server: %v\n%s", derr, c.server.logTail(30))
+		if derr := c.server.Exited(); derr != nil {
+			c.t.Fatalf("server: %v\n%s", derr, c.server.LogTail(30))
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("server not ready after 30 s: %v", err)
@@ -296,7 +182,7 @@ type agent struct {
 	id     string
 	dir    string
 	listen string
-	proc   *process
+	proc   *e2eproc.Process
 }
 
 // agentOptions tune one agent.
@@ -324,7 +210,7 @@ func (c *cluster) newAgent(id string, opts agentOptions) *agent {
 	if err := os.WriteFile(tokenFile, []byte(tokenOf(id)), 0o600); err != nil {
 		c.t.Fatal(err)
 	}
-	a.proc = &process{name: "syncagent " + id, bin: bins.agent, logPath: filepath.Join(c.dir, id+".log"), args: append([]string{
+	a.proc = &e2eproc.Process{Name: "syncagent " + id, Bin: bins.Agent, LogPath: filepath.Join(c.dir, id+".log"), Args: append([]string{
 		"--server", c.url(),
 		"--dir", a.dir,
 		"--token-file", tokenFile,
@@ -343,10 +229,10 @@ func cmpOr(s, def string) string {
 	return s
 }
 
-func (a *agent) start() { a.c.t.Helper(); a.proc.start(a.c.t) }
+func (a *agent) start() { a.c.t.Helper(); startProc(a.c.t, a.proc) }
 
 // stop ends the agent gracefully.
-func (a *agent) stop() { a.c.t.Helper(); a.proc.stop(a.c.t, syscall.SIGTERM) }
+func (a *agent) stop() { a.c.t.Helper(); stopProc(a.c.t, a.proc, syscall.SIGTERM) }
 
 // status fetches the agent's JSON status page, raw.
 func (a *agent) status() (string, error) {
@@ -416,88 +302,24 @@ func (a *agent) rename(from, to string) {
 }
 
 // Manifests: path → "file <sha256> <perm>", "dir" or "symlink <target>".
-type manifest map[string]string
+type manifest = e2eproc.Manifest
 
-func fileLine(sum string, mode uint32) string { return fmt.Sprintf("file %s %o", sum, mode&0o777) }
-
-func sha(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
+var (
+	fileLine = e2eproc.FileLine
+	sha      = e2eproc.SHA256
+	diff     = e2eproc.Diff
+)
 
 // localManifest reads a folder; skip drops the paths the sync leaves alone.
 func localManifest(root string, skip *ignore.Matcher) (manifest, error) {
-	m := manifest{}
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while walking: the next round sees it
-			}
-			return err
-		}
-		if p == root {
-			return nil
-		}
-		rel, _ := filepath.Rel(root, p)
-		rel = filepath.ToSlash(rel)
-		if skip.Match(rel, d.IsDir()) {
-			if d.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		switch {
-		case d.IsDir():
-			m[rel] = "dir"
-		case d.Type()&fs.ModeSymlink != 0:
-			target, err := os.Readlink(p)
-			if err != nil {
-				return err
-			}
-			m[rel] = "symlink " + target
-		case d.Type().IsRegular():
-			info, err := d.Info()
-			if err != nil {
-				return err
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			h := sha256.New()
-			_, err = io.Copy(h, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			m[rel] = fileLine(hex.EncodeToString(h.Sum(nil)), uint32(info.Mode().Perm()))
-		}
-		return nil
-	})
-	if errors.Is(err, fs.ErrNotExist) {
-		err = nil
-	}
-	return m, err
+	return e2eproc.LocalManifest(root, skip.Match)
 }
 
 // serverEntries reads the server's current live entries from the changes feed.
 func (c *cluster) serverEntries(ctx context.Context) (map[string]proto.Entry, error) {
-	latest := map[string]proto.Entry{}
-	var since int64
-	for {
-		resp, err := c.client.Changes(ctx, since, 0, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.Entries {
-			latest[e.Path] = e
-		}
-		if resp.LastSeq > since {
-			since = resp.LastSeq
-		}
-		if !resp.More {
-			break
-		}
+	latest, err := e2eproc.LatestEntries(ctx, c.client)
+	if err != nil {
+		return nil, err
 	}
 	for p, e := range latest {
 		if e.Deleted {
@@ -537,28 +359,6 @@ func builtinIgnores() *ignore.Matcher {
 	return m
 }
 
-// diff describes how two manifests differ, briefly.
-func diff(a, b manifest) string {
-	var out []string
-	for p, v := range a {
-		if w, ok := b[p]; !ok {
-			out = append(out, fmt.Sprintf("  %q only in first (%s)", p, v))
-		} else if v != w {
-			out = append(out, fmt.Sprintf("  %q: %s vs %s", p, v, w))
-		}
-	}
-	for p, w := range b {
-		if _, ok := a[p]; !ok {
-			out = append(out, fmt.Sprintf("  %q only in second (%s)", p, w))
-		}
-	}
-	sort.Strings(out)
-	if len(out) > 20 {
-		out = append(out[:20], fmt.Sprintf("  … and %d more", len(out)-20))
-	}
-	return strings.Join(out, "\n")
-}
-
 // notIn describes the entries of small that big lacks or holds differently.
 func notIn(small, big manifest) string {
 	var out []string
@@ -592,7 +392,7 @@ func (c *cluster) waitConvergedSkip(timeout time.Duration, skip *ignore.Matcher,
 		}
 		why = reason
 		for _, a := range agents {
-			if err := a.proc.dead(); err != nil {
+			if err := a.proc.Exited(); err != nil {
 				c.t.Fatalf("while waiting for convergence: %v", err)
 			}
 		}
@@ -697,7 +497,7 @@ func ignoreMatcher(t testing.TB, dir string) *ignore.Matcher {
 func runAgentCommand(args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bins.agent, args...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, bins.Agent, args...).CombinedOutput()
 	return string(out), err
 }
 

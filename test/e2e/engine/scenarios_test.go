@@ -278,7 +278,7 @@ func serverRestartScenario(t *testing.T, opts clusterOptions) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c.server.stop(t, syscall.SIGKILL)
+	stopProc(t, c.server, syscall.SIGKILL)
 	beta, err := localManifest(b.dir, builtinIgnores())
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func serverRestartScenario(t *testing.T, opts clusterOptions) {
 		st, err := c.client.Stats(t.Context())
 		return err == nil && st.Files > 0
 	})
-	c.server.stop(t, syscall.SIGKILL)
+	stopProc(t, c.server, syscall.SIGKILL)
 	if beta, err := localManifest(b.dir, builtinIgnores()); err == nil {
 		t.Logf("server killed again, beta holding %d of 203 entries", len(beta))
 	}
