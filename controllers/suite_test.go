@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -22,6 +21,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	syncv1 "github.com/syncedfolder/synced-folder/api/v1alpha1"
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 )
 
 // The envtest suite runs the reconciler in a real manager against a real kube-apiserver and
@@ -45,9 +45,9 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) int {
-	assets, err := envtestAssets()
+	assets, err := envtestassets.Dir()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
+		if envtestassets.Required() {
 			fmt.Fprintf(os.Stderr, "envtest control plane is required (CI=true): %v\n", err)
 			return 1
 		}
@@ -121,26 +121,6 @@ func runSuite(m *testing.M) int {
 		code = 1
 	}
 	return code
-}
-
-// envtestAssets returns the directory holding etcd and kube-apiserver: KUBEBUILDER_ASSETS,
-// or what hack/envtest.sh builds (cached under bin/).
-func envtestAssets() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		for _, b := range []string{"etcd", "kube-apiserver"} {
-			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-				return "", fmt.Errorf("KUBEBUILDER_ASSETS=%s: %w", dir, err)
-			}
-		}
-		return dir, nil
-	}
-	cmd := exec.Command("bash", filepath.Join("..", "hack", "envtest.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 // needEnv skips (or, with CI=true, TestMain has already failed) when no control plane runs.

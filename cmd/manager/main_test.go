@@ -22,25 +22,8 @@ import (
 
 	syncv1 "github.com/syncedfolder/synced-folder/api/v1alpha1"
 	"github.com/syncedfolder/synced-folder/controllers"
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 )
-
-// assets returns envtest's binaries: KUBEBUILDER_ASSETS or what hack/envtest.sh builds.
-func assets(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	cmd := exec.Command("bash", filepath.Join("..", "..", "hack", "envtest.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("envtest control plane is required (CI=true): %v", err)
-		}
-		t.Skipf("envtest control plane unavailable: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -59,7 +42,7 @@ func TestManagerBinary(t *testing.T) {
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets(t),
+		BinaryAssetsDirectory: envtestassets.DirOrSkip(t),
 	}
 	cfg, err := env.Start()
 	if err != nil {

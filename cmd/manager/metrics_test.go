@@ -31,6 +31,7 @@ import (
 
 	syncv1 "github.com/syncedfolder/synced-folder/api/v1alpha1"
 	"github.com/syncedfolder/synced-folder/controllers"
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 )
 
 // TestMetricsAuthorization runs the manager binary as a ServiceAccount holding only the
@@ -43,7 +44,7 @@ func TestMetricsAuthorization(t *testing.T) {
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: assets(t),
+		BinaryAssetsDirectory: envtestassets.DirOrSkip(t),
 	}
 	cfg, err := env.Start()
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -39,27 +38,8 @@ import (
 
 	syncv1 "github.com/syncedfolder/synced-folder/api/v1alpha1"
 	"github.com/syncedfolder/synced-folder/controllers"
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 )
-
-// envtestAssets is the directory holding etcd and kube-apiserver: KUBEBUILDER_ASSETS, or what
-// hack/envtest.sh builds (the same lookup as the controllers suite). Without them the test
-// skips, unless CI=true, where it fails.
-func envtestAssets(t *testing.T) string {
-	t.Helper()
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		return dir
-	}
-	cmd := exec.Command("bash", filepath.Join("..", "..", "hack", "envtest.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("envtest control plane is required (CI=true): %v", err)
-		}
-		t.Skipf("envtest control plane unavailable: %v", err)
-	}
-	return strings.TrimSpace(string(out))
-}
 
 // eventually polls check until it returns nil, failing with its last error after timeout.
 func eventually(t *testing.T, timeout time.Duration, check func() error) {
@@ -85,7 +65,7 @@ func TestAdmissionPath(t *testing.T) {
 	env := &envtest.Environment{
 		CRDDirectoryPaths:     []string{filepath.Join("..", "..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		BinaryAssetsDirectory: envtestAssets(t),
+		BinaryAssetsDirectory: envtestassets.DirOrSkip(t),
 		WebhookInstallOptions: envtest.WebhookInstallOptions{
 			Paths: []string{filepath.Join("..", "..", "config", "webhook", "manifests.yaml")},
 		},

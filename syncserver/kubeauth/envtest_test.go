@@ -11,9 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 	"github.com/syncedfolder/synced-folder/syncserver"
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -49,9 +48,9 @@ var kube struct {
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	assets, err := envtestAssets()
+	assets, err := envtestassets.Dir()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
+		if envtestassets.Required() {
 			fmt.Fprintf(os.Stderr, "envtest control plane is required (CI=true): %v\n", err)
 			return 1
 		}
@@ -75,25 +74,6 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
-}
-
-// envtestAssets returns KUBEBUILDER_ASSETS, or what hack/envtest.sh builds.
-func envtestAssets() (string, error) {
-	if dir := os.Getenv("KUBEBUILDER_ASSETS"); dir != "" {
-		for _, b := range []string{"etcd", "kube-apiserver"} {
-			if _, err := os.Stat(filepath.Join(dir, b)); err != nil {
-				return "", fmt.Errorf("KUBEBUILDER_ASSETS=%s: %w", dir, err)
-			}
-		}
-		return dir, nil
-	}
-	cmd := exec.Command("bash", filepath.Join("..", "..", "hack", "envtest.sh"))
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("hack/envtest.sh: %w", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }
 
 func needKube(t *testing.T) {

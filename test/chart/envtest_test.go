@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,36 +19,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/yaml"
-)
 
-// envtestAssets finds etcd and kube-apiserver: KUBEBUILDER_ASSETS, else hack/envtest.sh
-// (cached under bin/). Without them the test is skipped, or fails when CI=true.
-func envtestAssets(t *testing.T) string {
-	t.Helper()
-	dir := os.Getenv("KUBEBUILDER_ASSETS")
-	var err error
-	if dir == "" {
-		var out []byte
-		cmd := exec.Command("bash", filepath.Join(root, "hack", "envtest.sh"))
-		cmd.Stderr = os.Stderr
-		out, err = cmd.Output()
-		dir = strings.TrimSpace(string(out))
-	}
-	if err == nil {
-		for _, b := range []string{"etcd", "kube-apiserver"} {
-			if _, serr := os.Stat(filepath.Join(dir, b)); serr != nil {
-				err = serr
-			}
-		}
-	}
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("envtest control plane is required (CI=true): %v", err)
-		}
-		t.Skipf("envtest control plane unavailable: %v", err)
-	}
-	return dir
-}
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
+)
 
 // TestChartInstallsIntoAPIServer installs the chart (with the optional monitoring and
 // dashboard parts on) into a real kube-apiserver: every rendered object first passes a
@@ -61,7 +33,7 @@ func TestChartInstallsIntoAPIServer(t *testing.T) {
 	stream := render(t, values...)
 	decodeAll(t, stream) // strict typed decoding first: clearer errors than the API server's
 	env := &envtest.Environment{
-		BinaryAssetsDirectory: envtestAssets(t),
+		BinaryAssetsDirectory: envtestassets.DirOrSkip(t),
 		// The Prometheus Operator CRDs, generated from the typed structs by hack/generate.sh.
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "test", "crds")},
 		ErrorIfCRDPathMissing: true,

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +15,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	"github.com/syncedfolder/synced-folder/internal/envtestassets"
 )
 
 // cs talks to an envtest API server (no controllers run there, so the test plays the PV
@@ -27,17 +27,13 @@ var cs kubernetes.Interface
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		out, err := exec.Command("bash", "../../envtest.sh").Output()
-		if err != nil {
-			if os.Getenv("CI") == "true" {
-				fmt.Fprintf(os.Stderr, "envtest control plane is required (CI=true): %v\n", err)
-				return 1
-			}
-			return m.Run()
+	assets, err := envtestassets.Dir()
+	if err != nil {
+		if envtestassets.Required() {
+			fmt.Fprintf(os.Stderr, "envtest control plane is required (CI=true): %v\n", err)
+			return 1
 		}
-		assets = strings.TrimSpace(string(out))
+		return m.Run()
 	}
 	// The machine is shared by many builds: a slow start is not a failure of this package.
 	env := &envtest.Environment{BinaryAssetsDirectory: assets, ControlPlaneStartTimeout: 3 * time.Minute}
