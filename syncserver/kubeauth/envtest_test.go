@@ -3,7 +3,15 @@ package kubeauth
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -303,4 +312,68 @@ func closedPort(t *testing.T) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// resign returns token with the same header and claims but the expiry exp (issued an hour
+// before it), signed again with the envtest API server's own service-account signing key.
+// With exp in the past it is a token the API server issued, except that it has expired:
+// TokenRequest refuses lifetimes under ten minutes, so waiting for a real one to expire is
+// no option.
+func resign(t *testing.T, token string, exp time.Time) string {
+	t.Helper()
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token is not a JWS: %d parts", len(parts))
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		t.Fatal(err)
+	}
+	claims["iat"] = exp.Add(-time.Hour).Unix()
+	claims["nbf"] = exp.Add(-time.Hour).Unix()
+	claims["exp"] = exp.Unix()
+	if raw, err = json.Marshal(claims); err != nil {
+		t.Fatal(err)
+	}
+	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(raw)
+
+	pemBytes, err := os.ReadFile(filepath.Join(kube.env.ControlPlane.GetAPIServer().CertDir, "sa-signer.key"))
+	if err != nil {
+		t.Fatalf("envtest's service-account signing key: %v", err)
+	}
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		t.Fatal("sa-signer.key holds no PEM block")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	if err != nil {
+		if key, err = x509.ParsePKCS1PrivateKey(block.Bytes); err != nil {
+			if key, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
+				t.Fatalf("parse sa-signer.key: %v", err)
+			}
+		}
+	}
+	digest := sha256.Sum256([]byte(signed))
+	var sig []byte
+	switch k := key.(type) {
+	case *rsa.PrivateKey: // RS256
+		if sig, err = rsa.SignPKCS1v15(rand.Reader, k, crypto.SHA256, digest[:]); err != nil {
+			t.Fatal(err)
+		}
+	case *ecdsa.PrivateKey: // ES256: r and s, 32 bytes each
+		r, s, err := ecdsa.Sign(rand.Reader, k, digest[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sig = make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+	default:
+		t.Fatalf("sa-signer.key holds a %T", key)
+	}
+	return signed + "." + base64.RawURLEncoding.EncodeToString(sig)
 }

@@ -71,6 +71,12 @@ func TestTokenReviewThroughServer(t *testing.T) {
 		t.Errorf("unbound token: %q, %v", agent, err)
 	}
 
+	// The expired token below is the same token signed again with another expiry; signed
+	// again with a future one it is accepted, so its refusal is the expiry's doing.
+	if code, perr := srv.commit(resign(t, aliceToken, time.Now().Add(time.Hour)), "b.txt"); code != http.StatusOK {
+		t.Fatalf("commit with alice's token signed again: %d %s", code, perr.Error)
+	}
+
 	before := srv.snapshot()
 	refusals := []struct {
 		name, token string
@@ -79,6 +85,7 @@ func TestTokenReviewThroughServer(t *testing.T) {
 		{"wrong audience", alice.token(t, "sync.syncedfolder.io/"+team+"/other-folder", true), http.StatusUnauthorized},
 		{"service account of another namespace", carol.token(t, audience, true), http.StatusUnauthorized},
 		{"not a token", "not-a-token", http.StatusUnauthorized},
+		{"expired token", resign(t, aliceToken, time.Now().Add(-time.Hour)), http.StatusUnauthorized},
 		{"service account not on the list", bob.token(t, audience, true), http.StatusForbidden},
 	}
 	for _, r := range refusals {
