@@ -23,10 +23,11 @@ test: ## Run every test tier (unit, property, store conformance on PostgreSQL, e
 	bash hack/test.sh
 
 .PHONY: lint
-lint: ## go vet, a gofmt check and golangci-lint (.golangci.yml; pinned by hack/tools.sh).
+lint: ## go vet, a gofmt check and golangci-lint (.golangci.yml; pinned by hack/tools.sh), the e2e-tagged suite included.
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/cluster/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$$(bash hack/tools.sh golangci-lint) run ./...
+	$$(bash hack/tools.sh golangci-lint) run --build-tags e2e ./...
 
 .PHONY: bench
 bench: ## Run the Go benchmarks, then the side-by-side harness against rsync and Syncthing (QUICK=1: small sizes).
@@ -115,3 +116,15 @@ cluster-up: ## Start a real single-node cluster here (root; first run builds Kub
 .PHONY: cluster-down
 cluster-down: ## Stop the local cluster and restore the host (sysctls, mounts, iptables, bridge, dirs).
 	bash hack/local-cluster/down.sh
+
+.PHONY: demo
+demo: ## The real product on a local single-node cluster: chart, a SyncedFolder, two synced pods (root).
+	bash hack/demo.sh
+
+.PHONY: demo-down
+demo-down: ## Remove the demo: stop the local cluster and restore the host.
+	bash hack/demo.sh down
+
+.PHONY: e2e
+e2e: ## End-to-end suite on a real local cluster (test/e2e/cluster); always tears it down, keeps logs on failure.
+	bash hack/e2e.sh

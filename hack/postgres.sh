@@ -2,6 +2,8 @@
 # Throwaway PostgreSQL 15 for tests, on a free loopback port.
 #   hack/postgres.sh start DIR   → starts a server with its data under DIR, prints its URL
 #   hack/postgres.sh stop DIR    → stops it (fast shutdown) and removes DIR
+# PG_LISTEN_ADDRESSES (default 127.0.0.1) sets the listen addresses, e.g. 127.0.0.1,10.244.0.1 (the
+# local cluster's bridge, for hack/e2e.sh); the caller adds the matching pg_hba.conf lines.
 # initdb refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 
@@ -55,7 +57,7 @@ start)
   for attempt in 1 2 3 4 5; do
     port=$(free_port)
     if as_owner "$PGBIN/pg_ctl" -D "$dir/data" -l "$dir/log" -w -t 30 \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null 2>&1; then
+      -o "-c listen_addresses=${PG_LISTEN_ADDRESSES:-127.0.0.1} -p $port -k $dir -c fsync=off -c full_page_writes=off -c max_connections=200" start >/dev/null 2>&1; then
       echo "$port" >"$dir/port"
       echo "postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
       exit 0

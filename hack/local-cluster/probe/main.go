@@ -7,7 +7,12 @@
 //	probe lookup NAME     prints the addresses NAME resolves to (the pod's resolv.conf)
 //	probe write FILE TEXT writes TEXT to FILE and fsyncs it
 //	probe cat FILE        prints FILE
+//	probe ls DIR          prints the names in DIR, sorted, one a line (dirs end in /)
+//	probe rm FILE         removes FILE
+//	probe signal NAME SIG sends SIG (STOP, CONT, TERM) to every process named NAME that it can
+//	                      see (a pod with shareProcessNamespace: the other containers' too)
 //	probe sleep           waits for SIGTERM
+//	probe sleep DIR       prints `ls DIR` (what the container found at start), then waits
 package main
 
 import (
@@ -19,6 +24,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -33,7 +41,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: probe serve ADDR | get URL | lookup NAME | write FILE TEXT | cat FILE | sleep")
+		return errors.New("usage: probe serve ADDR | get URL | lookup NAME | write FILE TEXT | cat FILE | ls DIR | rm FILE | signal NAME SIG | sleep [DIR]")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -93,9 +101,80 @@ func run(args []string) error {
 		}
 		_, err = os.Stdout.Write(b)
 		return err
-	case args[0] == "sleep" && len(args) == 1:
+	case args[0] == "ls" && len(args) == 2:
+		return list(args[1])
+	case args[0] == "rm" && len(args) == 2:
+		if err := os.Remove(args[1]); err != nil {
+			return fmt.Errorf("remove %q: %w", args[1], err)
+		}
+		return nil
+	case args[0] == "signal" && len(args) == 3:
+		return signalAll(args[1], args[2])
+	case args[0] == "sleep" && len(args) <= 2:
+		if len(args) == 2 {
+			fmt.Printf("listing of %s at start:\n", args[1])
+			if err := list(args[1]); err != nil {
+				return err
+			}
+			fmt.Println("end of listing")
+		}
 		<-ctx.Done()
 		return nil
 	}
 	return fmt.Errorf("unknown command %q", strings.Join(args, " "))
+}
+
+// list prints the names in dir, sorted, one a line; directories end in a slash.
+func list(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list %q: %w", dir, err)
+	}
+	names := make([]string, 0, len(ents))
+	for _, e := range ents {
+		n := e.Name()
+		if e.IsDir() {
+			n += "/"
+		}
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		fmt.Println(n)
+	}
+	return nil
+}
+
+// signalAll sends the signal named sig to every process whose name (/proc/PID/comm) is name,
+// and fails when there is none.
+func signalAll(name, sig string) error {
+	sigs := map[string]syscall.Signal{"STOP": syscall.SIGSTOP, "CONT": syscall.SIGCONT, "TERM": syscall.SIGTERM, "KILL": syscall.SIGKILL}
+	s, ok := sigs[strings.ToUpper(sig)]
+	if !ok {
+		return fmt.Errorf("unknown signal %q: want STOP, CONT, TERM or KILL", sig)
+	}
+	comms, err := filepath.Glob("/proc/[0-9]*/comm")
+	if err != nil {
+		return fmt.Errorf("list processes: %w", err)
+	}
+	n := 0
+	for _, c := range comms {
+		b, err := os.ReadFile(c)
+		if err != nil || strings.TrimSpace(string(b)) != name {
+			continue
+		}
+		pid, err := strconv.Atoi(filepath.Base(filepath.Dir(c)))
+		if err != nil {
+			continue
+		}
+		if err := syscall.Kill(pid, s); err != nil {
+			return fmt.Errorf("signal %s to %s (pid %d): %w", sig, name, pid, err)
+		}
+		fmt.Printf("%s sent to %s (pid %d)\n", strings.ToUpper(sig), name, pid)
+		n++
+	}
+	if n == 0 {
+		return fmt.Errorf("no process named %q", name)
+	}
+	return nil
 }
