@@ -139,6 +139,9 @@ func (r *SyncedFolderReconciler) reconcileObjects(ctx context.Context, f *syncv1
 	if err := r.ensureStatefulSet(ctx, f, configHash(creds, tlsData, dbData), obs); err != nil {
 		return errors.Join(dbErr, err)
 	}
+	if err := r.unstickServerRollout(ctx, f, obs.sts); err != nil {
+		return errors.Join(dbErr, err)
+	}
 	if err := r.ensureStorage(ctx, f, obs); err != nil {
 		return errors.Join(dbErr, err)
 	}

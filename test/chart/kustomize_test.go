@@ -20,8 +20,8 @@ import (
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 )
 
-// kustomizeBuild renders a kustomization with the pinned kustomize of hack/tools.sh.
-func kustomizeBuild(t *testing.T, dir string) []byte {
+// kustomizeTool returns the pinned kustomize of hack/tools.sh.
+func kustomizeTool(t *testing.T) string {
 	t.Helper()
 	tool := exec.Command("bash", filepath.Join(root, "hack", "tools.sh"), "kustomize")
 	var stderr bytes.Buffer
@@ -33,8 +33,20 @@ func kustomizeBuild(t *testing.T, dir string) []byte {
 		}
 		t.Skipf("kustomize unavailable: %v", err)
 	}
-	cmd := exec.Command(strings.TrimSpace(string(out)), "build", filepath.Join(root, dir))
-	stderr.Reset()
+	return strings.TrimSpace(string(out))
+}
+
+// kustomizeBuild renders a kustomization of this repository (dir relative to its root).
+func kustomizeBuild(t *testing.T, dir string) []byte {
+	t.Helper()
+	return kustomizeBuildDir(t, filepath.Join(root, dir))
+}
+
+// kustomizeBuildDir renders the kustomization in dir.
+func kustomizeBuildDir(t *testing.T, dir string) []byte {
+	t.Helper()
+	cmd := exec.Command(kustomizeTool(t), "build", dir)
+	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
 	if err != nil {
@@ -173,8 +185,58 @@ func compareDeployments(t *testing.T, key string, c, k *appsv1.Deployment) {
 		kc.ReadinessProbe.HTTPGet.Path != cc.ReadinessProbe.HTTPGet.Path {
 		t.Errorf("%s: probes differ", key)
 	}
+	for _, flag := range []string{"--server-image=", "--agent-image="} {
+		if !slices.Contains(cc.Args, flag+cc.Image) {
+			t.Errorf("%s: the chart's manager lacks %s%s (its own image)", key, flag, cc.Image)
+		}
+	}
+	checkImagesFollowManager(t, key, kc)
 	if k.Spec.Template.Labels["control-plane"] != "controller-manager" {
 		t.Errorf("%s: config/default's pods lack control-plane: controller-manager", key)
+	}
+}
+
+// checkImagesFollowManager checks that the kustomize install runs the server and the agent
+// from the manager's own image.
+func checkImagesFollowManager(t *testing.T, key string, c *corev1.Container) {
+	t.Helper()
+	for _, name := range []string{"SERVER_IMAGE", "AGENT_IMAGE"} {
+		if env := findEnv(c.Env, name); env == nil || env.Value != c.Image {
+			t.Errorf("%s: %s is %+v, want the manager's image %q", key, name, env, c.Image)
+		}
+	}
+}
+
+// TestKustomizeDeployImageReachesServerAndAgent does what `make deploy IMG=...` does (kustomize
+// edit set image, in a copy of config/) and checks the one image reaches the manager, the
+// server and the agent: otherwise the server would run a default image nobody loaded.
+func TestKustomizeDeployImageReachesServerAndAgent(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-r", filepath.Join(root, "config"), dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy config/: %v\n%s", err, out)
+	}
+	const img = "registry.invalid/team/synced-folder:v9.9.9"
+	edit := exec.Command(kustomizeTool(t), "edit", "set", "image", "controller="+img)
+	edit.Dir = filepath.Join(dir, "config", "manager")
+	if out, err := edit.CombinedOutput(); err != nil {
+		t.Fatalf("kustomize edit set image: %v\n%s", err, out)
+	}
+	objs := decodeAll(t, kustomizeBuildDir(t, filepath.Join(dir, "config", "default")))
+	var found bool
+	for key, o := range objs {
+		d, ok := o.typed.(*appsv1.Deployment)
+		if !ok {
+			continue
+		}
+		found = true
+		c := &d.Spec.Template.Spec.Containers[0]
+		if c.Image != img {
+			t.Errorf("%s: manager image %q, want %q", key, c.Image, img)
+		}
+		checkImagesFollowManager(t, key, c)
+	}
+	if !found {
+		t.Fatal("config/default renders no Deployment")
 	}
 }
 

@@ -67,6 +67,7 @@ func TestCluster(t *testing.T) {
 	if pg {
 		e.step(t, "SyncedFolder on PostgreSQL becomes Ready and syncs", func(t *testing.T) { e.testPostgresFolder(t, ns) })
 	}
+	e.step(t, "a server stuck on a bad image recovers once the spec is fixed", func(t *testing.T) { e.testStuckRollout(t, ns) })
 	e.step(t, "server pod deleted: restarted on the same volume, agents converge", func(t *testing.T) { e.testServerRestart(t, ns) })
 	e.step(t, "operator restarted: nothing is disrupted", func(t *testing.T) { e.testOperatorRestart(t, ns) })
 	if pg {
