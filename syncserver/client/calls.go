@@ -24,6 +24,9 @@ func (c *Client) Changes(ctx context.Context, since int64, wait time.Duration, l
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
+	if c.opts.FeedMaxBlocks > 0 {
+		q.Set("maxBlocks", strconv.Itoa(c.opts.FeedMaxBlocks))
+	}
 	var out proto.ChangesResponse
 	err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteChanges, query: q, timeout: c.timeout + wait + LongPollSlack}, nil, &out)
 	if err != nil {
@@ -82,7 +85,7 @@ func (c *Client) GetBlock(ctx context.Context, hash string) ([]byte, error) {
 // Commit sends a batch of new versions; each item succeeds or conflicts on its own.
 func (c *Client) Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error) {
 	var out proto.CommitResponse
-	if err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteCommit}, proto.CommitRequest{Items: items}, &out); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteCommit}, proto.CommitRequest{Items: items, OmitBlocks: c.opts.OmitCommitBlocks}, &out); err != nil {
 		return nil, err
 	}
 	if len(out.Results) != len(items) {
@@ -107,6 +110,24 @@ func (c *Client) Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.
 func (c *Client) Entry(ctx context.Context, path string) (*proto.Entry, error) {
 	var out proto.Entry
 	if err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteEntry, query: url.Values{"path": {path}}}, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// EntryAt returns the version seq of path (0: the current entry). With baseSeq > 0 the
+// server may answer the block list as a delta against that version of path
+// (Entry.BlocksDelta); it sends the whole list when it no longer holds the base.
+func (c *Client) EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error) {
+	q := url.Values{"path": {path}}
+	if seq > 0 {
+		q.Set("seq", strconv.FormatInt(seq, 10))
+	}
+	if baseSeq > 0 {
+		q.Set("baseSeq", strconv.FormatInt(baseSeq, 10))
+	}
+	var out proto.Entry
+	if err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteEntry, query: q}, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -1,0 +1,78 @@
+package syncserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
+)
+
+// resolveRef fills in the block list of a commit item that references stored content
+// (copyFrom or blocksDelta). trusted is true when the list is a committed version's own,
+// so its content was verified when that version was committed. An *itemError refuses the
+// item; any other error is the store's.
+func (s *Server) resolveRef(ctx context.Context, it proto.CommitItem, e *proto.Entry) (trusted bool, err error) {
+	if ref := it.CopyFrom; ref != nil {
+		v, err := s.retainedFile(ctx, ref.Path, ref.Seq)
+		if err != nil {
+			return false, fmt.Errorf("copy from %q: %w", ref.Path, err)
+		}
+		if v.Size != it.Size || v.SHA256 != it.SHA256 {
+			return false, itemErrorf("copyFrom: version %d of %s has size %d and sha256 %s, not the item's", ref.Seq, ref.Path, v.Size, v.SHA256)
+		}
+		e.Blocks = v.Blocks
+		return true, nil
+	}
+	d := it.BlocksDelta
+	base, err := s.retainedFile(ctx, it.Path, d.BaseSeq)
+	if err != nil {
+		return false, fmt.Errorf("blocks delta of %q: %w", it.Path, err)
+	}
+	list, err := d.Apply(base.Blocks)
+	if err != nil {
+		return false, itemErrorf("blocksDelta: %v", err)
+	}
+	if err := checkBlockList(list, it.Size, it.SHA256, "blocks", s.cfg); err != nil {
+		return false, itemErrorf("blocksDelta: %v", err)
+	}
+	e.Blocks = list
+	return false, nil
+}
+
+// retainedFile returns the retained, live file version seq of p; an *itemError when
+// there is none.
+func (s *Server) retainedFile(ctx context.Context, p string, seq int64) (proto.Entry, error) {
+	v, err := s.store.Version(ctx, p, seq)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return v, itemErrorf("no retained version %d of %s", seq, p)
+	case err != nil:
+		return v, err
+	case v.Deleted:
+		return v, itemErrorf("version %d of %s is a deletion", seq, p)
+	case v.Type != proto.TypeFile:
+		return v, itemErrorf("version %d of %s is a %s, not a file", seq, p, v.Type)
+	}
+	return v, nil
+}
+
+// omitBlocks returns e without its block list (flagged BlocksOmitted) when the list has
+// more than max blocks; max < 0 keeps every list.
+func omitBlocks(e proto.Entry, max int) proto.Entry {
+	if max >= 0 && len(e.Blocks) > max {
+		e.Blocks, e.BlocksOmitted = nil, true
+	}
+	return e
+}
+
+// itemMessage is the text of an item refusal: the *itemError's own message without the
+// wrapping, so that clients read what is wrong with the item.
+func itemMessage(err error) (string, bool) {
+	var ie *itemError
+	if errors.As(err, &ie) {
+		return err.Error(), true
+	}
+	return "", false
+}
