@@ -33,6 +33,9 @@ type landed struct {
 	op     plan.Op
 	idx    state.IndexEntry
 	blocks []proto.Block
+	// remote is a block list fetched from the server for op.Remote (the feed had
+	// omitted it), to be recorded.
+	remote []proto.Block
 }
 
 // download makes the disk equal op.Remote for each op: dirs first (parents before
@@ -138,6 +141,11 @@ func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome
 			x.Local.Tree[p] = l.idx.Node()
 			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
 				return err
+			}
+			if l.remote != nil {
+				if err := tx.SetRemoteBlocks(p, l.op.Remote.Seq, l.remote); err != nil {
+					return err
+				}
 			}
 			out.Done++
 			x.Counters.FilesDone.Add(1)
@@ -252,20 +260,12 @@ func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
 	return x.stat(op, nil)
 }
 
-// downloadFile assembles a file from local blocks where it can and server blocks
-// otherwise, in a temp file beside it, verified, then renamed into place.
-func (x *Executor) downloadFile(ctx context.Context, op plan.Op) (landed, error) {
+// assemble writes a file from blocks (local ones where it can, server ones otherwise)
+// in a temp file beside it, verifies it, then renames it into place.
+func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
 	r := op.Remote
-	blocks, err := x.State.RemoteBlocks(op.Path)
-	if err != nil {
-		return landed{}, err
-	}
-	var sum int64
-	for _, b := range blocks {
-		sum += b.Size
-	}
-	if sum != r.Size {
-		return landed{}, fmt.Errorf("remote entry's blocks cover %d of %d bytes", sum, r.Size)
+	if !covers(blocks, r.Size) {
+		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
 	}
 	if err := x.ensureParent(op.Path); err != nil {
 		return landed{}, err

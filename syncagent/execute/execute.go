@@ -29,6 +29,8 @@ type Server interface {
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
 	Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
+	// EntryAt fetches a version's entry, for a block list the changes feed left out.
+	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }
 
 // Counters are the executor's running totals, read by the agent for status, metrics and
