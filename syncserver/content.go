@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 	"github.com/syncedfolder/synced-folder/syncserver/store"
@@ -75,4 +80,52 @@ func itemMessage(err error) (string, bool) {
 		return err.Error(), true
 	}
 	return "", false
+}
+
+// HeaderBaseBlock names, on a GET /v1/blocks/{hash}?base=B answer, the block B whose
+// bytes are the zstd dictionary of the body.
+const HeaderBaseBlock = "X-Sync-Base-Block"
+
+// maxDeltaBase is the largest base block used as a dictionary; a larger one (or a base
+// the server lacks) gets the plain answer.
+const maxDeltaBase = 4 << 20
+
+// sendBlockDelta answers a block download zstd-compressed with the stored block base as
+// a raw dictionary: a block that differs from base by a small edit costs a few dozen
+// bytes. It returns false, having written nothing, when base is not usable.
+func (s *Server) sendBlockDelta(w http.ResponseWriter, r *http.Request, f io.Reader, size int64, base string) bool {
+	bf, bsize, err := s.blocks.Open(base)
+	if err != nil || bsize > maxDeltaBase || size > maxDeltaBase {
+		if err == nil {
+			bf.Close()
+		}
+		return false
+	}
+	dict, err := io.ReadAll(io.LimitReader(bf, bsize+1))
+	bf.Close()
+	if err != nil || int64(len(dict)) != bsize || len(dict) == 0 {
+		return false
+	}
+	data, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err == nil && int64(len(data)) != size {
+		err = fmt.Errorf("block has %d bytes, not %d", len(data), size)
+	}
+	if err != nil {
+		s.storeFailed(w, r, "read block", err) // f is spent: answer here
+		return true
+	}
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
+		zstd.WithEncoderDictRaw(0, dict), zstd.WithWindowSize(8<<20))
+	if err != nil {
+		return false
+	}
+	out := enc.EncodeAll(data, nil)
+	_ = enc.Close()
+	h := w.Header()
+	h.Set("Content-Encoding", "zstd")
+	h.Set(HeaderBaseBlock, base)
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	return true
 }

@@ -2,6 +2,7 @@ package syncserver
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -242,5 +244,37 @@ func TestJSONAnswersZstd(t *testing.T) {
 	var plain proto.ChangesResponse
 	if code, _ := e.do("GET", proto.RouteChanges+"?since=0", nil, &plain); code != 200 || len(plain.Entries) != 1 {
 		t.Fatalf("plain answer: %d %+v", code, plain)
+	}
+}
+
+func TestGetBlockDelta(t *testing.T) {
+	e := newEnv(t)
+	base := bigContent(64, 'q')
+	edited := bytes.Clone(base)
+	edited[1000] ^= 0xff
+	bh, eh := e.putBlock(base), e.putBlock(edited)
+	cl, err := client.New(client.Options{BaseURL: e.http.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := cl.GetBlockDelta(context.Background(), eh, bh, base)
+	if err != nil || !bytes.Equal(got, edited) {
+		t.Fatalf("GetBlockDelta: %v", err)
+	}
+	code, raw := e.do("GET", proto.RouteBlocks+eh+"?base="+bh, nil, nil, "Accept-Encoding", "zstd")
+	if code != 200 || len(raw) > 512 {
+		t.Errorf("delta answer: %d, %d bytes", code, len(raw))
+	}
+	// A base the server lacks: the plain block, still checked by the client.
+	unknown := sha([]byte("unknown"))
+	if got, err := cl.GetBlockDelta(context.Background(), eh, unknown, []byte("unknown")); err != nil || !bytes.Equal(got, edited) {
+		t.Errorf("unknown base: %v", err)
+	}
+	// The wrong base bytes on the client: the hash check catches it.
+	if _, err := cl.GetBlockDelta(context.Background(), eh, bh, bigContent(64, 'r')); err == nil {
+		t.Error("a delta decoded against the wrong base was accepted")
+	}
+	if code, raw := e.do("GET", proto.RouteBlocks+eh+"?base=xyz", nil, nil, "Accept-Encoding", "zstd"); code != 400 {
+		t.Errorf("bad base: %d %s", code, raw)
 	}
 }

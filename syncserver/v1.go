@@ -296,6 +296,15 @@ func (s *Server) handleGetBlock(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Add("Vary", "Accept-Encoding")
 	if acceptsZstd(r) && r.Header.Get("Range") == "" && size > 512 {
+		if base := r.URL.Query().Get("base"); base != "" {
+			if !blobs.ValidHash(base) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("base %q is not a lowercase hex SHA-256", truncateForError(base)))
+				return
+			}
+			if s.sendBlockDelta(w, r, f, size, base) {
+				return
+			}
+		}
 		h.Set("Content-Encoding", "zstd")
 		enc := zstdEncoders.Get().(*zstd.Encoder)
 		enc.Reset(w)

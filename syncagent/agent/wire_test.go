@@ -20,6 +20,7 @@ import (
 type call struct {
 	method, path, query string
 	body                []byte
+	answer              int // bytes of the answer body as sent
 }
 
 // recorder is a transport that keeps every request.
@@ -39,10 +40,21 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		c.body = b
 		req.Body = io.NopCloser(bytes.NewReader(b))
 	}
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(b))
+	c.answer = len(b)
 	r.mu.Lock()
 	r.calls = append(r.calls, c)
 	r.mu.Unlock()
-	return http.DefaultTransport.RoundTrip(req)
+	return resp, nil
 }
 
 // take returns the calls since the last take.
@@ -130,6 +142,9 @@ func TestLargeFileChangesSendLittle(t *testing.T) {
 	if n, _ := count(rc, "GET", proto.RouteBlocks); n == 0 || n > 3 {
 		t.Errorf("edit: reader fetched %d blocks", n)
 	}
+	if got := answered(rc, "GET", proto.RouteBlocks); got > 8<<10 {
+		t.Errorf("edit: reader received %d bytes of blocks, want a delta of the block it holds", got)
+	}
 	if !hasQuery(rc, proto.RouteEntry, "baseSeq=") {
 		t.Errorf("edit: reader did not ask for a delta: %+v", rc)
 	}
@@ -179,4 +194,13 @@ func hasQuery(calls []call, path, sub string) bool {
 		}
 	}
 	return false
+}
+
+func answered(calls []call, method, prefix string) (n int) {
+	for _, c := range calls {
+		if c.method == method && strings.HasPrefix(c.path, prefix) {
+			n += c.answer
+		}
+	}
+	return n
 }

@@ -284,7 +284,8 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 	}()
 	whole := sha256.New()
 	w := io.MultiWriter(f, whole)
-	err = x.fetchBlocks(ctx, blocks, func(data []byte) error {
+	hints := x.baseHints(op.Path, blocks)
+	err = x.fetchBlocks(ctx, blocks, hints, func(data []byte) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -323,9 +324,9 @@ type fetched struct {
 
 // fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
 // blocks ahead.
-func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write func([]byte) error) error {
+func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints map[string]proto.Block, write func([]byte) error) error {
 	if len(blocks) == 1 {
-		data, err := x.block(ctx, blocks[0])
+		data, err := x.block(ctx, blocks[0], hints)
 		if err != nil {
 			return err
 		}
@@ -346,7 +347,7 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 				return
 			}
 			go func() {
-				data, err := x.block(ctx, b)
+				data, err := x.block(ctx, b, hints)
 				futures[i] <- fetched{data, err}
 			}()
 		}
@@ -370,22 +371,28 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 }
 
 // block returns a block's bytes, from a local file that held it when indexed if it
-// still does, else from the server.
-func (x *Executor) block(ctx context.Context, b proto.Block) ([]byte, error) {
-	locs, err := x.State.FindBlock(b.Hash)
-	if err == nil {
-		for _, l := range locs {
-			if l.Size != b.Size {
-				continue
-			}
-			if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
-				x.Counters.BytesReused.Add(b.Size)
-				x.Counters.BytesDone.Add(b.Size)
-				return data, nil
+// still does, else from the server: compressed against the local block it replaces
+// (hints) when there is one.
+func (x *Executor) block(ctx context.Context, b proto.Block, hints map[string]proto.Block) ([]byte, error) {
+	if data := x.localBlock(b); data != nil {
+		x.Counters.BytesReused.Add(b.Size)
+		x.Counters.BytesDone.Add(b.Size)
+		return data, nil
+	}
+	var data []byte
+	var err error
+	if base, ok := hints[b.Hash]; ok {
+		if bd := x.localBlock(base); bd != nil {
+			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
+			if err != nil && !transient(err) {
+				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
+				data, err = nil, nil
 			}
 		}
 	}
-	data, err := x.Server.GetBlock(ctx, b.Hash)
+	if data == nil && err == nil {
+		data, err = x.Server.GetBlock(ctx, b.Hash)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -408,4 +415,46 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// localBlock returns b's bytes from a local file that held it when indexed and still
+// does, or nil.
+func (x *Executor) localBlock(b proto.Block) []byte {
+	locs, err := x.State.FindBlock(b.Hash)
+	if err != nil {
+		return nil
+	}
+	for _, l := range locs {
+		if l.Size != b.Size {
+			continue
+		}
+		if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
+			return data
+		}
+	}
+	return nil
+}
+
+// baseHints pairs the blocks of list that replace blocks of the local file at p (the
+// middle of the two lists, head and tail being equal) with the block each replaces, by
+// position: the server can then send each as a delta of the one the agent holds.
+func (x *Executor) baseHints(p string, list []proto.Block) map[string]proto.Block {
+	idx, ok := x.Local.Index[p]
+	if !ok || idx.Type != proto.TypeFile {
+		return nil
+	}
+	local, err := x.State.LocalBlocks(p)
+	if err != nil || len(local) == 0 {
+		return nil
+	}
+	d := proto.DiffBlocks(0, local, list)
+	old := local[d.Head : len(local)-d.Tail]
+	if len(old) == 0 || len(d.Blocks) == 0 {
+		return nil
+	}
+	hints := make(map[string]proto.Block, len(d.Blocks))
+	for k, b := range d.Blocks {
+		hints[b.Hash] = old[min(k*len(old)/len(d.Blocks), len(old)-1)]
+	}
+	return hints
 }
