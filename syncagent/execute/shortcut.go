@@ -65,8 +65,8 @@ func (x *Executor) fillBlocks(e proto.Entry, p *pendingUpload) proto.Entry {
 		if n, ok := x.Remote[ref.Path]; ok && n.Seq == ref.Seq {
 			list, _ = x.State.RemoteBlocks(ref.Path)
 		}
-	} else {
-		list = p.full
+	} else if list = p.full; list == nil {
+		list = p.item.Blocks // inlined: the one block the server made of it
 	}
 	if covers(list, e.Size) {
 		e.Blocks, e.BlocksOmitted = list, false
