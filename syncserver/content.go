@@ -114,8 +114,12 @@ func (s *Server) sendBlockDelta(w http.ResponseWriter, r *http.Request, f io.Rea
 		s.storeFailed(w, r, "read block", err) // f is spent: answer here
 		return true
 	}
+	window := 1 << 20 // the dictionary and the block must fit in the window
+	for window < len(dict)+len(data) {
+		window <<= 1
+	}
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1),
-		zstd.WithEncoderDictRaw(0, dict), zstd.WithWindowSize(8<<20))
+		zstd.WithEncoderDictRaw(0, dict), zstd.WithWindowSize(window))
 	if err != nil {
 		return false
 	}
