@@ -278,3 +278,26 @@ func TestGetBlockDelta(t *testing.T) {
 		t.Errorf("bad base: %d %s", code, raw)
 	}
 }
+
+func TestNewCommitFieldsMalformed(t *testing.T) {
+	e := newEnv(t)
+	e.commit(inlineItem("keep.txt", 0, []byte("keep")))
+	before := e.snapshot()
+	h := sha([]byte("keep"))
+	for name, body := range map[string]string{
+		"omitBlocks not a bool":  `{"omitBlocks":"yes","items":[{"path":"a","type":"dir"}]}`,
+		"copyFrom not an object": `{"items":[{"path":"a","type":"file","size":4,"sha256":"` + h + `","copyFrom":"keep.txt"}]}`,
+		"blocksDelta head text":  `{"items":[{"path":"a","type":"file","size":4,"sha256":"` + h + `","blocksDelta":{"baseSeq":1,"head":"x"}}]}`,
+	} {
+		if code, raw := e.do("POST", proto.RouteCommit, body, nil); code != 400 {
+			t.Errorf("%s: %d %s", name, code, raw)
+		}
+	}
+	dir := proto.CommitItem{Path: "d", Type: proto.TypeDir, BlocksDelta: &proto.BlocksDelta{BaseSeq: 1}}
+	if r := e.commit(dir)[0]; r.Status != proto.StatusError {
+		t.Errorf("dir with blocksDelta: %+v", r)
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("malformed requests changed the folder: %+v → %+v", before, after)
+	}
+}
