@@ -150,8 +150,8 @@ func validateItem(it proto.CommitItem, cfg Config) (proto.Entry, error) {
 	case proto.TypeFile:
 		return validateFile(it, e, cfg)
 	case proto.TypeDir, proto.TypeSymlink:
-		if it.Size != 0 || it.SHA256 != "" || len(it.Blocks) != 0 || it.Data != nil {
-			return e, fmt.Errorf("a %s has no size, sha256, blocks or data", it.Type)
+		if it.Size != 0 || it.SHA256 != "" || len(it.Blocks) != 0 || it.Data != nil || it.CopyFrom != nil || it.BlocksDelta != nil {
+			return e, fmt.Errorf("a %s has no size, sha256, blocks, data, copyFrom or blocksDelta", it.Type)
 		}
 		if it.Type == proto.TypeDir {
 			if it.Target != "" {
@@ -184,6 +184,9 @@ func validateFile(it proto.CommitItem, e proto.Entry, cfg Config) (proto.Entry, 
 	case !blobs.ValidHash(it.SHA256):
 		return e, fmt.Errorf("sha256 %q is not a lowercase hex SHA-256", truncateForError(it.SHA256))
 	}
+	if it.CopyFrom != nil || it.BlocksDelta != nil {
+		return e, validateRef(it, cfg)
+	}
 	if it.Data != nil {
 		if int64(len(it.Data)) != it.Size {
 			return e, fmt.Errorf("inlined data has %d bytes, size says %d", len(it.Data), it.Size)
@@ -195,28 +198,78 @@ func validateFile(it proto.CommitItem, e proto.Entry, cfg Config) (proto.Entry, 
 			e.Blocks = []proto.Block{{Hash: it.SHA256, Size: it.Size}}
 		}
 	}
+	return e, checkBlockList(e.Blocks, it.Size, it.SHA256, "blocks", cfg)
+}
+
+// checkBlockList checks a file's block list against its size (and the hash of an empty
+// file); what names the list in errors.
+func checkBlockList(blocks []proto.Block, size int64, sha, what string, cfg Config) error {
 	var sum int64
-	for i, b := range e.Blocks {
-		switch {
-		case !blobs.ValidHash(b.Hash):
-			return e, fmt.Errorf("blocks[%d]: hash %q is not a lowercase hex SHA-256", i, truncateForError(b.Hash))
-		case b.Size <= 0:
-			return e, fmt.Errorf("blocks[%d]: size must be positive", i)
-		case b.Size > cfg.MaxBlockSize:
-			return e, fmt.Errorf("blocks[%d]: size %d is over the block limit of %d", i, b.Size, cfg.MaxBlockSize)
+	for i, b := range blocks {
+		if err := checkBlock(b, cfg); err != nil {
+			return fmt.Errorf("%s[%d]: %w", what, i, err)
 		}
 		sum += b.Size
-		if sum > it.Size {
+		if sum > size {
 			break
 		}
 	}
-	if sum != it.Size {
-		return e, fmt.Errorf("block sizes add up to %d, size says %d", sum, it.Size)
+	if sum != size {
+		return fmt.Errorf("block sizes add up to %d, size says %d", sum, size)
 	}
-	if it.Size == 0 && it.SHA256 != emptySHA256 {
-		return e, errors.New("sha256 of an empty file must be the SHA-256 of no bytes")
+	if size == 0 && sha != emptySHA256 {
+		return errors.New("sha256 of an empty file must be the SHA-256 of no bytes")
 	}
-	return e, nil
+	return nil
+}
+
+func checkBlock(b proto.Block, cfg Config) error {
+	switch {
+	case !blobs.ValidHash(b.Hash):
+		return fmt.Errorf("hash %q is not a lowercase hex SHA-256", truncateForError(b.Hash))
+	case b.Size <= 0:
+		return errors.New("size must be positive")
+	case b.Size > cfg.MaxBlockSize:
+		return fmt.Errorf("size %d is over the block limit of %d", b.Size, cfg.MaxBlockSize)
+	}
+	return nil
+}
+
+// validateRef checks the parts of an item with copyFrom or blocksDelta that need no
+// store; the reference itself is resolved by resolveRef.
+func validateRef(it proto.CommitItem, cfg Config) error {
+	if it.Data != nil || len(it.Blocks) != 0 {
+		return errors.New("an item with copyFrom or blocksDelta has no blocks or data")
+	}
+	if it.CopyFrom != nil {
+		if it.BlocksDelta != nil {
+			return errors.New("an item has copyFrom or blocksDelta, not both")
+		}
+		if _, err := proto.CleanPath(it.CopyFrom.Path); err != nil {
+			return fmt.Errorf("copyFrom: %w", err)
+		}
+		if it.CopyFrom.Seq <= 0 {
+			return errors.New("copyFrom: seq must be a positive version number")
+		}
+		return nil
+	}
+	d := it.BlocksDelta
+	switch {
+	case d.BaseSeq <= 0:
+		return errors.New("blocksDelta: baseSeq must be a positive version number")
+	case d.Head < 0 || d.Tail < 0:
+		return errors.New("blocksDelta: head and tail must not be negative")
+	}
+	var sum int64
+	for i, b := range d.Blocks {
+		if err := checkBlock(b, cfg); err != nil {
+			return fmt.Errorf("blocksDelta.blocks[%d]: %w", i, err)
+		}
+		if sum += b.Size; sum > it.Size {
+			return fmt.Errorf("blocksDelta: blocks add up to more than size %d", it.Size)
+		}
+	}
+	return nil
 }
 
 // emptySHA256 is the SHA-256 of no bytes.
@@ -227,6 +280,8 @@ type changesQuery struct {
 	since int64
 	wait  time.Duration
 	limit int
+	// maxBlocks is the longest block list sent; -1: no limit.
+	maxBlocks int
 }
 
 const (
@@ -235,8 +290,15 @@ const (
 )
 
 func parseChanges(q url.Values, maxWait time.Duration) (changesQuery, error) {
-	c := changesQuery{limit: defaultChangesLimit}
+	c := changesQuery{limit: defaultChangesLimit, maxBlocks: -1}
 	var err error
+	if v := q.Get("maxBlocks"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("maxBlocks %q is not a non-negative integer", truncateForError(v))
+		}
+		c.maxBlocks = n
+	}
 	if v := q.Get("since"); v != "" {
 		if c.since, err = strconv.ParseInt(v, 10, 64); err != nil || c.since < 0 {
 			return c, fmt.Errorf("since %q is not a non-negative integer", truncateForError(v))
@@ -322,4 +384,20 @@ func truncateForError(s string) string {
 		return s[:80] + "…"
 	}
 	return s
+}
+
+// parseEntryQuery reads GET /v1/entry's ?path=P, optional &seq=N (a retained version)
+// and optional &baseSeq=M (answer the block list as a delta against version M).
+func parseEntryQuery(q url.Values) (p string, seq, baseSeq int64, err error) {
+	p, seq, err = parsePathSeq(q)
+	if err != nil {
+		return "", 0, 0, err
+	}
+	if v := q.Get("baseSeq"); v != "" {
+		baseSeq, err = strconv.ParseInt(v, 10, 64)
+		if err != nil || baseSeq <= 0 {
+			return "", 0, 0, fmt.Errorf("baseSeq %q is not a positive integer", truncateForError(v))
+		}
+	}
+	return p, seq, baseSeq, nil
 }

@@ -22,6 +22,9 @@ func FuzzDecodeCommit(f *testing.F) {
 		`{"items":[{"path":"d","type":"dir","mode":493},{"path":"l","type":"symlink","target":"d"}]}`,
 		`{"items":[{"path":"../x","type":"file","blocks":[{"hash":"00","size":-1}]}]}`,
 		`{"items":[]}`, `{"items":7}`, `{`, ``, `null`, `{"items":[null]}`,
+		`{"items":[{"path":"b","type":"file","size":1,"sha256":"` + sha([]byte("a")) + `","copyFrom":{"path":"a","seq":1}}],"omitBlocks":true}`,
+		`{"items":[{"path":"a","baseSeq":1,"type":"file","size":1,"sha256":"` + sha([]byte("a")) + `","blocksDelta":{"baseSeq":1,"head":0,"tail":1}}]}`,
+		`{"items":[{"path":"a","type":"file","size":1,"sha256":"00","copyFrom":{"path":"../a","seq":-1},"blocksDelta":{"head":-1}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -41,6 +44,20 @@ func FuzzDecodeCommit(f *testing.F) {
 			}
 			if _, err := proto.CleanPath(e.Path); err != nil {
 				t.Fatalf("accepted bad path %q", e.Path)
+			}
+			if e.Type == proto.TypeFile && (it.CopyFrom != nil || it.BlocksDelta != nil) {
+				if len(e.Blocks) != 0 || it.Data != nil || (it.CopyFrom != nil) == (it.BlocksDelta != nil) {
+					t.Fatalf("accepted a reference with a list, data or both references: %+v", it)
+				}
+				if r := it.CopyFrom; r != nil {
+					if _, perr := proto.CleanPath(r.Path); perr != nil || r.Seq <= 0 {
+						t.Fatalf("accepted copyFrom %+v", *r)
+					}
+				}
+				if d := it.BlocksDelta; d != nil && (d.BaseSeq <= 0 || d.Head < 0 || d.Tail < 0) {
+					t.Fatalf("accepted blocksDelta %+v", *d)
+				}
+				continue
 			}
 			if e.Type == proto.TypeFile {
 				var sum int64
@@ -122,7 +139,8 @@ func FuzzDecodeLegacyDelete(f *testing.F) {
 
 func FuzzParseQueries(f *testing.F) {
 	for _, s := range []string{"since=3&wait=30s&limit=10", "since=-1", "wait=2.5", "limit=0", "path=a&seq=4",
-		"path=a&agent=x&before=9&limit=5", "path=%00", "seq=-2&path=a", "wait=1e300"} {
+		"path=a&agent=x&before=9&limit=5", "path=%00", "seq=-2&path=a", "wait=1e300",
+		"since=1&maxBlocks=64", "maxBlocks=-1", "path=a&seq=5&baseSeq=3", "path=a&baseSeq=0"} {
 		f.Add(s)
 	}
 	maxWait := time.Minute
@@ -132,7 +150,7 @@ func FuzzParseQueries(f *testing.F) {
 			return
 		}
 		if c, err := parseChanges(q, maxWait); err == nil {
-			if c.since < 0 || c.wait < 0 || c.wait > maxWait || c.limit <= 0 || c.limit > maxChangesLimit {
+			if c.since < 0 || c.wait < 0 || c.wait > maxWait || c.limit <= 0 || c.limit > maxChangesLimit || c.maxBlocks < -1 {
 				t.Fatalf("parseChanges accepted %+v", c)
 			}
 		}
@@ -144,6 +162,11 @@ func FuzzParseQueries(f *testing.F) {
 				if _, perr := proto.CleanPath(a.Path); perr != nil {
 					t.Fatalf("parseAudit accepted path %q", a.Path)
 				}
+			}
+		}
+		if p, seq, base, err := parseEntryQuery(q); err == nil {
+			if _, perr := proto.CleanPath(p); perr != nil || seq < 0 || base < 0 {
+				t.Fatalf("parseEntryQuery accepted %q, %d, %d", p, seq, base)
 			}
 		}
 		if p, seq, err := parsePathSeq(q); err == nil {

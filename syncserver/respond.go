@@ -23,6 +23,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
+// compressJSONAbove is the size from which a JSON answer is zstd-compressed for a
+// client that accepts it.
+const compressJSONAbove = 4 << 10
+
+// writeJSONFor is writeJSON that compresses a large answer with zstd when the request
+// says Accept-Encoding: zstd (block lists are hex hashes, which halve).
+func writeJSONFor(w http.ResponseWriter, r *http.Request, status int, v any) {
+	if !acceptsZstd(r) {
+		writeJSON(w, status, v)
+		return
+	}
+	raw, err := json.Marshal(v)
+	if err != nil || len(raw) < compressJSONAbove {
+		writeJSON(w, status, v)
+		return
+	}
+	enc := zstdEncoders.Get().(*zstd.Encoder)
+	out := enc.EncodeAll(append(raw, '\n'), make([]byte, 0, len(raw)/2+64))
+	zstdEncoders.Put(enc)
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Encoding", "zstd")
+	h.Add("Vary", "Accept-Encoding")
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
+}
+
 func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, proto.Error{Error: msg})
 }

@@ -110,7 +110,10 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if len(entries) > 0 || deadline == nil {
-			s.answerChanges(w, q, entries)
+			for i := range entries {
+				entries[i] = omitBlocks(entries[i], q.maxBlocks)
+			}
+			s.answerChanges(w, r, q, entries)
 			return
 		}
 		if !waiting {
@@ -123,7 +126,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 		case <-deadline:
 			deadline = nil // one last read, then answer
 		case <-s.stop:
-			s.answerChanges(w, q, nil)
+			s.answerChanges(w, r, q, nil)
 			return
 		case <-r.Context().Done():
 			return
@@ -131,7 +134,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) answerChanges(w http.ResponseWriter, q changesQuery, entries []proto.Entry) {
+func (s *Server) answerChanges(w http.ResponseWriter, r *http.Request, q changesQuery, entries []proto.Entry) {
 	resp := proto.ChangesResponse{FolderID: s.store.FolderID(), Entries: entries, LastSeq: q.since}
 	if resp.Entries == nil {
 		resp.Entries = []proto.Entry{}
@@ -140,7 +143,7 @@ func (s *Server) answerChanges(w http.ResponseWriter, q changesQuery, entries []
 		resp.LastSeq = entries[n-1].Seq
 		resp.More = n == q.limit
 	}
-	writeJSON(w, http.StatusOK, resp)
+	writeJSONFor(w, r, http.StatusOK, resp)
 }
 
 func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
@@ -293,6 +296,15 @@ func (s *Server) handleGetBlock(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Add("Vary", "Accept-Encoding")
 	if acceptsZstd(r) && r.Header.Get("Range") == "" && size > 512 {
+		if base := r.URL.Query().Get("base"); base != "" {
+			if !blobs.ValidHash(base) {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("base %q is not a lowercase hex SHA-256", truncateForError(base)))
+				return
+			}
+			if s.sendBlockDelta(w, r, f, size, base) {
+				return
+			}
+		}
 		h.Set("Content-Encoding", "zstd")
 		enc := zstdEncoders.Get().(*zstd.Encoder)
 		enc.Reset(w)
@@ -339,14 +351,34 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 			results[i].Status, results[i].Error = proto.StatusError, err.Error()
 			continue
 		}
-		items = append(items, pending{idx: i, inline: it.Data,
+		trusted := false
+		if it.Type == proto.TypeFile && (it.CopyFrom != nil || it.BlocksDelta != nil) {
+			trusted, err = s.resolveRef(r.Context(), it, &e)
+			if msg, ok := itemMessage(err); ok {
+				results[i].Status, results[i].Error = proto.StatusError, msg
+				continue
+			}
+			if err != nil {
+				s.storeFailed(w, r, "read referenced version", err)
+				return
+			}
+		}
+		items = append(items, pending{idx: i, inline: it.Data, trusted: trusted,
 			change: store.Change{Entry: e, BaseSeq: it.BaseSeq, Action: actionFor(e.Type)}})
 	}
 	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
 		s.storeFailed(w, r, "commit", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
+	if req.OmitBlocks {
+		for i := range results {
+			if e := results[i].Entry; e != nil {
+				o := omitBlocks(*e, 0)
+				results[i].Entry = &o
+			}
+		}
+	}
+	writeJSONFor(w, r, http.StatusOK, proto.CommitResponse{Results: results})
 }
 
 func actionFor(t proto.EntryType) string {
@@ -412,13 +444,22 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleEntry(w http.ResponseWriter, r *http.Request) {
-	p, err := proto.CleanPath(r.URL.Query().Get("path"))
+	p, seq, baseSeq, err := parseEntryQuery(r.URL.Query())
 	if err != nil {
 		badRequest(w, err)
 		return
 	}
-	e, err := s.store.Get(r.Context(), p)
+	var e proto.Entry
+	if seq > 0 {
+		e, err = s.store.Version(r.Context(), p, seq)
+	} else {
+		e, err = s.store.Get(r.Context(), p)
+	}
 	if errors.Is(err, store.ErrNotFound) {
+		if seq > 0 {
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no retained version %d of %s", seq, p))
+			return
+		}
 		writeError(w, http.StatusNotFound, "no entry at "+p)
 		return
 	}
@@ -426,7 +467,18 @@ func (s *Server) handleEntry(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "read entry", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, e)
+	if baseSeq > 0 && e.Type == proto.TypeFile && !e.Deleted && len(e.Blocks) > 0 {
+		base, err := s.retainedFile(r.Context(), p, baseSeq)
+		if _, refused := itemMessage(err); err != nil && !refused {
+			s.storeFailed(w, r, "read base version", err)
+			return
+		}
+		if err == nil { // else the base is gone: answer the whole list
+			d := proto.DiffBlocks(baseSeq, base.Blocks, e.Blocks)
+			e.Blocks, e.BlocksDelta = nil, &d
+		}
+	}
+	writeJSONFor(w, r, http.StatusOK, e)
 }
 
 func (s *Server) handleFile(w http.ResponseWriter, r *http.Request) {
@@ -497,7 +549,7 @@ func (s *Server) handleVersions(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "read versions", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, proto.VersionsResponse{Path: p, Versions: vs})
+	writeJSONFor(w, r, http.StatusOK, proto.VersionsResponse{Path: p, Versions: vs})
 }
 
 func (s *Server) handleRestore(w http.ResponseWriter, r *http.Request) {

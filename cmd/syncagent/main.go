@@ -103,7 +103,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	log := newLogger(o, stderr)
 	cl, err := client.New(client.Options{BaseURL: o.server, TokenFile: o.tokenFile, CAFile: o.caFile,
-		UserAgent: "syncagent/" + version.Version})
+		UserAgent: "syncagent/" + version.Version, FeedMaxBlocks: agent.FeedMaxBlocks, OmitCommitBlocks: true})
 	if err != nil {
 		fmt.Fprintf(stderr, "syncagent: %v\n", err)
 		return exitUsage

@@ -34,6 +34,11 @@ const ResumeFileName = "resume-mass-delete"
 // ErrMassDelete is returned by a --once pass whose plan tripped the mass-delete breaker.
 var ErrMassDelete = errors.New("mass-delete breaker tripped: deletes held back; run `syncagent resume --dir DIR` or pass --allow-mass-delete")
 
+// FeedMaxBlocks is the longest block list the agent asks the changes feed to carry
+// (client.Options.FeedMaxBlocks): a larger file's list is fetched only when the agent
+// has to download it, and then as a delta against the version it holds.
+const FeedMaxBlocks = 64
+
 // Config configures an Agent.
 type Config struct {
 	// Dir is the synced folder.

@@ -44,7 +44,9 @@ func newAgent(t *testing.T, srv *testServer, dir, id string, mod func(*Config)) 
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(client.Options{BaseURL: srv.url, Timeout: 20 * time.Second})
+	// As cmd/syncagent sets it, with a small FeedMaxBlocks so that the tests' files take
+	// the omitted-list paths too.
+	cl, err := client.New(client.Options{BaseURL: srv.url, Timeout: 20 * time.Second, FeedMaxBlocks: 2, OmitCommitBlocks: true})
 	if err != nil {
 		t.Fatal(err)
 	}

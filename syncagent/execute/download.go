@@ -33,6 +33,9 @@ type landed struct {
 	op     plan.Op
 	idx    state.IndexEntry
 	blocks []proto.Block
+	// remote is a block list fetched from the server for op.Remote (the feed had
+	// omitted it), to be recorded.
+	remote []proto.Block
 }
 
 // download makes the disk equal op.Remote for each op: dirs first (parents before
@@ -138,6 +141,11 @@ func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome
 			x.Local.Tree[p] = l.idx.Node()
 			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
 				return err
+			}
+			if l.remote != nil {
+				if err := tx.SetRemoteBlocks(p, l.op.Remote.Seq, l.remote); err != nil {
+					return err
+				}
 			}
 			out.Done++
 			x.Counters.FilesDone.Add(1)
@@ -252,20 +260,12 @@ func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
 	return x.stat(op, nil)
 }
 
-// downloadFile assembles a file from local blocks where it can and server blocks
-// otherwise, in a temp file beside it, verified, then renamed into place.
-func (x *Executor) downloadFile(ctx context.Context, op plan.Op) (landed, error) {
+// assemble writes a file from blocks (local ones where it can, server ones otherwise)
+// in a temp file beside it, verifies it, then renames it into place.
+func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
 	r := op.Remote
-	blocks, err := x.State.RemoteBlocks(op.Path)
-	if err != nil {
-		return landed{}, err
-	}
-	var sum int64
-	for _, b := range blocks {
-		sum += b.Size
-	}
-	if sum != r.Size {
-		return landed{}, fmt.Errorf("remote entry's blocks cover %d of %d bytes", sum, r.Size)
+	if !covers(blocks, r.Size) {
+		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
 	}
 	if err := x.ensureParent(op.Path); err != nil {
 		return landed{}, err
@@ -284,7 +284,8 @@ func (x *Executor) downloadFile(ctx context.Context, op plan.Op) (landed, error)
 	}()
 	whole := sha256.New()
 	w := io.MultiWriter(f, whole)
-	err = x.fetchBlocks(ctx, blocks, func(data []byte) error {
+	hints := x.baseHints(op.Path, blocks)
+	err = x.fetchBlocks(ctx, blocks, hints, func(data []byte) error {
 		_, err := w.Write(data)
 		return err
 	})
@@ -323,9 +324,9 @@ type fetched struct {
 
 // fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
 // blocks ahead.
-func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write func([]byte) error) error {
+func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints map[string]proto.Block, write func([]byte) error) error {
 	if len(blocks) == 1 {
-		data, err := x.block(ctx, blocks[0])
+		data, err := x.block(ctx, blocks[0], hints)
 		if err != nil {
 			return err
 		}
@@ -346,7 +347,7 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 				return
 			}
 			go func() {
-				data, err := x.block(ctx, b)
+				data, err := x.block(ctx, b, hints)
 				futures[i] <- fetched{data, err}
 			}()
 		}
@@ -370,22 +371,28 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 }
 
 // block returns a block's bytes, from a local file that held it when indexed if it
-// still does, else from the server.
-func (x *Executor) block(ctx context.Context, b proto.Block) ([]byte, error) {
-	locs, err := x.State.FindBlock(b.Hash)
-	if err == nil {
-		for _, l := range locs {
-			if l.Size != b.Size {
-				continue
-			}
-			if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
-				x.Counters.BytesReused.Add(b.Size)
-				x.Counters.BytesDone.Add(b.Size)
-				return data, nil
+// still does, else from the server: compressed against the local block it replaces
+// (hints) when there is one.
+func (x *Executor) block(ctx context.Context, b proto.Block, hints map[string]proto.Block) ([]byte, error) {
+	if data := x.localBlock(b); data != nil {
+		x.Counters.BytesReused.Add(b.Size)
+		x.Counters.BytesDone.Add(b.Size)
+		return data, nil
+	}
+	var data []byte
+	var err error
+	if base, ok := hints[b.Hash]; ok {
+		if bd := x.localBlock(base); bd != nil {
+			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
+			if err != nil && !transient(err) {
+				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
+				data, err = nil, nil
 			}
 		}
 	}
-	data, err := x.Server.GetBlock(ctx, b.Hash)
+	if data == nil && err == nil {
+		data, err = x.Server.GetBlock(ctx, b.Hash)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -408,4 +415,46 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 		return nil, false
 	}
 	return data, true
+}
+
+// localBlock returns b's bytes from a local file that held it when indexed and still
+// does, or nil.
+func (x *Executor) localBlock(b proto.Block) []byte {
+	locs, err := x.State.FindBlock(b.Hash)
+	if err != nil {
+		return nil
+	}
+	for _, l := range locs {
+		if l.Size != b.Size {
+			continue
+		}
+		if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
+			return data
+		}
+	}
+	return nil
+}
+
+// baseHints pairs the blocks of list that replace blocks of the local file at p (the
+// middle of the two lists, head and tail being equal) with the block each replaces, by
+// position: the server can then send each as a delta of the one the agent holds.
+func (x *Executor) baseHints(p string, list []proto.Block) map[string]proto.Block {
+	idx, ok := x.Local.Index[p]
+	if !ok || idx.Type != proto.TypeFile {
+		return nil
+	}
+	local, err := x.State.LocalBlocks(p)
+	if err != nil || len(local) == 0 {
+		return nil
+	}
+	d := proto.DiffBlocks(0, local, list)
+	old := local[d.Head : len(local)-d.Tail]
+	if len(old) == 0 || len(d.Blocks) == 0 {
+		return nil
+	}
+	hints := make(map[string]proto.Block, len(d.Blocks))
+	for k, b := range d.Blocks {
+		hints[b.Hash] = old[min(k*len(old)/len(d.Blocks), len(old)-1)]
+	}
+	return hints
 }

@@ -27,8 +27,12 @@ type Server interface {
 	MissingBlocks(ctx context.Context, hashes []string) ([]string, error)
 	PutBlock(ctx context.Context, hash string, data []byte, compress bool) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
+	// GetBlockDelta fetches a block compressed against a block the agent holds.
+	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
 	Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
+	// EntryAt fetches a version's entry, for a block list the changes feed left out.
+	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }
 
 // Counters are the executor's running totals, read by the agent for status, metrics and

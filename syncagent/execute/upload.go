@@ -25,6 +25,11 @@ type pendingUpload struct {
 	op     plan.Op
 	item   proto.CommitItem
 	blocks []proto.Block // blocks to make sure the server has (nil when inlined)
+	// full is the file's whole block list (nil when inlined); with short, the item
+	// references stored content instead (copyFrom or blocksDelta) and full goes again
+	// should the server refuse the reference.
+	full  []proto.Block
+	short bool
 }
 
 func seqOf(n *plan.Node) int64 {
@@ -39,15 +44,27 @@ func seqOf(n *plan.Node) int64 {
 // large tree is never all in memory at once.
 func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) error {
 	for start := 0; start < len(ops); start += maxBatch {
-		if err := x.uploadSlice(ctx, ops[start:min(start+maxBatch, len(ops))], out); err != nil {
+		slice := ops[start:min(start+maxBatch, len(ops))]
+		retry, err := x.uploadSlice(ctx, slice, true, out)
+		if err != nil {
 			return err
+		}
+		if len(retry) > 0 {
+			// The server refused a reference (an old server, or a version it no longer
+			// holds): send those files' whole block lists.
+			if _, err := x.uploadSlice(ctx, retry, false, out); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
 
-func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, out *Outcome) error {
+// uploadSlice uploads one commit's worth of ops. With short, files may reference content
+// the server holds (see shortcut); it returns the ops whose reference was refused.
+func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, short bool, out *Outcome) ([]plan.Op, error) {
 	var pend []*pendingUpload
+	var sources map[string]contentSource
 	for _, op := range ops {
 		p, err := x.prepareUpload(op)
 		switch {
@@ -56,6 +73,12 @@ func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, out *Outcome)
 		case err != nil:
 			x.fail(op, err, out)
 		default:
+			if short && p.full != nil {
+				if sources == nil {
+					sources = x.contentSources()
+				}
+				x.shortcut(p, sources)
+			}
 			pend = append(pend, p)
 		}
 	}
@@ -74,7 +97,7 @@ func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, out *Outcome)
 	for start := 0; start < len(hashes); start += maxMissingQuery {
 		m, err := x.Server.MissingBlocks(ctx, hashes[start:min(start+maxMissingQuery, len(hashes))])
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for _, h := range m {
 			missing[h] = true
@@ -90,24 +113,27 @@ func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, out *Outcome)
 		case errors.Is(err, errChanged):
 			x.skip(p.op, err, out)
 		case transient(err):
-			return err
+			return nil, err
 		default:
 			x.fail(p.op, err, out)
 		}
 	}
 	// Commit in batches bounded by items and inlined bytes.
+	var retry []plan.Op
 	for start := 0; start < len(ready); {
 		end, data := start, 0
 		for end < len(ready) && end-start < maxBatch && (end == start || data+len(ready[end].item.Data) <= maxCommitData) {
 			data += len(ready[end].item.Data)
 			end++
 		}
-		if err := x.commit(ctx, ready[start:end], out); err != nil {
-			return err
+		r, err := x.commit(ctx, ready[start:end], out)
+		if err != nil {
+			return nil, err
 		}
+		retry = append(retry, r...)
 		start = end
 	}
-	return nil
+	return retry, nil
 }
 
 // prepareUpload turns an Upload op into a commit item, checking the disk first.
@@ -151,7 +177,7 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 			if sum != idx.Size {
 				return nil, fmt.Errorf("%q: %w (index blocks cover %d of %d bytes)", op.Path, errChanged, sum, idx.Size)
 			}
-			item.Blocks, p.blocks = blocks, blocks
+			item.Blocks, p.blocks, p.full = blocks, blocks, blocks
 		}
 	}
 	p.item = item
@@ -167,8 +193,13 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	}
 	var jobs []job
 	var off int64
+	// Offsets come from the whole list: p.blocks may be a delta's few blocks.
+	all := p.full
+	if all == nil {
+		all = p.blocks
+	}
 	mu.Lock()
-	for _, b := range p.blocks {
+	for _, b := range all {
 		if missing[b.Hash] {
 			delete(missing, b.Hash)
 			jobs = append(jobs, job{b, off})
@@ -267,8 +298,9 @@ func compressible(f interface {
 	return n > 0 && entropy < 7.2
 }
 
-// commit sends one commit request and records its results.
-func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) error {
+// commit sends one commit request and records its results. It returns the ops whose
+// reference to stored content the server refused, to be sent again in full.
+func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) ([]plan.Op, error) {
 	items := make([]proto.CommitItem, len(batch))
 	for i, p := range batch {
 		items[i] = p.item
@@ -276,17 +308,29 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 	res, err := x.Server.Commit(ctx, items)
 	if err != nil {
 		if transient(err) {
-			return err
+			return nil, err
 		}
 		for _, p := range batch {
 			x.fail(p.op, err, out)
 		}
-		return nil
+		return nil, nil
 	}
-	return x.State.Update(ctx, func(tx *state.Tx) error {
+	// Lists the server left out are filled in before the transaction: fillBlocks reads
+	// the state database.
+	for i, r := range res {
+		if r.Entry != nil && r.Entry.BlocksOmitted {
+			e := x.fillBlocks(*r.Entry, batch[i])
+			res[i].Entry = &e
+		}
+	}
+	var retry []plan.Op
+	err = x.State.Update(ctx, func(tx *state.Tx) error {
 		for i, r := range res {
 			p := batch[i]
 			switch {
+			case r.Status == proto.StatusError && p.short:
+				x.Log.Info("server refused a reference to stored content; sending the block list", "path", p.op.Path, "err", r.Error)
+				retry = append(retry, p.op)
 			case r.Status == proto.StatusOK && r.Entry != nil:
 				n := state.NodeOf(*r.Entry)
 				x.Synced[p.op.Path] = n
@@ -298,7 +342,7 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 				}
 				out.Done++
 				x.Counters.FilesDone.Add(1)
-				if p.blocks == nil {
+				if p.full == nil { // inlined
 					x.Counters.BytesUp.Add(p.item.Size)
 					x.Counters.BytesDone.Add(p.item.Size)
 				}
@@ -313,4 +357,5 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 		}
 		return nil
 	})
+	return retry, err
 }

@@ -278,16 +278,36 @@ func (t *Tx) DeleteSynced(path string) error {
 	return nil
 }
 
-// PutRemote records the server's live entry e.
+// PutRemote records the server's live entry e. An entry sent without its block list
+// (BlocksOmitted) keeps the list already recorded for the same seq and content, and
+// records none otherwise (RemoteBlocks then returns nil).
 func (t *Tx) PutRemote(e proto.Entry) error {
 	raw, err := encodeBlocks(e.Blocks)
 	if err != nil {
 		return err
 	}
-	_, err = t.tx.Exec(`INSERT OR REPLACE INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw)
+	_, err = t.tx.Exec(`INSERT INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (path) DO UPDATE SET type = excluded.type, target = excluded.target, mode = excluded.mode,
+		  size = excluded.size, mtime = excluded.mtime,
+		  blocks = CASE WHEN excluded.blocks IS NULL AND ? AND remote.seq = excluded.seq AND remote.sha256 = excluded.sha256
+		    THEN remote.blocks ELSE excluded.blocks END,
+		  sha256 = excluded.sha256, seq = excluded.seq`,
+		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw, e.BlocksOmitted)
 	if err != nil {
 		return fmt.Errorf("write remote %q: %w", e.Path, err)
+	}
+	return nil
+}
+
+// SetRemoteBlocks records the block list of the remote entry of path when its seq is
+// still seq (a list fetched after the feed omitted it).
+func (t *Tx) SetRemoteBlocks(path string, seq int64, blocks []proto.Block) error {
+	raw, err := encodeBlocks(blocks)
+	if err != nil {
+		return err
+	}
+	if _, err := t.tx.Exec(`UPDATE remote SET blocks = ? WHERE path = ? AND seq = ?`, raw, path, seq); err != nil {
+		return fmt.Errorf("write remote blocks %q: %w", path, err)
 	}
 	return nil
 }

@@ -9,7 +9,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -23,6 +26,9 @@ func (c *Client) Changes(ctx context.Context, since int64, wait time.Duration, l
 	}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
+	}
+	if c.opts.FeedMaxBlocks > 0 {
+		q.Set("maxBlocks", strconv.Itoa(c.opts.FeedMaxBlocks))
 	}
 	var out proto.ChangesResponse
 	err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteChanges, query: q, timeout: c.timeout + wait + LongPollSlack}, nil, &out)
@@ -79,10 +85,52 @@ func (c *Client) GetBlock(ctx context.Context, hash string) ([]byte, error) {
 	return data, nil
 }
 
+// GetBlockDelta downloads one block, asking the server to compress it against base (the
+// bytes of the block baseHash, which the caller holds) as a zstd dictionary: a block that
+// differs from base by a small edit costs a few dozen bytes. A server that does not
+// hold base, or does not know the query, answers the plain block; either way the bytes
+// are checked against hash.
+func (c *Client) GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error) {
+	r := request{method: http.MethodGet, route: proto.RouteBlocks + url.PathEscape(hash), timeout: c.timeout,
+		acceptZstd: true, query: url.Values{"base": {baseHash}}}
+	resp, err := c.do(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var data []byte
+	if resp.Header.Get(HeaderBaseBlock) == baseHash && strings.EqualFold(resp.Header.Get("Content-Encoding"), "zstd") {
+		raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBlockBody+1))
+		if err != nil {
+			return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block: %w", err)}
+		}
+		dec, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderDictRaw(0, base),
+			zstd.WithDecoderMaxMemory(maxBlockBody))
+		if err != nil {
+			return nil, fmt.Errorf("block %s: zstd decoder: %w", hash, err)
+		}
+		data, err = dec.DecodeAll(raw, nil)
+		dec.Close()
+		if err != nil {
+			return nil, fmt.Errorf("block %s: decode delta against %s: %w", hash, baseHash, err)
+		}
+	} else if data, err = c.readBody(resp, maxBlockBody); err != nil {
+		return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block: %w", err)}
+	}
+	sum := sha256.Sum256(data)
+	if got := hex.EncodeToString(sum[:]); got != hash {
+		return nil, fmt.Errorf("block %s: server sent bytes hashing to %s", hash, got)
+	}
+	return data, nil
+}
+
+// HeaderBaseBlock is the answer header of GetBlockDelta naming the dictionary block.
+const HeaderBaseBlock = "X-Sync-Base-Block"
+
 // Commit sends a batch of new versions; each item succeeds or conflicts on its own.
 func (c *Client) Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error) {
 	var out proto.CommitResponse
-	if err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteCommit}, proto.CommitRequest{Items: items}, &out); err != nil {
+	if err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteCommit}, proto.CommitRequest{Items: items, OmitBlocks: c.opts.OmitCommitBlocks}, &out); err != nil {
 		return nil, err
 	}
 	if len(out.Results) != len(items) {
@@ -107,6 +155,24 @@ func (c *Client) Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.
 func (c *Client) Entry(ctx context.Context, path string) (*proto.Entry, error) {
 	var out proto.Entry
 	if err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteEntry, query: url.Values{"path": {path}}}, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// EntryAt returns the version seq of path (0: the current entry). With baseSeq > 0 the
+// server may answer the block list as a delta against that version of path
+// (Entry.BlocksDelta); it sends the whole list when it no longer holds the base.
+func (c *Client) EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error) {
+	q := url.Values{"path": {path}}
+	if seq > 0 {
+		q.Set("seq", strconv.FormatInt(seq, 10))
+	}
+	if baseSeq > 0 {
+		q.Set("baseSeq", strconv.FormatInt(baseSeq, 10))
+	}
+	var out proto.Entry
+	if err := c.call(ctx, request{method: http.MethodGet, route: proto.RouteEntry, query: q}, nil, &out); err != nil {
 		return nil, err
 	}
 	return &out, nil

@@ -54,6 +54,12 @@ type Options struct {
 	// CompressRequests sends JSON request bodies zstd-compressed (Content-Encoding: zstd);
 	// only for servers that accept it.
 	CompressRequests bool
+	// FeedMaxBlocks, when positive, asks the changes feed to send entries whose block
+	// list is longer without it (blocksOmitted); EntryAt fetches such a list.
+	FeedMaxBlocks int
+	// OmitCommitBlocks asks Commit's answer for entries without their block lists
+	// (blocksOmitted); the caller knows what it sent.
+	OmitCommitBlocks bool
 	// Transport replaces the default transport (tests, custom dialers).
 	Transport http.RoundTripper
 }

@@ -3,7 +3,10 @@
 // standard library so that every side can depend on it.
 package proto
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Routes of the /v1 protocol and of the original (compatibility) API. Every route is
 // documented with an example in docs/protocol.md.
@@ -92,6 +95,62 @@ type Entry struct {
 	ModifiedBy string `json:"modifiedBy,omitempty"`
 	// ModifiedAt is when the server committed this version.
 	ModifiedAt time.Time `json:"modifiedAt"`
+	// BlocksOmitted says Blocks was left out of this answer to save bytes (the client
+	// asked for it with maxBlocks or omitBlocks); GET RouteEntry gives the list.
+	BlocksOmitted bool `json:"blocksOmitted,omitempty"`
+	// BlocksDelta, in a GET RouteEntry answer to a request with baseSeq, replaces Blocks:
+	// the list written as a change of the base version's list.
+	BlocksDelta *BlocksDelta `json:"blocksDelta,omitempty"`
+}
+
+// BlocksDelta writes a block list as a change of the list of a base version of the same
+// path: base[:Head] + Blocks + base[len(base)-Tail:]. An edit of a large file changes a
+// few blocks, so the delta is a few entries where the whole list is thousands.
+type BlocksDelta struct {
+	// BaseSeq is the base version (a retained version of the same path).
+	BaseSeq int64 `json:"baseSeq"`
+	// Head is how many blocks are kept from the start of the base list.
+	Head int `json:"head"`
+	// Tail is how many blocks are kept from the end of the base list.
+	Tail int `json:"tail"`
+	// Blocks are the blocks between the kept head and tail.
+	Blocks []Block `json:"blocks,omitempty"`
+}
+
+// Apply returns the list d describes, given the base version's list, or an error when
+// Head and Tail do not fit the base.
+func (d BlocksDelta) Apply(base []Block) ([]Block, error) {
+	if d.Head < 0 || d.Tail < 0 || d.Head > len(base) || d.Tail > len(base)-d.Head {
+		return nil, fmt.Errorf("head %d and tail %d do not fit a base list of %d blocks", d.Head, d.Tail, len(base))
+	}
+	out := make([]Block, 0, d.Head+len(d.Blocks)+d.Tail)
+	out = append(out, base[:d.Head]...)
+	out = append(out, d.Blocks...)
+	return append(out, base[len(base)-d.Tail:]...), nil
+}
+
+// DiffBlocks returns the delta that turns base into list: the longest common head and
+// (of what remains) tail are kept, the rest is listed.
+func DiffBlocks(baseSeq int64, base, list []Block) BlocksDelta {
+	h := 0
+	for h < len(base) && h < len(list) && base[h] == list[h] {
+		h++
+	}
+	t := 0
+	for t < len(base)-h && t < len(list)-h && base[len(base)-1-t] == list[len(list)-1-t] {
+		t++
+	}
+	d := BlocksDelta{BaseSeq: baseSeq, Head: h, Tail: t}
+	if mid := list[h : len(list)-t]; len(mid) > 0 {
+		d.Blocks = append([]Block(nil), mid...)
+	}
+	return d
+}
+
+// ContentRef names the content of a retained file version: the version Seq of Path.
+type ContentRef struct {
+	Path string `json:"path"`
+	Seq  int64  `json:"seq"`
 }
 
 // ChangesResponse answers RouteChanges: entries (tombstones included) whose Seq is greater
@@ -134,11 +193,21 @@ type CommitItem struct {
 	// Data optionally inlines a small file's whole content (base64 in JSON), sparing the
 	// block upload round trips; the server stores it as the listed Blocks.
 	Data []byte `json:"data,omitempty"`
+	// CopyFrom, instead of Blocks or Data, says the file has the content of a retained
+	// version the server holds (a rename or a copy): the server takes that version's
+	// block list. Size and SHA256 must be the version's.
+	CopyFrom *ContentRef `json:"copyFrom,omitempty"`
+	// BlocksDelta, instead of Blocks, writes the block list as a change of a retained
+	// version of the same path (usually BaseSeq's).
+	BlocksDelta *BlocksDelta `json:"blocksDelta,omitempty"`
 }
 
 // CommitRequest is a batch of changes; each item succeeds or conflicts on its own.
 type CommitRequest struct {
 	Items []CommitItem `json:"items"`
+	// OmitBlocks asks for the result entries without their block lists (the client
+	// knows them); such entries say BlocksOmitted.
+	OmitBlocks bool `json:"omitBlocks,omitempty"`
 }
 
 // DeleteItem deletes Path when its current Seq equals BaseSeq.
