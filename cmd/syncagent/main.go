@@ -49,7 +49,7 @@ const (
 
 type options struct {
 	server, dir, stateDir, tokenFile, caFile, id, mode, listen string
-	once, allowMassDelete, noWatch                             bool
+	once, allowMassDelete, noWatch, pprof                      bool
 	rescanInterval                                             time.Duration
 	maxDeletePercent                                           float64
 	logLevel                                                   slog.Level
@@ -78,6 +78,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.Float64Var(&o.maxDeletePercent, "max-delete-percent", 50, "hold back a plan deleting more than this share of tracked files (and more than 10)")
 	fs.BoolVar(&o.allowMassDelete, "allow-mass-delete", false, "turn the mass-delete breaker off")
 	fs.StringVar(&o.listen, "listen", "", "address of the status server (/healthz, /status, /metrics); empty: none")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --listen address (debugging; off by default)")
 	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
@@ -129,7 +130,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 			log.Error("status server", "err", err.Error())
 			return exitError
 		}
-		srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		h := a.Handler()
+		if o.pprof {
+			h = withPprof(h)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info("status server listening", "addr", ln.Addr().String())
@@ -223,6 +228,8 @@ func validate(o *options) error {
 		return fmt.Errorf("--rescan-interval %s is under 1s", o.rescanInterval)
 	case o.maxDeletePercent <= 0 || o.maxDeletePercent > 100:
 		return fmt.Errorf("--max-delete-percent %g is not in (0, 100]", o.maxDeletePercent)
+	case o.pprof && o.listen == "":
+		return errors.New("--pprof needs --listen (the profiles are served on the status listener)")
 	}
 	if o.ignoreFile != "" {
 		if _, err := ignore.LoadFile(o.ignoreFile); err != nil {
