@@ -27,7 +27,10 @@ type Server interface {
 	MissingBlocks(ctx context.Context, hashes []string) ([]string, error)
 	PutBlock(ctx context.Context, hash string, data []byte, compress bool) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
-	Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error)
+	// CommitFunc commits n items made one at a time by item while the request is sent
+	// (Data valid until the next call); an error of item aborts the request, which
+	// then changes nothing, and comes back wrapped.
+	CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
 }
 

@@ -138,10 +138,12 @@ type request struct {
 	method, route string
 	query         url.Values
 	body          []byte
-	contentType   string
-	encoding      string // Content-Encoding of body
-	timeout       time.Duration
-	acceptZstd    bool
+	// bodyFunc, when set, streams the body instead (see streamBody).
+	bodyFunc    func(w io.Writer) error
+	contentType string
+	encoding    string // Content-Encoding of body
+	timeout     time.Duration
+	acceptZstd  bool
 }
 
 // do sends r and returns the answer when its status is 2xx; otherwise an *Error.
@@ -159,6 +161,9 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
+	}
+	if r.bodyFunc != nil && c.opts.CompressRequests {
+		r.encoding = "zstd"
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
 	if err != nil {
@@ -192,9 +197,21 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		req.Header.Set("Authorization", "Bearer "+t)
 	}
+	finish := func() error { return nil }
+	if r.bodyFunc != nil {
+		// A body of unknown length (ContentLength 0 with a Body) goes out chunked.
+		req.Body, finish = c.streamBody(r.bodyFunc)
+	}
 	resp, err := c.http.Do(req)
+	// Do returns once the transport is done with the body or the server answered; an
+	// error of a streamed body's own producer explains a failed request better than
+	// what it did to the transport.
+	berr := finish()
 	if err != nil {
 		cancel()
+		if berr != nil {
+			return nil, berr
+		}
 		return nil, &Error{Method: r.method, Route: r.route, Err: err}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
