@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -143,8 +144,14 @@ func New(cfg Config) (*Agent, error) {
 		var folderID string
 		var cursor int64
 		if folderID, cursor, err = db.Cursor(); err == nil {
+			// The Local tree starts as the index says (a full scan corrects it before
+			// any plan): its keys and hashes are then the index's own strings.
+			tree := make(plan.Tree, len(index))
+			for p, e := range index {
+				tree[p] = e.Node()
+			}
 			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
-				local: scan.Local{Tree: plan.Tree{}, Index: index}, floor: map[string]int64{},
+				local: scan.Local{Tree: tree, Index: index}, floor: map[string]int64{},
 				cursor: cursor, folderID: folderID}
 			a.init(base)
 			a.st.setCursor(folderID, cursor)
@@ -197,13 +204,20 @@ func (a *Agent) reloadIgnore() {
 }
 
 // visible returns t without ignored paths: an ignored path is neither uploaded,
-// downloaded nor deleted on either side.
+// downloaded nor deleted on either side. When nothing in t is ignored it returns t
+// itself, so that a plan of a large tree does not copy it (the planner only reads).
 func (a *Agent) visible(t plan.Tree) plan.Tree {
-	out := make(plan.Tree, len(t))
+	var out plan.Tree
 	for p, n := range t {
-		if !a.ignored(p, n.Type == proto.TypeDir) {
-			out[p] = n
+		if a.ignored(p, n.Type == proto.TypeDir) {
+			if out == nil {
+				out = maps.Clone(t)
+			}
+			delete(out, p)
 		}
+	}
+	if out == nil {
+		return t
 	}
 	return out
 }

@@ -240,7 +240,11 @@ func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
 		return nil, nil, false, nil
 	}
 	if old, ok := l.Index[p]; ok && SameStat(old, st) {
-		l.Tree[p] = old.Node()
+		// Storing an equal node again would replace the map's key with p, a second
+		// copy of the path.
+		if n := old.Node(); l.Tree[p] != n {
+			l.Tree[p] = n
+		}
 		return nil, nil, true, nil
 	}
 	switch st.Type {

@@ -138,14 +138,18 @@ func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err
 		}
 		return rows.Err()
 	}
+	// The three tables repeat each path and, mostly, each hash: one string per distinct
+	// value keeps the trees of a large folder several times smaller.
+	in := interner{}
+	var p, typ, sha, target sql.RawBytes
 	scanNode := func(tree plan.Tree) func(*sql.Rows) error {
 		return func(r *sql.Rows) error {
-			var p string
 			var n plan.Node
-			if err := r.Scan(&p, &n.Type, &n.SHA256, &n.Target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
+			if err := r.Scan(&p, &typ, &sha, &target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
 				return err
 			}
-			tree[p] = n
+			n.Type, n.SHA256, n.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
+			tree[in.get(p)] = n
 			return nil
 		}
 	}
@@ -156,20 +160,35 @@ func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err
 		return nil, nil, nil, fmt.Errorf("load remote tree: %w", err)
 	}
 	err = load(`SELECT path, type, sha256, target, mode, size, mtime, ino FROM local`, func(r *sql.Rows) error {
-		var p string
 		var e IndexEntry
 		var ino int64
-		if err := r.Scan(&p, &e.Type, &e.SHA256, &e.Target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
+		if err := r.Scan(&p, &typ, &sha, &target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
 			return err
 		}
+		e.Type, e.SHA256, e.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
 		e.Ino = uint64(ino)
-		index[p] = e
+		index[in.get(p)] = e
 		return nil
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load index cache: %w", err)
 	}
 	return synced, remote, index, nil
+}
+
+// interner hands out one string per distinct value.
+type interner map[string]string
+
+func (in interner) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	in[s] = s
+	return s
 }
 
 // RemoteBlocks returns the block list of the remote entry of path.
