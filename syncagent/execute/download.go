@@ -36,7 +36,9 @@ type landed struct {
 }
 
 // download makes the disk equal op.Remote for each op: dirs first (parents before
-// children), then files and symlinks in parallel.
+// children), then files and symlinks in parallel, in slices of maxBatch ops whose
+// results are recorded (after one flush) before the next slice starts, so that what a
+// large plan holds in memory and what a crash would make it check again stay bounded.
 func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) error {
 	var rest []plan.Op
 	var done []landed
@@ -56,6 +58,18 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		}
 		done = append(done, l)
 	}
+	for start := 0; start == 0 || start < len(rest); start += maxBatch {
+		if err := x.downloadSlice(ctx, rest[start:min(start+maxBatch, len(rest))], done, out); err != nil {
+			return err
+		}
+		done = nil
+	}
+	return nil
+}
+
+// downloadSlice downloads ops in parallel and records them with done, the dirs that
+// landed before.
+func (x *Executor) downloadSlice(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
@@ -63,7 +77,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		needSync bool
 	)
 	next := make(chan plan.Op)
-	for range x.Workers {
+	for range min(x.Workers, len(ops)) {
 		wg.Go(func() {
 			for op := range next {
 				var l landed
@@ -88,7 +102,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 			}
 		})
 	}
-	for _, op := range rest {
+	for _, op := range ops {
 		mu.Lock()
 		stop := stopErr != nil
 		mu.Unlock()
@@ -100,7 +114,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 	close(next)
 	wg.Wait()
 	if needSync {
-		// One flush for all small files of the batch, before their state says synced.
+		// One flush for all small files of the slice, before their state says synced.
 		if err := syncFS(x.Root); err != nil {
 			return fmt.Errorf("sync downloaded files: %w", err)
 		}
