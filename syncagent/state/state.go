@@ -124,7 +124,15 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 
 // Trees loads the synced and remote trees and the index cache.
 func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]IndexEntry{}
+	// Sized up front: a map grown one doubling at a time allocates about twice its
+	// final size on the way, and a large folder's trees are most of the agent's memory.
+	var counts [3]int
+	for i, t := range []string{"synced", "remote", "local"} {
+		if err := d.db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&counts[i]); err != nil {
+			return nil, nil, nil, fmt.Errorf("count %s rows: %w", t, err)
+		}
+	}
+	synced, remote, index = make(plan.Tree, counts[0]), make(plan.Tree, counts[1]), make(map[string]IndexEntry, counts[2])
 	load := func(q string, fn func(*sql.Rows) error) error {
 		rows, err := d.db.Query(q)
 		if err != nil {
@@ -140,7 +148,7 @@ func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err
 	}
 	// The three tables repeat each path and, mostly, each hash: one string per distinct
 	// value keeps the trees of a large folder several times smaller.
-	in := interner{}
+	in := make(interner, 2*max(counts[0], counts[1], counts[2]))
 	var p, typ, sha, target sql.RawBytes
 	scanNode := func(tree plan.Tree) func(*sql.Rows) error {
 		return func(r *sql.Rows) error {
