@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/memlimit"
 	"github.com/syncedfolder/synced-folder/internal/version"
 	"github.com/syncedfolder/synced-folder/syncagent/agent"
 	"github.com/syncedfolder/synced-folder/syncagent/ignore"
@@ -56,6 +57,7 @@ type options struct {
 	logFormat                                                  string
 	progress                                                   string
 	ignoreFile                                                 string
+	memoryLimit                                                string
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
@@ -82,6 +84,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime: auto (the live heap plus half of it, at least 24MiB more), off, or a size such as 256MiB; GOMEMLIMIT, when set, wins over the default")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
 	if err := fs.Parse(args); err != nil {
@@ -102,6 +105,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "syncagent: %v\n", err)
 		return exitUsage
 	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	defer applyMemoryLimit(o.memoryLimit, explicit["memory-limit"], getenv)()
 	log := newLogger(o, stderr)
 	cl, err := client.New(client.Options{BaseURL: o.server, TokenFile: o.tokenFile, CAFile: o.caFile,
 		UserAgent: "syncagent/" + version.Version})
@@ -230,6 +236,11 @@ func validate(o *options) error {
 		return fmt.Errorf("--max-delete-percent %g is not in (0, 100]", o.maxDeletePercent)
 	case o.pprof && o.listen == "":
 		return errors.New("--pprof needs --listen (the profiles are served on the status listener)")
+	}
+	if o.memoryLimit != "auto" && o.memoryLimit != "off" {
+		if _, err := memlimit.ParseSize(o.memoryLimit); err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
 	}
 	if o.ignoreFile != "" {
 		if _, err := ignore.LoadFile(o.ignoreFile); err != nil {
