@@ -335,10 +335,26 @@ type fetched struct {
 	err  error
 }
 
+// maxBlockBytesInFlight bounds the block bytes that all downloads together hold at once
+// (fetched and not yet written): Workers files, each prefetch blocks of up to
+// chunk.MaxSize ahead, would otherwise hold up to 64 MiB.
+const maxBlockBytesInFlight = 16 << 20
+
+// weight is a block's share of the in-flight budget.
+func weight(b proto.Block) int64 {
+	return min(max(b.Size, 1), maxBlockBytesInFlight)
+}
+
 // fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
-// blocks ahead.
+// blocks ahead within the executor's in-flight budget. Each file takes its share of the
+// budget in block order and gives a block's share back once it is written, so a file
+// waiting for its next block never waits on a share that it holds itself.
 func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write func([]byte) error) error {
 	if len(blocks) == 1 {
+		if err := x.inflight.Acquire(ctx, weight(blocks[0])); err != nil {
+			return err
+		}
+		defer x.inflight.Release(weight(blocks[0]))
 		data, err := x.block(ctx, blocks[0])
 		if err != nil {
 			return err
@@ -346,23 +362,38 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 		return write(data)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	futures := make([]chan fetched, len(blocks))
 	for i := range futures {
 		futures[i] = make(chan fetched, 1)
 	}
 	window := make(chan struct{}, prefetch)
+	launched, consumed := 0, 0
+	prefetched := make(chan struct{})
 	go func() {
+		defer close(prefetched)
 		for i, b := range blocks {
 			select {
 			case window <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
+			if err := x.inflight.Acquire(ctx, weight(b)); err != nil {
+				return
+			}
+			launched = i + 1
 			go func() {
 				data, err := x.block(ctx, b)
 				futures[i] <- fetched{data, err}
 			}()
+		}
+	}()
+	defer func() {
+		// Give back the shares of blocks fetched (or being fetched) but not written.
+		cancel()
+		<-prefetched
+		for i := consumed; i < launched; i++ {
+			<-futures[i]
+			x.inflight.Release(weight(blocks[i]))
 		}
 	}()
 	for i := range blocks {
@@ -372,12 +403,17 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, write 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		<-window
-		if f.err != nil {
-			return f.err
+		consumed = i + 1
+		err := f.err
+		if err == nil {
+			if err = write(f.data); err != nil {
+				err = fmt.Errorf("write temp file: %w", err)
+			}
 		}
-		if err := write(f.data); err != nil {
-			return fmt.Errorf("write temp file: %w", err)
+		x.inflight.Release(weight(blocks[i]))
+		<-window
+		if err != nil {
+			return err
 		}
 	}
 	return nil

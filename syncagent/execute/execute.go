@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -66,6 +68,8 @@ type Executor struct {
 	InlineMax int64
 	// Workers bounds parallel downloads and block uploads.
 	Workers int
+
+	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 }
 
 // Outcome summarizes one Run.
@@ -94,6 +98,9 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	}
 	if x.InlineMax <= 0 {
 		x.InlineMax = 64 << 10
+	}
+	if x.inflight == nil {
+		x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
 	}
 	for i := 0; i < len(ops); {
 		j := i + 1

@@ -261,7 +261,15 @@ func (c *Client) statusError(r request, resp *http.Response) error {
 
 // readBody reads a whole answer, undoing its Content-Encoding, up to limit bytes.
 func (c *Client) readBody(resp *http.Response, limit int64) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	var raw []byte
+	var err error
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		// Known length (a block): one buffer of that size, not ReadAll's doublings.
+		raw = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, raw)
+	} else {
+		raw, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	}
 	if err != nil {
 		return nil, err
 	}
