@@ -318,7 +318,13 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 					return err
 				}
 			} else {
-				a.remote[e.Path] = state.NodeOf(e)
+				// Our own commits come back through the feed: a node already held keeps
+				// the map's strings (storing it again would replace the key with the
+				// decoder's copy of the path); a new one shares an equal hash string.
+				if n := state.NodeOf(e); a.remote[e.Path] != n {
+					n.SHA256 = a.sharedHash(e.Path, n.SHA256)
+					a.remote[e.Path] = n
+				}
 				if err := tx.PutRemote(e); err != nil {
 					return err
 				}
@@ -336,6 +342,18 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 		a.st.setCursor(a.folderID, a.cursor)
 		return tx.SetCursor(a.folderID, a.cursor)
 	})
+}
+
+// sharedHash returns the string of an equal hash the synced tree or the index already
+// holds for path, else h.
+func (a *Agent) sharedHash(path, h string) string {
+	if n, ok := a.synced[path]; ok && n.SHA256 == h {
+		return n.SHA256
+	}
+	if e, ok := a.local.Index[path]; ok && e.SHA256 == h {
+		return e.SHA256
+	}
+	return h
 }
 
 // catchUp reads the changes feed without waiting until it has nothing more.

@@ -370,6 +370,9 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 			p := batch[i]
 			switch {
 			case r.Status == proto.StatusOK && r.Entry != nil:
+				if idx, ok := x.Local.Index[p.op.Path]; ok && idx.SHA256 == r.Entry.SHA256 {
+					r.Entry.SHA256 = idx.SHA256 // one string for the three trees' equal hashes
+				}
 				n := state.NodeOf(*r.Entry)
 				x.Synced[p.op.Path] = n
 				if err := tx.PutSynced(p.op.Path, n); err != nil {

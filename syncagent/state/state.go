@@ -402,7 +402,17 @@ func decodeBlocks(raw []byte) ([]proto.Block, error) {
 	return b, nil
 }
 
-// NodeOf returns e as a tree node.
+// NodeOf returns e as a tree node. Its type is one of the proto constants, not the
+// decoder's own copy of the string.
 func NodeOf(e proto.Entry) plan.Node {
-	return plan.Node{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+	return plan.Node{Type: canonicalType(e.Type), SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+}
+
+func canonicalType(t proto.EntryType) proto.EntryType {
+	for _, c := range []proto.EntryType{proto.TypeFile, proto.TypeDir, proto.TypeSymlink} {
+		if t == c {
+			return c
+		}
+	}
+	return t
 }
