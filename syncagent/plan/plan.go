@@ -122,10 +122,23 @@ type planner struct {
 	decisions             []*decision     // by index of the sorted paths; nil: none
 	taken                 map[string]bool // conflict paths handed out in this plan
 	ancestors             map[string]string
+	last                  lastNodes
 }
 
+// nodes returns copies of q's nodes. Deciding a path asks for them several times in a
+// row; the copies of the last path are handed out again (no one writes through them).
 func (p *planner) nodes(q string) (l, r, s *Node) {
-	return lookup(p.local, q), lookup(p.remote, q), lookup(p.synced, q)
+	if m := &p.last; !m.ok || m.q != q {
+		*m = lastNodes{ok: true, q: q, l: lookup(p.local, q), r: lookup(p.remote, q), s: lookup(p.synced, q)}
+	}
+	return p.last.l, p.last.r, p.last.s
+}
+
+// lastNodes are the node copies of the path planned last.
+type lastNodes struct {
+	ok      bool
+	q       string
+	l, r, s *Node
 }
 
 func lookup(t Tree, q string) *Node {
@@ -450,7 +463,16 @@ func phaseOf(op Op) int {
 
 // ordered flattens the decisions into the execution order.
 func (p *planner) ordered() []Op {
-	var ops []Op
+	n := 0
+	for _, d := range p.decisions {
+		if d != nil {
+			n += len(d.ops)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ops := make([]Op, 0, n)
 	for _, d := range p.decisions {
 		if d != nil {
 			ops = append(ops, d.ops...)
