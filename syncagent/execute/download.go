@@ -35,8 +35,13 @@ type landed struct {
 	blocks []proto.Block
 }
 
+// downloadSlice bounds the files of one download slice: their results (about 300 bytes
+// each) are held until the slice is flushed (one syncfs, which costs up to a second on
+// a busy disk) and recorded.
+const downloadSlice = 10000
+
 // download makes the disk equal op.Remote for each op: dirs first (parents before
-// children), then files and symlinks in parallel, in slices of maxBatch ops whose
+// children), then files and symlinks in parallel, in slices of downloadSlice ops whose
 // results are recorded (after one flush) before the next slice starts, so that what a
 // large plan holds in memory and what a crash would make it check again stay bounded.
 func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) error {
@@ -58,8 +63,8 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		}
 		done = append(done, l)
 	}
-	for start := 0; start == 0 || start < len(rest); start += maxBatch {
-		if err := x.downloadSlice(ctx, rest[start:min(start+maxBatch, len(rest))], done, out); err != nil {
+	for start := 0; start == 0 || start < len(rest); start += downloadSlice {
+		if err := x.downloadSome(ctx, rest[start:min(start+downloadSlice, len(rest))], done, out); err != nil {
 			return err
 		}
 		done = nil
@@ -67,9 +72,9 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 	return nil
 }
 
-// downloadSlice downloads ops in parallel and records them with done, the dirs that
+// downloadSome downloads ops in parallel and records them with done, the dirs that
 // landed before.
-func (x *Executor) downloadSlice(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
+func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
