@@ -41,12 +41,11 @@ func TestAutoFollowsTheLiveHeap(t *testing.T) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	runtime.KeepAlive(keep)
 	stop()
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
 	held := debug.SetMemoryLimit(-1)
-	keep = nil
+	runtime.KeepAlive(keep) // freed by the next collection, which must not move the limit
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond)
 	if got := debug.SetMemoryLimit(-1); got != held {
