@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/memlimit"
 	"github.com/syncedfolder/synced-folder/internal/version"
 	"github.com/syncedfolder/synced-folder/syncagent/agent"
 	"github.com/syncedfolder/synced-folder/syncagent/ignore"
@@ -49,13 +50,14 @@ const (
 
 type options struct {
 	server, dir, stateDir, tokenFile, caFile, id, mode, listen string
-	once, allowMassDelete, noWatch                             bool
+	once, allowMassDelete, noWatch, pprof                      bool
 	rescanInterval                                             time.Duration
 	maxDeletePercent                                           float64
 	logLevel                                                   slog.Level
 	logFormat                                                  string
 	progress                                                   string
 	ignoreFile                                                 string
+	memoryLimit                                                string
 }
 
 func run(args []string, getenv func(string) string, stderr io.Writer) int {
@@ -78,9 +80,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.Float64Var(&o.maxDeletePercent, "max-delete-percent", 50, "hold back a plan deleting more than this share of tracked files (and more than 10)")
 	fs.BoolVar(&o.allowMassDelete, "allow-mass-delete", false, "turn the mass-delete breaker off")
 	fs.StringVar(&o.listen, "listen", "", "address of the status server (/healthz, /status, /metrics); empty: none")
+	fs.BoolVar(&o.pprof, "pprof", false, "also serve Go profiles under /debug/pprof/ on the --listen address (debugging; off by default)")
 	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime: auto (the live heap plus half of it, at least 24MiB more), off, or a size such as 256MiB; GOMEMLIMIT, when set, wins over the default")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
 	if err := fs.Parse(args); err != nil {
@@ -101,6 +105,9 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "syncagent: %v\n", err)
 		return exitUsage
 	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	defer applyMemoryLimit(o.memoryLimit, explicit["memory-limit"], getenv)()
 	log := newLogger(o, stderr)
 	cl, err := client.New(client.Options{BaseURL: o.server, TokenFile: o.tokenFile, CAFile: o.caFile,
 		UserAgent: "syncagent/" + version.Version, FeedMaxBlocks: agent.FeedMaxBlocks, OmitCommitBlocks: true})
@@ -129,7 +136,11 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 			log.Error("status server", "err", err.Error())
 			return exitError
 		}
-		srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+		h := a.Handler()
+		if o.pprof {
+			h = withPprof(h)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = srv.Serve(ln) }()
 		defer srv.Close()
 		log.Info("status server listening", "addr", ln.Addr().String())
@@ -223,6 +234,13 @@ func validate(o *options) error {
 		return fmt.Errorf("--rescan-interval %s is under 1s", o.rescanInterval)
 	case o.maxDeletePercent <= 0 || o.maxDeletePercent > 100:
 		return fmt.Errorf("--max-delete-percent %g is not in (0, 100]", o.maxDeletePercent)
+	case o.pprof && o.listen == "":
+		return errors.New("--pprof needs --listen (the profiles are served on the status listener)")
+	}
+	if o.memoryLimit != "auto" && o.memoryLimit != "off" {
+		if _, err := memlimit.ParseSize(o.memoryLimit); err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
 	}
 	if o.ignoreFile != "" {
 		if _, err := ignore.LoadFile(o.ignoreFile); err != nil {

@@ -2,11 +2,16 @@ package main
 
 import (
 	"bytes"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/internal/memlimit"
 	"github.com/syncedfolder/synced-folder/syncagent/agent"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 )
@@ -40,6 +45,8 @@ func TestBadFlagsExitTwoWithAClearMessage(t *testing.T) {
 		{[]string{"--dir", dir}, map[string]string{"SYNCAGENT_SERVER": "http://127.0.0.1:1", "SYNCAGENT_MODE": "both"}, `--mode "both"`},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir}, map[string]string{"SYNCAGENT_RESCAN_INTERVAL": "x"}, "SYNCAGENT_RESCAN_INTERVAL"},
 		{[]string{"resume"}, nil, "--dir is required"},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--memory-limit", "lots"}, nil, `--memory-limit: size "lots"`},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--pprof"}, nil, "--pprof needs --listen"},
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer
@@ -74,5 +81,50 @@ func TestResumeWritesTheRequest(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(stateDir, agent.ResumeFileName)); err != nil {
 		t.Errorf("no resume request written: %v", err)
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == "GOMEMLIMIT" {
+				return v
+			}
+			return ""
+		}
+	}
+	debug.SetMemoryLimit(123 << 20)
+	applyMemoryLimit("auto", false, env("123MiB"))()
+	if got := debug.SetMemoryLimit(-1); got != 123<<20 {
+		t.Errorf("GOMEMLIMIT set, default flag: limit %d, want GOMEMLIMIT's", got)
+	}
+	applyMemoryLimit("200MiB", true, env("123MiB"))()
+	if got := debug.SetMemoryLimit(-1); got != 200<<20 {
+		t.Errorf("explicit --memory-limit 200MiB: limit %d", got)
+	}
+	applyMemoryLimit("off", true, env(""))()
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("--memory-limit off: limit %d", got)
+	}
+	stop := applyMemoryLimit("auto", false, env(""))
+	got := debug.SetMemoryLimit(-1)
+	stop()
+	if got == math.MaxInt64 || got < memlimit.MinHeadroom {
+		t.Errorf("auto: limit %d", got)
+	}
+}
+
+func TestPprofIsServedOnlyWhenAsked(t *testing.T) {
+	status := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("status")) })
+	rec := httptest.NewRecorder()
+	withPprof(status).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "heap") {
+		t.Errorf("/debug/pprof/: %d %q", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	withPprof(status).ServeHTTP(rec, httptest.NewRequest("GET", "/status", nil))
+	if rec.Body.String() != "status" {
+		t.Errorf("/status through the pprof mux: %q", rec.Body.String())
 	}
 }

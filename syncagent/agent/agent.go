@@ -11,6 +11,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -148,8 +149,14 @@ func New(cfg Config) (*Agent, error) {
 		var folderID string
 		var cursor int64
 		if folderID, cursor, err = db.Cursor(); err == nil {
+			// The Local tree starts as the index says (a full scan corrects it before
+			// any plan): its keys and hashes are then the index's own strings.
+			tree := make(plan.Tree, len(index))
+			for p, e := range index {
+				tree[p] = e.Node()
+			}
 			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
-				local: scan.Local{Tree: plan.Tree{}, Index: index}, floor: map[string]int64{},
+				local: scan.Local{Tree: tree, Index: index}, floor: map[string]int64{},
 				cursor: cursor, folderID: folderID}
 			a.init(base)
 			a.st.setCursor(folderID, cursor)
@@ -202,13 +209,20 @@ func (a *Agent) reloadIgnore() {
 }
 
 // visible returns t without ignored paths: an ignored path is neither uploaded,
-// downloaded nor deleted on either side.
+// downloaded nor deleted on either side. When nothing in t is ignored it returns t
+// itself, so that a plan of a large tree does not copy it (the planner only reads).
 func (a *Agent) visible(t plan.Tree) plan.Tree {
-	out := make(plan.Tree, len(t))
+	var out plan.Tree
 	for p, n := range t {
-		if !a.ignored(p, n.Type == proto.TypeDir) {
-			out[p] = n
+		if a.ignored(p, n.Type == proto.TypeDir) {
+			if out == nil {
+				out = maps.Clone(t)
+			}
+			delete(out, p)
 		}
+	}
+	if out == nil {
+		return t
 	}
 	return out
 }
@@ -309,7 +323,13 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 					return err
 				}
 			} else {
-				a.remote[e.Path] = state.NodeOf(e)
+				// Our own commits come back through the feed: a node already held keeps
+				// the map's strings (storing it again would replace the key with the
+				// decoder's copy of the path); a new one shares an equal hash string.
+				if n := state.NodeOf(e); a.remote[e.Path] != n {
+					n.SHA256 = a.sharedHash(e.Path, n.SHA256)
+					a.remote[e.Path] = n
+				}
 				if err := tx.PutRemote(e); err != nil {
 					return err
 				}
@@ -327,6 +347,18 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 		a.st.setCursor(a.folderID, a.cursor)
 		return tx.SetCursor(a.folderID, a.cursor)
 	})
+}
+
+// sharedHash returns the string of an equal hash the synced tree or the index already
+// holds for path, else h.
+func (a *Agent) sharedHash(path, h string) string {
+	if n, ok := a.synced[path]; ok && n.SHA256 == h {
+		return n.SHA256
+	}
+	if e, ok := a.local.Index[path]; ok && e.SHA256 == h {
+		return e.SHA256
+	}
+	return h
 }
 
 // catchUp reads the changes feed without waiting until it has nothing more.

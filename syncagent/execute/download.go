@@ -38,8 +38,15 @@ type landed struct {
 	remote []proto.Block
 }
 
+// downloadSlice bounds the files of one download slice: their results (about 300 bytes
+// each) are held until the slice is flushed (one syncfs, which costs up to a second on
+// a busy disk) and recorded.
+const downloadSlice = 10000
+
 // download makes the disk equal op.Remote for each op: dirs first (parents before
-// children), then files and symlinks in parallel.
+// children), then files and symlinks in parallel, in slices of downloadSlice ops whose
+// results are recorded (after one flush) before the next slice starts, so that what a
+// large plan holds in memory and what a crash would make it check again stay bounded.
 func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) error {
 	var rest []plan.Op
 	var done []landed
@@ -59,6 +66,18 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		}
 		done = append(done, l)
 	}
+	for start := 0; start == 0 || start < len(rest); start += downloadSlice {
+		if err := x.downloadSome(ctx, rest[start:min(start+downloadSlice, len(rest))], done, out); err != nil {
+			return err
+		}
+		done = nil
+	}
+	return nil
+}
+
+// downloadSome downloads ops in parallel and records them with done, the dirs that
+// landed before.
+func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
 	var (
 		mu       sync.Mutex
 		wg       sync.WaitGroup
@@ -66,7 +85,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		needSync bool
 	)
 	next := make(chan plan.Op)
-	for range x.Workers {
+	for range min(x.Workers, len(ops)) {
 		wg.Go(func() {
 			for op := range next {
 				var l landed
@@ -91,7 +110,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 			}
 		})
 	}
-	for _, op := range rest {
+	for _, op := range ops {
 		mu.Lock()
 		stop := stopErr != nil
 		mu.Unlock()
@@ -103,7 +122,7 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 	close(next)
 	wg.Wait()
 	if needSync {
-		// One flush for all small files of the batch, before their state says synced.
+		// One flush for all small files of the slice, before their state says synced.
 		if err := syncFS(x.Root); err != nil {
 			return fmt.Errorf("sync downloaded files: %w", err)
 		}
@@ -322,10 +341,26 @@ type fetched struct {
 	err  error
 }
 
+// maxBlockBytesInFlight bounds the block bytes that all downloads together hold at once
+// (fetched and not yet written): Workers files, each prefetch blocks of up to
+// chunk.MaxSize ahead, would otherwise hold up to 64 MiB.
+const maxBlockBytesInFlight = 16 << 20
+
+// weight is a block's share of the in-flight budget.
+func weight(b proto.Block) int64 {
+	return min(max(b.Size, 1), maxBlockBytesInFlight)
+}
+
 // fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
-// blocks ahead.
+// blocks ahead within the executor's in-flight budget. Each file takes its share of the
+// budget in block order and gives a block's share back once it is written, so a file
+// waiting for its next block never waits on a share that it holds itself.
 func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints map[string]proto.Block, write func([]byte) error) error {
 	if len(blocks) == 1 {
+		if err := x.inflight.Acquire(ctx, weight(blocks[0])); err != nil {
+			return err
+		}
+		defer x.inflight.Release(weight(blocks[0]))
 		data, err := x.block(ctx, blocks[0], hints)
 		if err != nil {
 			return err
@@ -333,23 +368,38 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 		return write(data)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	futures := make([]chan fetched, len(blocks))
 	for i := range futures {
 		futures[i] = make(chan fetched, 1)
 	}
 	window := make(chan struct{}, prefetch)
+	launched, consumed := 0, 0
+	prefetched := make(chan struct{})
 	go func() {
+		defer close(prefetched)
 		for i, b := range blocks {
 			select {
 			case window <- struct{}{}:
 			case <-ctx.Done():
 				return
 			}
+			if err := x.inflight.Acquire(ctx, weight(b)); err != nil {
+				return
+			}
+			launched = i + 1
 			go func() {
 				data, err := x.block(ctx, b, hints)
 				futures[i] <- fetched{data, err}
 			}()
+		}
+	}()
+	defer func() {
+		// Give back the shares of blocks fetched (or being fetched) but not written.
+		cancel()
+		<-prefetched
+		for i := consumed; i < launched; i++ {
+			<-futures[i]
+			x.inflight.Release(weight(blocks[i]))
 		}
 	}()
 	for i := range blocks {
@@ -359,12 +409,17 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		<-window
-		if f.err != nil {
-			return f.err
+		consumed = i + 1
+		err := f.err
+		if err == nil {
+			if err = write(f.data); err != nil {
+				err = fmt.Errorf("write temp file: %w", err)
+			}
 		}
-		if err := write(f.data); err != nil {
-			return fmt.Errorf("write temp file: %w", err)
+		x.inflight.Release(weight(blocks[i]))
+		<-window
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -29,7 +31,10 @@ type Server interface {
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
-	Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error)
+	// CommitFunc commits n items made one at a time by item while the request is sent
+	// (Data valid until the next call); an error of item aborts the request, which
+	// then changes nothing, and comes back wrapped.
+	CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
@@ -67,6 +72,8 @@ type Executor struct {
 	InlineMax int64
 	// Workers bounds parallel downloads and block uploads.
 	Workers int
+
+	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 }
 
 // Outcome summarizes one Run.
@@ -95,6 +102,9 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	}
 	if x.InlineMax <= 0 {
 		x.InlineMax = 64 << 10
+	}
+	if x.inflight == nil {
+		x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
 	}
 	for i := 0; i < len(ops); {
 		j := i + 1

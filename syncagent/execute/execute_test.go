@@ -30,6 +30,12 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	url, _ := testserver.Start(t, t.TempDir(), nil)
+	return newEnvOn(t, url)
+}
+
+// newEnvOn builds an executor on a fresh folder against the server at url.
+func newEnvOn(t *testing.T, url string) *env {
+	t.Helper()
 	cl, err := client.New(client.Options{BaseURL: url, Timeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -15,7 +16,8 @@ import (
 )
 
 // maxCommitData caps the inlined bytes of one commit request (the server's default
-// body limit is 64 MiB; base64 adds a third).
+// body limit is 64 MiB; base64 adds a third). The content is read file by file while
+// the request is sent, so this bounds the request, not the agent's memory.
 const maxCommitData = 16 << 20
 
 // maxMissingQuery caps the hashes of one missing-blocks query.
@@ -23,13 +25,22 @@ const maxMissingQuery = 10000
 
 type pendingUpload struct {
 	op     plan.Op
-	item   proto.CommitItem
+	item   proto.CommitItem // without Data: an inlined file is read while its commit is sent
+	inline bool
 	blocks []proto.Block // blocks to make sure the server has (nil when inlined)
 	// full is the file's whole block list (nil when inlined); with short, the item
 	// references stored content instead (copyFrom or blocksDelta) and full goes again
 	// should the server refuse the reference.
 	full  []proto.Block
 	short bool
+}
+
+// inlineSize is the content an upload inlines into its commit.
+func (p *pendingUpload) inlineSize() int {
+	if p.inline {
+		return int(p.item.Size)
+	}
+	return 0
 }
 
 func seqOf(n *plan.Node) int64 {
@@ -122,8 +133,8 @@ func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, short bool, o
 	var retry []plan.Op
 	for start := 0; start < len(ready); {
 		end, data := start, 0
-		for end < len(ready) && end-start < maxBatch && (end == start || data+len(ready[end].item.Data) <= maxCommitData) {
-			data += len(ready[end].item.Data)
+		for end < len(ready) && end-start < maxBatch && (end == start || data+ready[end].inlineSize() <= maxCommitData) {
+			data += ready[end].inlineSize()
 			end++
 		}
 		r, err := x.commit(ctx, ready[start:end], out)
@@ -154,15 +165,10 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 		idx := x.Local.Index[op.Path]
 		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256, idx.MTimeNs
 		if idx.Size <= x.InlineMax {
-			data, err := x.Root.ReadFile(op.Path)
-			if err != nil {
-				return nil, fmt.Errorf("read: %w", err)
-			}
-			if int64(len(data)) != idx.Size || chunk.SumHex(data) != idx.SHA256 {
-				return nil, fmt.Errorf("%q: %w (content)", op.Path, errChanged)
-			}
-			item.Data = data
-			if len(data) > 0 {
+			// The content is read (and checked against the index) while the commit is
+			// sent: see inlineItem.
+			p.inline = true
+			if idx.Size > 0 {
 				item.Blocks = []proto.Block{{Hash: idx.SHA256, Size: idx.Size}}
 			}
 		} else {
@@ -231,8 +237,13 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	next := make(chan job)
 	for range x.Workers {
 		wg.Go(func() {
+			bp := blockBufs.Get().(*[]byte)
+			defer blockBufs.Put(bp)
 			for j := range next {
-				buf := make([]byte, j.b.Size)
+				if int64(cap(*bp)) < j.b.Size {
+					*bp = make([]byte, j.b.Size)
+				}
+				buf := (*bp)[:j.b.Size]
 				if _, err := f.ReadAt(buf, j.off); err != nil && !errors.Is(err, io.EOF) {
 					setErr(fmt.Errorf("%q: %w (read: %w)", p.op.Path, errChanged, err))
 					continue
@@ -273,6 +284,9 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	return ctx.Err()
 }
 
+// blockBufs holds the read buffers of block uploads, one per worker at a time.
+var blockBufs = sync.Pool{New: func() any { b := make([]byte, 0, chunk.MaxSize); return &b }}
+
 // compressible samples a file: random-looking bytes (already compressed media and
 // archives) are sent as they are, since zstd would only spend CPU on them.
 func compressible(f interface {
@@ -298,33 +312,103 @@ func compressible(f interface {
 	return n > 0 && entropy < 7.2
 }
 
-// commit sends one commit request and records its results. It returns the ops whose
-// reference to stored content the server refused, to be sent again in full.
-func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) ([]plan.Op, error) {
-	items := make([]proto.CommitItem, len(batch))
-	for i, p := range batch {
-		items[i] = p.item
+// itemError is the failure of one item of a commit while its request was being sent.
+type itemError struct {
+	i   int
+	err error
+}
+
+func (e *itemError) Error() string { return e.err.Error() }
+
+func (e *itemError) Unwrap() error { return e.err }
+
+// inlineItem returns p's commit item with its content read into *buf, which it reuses:
+// the data is valid until the next call. The content must still be what the index
+// recorded (size and hash); otherwise the file changed since planning (errChanged).
+func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, error) {
+	if !p.inline {
+		return p.item, nil
 	}
-	res, err := x.Server.Commit(ctx, items)
+	f, err := x.Root.Open(p.op.Path)
 	if err != nil {
-		if transient(err) {
-			return nil, err
+		if absent(err) {
+			return p.item, fmt.Errorf("%q: %w (gone)", p.op.Path, errChanged)
 		}
-		for _, p := range batch {
-			x.fail(p.op, err, out)
-		}
-		return nil, nil
+		return p.item, fmt.Errorf("read: %w", err)
 	}
-	// Lists the server left out are filled in before the transaction: fillBlocks reads
-	// the state database.
-	for i, r := range res {
-		if r.Entry != nil && r.Entry.BlocksOmitted {
-			e := x.fillBlocks(*r.Entry, batch[i])
-			res[i].Entry = &e
-		}
+	defer f.Close()
+	// One byte more than expected tells a file that grew.
+	if want := int(p.item.Size) + 1; cap(*buf) < want {
+		*buf = make([]byte, max(want, int(x.InlineMax)+1))
 	}
+	data := (*buf)[:cap(*buf)][:p.item.Size+1]
+	n, err := io.ReadFull(f, data)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return p.item, fmt.Errorf("read: %w", err)
+	}
+	data = data[:n]
+	if int64(n) != p.item.Size || chunk.SumHex(data) != p.item.SHA256 {
+		return p.item, fmt.Errorf("%q: %w (content)", p.op.Path, errChanged)
+	}
+	item := p.item
+	item.Data = data
+	return item, nil
+}
+
+// commit sends one commit request and records its results. Inlined content is read
+// file by file while the request is sent; a file that changed meanwhile aborts the
+// request (the server applies none of it) and the others are sent again without it. It
+// returns the ops whose reference to stored content the server refused, to be sent again
+// in full.
+func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) ([]plan.Op, error) {
+	var buf []byte
+	for {
+		res, err := x.Server.CommitFunc(ctx, len(batch), func(i int) (proto.CommitItem, error) {
+			it, err := x.inlineItem(batch[i], &buf)
+			if err != nil {
+				return it, &itemError{i: i, err: err}
+			}
+			return it, nil
+		})
+		var ie *itemError
+		if errors.As(err, &ie) {
+			if errors.Is(ie.err, errChanged) {
+				x.skip(batch[ie.i].op, ie.err, out)
+			} else {
+				x.fail(batch[ie.i].op, ie.err, out)
+			}
+			batch = slices.Delete(slices.Clone(batch), ie.i, ie.i+1)
+			if len(batch) == 0 {
+				return nil, nil
+			}
+			continue
+		}
+		if err != nil {
+			if transient(err) {
+				return nil, err
+			}
+			for _, p := range batch {
+				x.fail(p.op, err, out)
+			}
+			return nil, nil
+		}
+		// Lists the server left out are filled in before the transaction: fillBlocks reads
+		// the state database.
+		for i, r := range res {
+			if r.Entry != nil && r.Entry.BlocksOmitted {
+				e := x.fillBlocks(*r.Entry, batch[i])
+				res[i].Entry = &e
+			}
+		}
+		return x.recordCommit(ctx, batch, res, out)
+	}
+}
+
+// recordCommit records the results of a commit in the trees and the state, and returns
+// the ops whose reference to stored content the server refused.
+func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res []proto.ItemResult, out *Outcome) ([]plan.Op, error) {
 	var retry []plan.Op
-	err = x.State.Update(ctx, func(tx *state.Tx) error {
+	err := x.State.Update(ctx, func(tx *state.Tx) error {
 		for i, r := range res {
 			p := batch[i]
 			switch {
@@ -332,6 +416,9 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 				x.Log.Info("server refused a reference to stored content; sending the block list", "path", p.op.Path, "err", r.Error)
 				retry = append(retry, p.op)
 			case r.Status == proto.StatusOK && r.Entry != nil:
+				if idx, ok := x.Local.Index[p.op.Path]; ok && idx.SHA256 == r.Entry.SHA256 {
+					r.Entry.SHA256 = idx.SHA256 // one string for the three trees' equal hashes
+				}
 				n := state.NodeOf(*r.Entry)
 				x.Synced[p.op.Path] = n
 				if err := tx.PutSynced(p.op.Path, n); err != nil {
@@ -342,7 +429,7 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 				}
 				out.Done++
 				x.Counters.FilesDone.Add(1)
-				if p.full == nil { // inlined
+				if p.inline {
 					x.Counters.BytesUp.Add(p.item.Size)
 					x.Counters.BytesDone.Add(p.item.Size)
 				}

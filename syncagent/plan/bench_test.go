@@ -33,3 +33,22 @@ func BenchmarkPlan(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPlanFirstUpload plans the first upload of a 100,000-file folder: every path
+// gets an op.
+func BenchmarkPlanFirstUpload(b *testing.B) {
+	local := Tree{}
+	for d := range 100 {
+		local[fmt.Sprintf("dir%03d", d)] = dir()
+		for f := range 1000 {
+			local[fmt.Sprintf("dir%03d/file%04d", d, f)] = file("a")
+		}
+	}
+	opts := Options{AgentID: "me", Now: testNow}
+	b.ReportAllocs()
+	for b.Loop() {
+		if ops := Plan(local, Tree{}, Tree{}, opts); len(ops) != 100100 {
+			b.Fatalf("%d ops", len(ops))
+		}
+	}
+}

@@ -54,17 +54,34 @@ import (
 // synced. It is pure and deterministic: the same inputs give the same ops in the same
 // order, whatever the maps' iteration order.
 func Plan(local, remote, synced Tree, opts Options) []Op {
-	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{}}
+	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
+		ancestors: map[string]string{}}
 	if p.opts.Mode == "" {
 		p.opts.Mode = TwoWay
 	}
 	paths := unionPaths(local, remote, synced)
-	p.decisions = make(map[string]*decision, len(paths))
-	for _, q := range paths {
-		p.decisions[q] = p.decide(q)
+	// A path where nothing changed (most of a large folder) gets no decision: nil
+	// stands for "none", whose final states are the trees' own.
+	p.decisions = make([]*decision, len(paths))
+	for i, q := range paths {
+		if !p.unchanged(q) {
+			p.decisions[i] = p.decide(q)
+		}
 	}
 	p.keepNeededDirs(paths)
-	return p.ordered(paths)
+	return p.ordered()
+}
+
+// unchanged reports, without allocating, whether decide(q) would be none: both sides
+// equal the merge base (Seq included) and the server does not hold q under a non-dir.
+func (p *planner) unchanged(q string) bool {
+	l, lok := p.local[q]
+	r, rok := p.remote[q]
+	s, sok := p.synced[q]
+	if !lok || !rok || !sok || r.Seq != s.Seq || !Same(&l, &s) || !Same(&r, &s) {
+		return false
+	}
+	return p.nonDirAncestor(q) == ""
 }
 
 // Same reports whether a and b hold the same thing for syncing purposes: both absent,
@@ -102,12 +119,26 @@ type decision struct {
 type planner struct {
 	local, remote, synced Tree
 	opts                  Options
-	decisions             map[string]*decision
+	decisions             []*decision     // by index of the sorted paths; nil: none
 	taken                 map[string]bool // conflict paths handed out in this plan
+	ancestors             map[string]string
+	last                  lastNodes
 }
 
+// nodes returns copies of q's nodes. Deciding a path asks for them several times in a
+// row; the copies of the last path are handed out again (no one writes through them).
 func (p *planner) nodes(q string) (l, r, s *Node) {
-	return lookup(p.local, q), lookup(p.remote, q), lookup(p.synced, q)
+	if m := &p.last; !m.ok || m.q != q {
+		*m = lastNodes{ok: true, q: q, l: lookup(p.local, q), r: lookup(p.remote, q), s: lookup(p.synced, q)}
+	}
+	return p.last.l, p.last.r, p.last.s
+}
+
+// lastNodes are the node copies of the path planned last.
+type lastNodes struct {
+	ok      bool
+	q       string
+	l, r, s *Node
 }
 
 func lookup(t Tree, q string) *Node {
@@ -198,7 +229,7 @@ func (p *planner) conflictPath(q string) string {
 // decide applies the truth table to one path, ignoring its neighbours.
 func (p *planner) decide(q string) *decision {
 	l, r, s := p.nodes(q)
-	if anc := nonDirAncestor(p.remote, q); r != nil && anc != "" {
+	if anc := p.nonDirAncestor(q); r != nil && anc != "" {
 		// The server holds q under a link or file (one took a dir's place while another
 		// agent added to the dir). No disk can hold both, and creating q would follow
 		// the link, maybe out of the folder: report q instead of retrying it forever. An
@@ -302,35 +333,56 @@ func (p *planner) keepNeededDirs(paths []string) {
 		}
 	}
 	mark := func(q string, d *decision) {
-		if d.finalLocal != nil {
+		lHas, _, rHas, _ := p.finals(q, d)
+		if lHas {
 			markUp(needLocal, q)
 		}
-		if d.finalRemote != nil {
+		if rHas {
 			markUp(needRemote, q)
 		}
-		if d.conflictCopy != "" {
+		if d != nil && d.conflictCopy != "" {
 			markUp(needLocal, d.conflictCopy)
 		}
 	}
-	for _, q := range paths {
-		mark(q, p.decisions[q])
+	for i, q := range paths {
+		mark(q, p.decisions[i])
 	}
-	byDepth := append([]string(nil), paths...)
-	sort.SliceStable(byDepth, func(i, j int) bool {
-		return strings.Count(byDepth[i], "/") > strings.Count(byDepth[j], "/")
-	})
-	for _, q := range byDepth {
-		d := p.decisions[q]
-		brokenLocal := needLocal[q] && !isDir(d.finalLocal)
-		brokenRemote := needRemote[q] && !isDir(d.finalRemote)
-		if !brokenLocal && !brokenRemote {
-			continue
+	// Deepest first, ties in path order: a counting sort by depth. Every path is in it,
+	// since a dir kept below may flag an ancestor that nothing flagged before.
+	var byDepth [][]int32
+	for i, q := range paths {
+		d := strings.Count(q, "/")
+		for d >= len(byDepth) {
+			byDepth = append(byDepth, nil)
 		}
-		if fixed := p.keepDir(q); fixed != nil {
-			p.decisions[q] = fixed
-			mark(q, fixed)
+		byDepth[d] = append(byDepth[d], int32(i))
+	}
+	for d := len(byDepth) - 1; d >= 0; d-- {
+		for _, i := range byDepth[d] {
+			q := paths[i]
+			_, lDir, _, rDir := p.finals(q, p.decisions[i])
+			brokenLocal := needLocal[q] && !lDir
+			brokenRemote := needRemote[q] && !rDir
+			if !brokenLocal && !brokenRemote {
+				continue
+			}
+			if fixed := p.keepDir(q); fixed != nil {
+				p.decisions[i] = fixed
+				mark(q, fixed)
+			}
 		}
 	}
+}
+
+// finals returns whether q ends present, and a dir, on each side under decision d
+// (nil: none, and both sides keep what the trees hold).
+func (p *planner) finals(q string, d *decision) (lHas, lDir, rHas, rDir bool) {
+	if d == nil {
+		l, lok := p.local[q]
+		r, rok := p.remote[q]
+		return lok, lok && l.Type == proto.TypeDir, rok, rok && r.Type == proto.TypeDir
+	}
+	return d.finalLocal != nil, isDir(d.finalLocal), d.finalRemote != nil, isDir(d.finalRemote)
 }
 
 // keepDir decides q again knowing that it must stay a dir because content below it
@@ -362,16 +414,26 @@ func (p *planner) keepDir(q string) *decision {
 
 func isDir(n *Node) bool { return n != nil && n.Type == proto.TypeDir }
 
-// nonDirAncestor returns the nearest ancestor of q that t holds as something other than
-// a dir, or "".
-func nonDirAncestor(t Tree, q string) string {
-	for i := strings.LastIndexByte(q, '/'); i >= 0; i = strings.LastIndexByte(q, '/') {
-		q = q[:i]
-		if n, ok := t[q]; ok && n.Type != proto.TypeDir {
-			return q
-		}
+// nonDirAncestor returns the nearest ancestor of q that the remote tree holds as
+// something other than a dir, or "". Answers are kept per parent dir, so a folder of
+// many files costs one lookup per file.
+func (p *planner) nonDirAncestor(q string) string {
+	i := strings.LastIndexByte(q, '/')
+	if i < 0 {
+		return ""
 	}
-	return ""
+	dir := q[:i]
+	if anc, ok := p.ancestors[dir]; ok {
+		return anc
+	}
+	anc := ""
+	if n, ok := p.remote[dir]; ok && n.Type != proto.TypeDir {
+		anc = dir
+	} else {
+		anc = p.nonDirAncestor(dir)
+	}
+	p.ancestors[dir] = anc
+	return anc
 }
 
 // Phases of a plan, in execution order.
@@ -400,10 +462,21 @@ func phaseOf(op Op) int {
 }
 
 // ordered flattens the decisions into the execution order.
-func (p *planner) ordered(paths []string) []Op {
-	var ops []Op
-	for _, q := range paths {
-		ops = append(ops, p.decisions[q].ops...)
+func (p *planner) ordered() []Op {
+	n := 0
+	for _, d := range p.decisions {
+		if d != nil {
+			n += len(d.ops)
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	ops := make([]Op, 0, n)
+	for _, d := range p.decisions {
+		if d != nil {
+			ops = append(ops, d.ops...)
+		}
 	}
 	sort.SliceStable(ops, func(i, j int) bool {
 		a, b := ops[i], ops[j]
@@ -422,16 +495,24 @@ func (p *planner) ordered(paths []string) []Op {
 	return ops
 }
 
+// unionPaths returns the paths of all trees, sorted, without building a set: each
+// tree adds the paths that none of the trees before it holds.
 func unionPaths(trees ...Tree) []string {
-	seen := map[string]bool{}
+	n := 0
 	for _, t := range trees {
-		for q := range t {
-			seen[q] = true
-		}
+		n = max(n, len(t))
 	}
-	out := make([]string, 0, len(seen))
-	for q := range seen {
-		out = append(out, q)
+	out := make([]string, 0, n)
+	for i, t := range trees {
+	next:
+		for q := range t {
+			for _, before := range trees[:i] {
+				if _, ok := before[q]; ok {
+					continue next
+				}
+			}
+			out = append(out, q)
+		}
 	}
 	sort.Strings(out)
 	return out

@@ -174,38 +174,53 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 	seen := make(map[string]bool, len(l.Tree))
 	var jobs []job
 	var ups []Update
-	err := fs.WalkDir(s.Root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if p == "." {
-			return err
-		}
+	// walk visits dir's entries in name order, each before its content, with the stat
+	// key readDir took: one system call per entry, not a walk of the path from the root.
+	var walk func(dir string) error
+	walk = func(dir string) error {
+		entries, err := s.readDir(dir)
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
+			if dir != "." && errors.Is(err, fs.ErrNotExist) {
 				return nil // vanished while walking; the watcher or next scan sees it
 			}
-			return fmt.Errorf("walk %q: %w", p, err)
-		}
-		if s.ignored(p, d.IsDir()) {
-			if d.IsDir() {
-				return fs.SkipDir
+			if dir == "." {
+				return err
 			}
-			return nil
+			return fmt.Errorf("walk %q: %w", dir, err)
 		}
-		j, up, ok, err := s.visit(p, l)
-		if err != nil || !ok {
-			return err
-		}
-		seen[p] = true
-		if up != nil {
-			ups = append(ups, *up)
-		}
-		if j != nil {
-			jobs = append(jobs, *j)
+		for _, e := range entries {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p := e.name
+			if dir != "." {
+				p = dir + "/" + e.name
+			}
+			if s.ignored(p, e.isDir) {
+				continue
+			}
+			j, up, ok, err := s.settle(p, e.st, e.ok, e.err, l)
+			if err != nil {
+				return err
+			}
+			if ok {
+				seen[p] = true
+				if up != nil {
+					ups = append(ups, *up)
+				}
+				if j != nil {
+					jobs = append(jobs, *j)
+				}
+			}
+			if e.isDir && ok {
+				if err := walk(p); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
-	})
+	}
+	err := walk(".")
 	if err != nil {
 		return nil, err
 	}
@@ -229,18 +244,32 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 // visit stats p and either settles it from the index cache or returns a hash job.
 func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
 	fi, err := s.Root.Lstat(p)
-	if errors.Is(err, fs.ErrNotExist) {
+	var st state.IndexEntry
+	ok := false
+	if err == nil {
+		st, ok = Stat(fi)
+	}
+	return s.settle(p, st, ok, err, l)
+}
+
+// settle files p, whose lstat gave the stat key st (ok: a type that syncs) or the error
+// statErr, from the index cache, or returns a hash job.
+func (s *Scanner) settle(p string, st state.IndexEntry, ok bool, statErr error, l *Local) (*job, *Update, bool, error) {
+	if errors.Is(statErr, fs.ErrNotExist) {
 		return nil, nil, false, nil
 	}
-	if err != nil {
-		return nil, nil, false, fmt.Errorf("stat %q: %w", p, err)
+	if statErr != nil {
+		return nil, nil, false, fmt.Errorf("stat %q: %w", p, statErr)
 	}
-	st, ok := Stat(fi)
 	if !ok {
 		return nil, nil, false, nil
 	}
 	if old, ok := l.Index[p]; ok && SameStat(old, st) {
-		l.Tree[p] = old.Node()
+		// Storing an equal node again would replace the map's key with p, a second
+		// copy of the path.
+		if n := old.Node(); l.Tree[p] != n {
+			l.Tree[p] = n
+		}
 		return nil, nil, true, nil
 	}
 	switch st.Type {

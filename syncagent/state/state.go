@@ -124,7 +124,15 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 
 // Trees loads the synced and remote trees and the index cache.
 func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]IndexEntry{}
+	// Sized up front: a map grown one doubling at a time allocates about twice its
+	// final size on the way, and a large folder's trees are most of the agent's memory.
+	var counts [3]int
+	for i, t := range []string{"synced", "remote", "local"} {
+		if err := d.db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&counts[i]); err != nil {
+			return nil, nil, nil, fmt.Errorf("count %s rows: %w", t, err)
+		}
+	}
+	synced, remote, index = make(plan.Tree, counts[0]), make(plan.Tree, counts[1]), make(map[string]IndexEntry, counts[2])
 	load := func(q string, fn func(*sql.Rows) error) error {
 		rows, err := d.db.Query(q)
 		if err != nil {
@@ -138,14 +146,18 @@ func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err
 		}
 		return rows.Err()
 	}
+	// The three tables repeat each path and, mostly, each hash: one string per distinct
+	// value keeps the trees of a large folder several times smaller.
+	in := make(interner, 2*max(counts[0], counts[1], counts[2]))
+	var p, typ, sha, target sql.RawBytes
 	scanNode := func(tree plan.Tree) func(*sql.Rows) error {
 		return func(r *sql.Rows) error {
-			var p string
 			var n plan.Node
-			if err := r.Scan(&p, &n.Type, &n.SHA256, &n.Target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
+			if err := r.Scan(&p, &typ, &sha, &target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
 				return err
 			}
-			tree[p] = n
+			n.Type, n.SHA256, n.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
+			tree[in.get(p)] = n
 			return nil
 		}
 	}
@@ -156,20 +168,35 @@ func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err
 		return nil, nil, nil, fmt.Errorf("load remote tree: %w", err)
 	}
 	err = load(`SELECT path, type, sha256, target, mode, size, mtime, ino FROM local`, func(r *sql.Rows) error {
-		var p string
 		var e IndexEntry
 		var ino int64
-		if err := r.Scan(&p, &e.Type, &e.SHA256, &e.Target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
+		if err := r.Scan(&p, &typ, &sha, &target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
 			return err
 		}
+		e.Type, e.SHA256, e.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
 		e.Ino = uint64(ino)
-		index[p] = e
+		index[in.get(p)] = e
 		return nil
 	})
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("load index cache: %w", err)
 	}
 	return synced, remote, index, nil
+}
+
+// interner hands out one string per distinct value.
+type interner map[string]string
+
+func (in interner) get(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	in[s] = s
+	return s
 }
 
 // RemoteBlocks returns the block list of the remote entry of path.
@@ -395,7 +422,17 @@ func decodeBlocks(raw []byte) ([]proto.Block, error) {
 	return b, nil
 }
 
-// NodeOf returns e as a tree node.
+// NodeOf returns e as a tree node. Its type is one of the proto constants, not the
+// decoder's own copy of the string.
 func NodeOf(e proto.Entry) plan.Node {
-	return plan.Node{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+	return plan.Node{Type: canonicalType(e.Type), SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+}
+
+func canonicalType(t proto.EntryType) proto.EntryType {
+	for _, c := range []proto.EntryType{proto.TypeFile, proto.TypeDir, proto.TypeSymlink} {
+		if t == c {
+			return c
+		}
+	}
+	return t
 }

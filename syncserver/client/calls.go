@@ -127,16 +127,10 @@ func (c *Client) GetBlockDelta(ctx context.Context, hash, baseHash string, base 
 // HeaderBaseBlock is the answer header of GetBlockDelta naming the dictionary block.
 const HeaderBaseBlock = "X-Sync-Base-Block"
 
-// Commit sends a batch of new versions; each item succeeds or conflicts on its own.
+// Commit sends a batch of new versions; each item succeeds or conflicts on its own. The
+// request body is encoded item by item as it is sent (see CommitFunc).
 func (c *Client) Commit(ctx context.Context, items []proto.CommitItem) ([]proto.ItemResult, error) {
-	var out proto.CommitResponse
-	if err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteCommit}, proto.CommitRequest{Items: items, OmitBlocks: c.opts.OmitCommitBlocks}, &out); err != nil {
-		return nil, err
-	}
-	if len(out.Results) != len(items) {
-		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), len(items))
-	}
-	return out.Results, nil
+	return c.CommitFunc(ctx, len(items), func(i int) (proto.CommitItem, error) { return items[i], nil })
 }
 
 // Delete sends a batch of deletes; each item succeeds or conflicts on its own.

@@ -144,10 +144,12 @@ type request struct {
 	method, route string
 	query         url.Values
 	body          []byte
-	contentType   string
-	encoding      string // Content-Encoding of body
-	timeout       time.Duration
-	acceptZstd    bool
+	// bodyFunc, when set, streams the body instead (see streamBody).
+	bodyFunc    func(w io.Writer) error
+	contentType string
+	encoding    string // Content-Encoding of body
+	timeout     time.Duration
+	acceptZstd  bool
 }
 
 // do sends r and returns the answer when its status is 2xx; otherwise an *Error.
@@ -165,6 +167,9 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 	var body io.Reader
 	if r.body != nil {
 		body = bytes.NewReader(r.body)
+	}
+	if r.bodyFunc != nil && c.opts.CompressRequests {
+		r.encoding = "zstd"
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u.String(), body)
 	if err != nil {
@@ -198,9 +203,21 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, error) {
 		}
 		req.Header.Set("Authorization", "Bearer "+t)
 	}
+	finish := func() error { return nil }
+	if r.bodyFunc != nil {
+		// A body of unknown length (ContentLength 0 with a Body) goes out chunked.
+		req.Body, finish = c.streamBody(r.bodyFunc)
+	}
 	resp, err := c.http.Do(req)
+	// Do returns once the transport is done with the body or the server answered; an
+	// error of a streamed body's own producer explains a failed request better than
+	// what it did to the transport.
+	berr := finish()
 	if err != nil {
 		cancel()
+		if berr != nil {
+			return nil, berr
+		}
 		return nil, &Error{Method: r.method, Route: r.route, Err: err}
 	}
 	resp.Body = &cancelBody{ReadCloser: resp.Body, cancel: cancel}
@@ -250,7 +267,15 @@ func (c *Client) statusError(r request, resp *http.Response) error {
 
 // readBody reads a whole answer, undoing its Content-Encoding, up to limit bytes.
 func (c *Client) readBody(resp *http.Response, limit int64) ([]byte, error) {
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	var raw []byte
+	var err error
+	if n := resp.ContentLength; n >= 0 && n <= limit {
+		// Known length (a block): one buffer of that size, not ReadAll's doublings.
+		raw = make([]byte, n)
+		_, err = io.ReadFull(resp.Body, raw)
+	} else {
+		raw, err = io.ReadAll(io.LimitReader(resp.Body, limit+1))
+	}
 	if err != nil {
 		return nil, err
 	}

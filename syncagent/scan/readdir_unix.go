@@ -1,0 +1,75 @@
+//go:build unix
+
+package scan
+
+import (
+	"errors"
+	"io/fs"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// dirEntry is one entry of a directory with its stat key.
+type dirEntry struct {
+	name  string
+	isDir bool
+	st    state.IndexEntry
+	ok    bool  // st is of a type that syncs
+	err   error // of the lstat
+}
+
+// readDir lists dir ("." for the root) in name order, with each entry's stat key taken
+// by fstatat relative to the open dir without following a link: the dir is opened
+// through the Root (it cannot lead outside) and each name is one component.
+func (s *Scanner) readDir(dir string) ([]dirEntry, error) {
+	f, err := s.Root.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	des, err := f.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	fd := int(f.Fd())
+	out := make([]dirEntry, len(des))
+	for i, d := range des {
+		e := dirEntry{name: d.Name(), isDir: d.IsDir()}
+		var st unix.Stat_t
+		if err := unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				err = fs.ErrNotExist
+			}
+			e.err = &fs.PathError{Op: "fstatat", Path: e.name, Err: err}
+		} else {
+			e.st, e.ok = statKey(&st)
+		}
+		out[i] = e
+	}
+	return out, nil
+}
+
+// statKey is Stat for a raw stat result.
+func statKey(st *unix.Stat_t) (state.IndexEntry, bool) {
+	e := state.IndexEntry{Mode: uint32(st.Mode) & 0o777, Ino: uint64(st.Ino)} //nolint:unconvert // the field types differ between platforms
+	mtime := time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)).UnixNano()    //nolint:unconvert // as above
+	switch uint32(st.Mode) & unix.S_IFMT {                                    //nolint:unconvert // as above
+	case unix.S_IFREG:
+		e.Type, e.Size, e.MTimeNs = proto.TypeFile, st.Size, mtime
+	case unix.S_IFDIR:
+		e.Type = proto.TypeDir
+	case unix.S_IFLNK:
+		e.Type, e.MTimeNs = proto.TypeSymlink, mtime
+		e.Mode = 0o777
+	default:
+		return e, false
+	}
+	return e, true
+}

@@ -1,0 +1,130 @@
+package client
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// streamBufSize is the write buffer between a streamed body's encoder and the pipe
+// the transport reads it from.
+const streamBufSize = 32 << 10
+
+// bodyWriters pools the buffered writers of streamed request bodies.
+var bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, streamBufSize) }}
+
+// BodyError is the error a streamed request body's producer returned (see CommitFunc):
+// the request was abandoned before its body was complete, so the server applied none
+// of it.
+type BodyError struct{ Err error }
+
+func (e *BodyError) Error() string { return "request body: " + e.Err.Error() }
+
+// Unwrap returns the producer's error.
+func (e *BodyError) Unwrap() error { return e.Err }
+
+// streamBody starts writing a request body with write in its own goroutine and returns
+// the reader the transport sends from, and finish, which the caller runs once the
+// transport is done with the body (after Do returned): it stops the writer if it is
+// still going and returns write's own error, if any (nil when the body was complete or
+// the transport merely stopped reading it).
+func (c *Client) streamBody(write func(w io.Writer) error) (io.ReadCloser, func() error) {
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		bw := bodyWriters.Get().(*bufio.Writer)
+		bw.Reset(pw)
+		err := c.writeEncoded(bw, write)
+		if err == nil {
+			err = bw.Flush()
+		}
+		bw.Reset(nil)
+		bodyWriters.Put(bw)
+		// A failed write makes the transport's read fail, so the server never sees a
+		// complete body; a closed pipe (the transport stopped reading) is not ours.
+		var own error
+		if err != nil && !errors.Is(err, io.ErrClosedPipe) {
+			own = err
+		}
+		_ = pw.CloseWithError(cmpErr(err, io.EOF))
+		done <- own
+	}()
+	return pr, func() error {
+		_ = pr.CloseWithError(io.ErrClosedPipe)
+		return <-done
+	}
+}
+
+// writeEncoded runs write on w, through a zstd encoder when requests are compressed.
+func (c *Client) writeEncoded(w io.Writer, write func(w io.Writer) error) error {
+	if !c.opts.CompressRequests {
+		return write(w)
+	}
+	enc := c.encoders.Get().(*zstd.Encoder)
+	defer c.encoders.Put(enc)
+	enc.Reset(w)
+	if err := write(enc); err != nil {
+		_ = enc.Close() // ends the frame on a writer that is abandoned anyway
+		return err
+	}
+	return enc.Close()
+}
+
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
+}
+
+// CommitFunc is Commit for n items made one at a time by item while the request body is
+// being sent, so that the inlined content of a batch is never all in memory: item(i)
+// returns the i-th item, whose Data need only stay valid until the next call. When
+// item fails, the request is abandoned before its body is complete (the server applies
+// nothing of it) and CommitFunc returns a *BodyError wrapping that error.
+func (c *Client) CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error) {
+	write := func(w io.Writer) error {
+		open := `{"items":[`
+		if c.opts.OmitCommitBlocks {
+			open = `{"omitBlocks":true,"items":[`
+		}
+		if _, err := io.WriteString(w, open); err != nil {
+			return err
+		}
+		enc := json.NewEncoder(w)
+		for i := range n {
+			it, err := item(i)
+			if err != nil {
+				return &BodyError{Err: err}
+			}
+			if i > 0 {
+				if _, err := io.WriteString(w, ","); err != nil {
+					return err
+				}
+			}
+			if err := enc.Encode(&it); err != nil {
+				return fmt.Errorf("encode item %d: %w", i, err)
+			}
+		}
+		_, err := io.WriteString(w, "]}")
+		return err
+	}
+	var out proto.CommitResponse
+	r := request{method: http.MethodPost, route: proto.RouteCommit, bodyFunc: write, contentType: "application/json"}
+	if err := c.call(ctx, r, nil, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != n {
+		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), n)
+	}
+	return out.Results, nil
+}
