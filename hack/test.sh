@@ -32,5 +32,8 @@ fi
 echo "== go test"
 go test -count=1 -timeout 40m ${GOTESTFLAGS:-} ./...
 
+echo "== race detector over the engine's concurrent packages (agent, client, block store)"
+go test -race -count=1 -timeout 20m ./syncagent/... ./syncserver/client/ ./syncserver/blobs/
+
 echo "== fuzz (a short pass over every target; \`make fuzz\` runs them longer)"
 bash hack/fuzz.sh "${FUZZTIME_SHORT:-2s}"

@@ -44,9 +44,11 @@ type Result struct {
 	Blocks []proto.Block
 }
 
-// newChunkerMu serializes fastcdc.NewChunker, which rewrites (with an identical value
-// when Seed is 0) a package-level table.
-var newChunkerMu sync.Mutex
+// tableMu guards fastcdc's package-level lookup table: NewChunker rewrites it (with
+// identical values when Seed is 0) while every chunker's Next reads it, so NewChunker
+// holds it exclusively and each Next shared. The rewrite is harmless in practice, but a
+// data race all the same.
+var tableMu sync.RWMutex
 
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return &b }}
 
@@ -80,9 +82,9 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 		return Result{}, fmt.Errorf("read: %w", err)
 	}
 	mr := io.MultiReader(&onceReader{b: head}, r)
-	newChunkerMu.Lock()
+	tableMu.Lock()
 	c, err := fastcdc.NewChunker(mr, fastcdc.Options{MinSize: MinSize, AverageSize: AvgSize, MaxSize: MaxSize, BufSize: 4 * MaxSize})
-	newChunkerMu.Unlock()
+	tableMu.Unlock()
 	if err != nil {
 		return Result{}, fmt.Errorf("chunker: %w", err)
 	}
@@ -100,7 +102,9 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	var res Result
 	var loopErr error
 	for {
+		tableMu.RLock()
 		ch, err := c.Next()
+		tableMu.RUnlock()
 		if errors.Is(err, io.EOF) {
 			break
 		}

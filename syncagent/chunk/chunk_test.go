@@ -3,6 +3,8 @@ package chunk
 import (
 	"bytes"
 	"math/rand/v2"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -101,6 +103,34 @@ func BenchmarkHash(b *testing.B) {
 	for b.Loop() {
 		if _, err := Hash(bytes.NewReader(data), nil); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentHashesAgree hashes several multi-block contents at once, as the scan's
+// workers do, and checks every result against the same content hashed alone. Under -race
+// it also guards the chunker library's shared table (tableMu).
+func TestConcurrentHashesAgree(t *testing.T) {
+	const n = 6
+	data := make([][]byte, n)
+	want := make([]Result, n)
+	for i := range data {
+		data[i] = randomBytes(3*MaxSize+i*4099, uint64(100+i))
+		want[i] = mustHash(t, data[i])
+	}
+	got := make([]Result, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range data {
+		wg.Go(func() { got[i], errs[i] = Hash(bytes.NewReader(data[i]), nil) })
+	}
+	wg.Wait()
+	for i := range data {
+		if errs[i] != nil {
+			t.Fatalf("content %d: %v", i, errs[i])
+		}
+		if got[i].SHA256 != want[i].SHA256 || !slices.Equal(got[i].Blocks, want[i].Blocks) {
+			t.Errorf("content %d: concurrent result differs from the one hashed alone", i)
 		}
 	}
 }

@@ -70,9 +70,6 @@ func TestUploadSkipsAFileChangedWhileItsCommitIsSent(t *testing.T) {
 func TestDownloadsFinishWithinASmallBlockBudget(t *testing.T) {
 	url, _ := testserver.Start(t, t.TempDir(), nil)
 	up := newEnvOn(t, url)
-	// One hashing worker: fastcdc.NewChunker rewrites a package table that a running
-	// chunker reads (same values; see chunk.newChunkerMu), which -race reports.
-	up.scan.Workers = 1
 	want := map[string][]byte{}
 	for i := range 6 {
 		data := make([]byte, 3<<20+i*4096)
