@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -247,6 +248,40 @@ func TestMissingAndBlockTransfer(t *testing.T) {
 	}
 	if code, _ := e.do("GET", proto.RouteBlocks+other, nil, nil); code != 404 {
 		t.Fatalf("GET unknown block: %d", code)
+	}
+}
+
+// TestRandomBlockIsServedPlain: a block of random-looking bytes is answered as it is,
+// even to a client that accepts zstd (compressing it would only cost CPU on both ends),
+// with its length, and its bytes are the block's.
+func TestRandomBlockIsServedPlain(t *testing.T) {
+	e := newEnv(t)
+	data := make([]byte, 300<<10)
+	rnd := mrand.New(mrand.NewPCG(1, 2))
+	for i := range data {
+		data[i] = byte(rnd.Uint32())
+	}
+	h := sha(data)
+	if code, raw := e.do("PUT", proto.RouteBlocks+h, data, nil); code != http.StatusCreated {
+		t.Fatalf("PUT: %d %s", code, raw)
+	}
+	req, _ := http.NewRequest("GET", e.http.URL+proto.RouteBlocks+h, nil)
+	req.Header.Set("Accept-Encoding", "zstd")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "" || resp.ContentLength != int64(len(data)) {
+		t.Fatalf("GET: %d, encoding %q, length %d", resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.ContentLength)
+	}
+	if !bytes.Equal(body, data) {
+		t.Fatalf("GET: %d bytes, not the block's", len(body))
+	}
+	// The estimate: random bytes are near 8 bits per byte, text far below the threshold.
+	if entropy(data[:16<<10]) < 7.2 || entropy(bytes.Repeat([]byte("ab"), 8000)) > 1.5 {
+		t.Fatalf("entropy estimate off")
 	}
 }
 

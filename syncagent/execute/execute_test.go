@@ -265,3 +265,62 @@ func TestLargeFileRoundTripReusesLocalBlocks(t *testing.T) {
 	}
 	noTempFiles(t, e.dir)
 }
+
+// TestUploadOfABlockChangedInPlaceIsSkipped: the agent no longer hashes a block before
+// sending it; the server refuses bytes that do not hash to the block's name, and the
+// agent then tells a file that changed since indexing (skip and re-plan) from a failure.
+func TestUploadOfABlockChangedInPlaceIsSkipped(t *testing.T) {
+	e := newEnv(t)
+	p := filepath.Join(e.dir, "big")
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*13 + i/999)
+	}
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := e.plan()
+	// Same size, same inode, same mtime: only the bytes tell the change.
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed in place"), 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	out := e.run(t, ops)
+	if !out.Replan || out.Done != 0 || out.Failed != 0 {
+		t.Errorf("outcome %+v", out)
+	}
+	if _, err := e.cl.Entry(context.Background(), "big"); !client.IsNotFound(err) {
+		t.Errorf("the server got big anyway: %v", err)
+	}
+	// The file as it is now uploads once it is indexed again (the scan re-hashes a file
+	// whose stat changed, as an editor's save would).
+	later := fi.ModTime().Add(time.Second)
+	if err := os.Chtimes(p, later, later); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	e.pull(t)
+	if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Errorf("second run %+v", out)
+	}
+	ent, err := e.cl.Entry(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(p)
+	if ent.SHA256 != chunk.SumHex(got) {
+		t.Errorf("server holds %s, the file hashes to %s", ent.SHA256, chunk.SumHex(got))
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -248,12 +249,16 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 					setErr(fmt.Errorf("%q: %w (read: %w)", p.op.Path, errChanged, err))
 					continue
 				}
-				if chunk.SumHex(buf) != j.b.Hash {
-					setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
-					continue
-				}
+				// The bytes are not hashed here: the server hashes every block it receives
+				// and refuses one that does not match its name (400), stores nothing then,
+				// and only then is the block hashed here, to tell a file that changed since
+				// it was indexed from another refusal. One SHA-256 pass less per upload.
 				if err := x.Server.PutBlock(ctx, j.b.Hash, buf, compress); err != nil {
-					setErr(fmt.Errorf("put block of %q: %w", p.op.Path, err))
+					if refused(err) && chunk.SumHex(buf) != j.b.Hash {
+						setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
+					} else {
+						setErr(fmt.Errorf("put block of %q: %w", p.op.Path, err))
+					}
 					continue
 				}
 				x.Counters.BytesUp.Add(j.b.Size)
@@ -282,6 +287,13 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// refused reports an answer of the server that refuses the request itself (4xx), as a
+// block whose bytes do not hash to its name is.
+func refused(err error) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500
 }
 
 // blockBufs holds the read buffers of block uploads, one per worker at a time.
