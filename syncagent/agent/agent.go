@@ -182,9 +182,17 @@ func (a *Agent) init(base *ignore.Matcher) {
 	a.st.started = time.Now()
 }
 
-// Close releases the folder and the state database.
+// Close releases the folder and the state database, after storing a snapshot of the
+// trees when the stored one is missing (the next start then reads one row, not every
+// row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
 	a.root.Close()
+	start := time.Now()
+	if wrote, err := a.db.SaveSnapshot(); err != nil {
+		a.log.Warn("could not store the trees' snapshot; the next start reads the rows", "err", err.Error())
+	} else if wrote {
+		a.log.Debug("stored the trees' snapshot", "took", time.Since(start).String())
+	}
 	return a.db.Close()
 }
 
@@ -229,8 +237,11 @@ func (a *Agent) visible(t plan.Tree) plan.Tree {
 
 // removeTempFiles deletes download temp files a crash left behind; they never carry a
 // final name, so nothing else can be lost here.
-func (a *Agent) removeTempFiles() {
-	_ = fs.WalkDir(a.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+func (a *Agent) removeTempFiles() { a.removeTempFilesIn(".") }
+
+// removeTempFilesIn is removeTempFiles for the subtree at dir.
+func (a *Agent) removeTempFilesIn(dir string) {
+	_ = fs.WalkDir(a.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil //nolint:nilerr // best effort: an unreadable entry is passed over, the rest still swept
 		}
@@ -238,9 +249,7 @@ func (a *Agent) removeTempFiles() {
 			return fs.SkipDir
 		}
 		if strings.HasPrefix(d.Name(), scan.TempPrefix) {
-			if err := a.root.RemoveAll(p); err == nil {
-				a.log.Info("removed a leftover temp file", "path", p)
-			}
+			a.removeTemp(p)
 			if d.IsDir() {
 				return fs.SkipDir
 			}
@@ -249,11 +258,31 @@ func (a *Agent) removeTempFiles() {
 	})
 }
 
+func (a *Agent) removeTemp(p string) {
+	if err := a.root.RemoveAll(p); err == nil {
+		a.log.Info("removed a leftover temp file", "path", p)
+	}
+}
+
+// sweep is what a full scan that also removes leftover temp files reports to: the
+// removeTempFiles of the walk the scan makes anyway.
+func (a *Agent) sweep() *scan.Sweep {
+	return &scan.Sweep{
+		Temp:       func(p string, _ bool) { a.removeTemp(p) },
+		IgnoredDir: a.removeTempFilesIn,
+	}
+}
+
 // scanAll rescans the whole folder and persists the index updates.
 func (a *Agent) scanAll(ctx context.Context) error {
+	return a.scanAllSweep(ctx, nil)
+}
+
+// scanAllSweep is scanAll that reports to sw (when not nil) what the walk passes over.
+func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.reloadIgnore()
 	start := time.Now()
-	ups, err := a.scanner.Full(ctx, &a.local)
+	ups, err := a.scanner.FullSweep(ctx, &a.local, sw)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
