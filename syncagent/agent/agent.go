@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -176,7 +177,8 @@ func (a *Agent) init(base *ignore.Matcher) {
 	}
 	a.ignore.Store(base)
 	a.reloadIgnore()
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored, Blocks: a.db.LocalBlocks}
+	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
 	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
 		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
 	a.st.started = time.Now()
@@ -200,6 +202,11 @@ func (a *Agent) ignored(rel string, isDir bool) bool {
 	if a.scanner != nil && a.scanner.Skipped(rel) {
 		return true
 	}
+	return a.ignoredByPatterns(rel, isDir)
+}
+
+// ignoredByPatterns is ignored without the scanner's Skip entries.
+func (a *Agent) ignoredByPatterns(rel string, isDir bool) bool {
 	if m := a.ignore.Load(); m != nil {
 		return m.Match(rel, isDir)
 	}
@@ -413,10 +420,17 @@ func (a *Agent) catchUp(ctx context.Context) error {
 	}
 }
 
-// planNow plans from the current trees.
+// planNow plans from the current trees. The three are filtered side by side: the
+// filter only reads them (and the ignore patterns), and nothing else writes them while
+// the loop plans.
 func (a *Agent) planNow() []plan.Op {
-	return plan.Plan(a.visible(a.local.Tree), a.visible(a.remote), a.visible(a.synced),
-		plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
+	var remote, synced plan.Tree
+	var wg sync.WaitGroup
+	wg.Go(func() { remote = a.visible(a.remote) })
+	wg.Go(func() { synced = a.visible(a.synced) })
+	local := a.visible(a.local.Tree)
+	wg.Wait()
+	return plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
 }
 
 // actionable counts the ops that change something.
