@@ -130,6 +130,11 @@ func (s *Scanner) Skipped(rel string) bool {
 	if len(s.Skip) == 0 {
 		return false
 	}
+	if len(s.Skip) == 1 { // the usual case (the state dir): one comparison, no hashing
+		for k, on := range s.Skip {
+			return on && strings.HasPrefix(rel, k) && (len(rel) == len(k) || k != "" && rel[len(k)] == '/')
+		}
+	}
 	// rel and each of its parents: the prefixes of rel that end before a slash.
 	for i := len(rel); i > 0; i = strings.LastIndexByte(rel[:i], '/') {
 		if s.Skip[rel[:i]] {

@@ -23,8 +23,9 @@ func skippedByDirs(skip map[string]bool, rel string) bool {
 }
 
 func TestSkippedChecksThePathAndEveryParent(t *testing.T) {
-	skips := []map[string]bool{nil, {".syncfolder": true}, {"a/b": true}, {"a": true, "x/y/z": true}}
-	rels := []string{"a", "b", "a/b", "a/bc", "a/b/c", "ab/c", ".syncfolder", ".syncfolder/state.db",
+	skips := []map[string]bool{nil, {".syncfolder": true}, {"a/b": true}, {"a": true, "x/y/z": true},
+		{"a": false}, {"": true}, {"x/y/z": true}}
+	rels := []string{"", "a", "b", "a/b", "a/bc", "a/b/c", "ab/c", ".syncfolder", ".syncfolder/state.db", "a/",
 		"x/y", "x/y/z", "x/y/z/w", "x/y/zz", "q/.syncfolder", "a/b/c/d/e"}
 	for _, skip := range skips {
 		s := &Scanner{Skip: skip}
