@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -189,6 +190,13 @@ func (a *Agent) init(base *ignore.Matcher) {
 // row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
 	a.root.Close()
+	if has, err := a.db.HasSnapshot(); err != nil || has {
+		return a.db.Close()
+	}
+	// The agent's trees are done with: the snapshot reads its own from the tables, and
+	// must not hold both copies at once (a large folder's trees are most of the heap).
+	a.synced, a.remote, a.local, a.floor, a.exec = nil, nil, scan.Local{}, nil, nil
+	runtime.GC()
 	start := time.Now()
 	if wrote, err := a.db.SaveSnapshot(); err != nil {
 		a.log.Warn("could not store the trees' snapshot; the next start reads the rows", "err", err.Error())
