@@ -15,7 +15,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -176,15 +178,31 @@ func (a *Agent) init(base *ignore.Matcher) {
 	}
 	a.ignore.Store(base)
 	a.reloadIgnore()
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignored, Blocks: a.db.LocalBlocks}
+	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
 	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
 		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
 	a.st.started = time.Now()
 }
 
-// Close releases the folder and the state database.
+// Close releases the folder and the state database, after storing a snapshot of the
+// trees when the stored one is missing (the next start then reads one row, not every
+// row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
 	a.root.Close()
+	if has, err := a.db.HasSnapshot(); err != nil || has {
+		return a.db.Close()
+	}
+	// The agent's trees are done with: the snapshot reads its own from the tables, and
+	// must not hold both copies at once (a large folder's trees are most of the heap).
+	a.synced, a.remote, a.local, a.floor, a.exec = nil, nil, scan.Local{}, nil, nil
+	runtime.GC()
+	start := time.Now()
+	if wrote, err := a.db.SaveSnapshot(); err != nil {
+		a.log.Warn("could not store the trees' snapshot; the next start reads the rows", "err", err.Error())
+	} else if wrote {
+		a.log.Debug("stored the trees' snapshot", "took", time.Since(start).String())
+	}
 	return a.db.Close()
 }
 
@@ -192,6 +210,11 @@ func (a *Agent) ignored(rel string, isDir bool) bool {
 	if a.scanner != nil && a.scanner.Skipped(rel) {
 		return true
 	}
+	return a.ignoredByPatterns(rel, isDir)
+}
+
+// ignoredByPatterns is ignored without the scanner's Skip entries.
+func (a *Agent) ignoredByPatterns(rel string, isDir bool) bool {
 	if m := a.ignore.Load(); m != nil {
 		return m.Match(rel, isDir)
 	}
@@ -229,8 +252,11 @@ func (a *Agent) visible(t plan.Tree) plan.Tree {
 
 // removeTempFiles deletes download temp files a crash left behind; they never carry a
 // final name, so nothing else can be lost here.
-func (a *Agent) removeTempFiles() {
-	_ = fs.WalkDir(a.root.FS(), ".", func(p string, d fs.DirEntry, err error) error {
+func (a *Agent) removeTempFiles() { a.removeTempFilesIn(".") }
+
+// removeTempFilesIn is removeTempFiles for the subtree at dir.
+func (a *Agent) removeTempFilesIn(dir string) {
+	_ = fs.WalkDir(a.root.FS(), dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return nil //nolint:nilerr // best effort: an unreadable entry is passed over, the rest still swept
 		}
@@ -238,9 +264,7 @@ func (a *Agent) removeTempFiles() {
 			return fs.SkipDir
 		}
 		if strings.HasPrefix(d.Name(), scan.TempPrefix) {
-			if err := a.root.RemoveAll(p); err == nil {
-				a.log.Info("removed a leftover temp file", "path", p)
-			}
+			a.removeTemp(p)
 			if d.IsDir() {
 				return fs.SkipDir
 			}
@@ -249,11 +273,31 @@ func (a *Agent) removeTempFiles() {
 	})
 }
 
+func (a *Agent) removeTemp(p string) {
+	if err := a.root.RemoveAll(p); err == nil {
+		a.log.Info("removed a leftover temp file", "path", p)
+	}
+}
+
+// sweep is what a full scan that also removes leftover temp files reports to: the
+// removeTempFiles of the walk the scan makes anyway.
+func (a *Agent) sweep() *scan.Sweep {
+	return &scan.Sweep{
+		Temp:       func(p string, _ bool) { a.removeTemp(p) },
+		IgnoredDir: a.removeTempFilesIn,
+	}
+}
+
 // scanAll rescans the whole folder and persists the index updates.
 func (a *Agent) scanAll(ctx context.Context) error {
+	return a.scanAllSweep(ctx, nil)
+}
+
+// scanAllSweep is scanAll that reports to sw (when not nil) what the walk passes over.
+func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.reloadIgnore()
 	start := time.Now()
-	ups, err := a.scanner.Full(ctx, &a.local)
+	ups, err := a.scanner.FullSweep(ctx, &a.local, sw)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
@@ -384,10 +428,17 @@ func (a *Agent) catchUp(ctx context.Context) error {
 	}
 }
 
-// planNow plans from the current trees.
+// planNow plans from the current trees. The three are filtered side by side: the
+// filter only reads them (and the ignore patterns), and nothing else writes them while
+// the loop plans.
 func (a *Agent) planNow() []plan.Op {
-	return plan.Plan(a.visible(a.local.Tree), a.visible(a.remote), a.visible(a.synced),
-		plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
+	var remote, synced plan.Tree
+	var wg sync.WaitGroup
+	wg.Go(func() { remote = a.visible(a.remote) })
+	wg.Go(func() { synced = a.visible(a.synced) })
+	local := a.visible(a.local.Tree)
+	wg.Wait()
+	return plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
 }
 
 // actionable counts the ops that change something.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/watch"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -22,11 +23,13 @@ const maxOnceFailures = 8
 // folder and the server agree. It returns nil when they do, ErrMassDelete when the
 // breaker held deletes back, and an error when it cannot get there.
 func (a *Agent) Once(ctx context.Context) error {
-	a.removeTempFiles()
+	// Leftover temp files are removed by the first full scan's walk (before any plan is
+	// executed), not by a walk of their own.
+	swept := false
 	bo := backoff{min: 200 * time.Millisecond, max: 5 * time.Second}
 	failures := 0
 	for round := 0; round < maxOnceRounds; round++ {
-		done, err := a.onceRound(ctx)
+		done, err := a.onceRound(ctx, &swept)
 		if err == nil && done {
 			a.st.synced(time.Now())
 			return nil
@@ -53,14 +56,20 @@ func (a *Agent) Once(ctx context.Context) error {
 	return fmt.Errorf("folder did not settle after %d rounds (is something writing to it?)", maxOnceRounds)
 }
 
-// onceRound reports done when the plan had nothing to do.
-func (a *Agent) onceRound(ctx context.Context) (bool, error) {
+// onceRound reports done when the plan had nothing to do. Until *swept, its full scan
+// also removes leftover temp files (and sets *swept when it completes).
+func (a *Agent) onceRound(ctx context.Context, swept *bool) (bool, error) {
 	if err := a.catchUp(ctx); err != nil {
 		return false, err
 	}
-	if err := a.scanAll(ctx); err != nil {
+	var sw *scan.Sweep
+	if !*swept {
+		sw = a.sweep()
+	}
+	if err := a.scanAllSweep(ctx, sw); err != nil {
 		return false, err
 	}
+	*swept = true
 	ops := a.planNow()
 	if actionable(ops) == 0 {
 		a.reportAll(ops)

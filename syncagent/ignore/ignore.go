@@ -170,12 +170,17 @@ func (m *Matcher) Match(relPath string, isDir bool) bool {
 	if relPath == FileName {
 		return false
 	}
-	segs := strings.Split(relPath, "/")
-	for _, s := range segs {
+	for rest, more := relPath, true; more; {
+		var s string
+		s, rest, more = strings.Cut(rest, "/")
 		if s == StateDirName || strings.HasPrefix(s, TempPrefix) {
 			return true
 		}
 	}
+	if len(m.rules) == 0 {
+		return false // no pattern: nothing more to split the path for
+	}
+	segs := strings.Split(relPath, "/")
 	for i := 1; i < len(segs); i++ {
 		if m.matchOne(segs[:i], true) {
 			return true

@@ -160,3 +160,20 @@ func TestLoadAppliesTheBaseFileFirst(t *testing.T) {
 		t.Errorf("malformed .syncignore: err %v", err)
 	}
 }
+
+// Without patterns, the state dir and temp files are still ignored at any depth.
+func TestMatchWithoutPatterns(t *testing.T) {
+	m, err := Compile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rel, want := range map[string]bool{
+		"a": false, "a/b/c": false, "": false, FileName: false, "a/" + FileName: false,
+		StateDirName: true, StateDirName + "/x": true, "a/" + StateDirName + "/x": true,
+		TempPrefix + "1": true, "a/" + TempPrefix + "1": true, "a/" + TempPrefix + "d/x": true, "a//b": false,
+	} {
+		if got := m.Match(rel, false); got != want {
+			t.Errorf("Match(%q) = %v, want %v", rel, got, want)
+		}
+	}
+}

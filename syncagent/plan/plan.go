@@ -63,8 +63,11 @@ func Plan(local, remote, synced Tree, opts Options) []Op {
 	// A path where nothing changed (most of a large folder) gets no decision: nil
 	// stands for "none", whose final states are the trees' own.
 	p.decisions = make([]*decision, len(paths))
+	p.unchangedDir = make([]bool, len(paths))
 	for i, q := range paths {
-		if !p.unchanged(q) {
+		if same, dir := p.unchanged(q); same {
+			p.unchangedDir[i] = dir
+		} else {
 			p.decisions[i] = p.decide(q)
 		}
 	}
@@ -73,15 +76,16 @@ func Plan(local, remote, synced Tree, opts Options) []Op {
 }
 
 // unchanged reports, without allocating, whether decide(q) would be none: both sides
-// equal the merge base (Seq included) and the server does not hold q under a non-dir.
-func (p *planner) unchanged(q string) bool {
+// equal the merge base (Seq included) and the server does not hold q under a non-dir;
+// and if so, whether q is a dir (on both sides, as Same compares the types).
+func (p *planner) unchanged(q string) (same, dir bool) {
 	l, lok := p.local[q]
 	r, rok := p.remote[q]
 	s, sok := p.synced[q]
 	if !lok || !rok || !sok || r.Seq != s.Seq || !Same(&l, &s) || !Same(&r, &s) {
-		return false
+		return false, false
 	}
-	return p.nonDirAncestor(q) == ""
+	return p.nonDirAncestor(q) == "", l.Type == proto.TypeDir
 }
 
 // Same reports whether a and b hold the same thing for syncing purposes: both absent,
@@ -120,6 +124,7 @@ type planner struct {
 	local, remote, synced Tree
 	opts                  Options
 	decisions             []*decision     // by index of the sorted paths; nil: none
+	unchangedDir          []bool          // by index: a path with no decision is a dir
 	taken                 map[string]bool // conflict paths handed out in this plan
 	ancestors             map[string]string
 	last                  lastNodes
@@ -332,8 +337,8 @@ func (p *planner) keepNeededDirs(paths []string) {
 			need[q] = true
 		}
 	}
-	mark := func(q string, d *decision) {
-		lHas, _, rHas, _ := p.finals(q, d)
+	mark := func(i int, q string, d *decision) {
+		lHas, _, rHas, _ := p.finals(i, d)
 		if lHas {
 			markUp(needLocal, q)
 		}
@@ -345,7 +350,7 @@ func (p *planner) keepNeededDirs(paths []string) {
 		}
 	}
 	for i, q := range paths {
-		mark(q, p.decisions[i])
+		mark(i, q, p.decisions[i])
 	}
 	// Deepest first, ties in path order: a counting sort by depth. Every path is in it,
 	// since a dir kept below may flag an ancestor that nothing flagged before.
@@ -360,7 +365,7 @@ func (p *planner) keepNeededDirs(paths []string) {
 	for d := len(byDepth) - 1; d >= 0; d-- {
 		for _, i := range byDepth[d] {
 			q := paths[i]
-			_, lDir, _, rDir := p.finals(q, p.decisions[i])
+			_, lDir, _, rDir := p.finals(int(i), p.decisions[i])
 			brokenLocal := needLocal[q] && !lDir
 			brokenRemote := needRemote[q] && !rDir
 			if !brokenLocal && !brokenRemote {
@@ -368,19 +373,18 @@ func (p *planner) keepNeededDirs(paths []string) {
 			}
 			if fixed := p.keepDir(q); fixed != nil {
 				p.decisions[i] = fixed
-				mark(q, fixed)
+				mark(int(i), q, fixed)
 			}
 		}
 	}
 }
 
-// finals returns whether q ends present, and a dir, on each side under decision d
-// (nil: none, and both sides keep what the trees hold).
-func (p *planner) finals(q string, d *decision) (lHas, lDir, rHas, rDir bool) {
+// finals returns whether path i ends present, and a dir, on each side under decision d
+// (nil: none, for an unchanged path, which both sides hold as the merge base's type).
+func (p *planner) finals(i int, d *decision) (lHas, lDir, rHas, rDir bool) {
 	if d == nil {
-		l, lok := p.local[q]
-		r, rok := p.remote[q]
-		return lok, lok && l.Type == proto.TypeDir, rok, rok && r.Type == proto.TypeDir
+		dir := p.unchangedDir[i]
+		return true, dir, true, dir
 	}
 	return d.finalLocal != nil, isDir(d.finalLocal), d.finalRemote != nil, isDir(d.finalRemote)
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -26,29 +25,32 @@ type dirEntry struct {
 
 // readDir lists dir ("." for the root) in name order, with each entry's stat key taken
 // by fstatat relative to the open dir without following a link: the dir is opened
-// through the Root (it cannot lead outside) and each name is one component.
+// through the Root (it cannot lead outside) and each name is one component. The names
+// are read without a stat each (Readdirnames, not ReadDir, which stats every entry on a
+// file system whose listing carries no type, such as ext2/3): fstatat is the one stat.
 func (s *Scanner) readDir(dir string) ([]dirEntry, error) {
 	f, err := s.Root.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	des, err := f.ReadDir(-1)
+	names, err := f.Readdirnames(-1)
 	if err != nil {
 		return nil, err
 	}
-	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	slices.Sort(names)
 	fd := int(f.Fd())
-	out := make([]dirEntry, len(des))
-	for i, d := range des {
-		e := dirEntry{name: d.Name(), isDir: d.IsDir()}
+	out := make([]dirEntry, len(names))
+	for i, name := range names {
+		e := dirEntry{name: name}
 		var st unix.Stat_t
-		if err := unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				err = fs.ErrNotExist
 			}
-			e.err = &fs.PathError{Op: "fstatat", Path: e.name, Err: err}
+			e.err = &fs.PathError{Op: "fstatat", Path: name, Err: err}
 		} else {
+			e.isDir = uint32(st.Mode)&unix.S_IFMT == unix.S_IFDIR //nolint:unconvert // the field types differ between platforms
 			e.st, e.ok = statKey(&st)
 		}
 		out[i] = e

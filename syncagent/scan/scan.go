@@ -127,14 +127,21 @@ func (s *Scanner) ignored(rel string, isDir bool) bool {
 
 // Skipped reports whether rel is, or is inside, one of the Skip entries.
 func (s *Scanner) Skipped(rel string) bool {
-	for p := rel; ; p = path.Dir(p) {
-		if s.Skip[p] {
-			return true
-		}
-		if !strings.Contains(p, "/") {
-			return false
+	if len(s.Skip) == 0 {
+		return false
+	}
+	if len(s.Skip) == 1 { // the usual case (the state dir): one comparison, no hashing
+		for k, on := range s.Skip {
+			return on && strings.HasPrefix(rel, k) && (len(rel) == len(k) || k != "" && rel[len(k)] == '/')
 		}
 	}
+	// rel and each of its parents: the prefixes of rel that end before a slash.
+	for i := len(rel); i > 0; i = strings.LastIndexByte(rel[:i], '/') {
+		if s.Skip[rel[:i]] {
+			return true
+		}
+	}
+	return false
 }
 
 // Stat is the stat key of one path, as the index cache records it.
@@ -169,8 +176,23 @@ type job struct {
 	st   state.IndexEntry
 }
 
+// Sweep receives what a full scan passes over that the agent may have to clean up: every
+// entry whose name starts with TempPrefix (Temp), and every other dir the scan does not
+// enter because it is ignored (IgnoredDir; its content is not read). Nothing under Skip
+// is reported.
+type Sweep struct {
+	Temp       func(rel string, isDir bool)
+	IgnoredDir func(rel string)
+}
+
 // Full rescans the whole folder. It returns the index updates to persist.
 func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
+	return s.FullSweep(ctx, l, nil)
+}
+
+// FullSweep is Full that also reports to sw (when not nil) what it passes over, so that
+// one walk both scans and finds leftover temp files.
+func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update, error) {
 	seen := make(map[string]bool, len(l.Tree))
 	var jobs []job
 	var ups []Update
@@ -197,6 +219,13 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 				p = dir + "/" + e.name
 			}
 			if s.ignored(p, e.isDir) {
+				if sw != nil && !s.Skipped(p) {
+					if strings.HasPrefix(e.name, TempPrefix) {
+						sw.Temp(p, e.isDir)
+					} else if e.isDir {
+						sw.IgnoredDir(p)
+					}
+				}
 				continue
 			}
 			j, up, ok, err := s.settle(p, e.st, e.ok, e.err, l)

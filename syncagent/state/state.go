@@ -83,7 +83,7 @@ func Open(dir string) (*DB, error) {
 	// One connection: SQLite serializes writers anyway, and one connection keeps the
 	// pragmas and avoids SQLITE_BUSY between our own goroutines.
 	db.SetMaxOpenConns(1)
-	if _, err := db.Exec(schema); err != nil {
+	if _, err := db.Exec(schema + snapshotSchema); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
 	}
@@ -122,19 +122,28 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 	return folderID, since, nil
 }
 
-// Trees loads the synced and remote trees and the index cache.
+// Trees loads the synced and remote trees and the index cache: from the snapshot when a
+// valid one is stored (see snapshot.go), else from the rows.
 func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+	if synced, remote, index, ok := d.loadSnapshot(); ok {
+		return synced, remote, index, nil
+	}
+	return loadRows(d.db)
+}
+
+// loadRows loads the trees from the rows of the tables.
+func loadRows(db queryer) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
 	// Sized up front: a map grown one doubling at a time allocates about twice its
 	// final size on the way, and a large folder's trees are most of the agent's memory.
 	var counts [3]int
 	for i, t := range []string{"synced", "remote", "local"} {
-		if err := d.db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&counts[i]); err != nil {
+		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&counts[i]); err != nil {
 			return nil, nil, nil, fmt.Errorf("count %s rows: %w", t, err)
 		}
 	}
 	synced, remote, index = make(plan.Tree, counts[0]), make(plan.Tree, counts[1]), make(map[string]IndexEntry, counts[2])
 	load := func(q string, fn func(*sql.Rows) error) error {
-		rows, err := d.db.Query(q)
+		rows, err := db.Query(q)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,364 @@
+package state
+
+import (
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"slices"
+	"unsafe"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// The snapshot is the three trees (without block lists) in one compact blob, so that an
+// agent starts by reading one row instead of decoding 300,000 rows of a 100,000-file
+// folder. It is a cache of the tables, never the truth:
+//
+//   - it is written (SaveSnapshot) from the tables themselves, read in the same
+//     transaction that stores it, never from the agent's memory;
+//   - triggers on the tables delete it in the transaction of any insert, update or delete
+//     of a row of synced, remote or local, whoever writes (an older agent binary too, as
+//     the triggers live in the database file);
+//   - Trees uses it only when it is present, has this format's magic and its checksum
+//     matches; otherwise it reads the rows, as before.
+const snapshotSchema = `
+CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
+CREATE TRIGGER IF NOT EXISTS snapshot_synced_ins AFTER INSERT ON synced BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_synced_upd AFTER UPDATE ON synced BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_synced_del AFTER DELETE ON synced BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_remote_ins AFTER INSERT ON remote BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_remote_upd AFTER UPDATE ON remote BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_remote_del AFTER DELETE ON remote BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_local_ins AFTER INSERT ON local BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_local_upd AFTER UPDATE ON local BEGIN DELETE FROM snapshot; END;
+CREATE TRIGGER IF NOT EXISTS snapshot_local_del AFTER DELETE ON local BEGIN DELETE FROM snapshot; END;
+`
+
+// snapshotMagic starts a snapshot of this format; another format is ignored (rows).
+const snapshotMagic = "sfsnap1\n"
+
+// Presence bits of a path record.
+const (
+	inSynced = 1 << iota
+	inRemote
+	inIndex
+)
+
+// Hash references of a node: none, the previous hash of the same path, or a literal.
+const (
+	hashEmpty = iota
+	hashSame
+	hashLiteral
+)
+
+// Type codes; typeOther is followed by the type string.
+const (
+	typeFile = iota
+	typeDir
+	typeSymlink
+	typeOther
+)
+
+// SaveSnapshot stores a snapshot of the trees, read from the tables in the same
+// transaction, unless a valid one is already stored. It reports whether it wrote one.
+func (d *DB) SaveSnapshot() (bool, error) {
+	tx, err := d.db.Begin()
+	if err != nil {
+		return false, fmt.Errorf("begin snapshot: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var n int
+	if err := tx.QueryRow(`SELECT COUNT(*) FROM snapshot`).Scan(&n); err != nil {
+		return false, fmt.Errorf("snapshot: %w", err)
+	}
+	if n > 0 {
+		return false, nil
+	}
+	synced, remote, index, err := loadRows(tx)
+	if err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, encodeSnapshot(synced, remote, index)); err != nil {
+		return false, fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("commit snapshot: %w", err)
+	}
+	return true, nil
+}
+
+// HasSnapshot reports whether a snapshot is stored (valid or not).
+func (d *DB) HasSnapshot() (bool, error) {
+	var n int
+	if err := d.db.QueryRow(`SELECT COUNT(*) FROM snapshot`).Scan(&n); err != nil {
+		return false, fmt.Errorf("snapshot: %w", err)
+	}
+	return n > 0, nil
+}
+
+// loadSnapshot returns the trees of the stored snapshot; ok is false when there is none
+// or it cannot be used.
+func (d *DB) loadSnapshot() (synced, remote plan.Tree, index map[string]IndexEntry, ok bool) {
+	var data []byte
+	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&data); err != nil {
+		return nil, nil, nil, false
+	}
+	synced, remote, index, err := decodeSnapshot(data)
+	if err != nil {
+		return nil, nil, nil, false
+	}
+	return synced, remote, index, true
+}
+
+func typeCode(t proto.EntryType) byte {
+	switch t {
+	case proto.TypeFile:
+		return typeFile
+	case proto.TypeDir:
+		return typeDir
+	case proto.TypeSymlink:
+		return typeSymlink
+	}
+	return typeOther
+}
+
+// encodeSnapshot lays out: magic, the three counts, then one record per distinct path in
+// path order (path, presence bits, then the synced, remote and index nodes present), and
+// a CRC-32 (Castagnoli) of everything before it.
+func encodeSnapshot(synced, remote plan.Tree, index map[string]IndexEntry) []byte {
+	paths := make([]string, 0, max(len(synced), len(remote), len(index)))
+	for p := range synced {
+		paths = append(paths, p)
+	}
+	for p := range remote {
+		if _, ok := synced[p]; !ok {
+			paths = append(paths, p)
+		}
+	}
+	for p := range index {
+		_, s := synced[p]
+		_, r := remote[p]
+		if !s && !r {
+			paths = append(paths, p)
+		}
+	}
+	slices.Sort(paths)
+	b := make([]byte, 0, 64+len(paths)*160)
+	b = append(b, snapshotMagic...)
+	b = binary.AppendUvarint(b, uint64(len(synced)))
+	b = binary.AppendUvarint(b, uint64(len(remote)))
+	b = binary.AppendUvarint(b, uint64(len(index)))
+	str := func(s string) {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		b = append(b, s...)
+	}
+	for _, p := range paths {
+		str(p)
+		s, sok := synced[p]
+		r, rok := remote[p]
+		e, eok := index[p]
+		var bits byte
+		if sok {
+			bits |= inSynced
+		}
+		if rok {
+			bits |= inRemote
+		}
+		if eok {
+			bits |= inIndex
+		}
+		b = append(b, bits)
+		prev := ""
+		node := func(typ proto.EntryType, sha, target string, mode uint32, size, mtime int64) {
+			c := typeCode(typ)
+			b = append(b, c)
+			if c == typeOther {
+				str(string(typ))
+			}
+			switch sha {
+			case "":
+				b = append(b, hashEmpty)
+			case prev:
+				b = append(b, hashSame)
+			default:
+				b = append(b, hashLiteral)
+				str(sha)
+			}
+			if sha != "" {
+				prev = sha
+			}
+			str(target)
+			b = binary.AppendUvarint(b, uint64(mode))
+			b = binary.AppendVarint(b, size)
+			b = binary.AppendVarint(b, mtime)
+		}
+		if sok {
+			node(s.Type, s.SHA256, s.Target, s.Mode, s.Size, s.MTimeNs)
+			b = binary.AppendVarint(b, s.Seq)
+		}
+		if rok {
+			node(r.Type, r.SHA256, r.Target, r.Mode, r.Size, r.MTimeNs)
+			b = binary.AppendVarint(b, r.Seq)
+		}
+		if eok {
+			node(e.Type, e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs)
+			b = binary.AppendUvarint(b, e.Ino)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+var errBadSnapshot = errors.New("malformed snapshot")
+
+// decodeSnapshot decodes encodeSnapshot's data. Every string of the trees is a part of
+// one string holding data (data must not be changed afterwards), so the trees of a large
+// folder cost three map inserts per path and no allocation per row.
+func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, nil, nil, errBadSnapshot
+	}
+	body := data[:len(data)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+		return nil, nil, nil, errBadSnapshot
+	}
+	d := snapDecoder{s: unsafe.String(unsafe.SliceData(body), len(body)), i: len(snapshotMagic)}
+	ns, nr, ni := d.count(), d.count(), d.count()
+	if d.bad {
+		return nil, nil, nil, errBadSnapshot
+	}
+	synced, remote, index = make(plan.Tree, ns), make(plan.Tree, nr), make(map[string]IndexEntry, ni)
+	for d.i < len(d.s) && !d.bad {
+		p := d.str()
+		bits := d.byte()
+		prev := ""
+		node := func() (n plan.Node) {
+			switch d.byte() {
+			case typeFile:
+				n.Type = proto.TypeFile
+			case typeDir:
+				n.Type = proto.TypeDir
+			case typeSymlink:
+				n.Type = proto.TypeSymlink
+			case typeOther:
+				n.Type = proto.EntryType(d.str())
+			default:
+				d.bad = true
+			}
+			switch d.byte() {
+			case hashEmpty:
+			case hashSame:
+				n.SHA256 = prev
+			case hashLiteral:
+				n.SHA256 = d.str()
+			default:
+				d.bad = true
+			}
+			if n.SHA256 != "" {
+				prev = n.SHA256
+			}
+			n.Target = d.str()
+			mode := d.uvarint()
+			if mode > math.MaxUint32 {
+				d.bad = true
+			}
+			n.Mode, n.Size, n.MTimeNs = uint32(mode), d.varint(), d.varint()
+			return n
+		}
+		if bits&^(inSynced|inRemote|inIndex) != 0 || bits == 0 {
+			d.bad = true
+		}
+		if bits&inSynced != 0 {
+			n := node()
+			n.Seq = d.varint()
+			synced[p] = n
+		}
+		if bits&inRemote != 0 {
+			n := node()
+			n.Seq = d.varint()
+			remote[p] = n
+		}
+		if bits&inIndex != 0 {
+			n := node()
+			index[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
+				Size: n.Size, MTimeNs: n.MTimeNs, Ino: d.uvarint()}
+		}
+	}
+	if d.bad || len(synced) != ns || len(remote) != nr || len(index) != ni {
+		return nil, nil, nil, errBadSnapshot
+	}
+	return synced, remote, index, nil
+}
+
+// snapDecoder reads a snapshot; a read past the end sets bad and returns zero values.
+type snapDecoder struct {
+	s   string
+	i   int
+	bad bool
+}
+
+func (d *snapDecoder) byte() byte {
+	if d.i >= len(d.s) {
+		d.bad = true
+		return 0
+	}
+	c := d.s[d.i]
+	d.i++
+	return c
+}
+
+func (d *snapDecoder) uvarint() uint64 {
+	var x uint64
+	for shift := uint(0); shift < 64; shift += 7 {
+		c := d.byte()
+		if d.bad {
+			return 0
+		}
+		x |= uint64(c&0x7f) << shift
+		if c < 0x80 {
+			return x
+		}
+	}
+	d.bad = true
+	return 0
+}
+
+func (d *snapDecoder) varint() int64 {
+	u := d.uvarint()
+	x := int64(u >> 1)
+	if u&1 != 0 {
+		x = ^x
+	}
+	return x
+}
+
+func (d *snapDecoder) count() int {
+	n := d.uvarint()
+	if n > uint64(len(d.s)) { // every entry takes several bytes
+		d.bad = true
+		return 0
+	}
+	return int(n)
+}
+
+func (d *snapDecoder) str() string {
+	n := d.uvarint()
+	if d.bad || n > uint64(len(d.s)-d.i) {
+		d.bad = true
+		return ""
+	}
+	s := d.s[d.i : d.i+int(n)]
+	d.i += int(n)
+	return s
+}
+
+// queryer is a *sql.DB or a *sql.Tx.
+type queryer interface {
+	Query(query string, args ...any) (*sql.Rows, error)
+	QueryRow(query string, args ...any) *sql.Row
+}

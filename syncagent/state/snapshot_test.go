@@ -1,0 +1,222 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// randomTrees returns trees with every shape the tables can hold: paths in one, two or
+// all three trees, equal and different hashes, empty hashes, symlink targets, an unknown
+// type, extreme sizes, mtimes, seqs and inodes.
+func randomTrees(r *rand.Rand, n int) (synced, remote plan.Tree, index map[string]IndexEntry) {
+	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]IndexEntry{}
+	types := []proto.EntryType{proto.TypeFile, proto.TypeDir, proto.TypeSymlink, "fifo"}
+	pick := func(vs ...int64) int64 { return vs[r.IntN(len(vs))] }
+	hashes := []string{"", "aa", "bb", fmt.Sprintf("%064x", r.Uint64())}
+	node := func() plan.Node {
+		return plan.Node{Type: types[r.IntN(len(types))], SHA256: hashes[r.IntN(len(hashes))],
+			Target: []string{"", "../x", "ü/ÿ"}[r.IntN(3)], Mode: uint32(pick(0, 0o644, 0o7777, math.MaxUint32)),
+			Size: pick(0, 1, -1, math.MaxInt64, math.MinInt64, r.Int64()), MTimeNs: pick(0, -1, math.MinInt64, r.Int64()),
+			Seq: pick(0, 1, math.MaxInt64, r.Int64N(1000))}
+	}
+	for i := range n {
+		p := fmt.Sprintf("d%d/f%d ü", r.IntN(5), i)
+		bits := 1 + r.IntN(7)
+		if bits&1 != 0 {
+			synced[p] = node()
+		}
+		if bits&2 != 0 {
+			remote[p] = node()
+		}
+		if bits&4 != 0 {
+			e := node()
+			index[p] = IndexEntry{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size,
+				MTimeNs: e.MTimeNs, Ino: []uint64{0, 1, math.MaxUint64, r.Uint64()}[r.IntN(4)]}
+		}
+	}
+	return synced, remote, index
+}
+
+func TestSnapshotEncodingRoundTrips(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for round := range 200 {
+		s, rm, ix := randomTrees(r, round%50)
+		gs, gr, gi, err := decodeSnapshot(encodeSnapshot(s, rm, ix))
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		if !reflect.DeepEqual(gs, s) || !reflect.DeepEqual(gr, rm) || !reflect.DeepEqual(gi, ix) {
+			t.Fatalf("round %d: decoded trees differ", round)
+		}
+	}
+}
+
+// A damaged snapshot is refused (never a panic, never trees that differ): every
+// truncation and every single-byte change.
+func TestSnapshotRefusesDamage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	s, rm, ix := randomTrees(r, 20)
+	data := encodeSnapshot(s, rm, ix)
+	for n := range len(data) {
+		if _, _, _, err := decodeSnapshot(append([]byte(nil), data[:n]...)); err == nil {
+			t.Fatalf("truncated to %d of %d bytes: accepted", n, len(data))
+		}
+	}
+	for i := range data {
+		bad := append([]byte(nil), data...)
+		bad[i] ^= 1 << r.IntN(8)
+		if _, _, _, err := decodeSnapshot(bad); err == nil {
+			t.Fatalf("byte %d changed: accepted", i)
+		}
+	}
+}
+
+func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]IndexEntry) {
+	t.Helper()
+	err := db.Update(context.Background(), func(tx *Tx) error {
+		for p, n := range s {
+			if err := tx.PutSynced(p, n); err != nil {
+				return err
+			}
+		}
+		for p, n := range rm {
+			e := proto.Entry{Path: p, Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode, Size: n.Size,
+				MTimeNs: n.MTimeNs, Seq: n.Seq, Blocks: []proto.Block{{Hash: "aa", Size: 1}}}
+			if err := tx.PutRemote(e); err != nil {
+				return err
+			}
+		}
+		for p, e := range ix {
+			if err := tx.PutIndex(p, e, nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkTrees asserts that Trees (snapshot or rows) gives exactly what the rows hold.
+func checkTrees(t *testing.T, db *DB, what string) {
+	t.Helper()
+	ws, wr, wi, err := loadRows(db.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs, gr, gi, err := db.Trees()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gs, ws) || !reflect.DeepEqual(gr, wr) || !reflect.DeepEqual(gi, wi) {
+		t.Fatalf("%s: Trees differs from the rows", what)
+	}
+}
+
+func TestSnapshotIsDroppedByEveryTreeWrite(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r := rand.New(rand.NewPCG(5, 6))
+	s, rm, ix := randomTrees(r, 40)
+	fillRandom(t, db, s, rm, ix)
+	ctx := context.Background()
+	writes := []struct {
+		name string
+		fn   func(tx *Tx) error
+	}{
+		{"PutSynced", func(tx *Tx) error { return tx.PutSynced("new", plan.Node{Type: proto.TypeDir}) }},
+		{"DeleteSynced", func(tx *Tx) error { return tx.DeleteSynced("new") }},
+		{"PutRemote", func(tx *Tx) error { return tx.PutRemote(proto.Entry{Path: "new", Type: proto.TypeDir, Seq: 3}) }},
+		{"PutRemote again", func(tx *Tx) error {
+			return tx.PutRemote(proto.Entry{Path: "new", Type: proto.TypeFile, SHA256: "cc", Seq: 4, BlocksOmitted: true})
+		}},
+		{"SetRemoteBlocks", func(tx *Tx) error { return tx.SetRemoteBlocks("new", 4, []proto.Block{{Hash: "cc", Size: 2}}) }},
+		{"DeleteRemote", func(tx *Tx) error { return tx.DeleteRemote("new") }},
+		{"PutIndex", func(tx *Tx) error {
+			return tx.PutIndex("new", IndexEntry{Type: proto.TypeFile, SHA256: "cc", Size: 2}, []proto.Block{{Hash: "cc", Size: 2}})
+		}},
+		{"DeleteIndex", func(tx *Tx) error { return tx.DeleteIndex("new") }},
+		{"raw SQL of another build", func(tx *Tx) error {
+			_, err := tx.tx.Exec(`UPDATE local SET mtime = mtime + 1`)
+			return err
+		}},
+		{"ResetTrees", func(tx *Tx) error { return tx.ResetTrees() }},
+	}
+	for _, w := range writes {
+		wrote, err := db.SaveSnapshot()
+		if err != nil || !wrote {
+			t.Fatalf("before %s: SaveSnapshot = %v, %v", w.name, wrote, err)
+		}
+		if wrote, err := db.SaveSnapshot(); err != nil || wrote {
+			t.Fatalf("SaveSnapshot over a valid one = %v, %v; want nothing written", wrote, err)
+		}
+		checkTrees(t, db, "snapshot before "+w.name)
+		// The cursor is not part of the trees: it leaves the snapshot in place.
+		if err := db.Update(ctx, func(tx *Tx) error { return tx.SetCursor("f", 9) }); err != nil {
+			t.Fatal(err)
+		}
+		if has, _ := db.HasSnapshot(); !has {
+			t.Fatalf("SetCursor dropped the snapshot")
+		}
+		// A failed transaction keeps it.
+		_ = db.Update(ctx, func(tx *Tx) error {
+			if err := w.fn(tx); err != nil {
+				return err
+			}
+			return context.Canceled
+		})
+		if has, _ := db.HasSnapshot(); !has {
+			t.Fatalf("%s rolled back: the snapshot is gone", w.name)
+		}
+		if err := db.Update(ctx, w.fn); err != nil {
+			t.Fatalf("%s: %v", w.name, err)
+		}
+		if has, _ := db.HasSnapshot(); has {
+			t.Fatalf("%s kept the snapshot", w.name)
+		}
+		checkTrees(t, db, "rows after "+w.name)
+	}
+}
+
+func TestTreesFallBackToRowsOnADamagedSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	s, rm, ix := randomTrees(r, 30)
+	fillRandom(t, db, s, rm, ix)
+	if _, err := db.SaveSnapshot(); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	// Reopened (the schema and triggers are created again, IF NOT EXISTS), the snapshot
+	// serves the trees.
+	if db, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, _, _, ok := db.loadSnapshot(); !ok {
+		t.Fatal("no snapshot after reopening")
+	}
+	checkTrees(t, db, "reopened")
+	if _, err := db.db.Exec(`UPDATE snapshot SET data = substr(data, 1, 100)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, ok := db.loadSnapshot(); ok {
+		t.Fatal("a truncated snapshot was used")
+	}
+	checkTrees(t, db, "damaged")
+}
