@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/syncedfolder/synced-folder/internal/entropy"
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 	"github.com/syncedfolder/synced-folder/syncserver/store"
@@ -340,23 +340,7 @@ func compressibleBlock(f io.ReadSeeker, size int64) bool {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return false
 	}
-	return n > 0 && entropy(sample[:n]) < 7.2
-}
-
-// entropy is the order-0 entropy of b in bits per byte.
-func entropy(b []byte) float64 {
-	var hist [256]int
-	for _, c := range b {
-		hist[c]++
-	}
-	var e float64
-	for _, c := range hist {
-		if c > 0 {
-			p := float64(c) / float64(len(b))
-			e -= p * math.Log2(p)
-		}
-	}
-	return e
+	return entropy.Compressible(sample[:n])
 }
 
 // zstdEncoders compress block downloads; encoders are costly to make, so they are

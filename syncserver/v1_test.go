@@ -279,10 +279,6 @@ func TestRandomBlockIsServedPlain(t *testing.T) {
 	if !bytes.Equal(body, data) {
 		t.Fatalf("GET: %d bytes, not the block's", len(body))
 	}
-	// The estimate: random bytes are near 8 bits per byte, text far below the threshold.
-	if entropy(data[:16<<10]) < 7.2 || entropy(bytes.Repeat([]byte("ab"), 8000)) > 1.5 {
-		t.Fatalf("entropy estimate off")
-	}
 }
 
 func TestDeleteVersionsRestoreConflictsAudit(t *testing.T) {

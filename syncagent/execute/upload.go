@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"slices"
 	"sync"
 
+	"github.com/syncedfolder/synced-folder/internal/entropy"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -309,19 +309,7 @@ func compressible(f interface {
 	if n < 1024 {
 		n, _ = f.ReadAt(sample, 0)
 	}
-	sample = sample[:n]
-	var hist [256]int
-	for _, c := range sample {
-		hist[c]++
-	}
-	var entropy float64
-	for _, c := range hist {
-		if c > 0 {
-			p := float64(c) / float64(n)
-			entropy -= p * math.Log2(p)
-		}
-	}
-	return n > 0 && entropy < 7.2
+	return entropy.Compressible(sample[:n])
 }
 
 // itemError is the failure of one item of a commit while its request was being sent.
