@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/modroot"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -32,7 +33,7 @@ type Binaries struct {
 
 // Build builds syncserver and syncagent into dir.
 func Build(dir string) (Binaries, error) {
-	root, err := RepoRoot()
+	root, err := modroot.Find()
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -45,24 +46,6 @@ func Build(dir string) (Binaries, error) {
 		}
 	}
 	return b, nil
-}
-
-// RepoRoot walks up from the working directory to the directory holding go.mod.
-func RepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

@@ -3,13 +3,14 @@
 package envtestassets
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/syncedfolder/synced-folder/internal/modroot"
 )
 
 // Dir returns the directory holding etcd and kube-apiserver: KUBEBUILDER_ASSETS when set,
@@ -18,7 +19,7 @@ import (
 func Dir() (string, error) {
 	dir := os.Getenv("KUBEBUILDER_ASSETS")
 	if dir == "" {
-		root, err := repoRoot()
+		root, err := modroot.Find()
 		if err != nil {
 			return "", err
 		}
@@ -54,22 +55,4 @@ func DirOrSkip(t testing.TB) string {
 		t.Skipf("envtest control plane unavailable: %v", err)
 	}
 	return dir
-}
-
-// repoRoot walks up from the working directory (a test's package directory) to go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/syncedfolder/synced-folder/internal/modroot"
 )
 
 // EnvURL names the environment variable holding the URL of an already running server.
@@ -157,30 +159,11 @@ func unavailable(t testing.TB, err error) {
 	t.Skipf("PostgreSQL unavailable, skipping: %v", err)
 }
 
-// repoRoot walks up from the working directory (a package directory under go test) to the
-// directory holding go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("testpg: no go.mod above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // startDir runs `hack/postgres.sh start dir` and returns the server's URL.
 func startDir(dir string) (string, error) {
-	root, err := repoRoot()
+	root, err := modroot.Find()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("testpg: %w", err)
 	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command("bash", filepath.Join(root, "hack", "postgres.sh"), "start", dir)
@@ -197,9 +180,9 @@ func startDir(dir string) (string, error) {
 
 // stopDir runs `hack/postgres.sh stop dir`, which also removes dir.
 func stopDir(dir string) error {
-	root, err := repoRoot()
+	root, err := modroot.Find()
 	if err != nil {
-		return err
+		return fmt.Errorf("testpg: %w", err)
 	}
 	out, err := exec.Command("bash", filepath.Join(root, "hack", "postgres.sh"), "stop", dir).CombinedOutput()
 	if err != nil {

@@ -4,18 +4,7 @@ package scan
 
 import (
 	"io/fs"
-
-	"github.com/syncedfolder/synced-folder/syncagent/state"
 )
-
-// dirEntry is one entry of a directory with its stat key.
-type dirEntry struct {
-	name  string
-	isDir bool
-	st    state.IndexEntry
-	ok    bool  // st is of a type that syncs
-	err   error // of the lstat
-}
 
 // readDir lists dir ("." for the root) in name order, with each entry's stat key.
 func (s *Scanner) readDir(dir string) ([]dirEntry, error) {

@@ -14,15 +14,6 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
-// dirEntry is one entry of a directory with its stat key.
-type dirEntry struct {
-	name  string
-	isDir bool
-	st    state.IndexEntry
-	ok    bool  // st is of a type that syncs
-	err   error // of the lstat
-}
-
 // readDir lists dir ("." for the root) in name order, with each entry's stat key taken
 // by fstatat relative to the open dir without following a link: the dir is opened
 // through the Root (it cannot lead outside) and each name is one component. The names

@@ -21,6 +21,15 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
+// dirEntry is one entry of a directory with its stat key.
+type dirEntry struct {
+	name  string
+	isDir bool
+	st    state.IndexEntry
+	ok    bool  // st is of a type that syncs
+	err   error // of the lstat
+}
+
 // TempPrefix starts the name of every temp file the agent writes; such files are never
 // synced.
 const TempPrefix = ".syncfolder-tmp-"

@@ -10,12 +10,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/syncedfolder/synced-folder/internal/modroot"
 )
 
 // TestQuickW1OnOurEngine runs the harness' quick W1 on our engine only (real server and
 // agent processes, no peers) and checks the record and its rendering.
 func TestQuickW1OnOurEngine(t *testing.T) {
-	root, err := RepoRoot()
+	root, err := modroot.Find()
 	if err != nil {
 		t.Fatal(err)
 	}

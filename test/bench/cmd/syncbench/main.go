@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/modroot"
 	"github.com/syncedfolder/synced-folder/test/bench"
 )
 
@@ -55,9 +56,9 @@ func run(args []string, stderr io.Writer) int {
 		}
 		return 2
 	}
-	root, err := bench.RepoRoot()
+	root, err := modroot.Find()
 	if err != nil {
-		fmt.Fprintln(stderr, "syncbench:", err)
+		fmt.Fprintln(stderr, "syncbench: find module root:", err)
 		return 1
 	}
 	abs := func(p string) string {
