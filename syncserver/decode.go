@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,6 +82,69 @@ func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error
 
 func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
 	return decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
+}
+
+// decodeCommitFrames decodes a commit sent as frames (proto.ContentTypeCommit): the same
+// request as decodeCommit's, with each item's inlined content in a frame of its own.
+func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64) (proto.CommitRequest, error) {
+	var req proto.CommitRequest
+	br := bufio.NewReaderSize(r, 64<<10)
+	frame := func(what string, i int) ([]byte, error) {
+		b, err := proto.ReadFrame(br, maxBody)
+		switch {
+		case isTooLarge(err) || errors.Is(err, proto.ErrFrameTooLarge):
+			return nil, errBodyTooLarge
+		case errors.Is(err, io.EOF) && i == 0 && what == "header":
+			return nil, errors.New("malformed commit frames: empty body")
+		case err != nil && i >= 0:
+			return nil, fmt.Errorf("malformed commit frames: items[%d]: %s: %w", i, what, err)
+		case err != nil:
+			return nil, fmt.Errorf("malformed commit frames: %s: %w", what, err)
+		}
+		return b, nil
+	}
+	raw, err := frame("header", -1)
+	if err != nil {
+		return req, err
+	}
+	var h proto.CommitFramesHeader
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return req, fmt.Errorf("malformed JSON: commit frames header: %w", err)
+	}
+	switch {
+	case h.Items <= 0:
+		return req, errors.New("no items")
+	case h.Items > maxItems:
+		return req, fmt.Errorf("%d items; at most %d per batch", h.Items, maxItems)
+	}
+	req.OmitBlocks = h.OmitBlocks
+	req.Items = make([]proto.CommitItem, h.Items)
+	for i := range req.Items {
+		if raw, err = frame("item", i); err != nil {
+			return req, err
+		}
+		it := &req.Items[i]
+		if err := json.Unmarshal(raw, it); err != nil {
+			return req, fmt.Errorf("malformed JSON: items[%d]: %w", i, err)
+		}
+		if it.Data != nil {
+			return req, fmt.Errorf(`items[%d]: inlined content goes in the frame after the item, not in "data"`, i)
+		}
+		data, err := frame("content", i)
+		if err != nil {
+			return req, err
+		}
+		if len(data) > 0 {
+			it.Data = data
+		}
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		if isTooLarge(err) {
+			return req, errBodyTooLarge
+		}
+		return req, errors.New("malformed commit frames: data after the last item")
+	}
+	return req, nil
 }
 
 func decodeDelete(r io.Reader, maxItems int) (proto.DeleteRequest, error) {

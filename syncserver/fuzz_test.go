@@ -78,6 +78,30 @@ func FuzzDecodeCommit(f *testing.F) {
 	})
 }
 
+func FuzzDecodeCommitFrames(f *testing.F) {
+	f.Add(frames(false, inlineItem("a", 0, []byte("a"))))
+	f.Add(frames(true, proto.CommitItem{Path: "d", Type: proto.TypeDir}, inlineItem("d/b", 0, []byte("bb"))))
+	f.Add(frames(false))
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := decodeCommitFrames(bytes.NewReader(body), 100, 1<<20)
+		if err != nil {
+			return
+		}
+		if len(req.Items) == 0 || len(req.Items) > 100 {
+			t.Fatalf("accepted %d items", len(req.Items))
+		}
+		cfg := DefaultConfig()
+		for i, it := range req.Items {
+			if it.Data != nil && len(it.Data) == 0 {
+				t.Fatalf("item %d: empty content frame decoded as inlined data", i)
+			}
+			_, _ = validateItem(it, cfg) // must not panic on anything that decodes
+		}
+	})
+}
+
 func FuzzDecodeDelete(f *testing.F) {
 	for _, s := range []string{`{"items":[{"path":"a","baseSeq":3}]}`, `{"items":[]}`, `[]`, `{"items":[{"path":1}]}`} {
 		f.Add([]byte(s))

@@ -34,6 +34,7 @@ func (s *Server) routes() {
 
 	auth("GET "+proto.RouteChanges, s.handleChanges)
 	auth("POST "+proto.RouteBlocksMissing, s.handleMissing)
+	auth("POST "+proto.RouteBlocksGet, s.handleGetBlocks)
 	auth("PUT "+proto.RouteBlocks+"{hash}", s.handlePutBlock)
 	auth("GET "+proto.RouteBlocks+"{hash}", s.handleGetBlock)
 	auth("POST "+proto.RouteCommit, s.handleCommit)
@@ -359,7 +360,13 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := decodeCommit(body, s.cfg.MaxBatchItems)
+	var req proto.CommitRequest
+	var err error
+	if mediaType(r) == proto.ContentTypeCommit {
+		req, err = decodeCommitFrames(body, s.cfg.MaxBatchItems, s.cfg.MaxCommitBody)
+	} else {
+		req, err = decodeCommit(body, s.cfg.MaxBatchItems)
+	}
 	done()
 	if err != nil {
 		badRequest(w, err)
@@ -658,4 +665,10 @@ func (s *Server) handleStats(w http.ResponseWriter, r *http.Request) {
 		Blocks: blocks, BlockBytes: bytes, Seq: st.Seq, Conflicts: st.Conflicts,
 		AgentsConnected: s.waiting(), LastChange: st.LastChange,
 	})
+}
+
+// mediaType is the request's Content-Type without parameters, in lower case.
+func mediaType(r *http.Request) string {
+	t, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	return strings.ToLower(strings.TrimSpace(t))
 }

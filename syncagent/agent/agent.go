@@ -311,11 +311,16 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 			a.reloadIgnore()
 		}
 	}
+	start := time.Now()
 	ups, err := a.scanner.Paths(ctx, paths, &a.local)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	return a.persistIndex(ctx, ups)
+	scanned := time.Since(start)
+	err = a.persistIndex(ctx, ups)
+	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", len(ups), "took", scanned.String(),
+		"recordTook", (time.Since(start) - scanned).String())
+	return err
 }
 
 func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
@@ -438,7 +443,10 @@ func (a *Agent) planNow() []plan.Op {
 	wg.Go(func() { synced = a.visible(a.synced) })
 	local := a.visible(a.local.Tree)
 	wg.Wait()
-	return plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
+	start := time.Now()
+	ops := plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
+	a.log.Debug("planned", "ops", len(ops), "took", time.Since(start).String())
+	return ops
 }
 
 // actionable counts the ops that change something.

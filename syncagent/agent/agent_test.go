@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -322,4 +323,34 @@ func TestRenamingALargeFolderDoesNotTripTheBreaker(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(db, "new", "fa")); err != nil {
 		t.Errorf("rename did not reach B: %v", err)
 	}
+}
+
+// A cycle that downloads asks for another at once but is no reason to back off: a reader
+// working through a long changes feed must not wait between its pages.
+func TestProgressIsNotABackOff(t *testing.T) {
+	srv := startServer(t)
+	root := t.TempDir()
+	da, db := filepath.Join(root, "a"), filepath.Join(root, "b")
+	for i := range 20 {
+		write(t, filepath.Join(da, fmt.Sprintf("f%02d.txt", i)), fmt.Sprintf("content %d", i))
+	}
+	a := newAgent(t, srv, da, "A", nil)
+	once(t, a)
+	b := newAgent(t, srv, db, "B", nil)
+	ctx := context.Background()
+	if err := b.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.scanAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	again, skipped, err := b.cycle(ctx)
+	if err != nil || !again || skipped {
+		t.Errorf("cycle that downloaded 20 files: again %v, skipped %v, err %v; want again and not skipped", again, skipped, err)
+	}
+	again, skipped, err = b.cycle(ctx)
+	if err != nil || again || skipped {
+		t.Errorf("cycle with nothing to do: again %v, skipped %v, err %v", again, skipped, err)
+	}
+	sameManifest(t, da, db)
 }

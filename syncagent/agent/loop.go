@@ -150,6 +150,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.log.Error("file watcher stopped; relying on periodic rescans")
 					continue
 				}
+				a.log.Debug("watcher batch", "paths", len(b.Paths), "full", b.Full, "first", firstOf(b.Paths))
 				if b.Full {
 					full = true
 				}
@@ -189,12 +190,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if err == nil {
 			full, dirty, remoteCh = false, map[string]bool{}, false
-			var replan bool
-			replan, err = a.cycle(ctx)
-			if replan {
-				replans++
+			var again, skipped bool
+			again, skipped, err = a.cycle(ctx)
+			if again {
 				remoteCh = true
-				dirty = map[string]bool{}
+			}
+			// Only ops skipped because the world moved on count toward the back-off: a
+			// reader working through a long feed makes progress every cycle, and was held
+			// back 0.4 s, 0.5 s, … between its pages when progress counted too.
+			if skipped {
+				replans++
 				if replans > 3 {
 					full = true
 					retryAt = time.Now().Add(time.Duration(min(replans, 20)) * 100 * time.Millisecond)
@@ -218,28 +223,29 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// cycle plans and executes once; it reports whether the world moved on meanwhile.
-func (a *Agent) cycle(ctx context.Context) (bool, error) {
+// cycle plans and executes once. It reports whether to plan again at once (something
+// was done, or skipped), and whether ops were skipped because the world moved on.
+func (a *Agent) cycle(ctx context.Context) (again, skipped bool, err error) {
 	ops := a.planNow()
 	if actionable(ops) == 0 {
 		a.reportAll(ops)
 		a.st.setPending(0)
 		a.st.synced(time.Now())
 		a.st.setError(nil)
-		return false, nil
+		return false, false, nil
 	}
 	ops, _ = a.breaker(ops)
 	out, err := a.execute(ctx, ops)
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if out.Failed > 0 {
 		// Logged per op; retried after a backoff rather than at once.
-		return out.Replan, fmt.Errorf("%d operations failed", out.Failed)
+		return out.Replan, out.Replan, fmt.Errorf("%d operations failed", out.Failed)
 	}
 	a.st.setError(nil)
 	// Our own changes come back through the feed; plan again to settle them.
-	return out.Replan || out.Done > 0, nil
+	return out.Replan || out.Done > 0, out.Replan, nil
 }
 
 // pull long-polls the changes feed and hands each answer to the loop.
@@ -287,4 +293,11 @@ func (a *Agent) pull(ctx context.Context, out chan<- page) {
 			wait = a.cfg.LongPollWait
 		}
 	}
+}
+
+func firstOf(paths []string) string {
+	if len(paths) == 0 {
+		return ""
+	}
+	return paths[0]
 }

@@ -36,6 +36,9 @@ type Server interface {
 	// then changes nothing, and comes back wrapped.
 	CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
+	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
+	// error wrapping client.ErrNotSupported means the server does not have the call.
+	GetBlocks(ctx context.Context, hashes []string) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }
@@ -74,6 +77,7 @@ type Executor struct {
 	Workers int
 
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
+	noBatch  atomic.Bool         // the server has no batched block downloads
 }
 
 // Outcome summarizes one Run.

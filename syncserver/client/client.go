@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -62,6 +63,10 @@ type Options struct {
 	OmitCommitBlocks bool
 	// Transport replaces the default transport (tests, custom dialers).
 	Transport http.RoundTripper
+	// JSONCommits sends commits as JSON with base64 content, as before frames existed
+	// (proto.ContentTypeCommit); a client falls back to it by itself when a server
+	// does not read frames.
+	JSONCommits bool
 }
 
 // Client calls one sync server. It is safe for concurrent use.
@@ -72,6 +77,8 @@ type Client struct {
 	timeout  time.Duration
 	encoders sync.Pool
 	decoder  *zstd.Decoder
+	// jsonCommits is set once a server refused a commit sent as frames.
+	jsonCommits atomic.Bool
 }
 
 // New returns a client for opts.BaseURL. It reads CAFile once; TokenFile is read per request.

@@ -2,12 +2,14 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -91,7 +93,19 @@ func cmpErr(err, def error) error {
 // returns the i-th item, whose Data need only stay valid until the next call. When
 // item fails, the request is abandoned before its body is complete (the server applies
 // nothing of it) and CommitFunc returns a *BodyError wrapping that error.
+//
+// The body goes as frames (proto.ContentTypeCommit: inlined content as raw bytes); a
+// server that reads only JSON refuses that as malformed JSON, and the client then sends
+// this and every later commit as JSON.
 func (c *Client) CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error) {
+	if !c.opts.JSONCommits && !c.jsonCommits.Load() {
+		res, err := c.commitFrames(ctx, n, item)
+		var e *Error
+		if !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.HasPrefix(e.Message, "malformed JSON") {
+			return res, err
+		}
+		c.jsonCommits.Store(true)
+	}
 	write := func(w io.Writer) error {
 		open := `{"items":[`
 		if c.opts.OmitCommitBlocks {
@@ -127,4 +141,54 @@ func (c *Client) CommitFunc(ctx context.Context, n int, item func(i int) (proto.
 		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), n)
 	}
 	return out.Results, nil
+}
+
+// commitFrames sends a commit as frames (proto.ContentTypeCommit).
+func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error) {
+	write := func(w io.Writer) error {
+		h, err := json.Marshal(proto.CommitFramesHeader{Items: n, OmitBlocks: c.opts.OmitCommitBlocks})
+		if err != nil {
+			return err
+		}
+		if err := proto.WriteFrame(w, h); err != nil {
+			return err
+		}
+		var buf []byte
+		for i := range n {
+			it, err := item(i)
+			if err != nil {
+				return &BodyError{Err: err}
+			}
+			data := it.Data
+			it.Data = nil
+			if buf, err = appendJSON(buf[:0], &it); err != nil {
+				return fmt.Errorf("encode item %d: %w", i, err)
+			}
+			if err := proto.WriteFrame(w, buf); err != nil {
+				return err
+			}
+			if err := proto.WriteFrame(w, data); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	var out proto.CommitResponse
+	r := request{method: http.MethodPost, route: proto.RouteCommit, bodyFunc: write, contentType: proto.ContentTypeCommit}
+	if err := c.call(ctx, r, nil, &out); err != nil {
+		return nil, err
+	}
+	if len(out.Results) != n {
+		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), n)
+	}
+	return out.Results, nil
+}
+
+// appendJSON appends v's JSON encoding to buf.
+func appendJSON(buf []byte, v any) ([]byte, error) {
+	b := bytes.NewBuffer(buf)
+	if err := json.NewEncoder(b).Encode(v); err != nil {
+		return buf, err
+	}
+	return b.Bytes(), nil
 }

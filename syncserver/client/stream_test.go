@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,8 +16,15 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
-// commitHandler answers a commit like the server: the whole body must decode.
+// commitHandler answers a commit like the server: the whole body must decode. It reads
+// JSON only, like a server from before commit frames: a body of frames is malformed JSON.
 func commitHandler(t *testing.T, got *atomic.Int32, sawBadBody *atomic.Bool) http.Handler {
+	return framesCommitHandler(t, got, sawBadBody, false, nil)
+}
+
+// framesCommitHandler is commitHandler for a server that also reads commit frames
+// (proto.ContentTypeCommit) when frames is set; it counts the frame bodies in sawFrames.
+func framesCommitHandler(t *testing.T, got *atomic.Int32, sawBadBody *atomic.Bool, frames bool, sawFrames *atomic.Int32) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var body io.Reader = r.Body
 		if r.Header.Get("Content-Encoding") == "zstd" {
@@ -29,7 +37,14 @@ func commitHandler(t *testing.T, got *atomic.Int32, sawBadBody *atomic.Bool) htt
 			body = dec
 		}
 		var req proto.CommitRequest
-		if err := json.NewDecoder(body).Decode(&req); err != nil {
+		var err error
+		if frames && r.Header.Get("Content-Type") == proto.ContentTypeCommit {
+			sawFrames.Add(1)
+			req, err = readFrames(body)
+		} else {
+			err = json.NewDecoder(body).Decode(&req)
+		}
+		if err != nil {
 			sawBadBody.Store(true)
 			writeJSON(w, 400, proto.Error{Error: "malformed JSON"})
 			return
@@ -46,11 +61,50 @@ func commitHandler(t *testing.T, got *atomic.Int32, sawBadBody *atomic.Bool) htt
 	})
 }
 
+// readFrames decodes a body of commit frames.
+func readFrames(body io.Reader) (proto.CommitRequest, error) {
+	var req proto.CommitRequest
+	br := bufio.NewReader(body)
+	raw, err := proto.ReadFrame(br, 1<<20)
+	if err != nil {
+		return req, err
+	}
+	var h proto.CommitFramesHeader
+	if err := json.Unmarshal(raw, &h); err != nil {
+		return req, err
+	}
+	req.OmitBlocks = h.OmitBlocks
+	for range h.Items {
+		var it proto.CommitItem
+		if raw, err = proto.ReadFrame(br, 1<<20); err != nil {
+			return req, err
+		}
+		if err := json.Unmarshal(raw, &it); err != nil {
+			return req, err
+		}
+		if it.Data != nil {
+			return req, errors.New("data inside the item's JSON")
+		}
+		if it.Data, err = proto.ReadFrame(br, 1<<20); err != nil {
+			return req, err
+		}
+		req.Items = append(req.Items, it)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		return req, errors.New("data after the last item")
+	}
+	return req, nil
+}
+
 func TestCommitFuncStreamsItems(t *testing.T) {
-	for _, compress := range []bool{false, true} {
-		var got atomic.Int32
+	for _, tc := range []struct{ compress, frames bool }{{false, false}, {true, false}, {false, true}, {true, true}} {
+		var got, framed atomic.Int32
 		var bad atomic.Bool
-		c := newTestClient(t, commitHandler(t, &got, &bad), func(o *Options) { o.CompressRequests = compress })
+		c := newTestClient(t, framesCommitHandler(t, &got, &bad, tc.frames, &framed), func(o *Options) {
+			o.CompressRequests = tc.compress
+			o.JSONCommits = !tc.frames
+		})
+		compress := tc.compress
 		const n = 300
 		buf := make([]byte, 0, 64)
 		calls := 0
@@ -65,6 +119,37 @@ func TestCommitFuncStreamsItems(t *testing.T) {
 		if err != nil || len(res) != n || got.Load() != n || calls != n || bad.Load() {
 			t.Errorf("compress=%v: %d results, %d items seen, %d calls, bad body %v, err %v", compress, len(res), got.Load(), calls, bad.Load(), err)
 		}
+		if want := map[bool]int32{true: 1}[tc.frames]; framed.Load() != want {
+			t.Errorf("frames=%v: %d bodies of frames, want %d", tc.frames, framed.Load(), want)
+		}
+	}
+}
+
+func TestCommitFallsBackToJSONForAnOlderServer(t *testing.T) {
+	var got atomic.Int32
+	var bad atomic.Bool
+	var commits atomic.Int32
+	old := commitHandler(t, &got, &bad)
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		commits.Add(1)
+		old.ServeHTTP(w, r)
+	}), nil)
+	item := func(i int) (proto.CommitItem, error) {
+		return proto.CommitItem{Path: "p", Type: proto.TypeFile, Data: []byte("data of p")}, nil
+	}
+	// The first commit goes as frames, is refused as malformed JSON and goes again as JSON;
+	// the next one goes as JSON at once.
+	for round, want := range []int32{2, 3} {
+		res, err := c.CommitFunc(context.Background(), 1, item)
+		if err != nil || len(res) != 1 || res[0].Status != proto.StatusOK {
+			t.Fatalf("round %d: %v, %v", round, res, err)
+		}
+		if commits.Load() != want || got.Load() != int32(round+1) {
+			t.Errorf("round %d: %d requests, %d items applied; want %d requests", round, commits.Load(), got.Load(), want)
+		}
+	}
+	if !bad.Load() {
+		t.Error("the first request was not sent as frames")
 	}
 }
 

@@ -18,6 +18,9 @@ const (
 	// RouteBlocks is the prefix of PUT and GET /v1/blocks/{hash}; a PUT body may be
 	// zstd-compressed (Content-Encoding: zstd), a GET answer is when the client accepts it.
 	RouteBlocks = "/v1/blocks/"
+	// RouteBlocksGet is POST GetBlocksRequest → the blocks' bytes in one answer, framed as
+	// records (see BlockRecord). Optional: older servers answer 404 or 405.
+	RouteBlocksGet = "/v1/blocks/get"
 	// RouteCommit is POST CommitRequest → CommitResponse.
 	RouteCommit = "/v1/commit"
 	// RouteDelete is POST DeleteRequest → CommitResponse.
@@ -175,6 +178,11 @@ type MissingBlocksRequest struct {
 // MissingBlocksResponse lists the hashes of MissingBlocksRequest the server lacks.
 type MissingBlocksResponse struct {
 	Missing []string `json:"missing"`
+}
+
+// GetBlocksRequest asks for the bytes of Hashes in one answer (RouteBlocksGet).
+type GetBlocksRequest struct {
+	Hashes []string `json:"hashes"`
 }
 
 // CommitItem is one change of a CommitRequest: a new version of a file, dir or symlink.

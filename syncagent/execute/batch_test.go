@@ -1,0 +1,129 @@
+package execute
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/internal/testserver"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// routeCounter is a proxy in front of a real server that counts batched and single block
+// downloads; with oldServer it answers the batched route as a server without it would.
+type routeCounter struct {
+	batched, single atomic.Int32
+}
+
+func (rc *routeCounter) start(t *testing.T, target string, oldServer bool) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == proto.RouteBlocksGet:
+			rc.batched.Add(1)
+			if oldServer {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusMethodNotAllowed)
+				_, _ = w.Write([]byte(`{"error":"method not allowed"}`))
+				return
+			}
+		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, proto.RouteBlocks):
+			rc.single.Add(1)
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// smallTree writes n small files (and one of 300 KiB) through an uploading agent.
+func smallTree(t *testing.T, url string, n int) map[string][]byte {
+	t.Helper()
+	up := newEnvOn(t, url)
+	want := map[string][]byte{}
+	for i := range n {
+		data := bytes.Repeat([]byte(fmt.Sprintf("file %d;", i)), 1+i%200)
+		name := fmt.Sprintf("d%d/f%03d.txt", i%7, i)
+		want[name] = data
+		writeFile(t, filepath.Join(up.dir, name), string(data))
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 300<<10/16)
+	want["big.bin"] = big
+	writeFile(t, filepath.Join(up.dir, "big.bin"), string(big))
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	return want
+}
+
+func checkTree(t *testing.T, dir string, want map[string][]byte) {
+	t.Helper()
+	for name, data := range want {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Errorf("%s: %d bytes, %v; want %d", name, len(got), err, len(data))
+		}
+	}
+	noTempFiles(t, dir)
+}
+
+func TestSmallFilesDownloadInBatches(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	const n = 600
+	want := smallTree(t, url, n)
+	var rc routeCounter
+	down := newEnvOn(t, rc.start(t, url, false))
+	down.pull(t)
+	down.rescan(t)
+	out := down.run(t, down.plan())
+	if out.Failed != 0 || out.Done < len(want) {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
+	// 600 small files in batches of at most 256; the file over batchFileMax goes alone.
+	if b, s := rc.batched.Load(), rc.single.Load(); b < 3 || b > 4 || s > 2 {
+		t.Errorf("%d batched and %d single block requests for %d small files and one large", b, s, n)
+	}
+	for p, idx := range down.x.Local.Index {
+		if data, ok := want[p]; ok && (idx.Size != int64(len(data)) || down.x.Synced[p].SHA256 != idx.SHA256) {
+			t.Errorf("%s: recorded %+v, synced %+v", p, idx, down.x.Synced[p])
+		}
+	}
+}
+
+func TestSmallFilesFromAServerWithoutBatches(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	const n = 600
+	want := smallTree(t, url, n)
+	var rc routeCounter
+	down := newEnvOn(t, rc.start(t, url, true))
+	down.pull(t)
+	down.rescan(t)
+	out, err := down.x.Run(context.Background(), down.plan())
+	if err != nil || out.Failed != 0 || out.Done < len(want) {
+		t.Fatalf("download: %+v, %v", out, err)
+	}
+	checkTree(t, down.dir, want)
+	// At most the batches already in flight when the first refusal came back are tried.
+	if b, s := rc.batched.Load(), rc.single.Load(); b > batchesInFlight || int(s) < n {
+		t.Errorf("%d batched and %d single block requests; want at most %d batched", b, s, batchesInFlight)
+	}
+	if !down.x.noBatch.Load() {
+		t.Error("the executor still tries batches on a server without them")
+	}
+}

@@ -1,0 +1,111 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// blocksHandler answers RouteBlocksGet from blocks; corrupt replaces the bytes of a block
+// with other bytes, cut stops the answer after that many records.
+func blocksHandler(t *testing.T, blocks map[string][]byte, corrupt string, cut int) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != proto.RouteBlocksGet {
+			writeJSON(w, http.StatusMethodNotAllowed, proto.Error{Error: "method not allowed"})
+			return
+		}
+		var req proto.GetBlocksRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Errorf("decode: %v", err)
+		}
+		w.Header().Set("Content-Type", proto.ContentTypeBlocks)
+		enc, _ := zstd.NewWriter(nil)
+		var out []byte
+		for i, h := range req.Hashes {
+			if i == cut {
+				break
+			}
+			var sum [32]byte
+			_, _ = hex.Decode(sum[:], []byte(h))
+			data, ok := blocks[h]
+			switch {
+			case !ok:
+				out = proto.AppendBlockRecordHeader(out, proto.BlockRecordMissing, sum, 0)
+			case h == corrupt:
+				out = proto.AppendBlockRecordHeader(out, proto.BlockRecordPlain, sum, len(data))
+				out = append(out, bytes.ToUpper(data)...)
+			case i%2 == 0:
+				z := enc.EncodeAll(data, nil)
+				out = proto.AppendBlockRecordHeader(out, proto.BlockRecordZstd, sum, len(z))
+				out = append(out, z...)
+			default:
+				out = proto.AppendBlockRecordHeader(out, proto.BlockRecordPlain, sum, len(data))
+				out = append(out, data...)
+			}
+		}
+		_, _ = w.Write(out)
+	})
+}
+
+func TestGetBlocks(t *testing.T) {
+	blocks := map[string][]byte{}
+	var hashes []string
+	for _, s := range []string{"first block", "second block, a little longer", "third"} {
+		h := hashOf([]byte(s))
+		blocks[h] = []byte(s)
+		hashes = append(hashes, h)
+	}
+	absent := hashOf([]byte("not stored"))
+	ask := []string{hashes[0], absent, hashes[1], hashes[2]}
+	ctx := context.Background()
+
+	c := newTestClient(t, blocksHandler(t, blocks, "", -1), nil)
+	got, err := c.GetBlocks(ctx, ask)
+	if err != nil || len(got) != 4 {
+		t.Fatalf("GetBlocks = %q, %v", got, err)
+	}
+	for i, h := range ask {
+		if !bytes.Equal(got[i], blocks[h]) || (got[i] == nil) != (h == absent) {
+			t.Errorf("block %d: %q, want %q", i, got[i], blocks[h])
+		}
+	}
+
+	c = newTestClient(t, blocksHandler(t, blocks, hashes[1], -1), nil)
+	if _, err := c.GetBlocks(ctx, ask); err == nil {
+		t.Error("bytes that do not hash to their name were accepted")
+	}
+
+	c = newTestClient(t, blocksHandler(t, blocks, "", 2), nil)
+	if _, err := c.GetBlocks(ctx, ask); !IsTransient(err) {
+		t.Errorf("a cut answer: %v; want a transient error", err)
+	}
+
+	// A server without the call answers 405 (or 404): the caller falls back.
+	c = newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, proto.Error{Error: "method not allowed"})
+	}), nil)
+	if _, err := c.GetBlocks(ctx, ask); !errors.Is(err, ErrNotSupported) {
+		t.Errorf("older server: %v; want ErrNotSupported", err)
+	}
+}
+
+func TestGetBlocksRefusesAnotherBlockInItsPlace(t *testing.T) {
+	a, b := []byte("block a"), []byte("block b")
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", proto.ContentTypeBlocks)
+		out := proto.AppendBlockRecordHeader(nil, proto.BlockRecordPlain, sha256.Sum256(b), len(b))
+		_, _ = w.Write(append(out, b...))
+	}), nil)
+	if _, err := c.GetBlocks(context.Background(), []string{hashOf(a)}); err == nil {
+		t.Error("a record of another block than the one asked for was accepted")
+	}
+}
