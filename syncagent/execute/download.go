@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -241,7 +242,12 @@ func (x *Executor) downloadDir(op plan.Op) (landed, error) {
 
 // stat reads the stat key of a path just landed.
 func (x *Executor) stat(op plan.Op, blocks []proto.Block) (landed, error) {
-	fi, err := x.Root.Lstat(op.Path)
+	return x.statAt(x.Root, op.Path, op, blocks)
+}
+
+// statAt is stat of op.Path, found as name in dir.
+func (x *Executor) statAt(dir *os.Root, name string, op plan.Op, blocks []proto.Block) (landed, error) {
+	fi, err := dir.Lstat(name)
 	if err != nil {
 		return landed{}, fmt.Errorf("stat after landing: %w", err)
 	}
@@ -264,18 +270,46 @@ func tempName(p string) string {
 // replace moves tmp over p once the disk at p still equals want; a dir at p (being
 // replaced by a file or link) must be empty by now and is removed first.
 func (x *Executor) replace(tmp, p string, want *plan.Node) error {
-	if err := x.checkDisk(p, want); err != nil {
+	return x.replaceAt(x.Root, tmp, p, p, want)
+}
+
+// replaceAt is replace in dir, where the temp file and the path p are tmp and name.
+func (x *Executor) replaceAt(dir *os.Root, tmp, name, p string, want *plan.Node) error {
+	if err := x.checkDiskAt(dir, name, p, want); err != nil {
 		return err
 	}
 	if want != nil && want.Type == proto.TypeDir {
-		if err := x.Root.Remove(p); err != nil {
+		if err := dir.Remove(name); err != nil {
 			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
 	}
-	if err := x.Root.Rename(tmp, p); err != nil {
+	if err := dir.Rename(tmp, name); err != nil {
 		return fmt.Errorf("rename into place: %w", err)
 	}
 	return nil
+}
+
+// parentRoot opens the dir of p (creating it when missing) as a root of its own, so that
+// the several calls that land a file resolve its dir once instead of once each (every
+// call through x.Root opens and closes each dir on the way). It returns the root, p's
+// name in it, and the function that closes it; a file at the top comes with x.Root.
+func (x *Executor) parentRoot(p string) (*os.Root, string, func(), error) {
+	dir, name := path.Split(p)
+	if dir == "" {
+		return x.Root, name, func() {}, nil
+	}
+	dir = strings.TrimSuffix(dir, "/")
+	r, err := x.Root.OpenRoot(dir)
+	if absent(err) {
+		if err := x.ensureParent(p); err != nil {
+			return nil, "", nil, err
+		}
+		r, err = x.Root.OpenRoot(dir)
+	}
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%q: %w (parent dir: %w)", p, errChanged, err)
+	}
+	return r, name, func() { r.Close() }, nil
 }
 
 func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
@@ -317,11 +351,13 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 	if !covers(blocks, r.Size) {
 		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
 	}
-	if err := x.ensureParent(op.Path); err != nil {
+	dir, name, closeDir, err := x.parentRoot(op.Path)
+	if err != nil {
 		return landed{}, err
 	}
-	tmp := tempName(op.Path)
-	f, err := x.Root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	defer closeDir()
+	tmp := tempName(name)
+	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return landed{}, fmt.Errorf("create temp file: %w", err)
 	}
@@ -329,7 +365,7 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 	defer func() {
 		if !ok {
 			f.Close()
-			_ = x.Root.Remove(tmp)
+			_ = dir.Remove(tmp)
 		}
 	}()
 	whole := sha256.New()
@@ -356,14 +392,14 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 		return landed{}, fmt.Errorf("close temp file: %w", err)
 	}
 	mt := time.Unix(0, r.MTimeNs)
-	if err := x.Root.Chtimes(tmp, mt, mt); err != nil {
+	if err := dir.Chtimes(tmp, mt, mt); err != nil {
 		return landed{}, fmt.Errorf("set mtime: %w", err)
 	}
-	if err := x.replace(tmp, op.Path, op.Local); err != nil {
+	if err := x.replaceAt(dir, tmp, name, op.Path, op.Local); err != nil {
 		return landed{}, err
 	}
 	ok = true
-	return x.stat(op, blocks)
+	return x.statAt(dir, name, op, blocks)
 }
 
 type fetched struct {

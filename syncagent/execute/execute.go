@@ -168,7 +168,13 @@ func absent(err error) bool {
 
 // checkDisk returns nil when the disk at p still holds want (nil: nothing).
 func (x *Executor) checkDisk(p string, want *plan.Node) error {
-	fi, err := x.Root.Lstat(p)
+	return x.checkDiskAt(x.Root, p, p, want)
+}
+
+// checkDiskAt is checkDisk of the path p, found as name in dir (a root at p's parent, or
+// x.Root with name p).
+func (x *Executor) checkDiskAt(dir *os.Root, name, p string, want *plan.Node) error {
+	fi, err := dir.Lstat(name)
 	if absent(err) {
 		if want == nil {
 			return nil
@@ -189,7 +195,7 @@ func (x *Executor) checkDisk(p string, want *plan.Node) error {
 	case proto.TypeDir:
 		return nil // a dir's mode may differ; only its kind matters for the ops that follow
 	case proto.TypeSymlink:
-		target, err := x.Root.Readlink(p)
+		target, err := dir.Readlink(name)
 		if err != nil || target != want.Target {
 			return fmt.Errorf("%q: %w (link target)", p, errChanged)
 		}
