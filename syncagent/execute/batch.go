@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -43,6 +44,8 @@ type batcher struct {
 	ops    []plan.Op
 	hashes []string
 	bytes  int64
+	// localHashes are the contents of the local files (made on first use).
+	localHashes map[string]bool
 }
 
 func (x *Executor) newBatcher(ctx context.Context, next chan<- job) *batcher {
@@ -61,15 +64,30 @@ func (b *batcher) add(op plan.Op) bool {
 		// A new version of a local file: its block may come as a delta of the old one.
 		return false
 	}
-	blocks, err := x.State.RemoteBlocks(op.Path)
-	if err != nil || len(blocks) != 1 || blocks[0].Size != r.Size {
-		return false
+	hash := r.SHA256
+	if r.Size > chunk.MinSize {
+		// Larger files may have been cut in several blocks: ask the state. Up to the
+		// chunker's minimum, a file is one block named by its hash (should the server hold
+		// no such block, the batch says so and the file takes the usual path).
+		blocks, err := x.State.RemoteBlocks(op.Path)
+		if err != nil || len(blocks) != 1 || blocks[0].Size != r.Size {
+			return false
+		}
+		hash = blocks[0].Hash
 	}
-	if locs, err := x.State.FindBlock(blocks[0].Hash); err != nil || len(locs) > 0 {
-		return false // a local file may hold it: the usual path reuses it
+	if b.localHashes == nil {
+		b.localHashes = make(map[string]bool, len(x.Local.Index))
+		for _, idx := range x.Local.Index {
+			if idx.Type == proto.TypeFile {
+				b.localHashes[idx.SHA256] = true
+			}
+		}
+	}
+	if b.localHashes[hash] {
+		return false // a local file holds the content: the usual path copies it
 	}
 	b.ops = append(b.ops, op)
-	b.hashes = append(b.hashes, blocks[0].Hash)
+	b.hashes = append(b.hashes, hash)
 	b.bytes += r.Size
 	if len(b.ops) >= batchMaxFiles || b.bytes >= batchMaxBytes {
 		b.flush()

@@ -3,6 +3,8 @@ package execute
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -126,4 +128,39 @@ func TestSmallFilesFromAServerWithoutBatches(t *testing.T) {
 	if !down.x.noBatch.Load() {
 		t.Error("the executor still tries batches on a server without them")
 	}
+}
+
+// A small file the server holds as several blocks: the batch guesses one block named by
+// the file's hash, the server has none, and the file takes the usual path.
+func TestSmallFileOfSeveralBlocksFallsBackFromTheBatch(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	up := newEnvOn(t, url)
+	data := bytes.Repeat([]byte("two blocks "), 100)
+	item := proto.CommitItem{Path: "split.txt", Type: proto.TypeFile, Size: int64(len(data)), Mode: 0o644,
+		SHA256: sha(data)}
+	for _, part := range [][]byte{data[:500], data[500:]} {
+		if err := up.cl.PutBlock(context.Background(), sha(part), part, false); err != nil {
+			t.Fatal(err)
+		}
+		item.Blocks = append(item.Blocks, proto.Block{Hash: sha(part), Size: int64(len(part))})
+	}
+	if res, err := up.cl.Commit(context.Background(), []proto.CommitItem{item}); err != nil || res[0].Status != proto.StatusOK {
+		t.Fatalf("commit: %v %+v", err, res)
+	}
+	var rc routeCounter
+	down := newEnvOn(t, rc.start(t, url, false))
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done != 1 {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, map[string][]byte{"split.txt": data})
+	if b, s := rc.batched.Load(), rc.single.Load(); b != 1 || s != 2 {
+		t.Errorf("%d batched and %d single block requests; want 1 and 2", b, s)
+	}
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

@@ -241,6 +241,11 @@ func (w *Watcher) handle(ev fsnotify.Event, p *pending, now time.Time) bool {
 	if !ok {
 		return false
 	}
+	// A path ignored whatever its type needs no stat: an agent's own temp files make
+	// most of the events while it downloads.
+	if w.opts.Ignore(rel, false) && w.opts.Ignore(rel, true) {
+		return false
+	}
 	fi, statErr := os.Lstat(ev.Name)
 	isDir := statErr == nil && fi.IsDir()
 	if w.opts.Ignore(rel, isDir) {
