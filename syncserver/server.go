@@ -29,6 +29,8 @@ type BlockStore interface {
 	Put(hash string, r io.Reader, maxSize int64) (n int64, created bool, err error)
 	PutMany(blocks []blobs.BlockData) (created int, createdBytes int64, err error)
 	Open(hash string) (io.ReadSeekCloser, int64, error)
+	// Sync makes the named blocks durable; Put may answer before they are.
+	Sync(hashes []string) error
 	GC(ctx context.Context, referenced func(hash string) bool, olderThan time.Time) (removed int, freed int64, err error)
 	Stats() (blocks, bytes int64, err error)
 }

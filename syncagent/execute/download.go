@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
@@ -27,6 +28,12 @@ const syncEachAbove = 4 << 20
 
 // prefetch is how many blocks of one file are fetched ahead of the writer.
 const prefetch = 8
+
+// hashAhead is how many written blocks of one file may wait for the whole-file hash.
+const hashAhead = 4
+
+// writebackChunk is how much of a large file is written before its writeback starts.
+const writebackChunk = 8 << 20
 
 // landed is a download that reached its final name, to be recorded.
 type landed struct {
@@ -301,17 +308,28 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 			_ = x.Root.Remove(tmp)
 		}
 	}()
-	whole := sha256.New()
-	w := io.MultiWriter(f, whole)
+	whole := newWholeHash(len(blocks) > 1)
 	hints := x.baseHints(op.Path, blocks)
+	var off, flushed int64
 	err = x.fetchBlocks(ctx, blocks, hints, func(data []byte) error {
-		_, err := w.Write(data)
-		return err
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		whole.write(data)
+		off += int64(len(data))
+		if r.Size > syncEachAbove && off-flushed >= writebackChunk {
+			// Start writing a large file out while it is assembled: the fsync at
+			// the end then waits for the last few MiB, not the whole file.
+			startWriteback(f, flushed, off-flushed)
+			flushed = off
+		}
+		return nil
 	})
+	got := whole.sum()
 	if err != nil {
 		return landed{}, err
 	}
-	if got := hex.EncodeToString(whole.Sum(nil)); got != r.SHA256 {
+	if got != r.SHA256 {
 		return landed{}, fmt.Errorf("downloaded content hashes to %s, want %s", got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
@@ -334,6 +352,47 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 	}
 	ok = true
 	return x.stat(op, blocks)
+}
+
+// wholeHash is the SHA-256 of a file being assembled. For a file of several blocks it
+// runs on its own goroutine, beside the writes, taking the blocks' bytes as they are
+// written (fresh slices that nobody reuses); a one-block file is hashed in line.
+type wholeHash struct {
+	h      hash.Hash
+	blocks chan []byte
+	done   chan string
+}
+
+func newWholeHash(background bool) *wholeHash {
+	w := &wholeHash{h: sha256.New()}
+	if background {
+		w.blocks = make(chan []byte, hashAhead)
+		w.done = make(chan string, 1)
+		go func() {
+			for data := range w.blocks {
+				w.h.Write(data)
+			}
+			w.done <- hex.EncodeToString(w.h.Sum(nil))
+		}()
+	}
+	return w
+}
+
+func (w *wholeHash) write(data []byte) {
+	if w.blocks != nil {
+		w.blocks <- data
+		return
+	}
+	w.h.Write(data)
+}
+
+// sum ends the hash and returns it; write must not be called afterwards.
+func (w *wholeHash) sum() string {
+	if w.blocks != nil {
+		close(w.blocks)
+		return <-w.done
+	}
+	return hex.EncodeToString(w.h.Sum(nil))
 }
 
 type fetched struct {

@@ -9,6 +9,7 @@
 package blobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -261,13 +262,15 @@ func (s *Store) Missing(hashes []string) ([]string, error) {
 	return missing, nil
 }
 
-// Put stores the block hash with the content read from r. It streams r to a temp file
-// while hashing it; the block is stored only when r ends within maxSize bytes (else
-// ErrTooLarge; maxSize <= 0 means no limit) and its SHA-256 equals hash (else
-// ErrHashMismatch). The file is fsynced, renamed into place and its directory fsynced
-// before Put returns, so a stored block survives a crash. When the block is already
-// stored (or a concurrent Put stores it first), r is still read and verified, nothing is
-// written and created is false. n is the number of bytes read from r.
+// Put stores the block hash with the content read from r; the block is stored only when
+// r ends within maxSize bytes (else ErrTooLarge; maxSize <= 0 means no limit) and its
+// SHA-256 equals hash (else ErrHashMismatch). A block of at most 1 MiB (maxPackedBlock)
+// is appended to a pack file WITHOUT an fsync: it is readable at once, but durable only
+// after Sync names it (a commit syncs the blocks it refers to before it applies), and a
+// crash before that may lose it. A larger block is streamed to a temp file, fsynced,
+// renamed into place and its directory fsynced before Put returns. When the block is
+// already stored (or a concurrent Put stores it first), r is still read and verified,
+// nothing is written and created is false. n is the number of bytes read from r.
 func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created bool, err error) {
 	if err := checkHash(hash); err != nil {
 		return 0, false, err
@@ -284,6 +287,11 @@ func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created b
 		n, err := s.copyVerified(hash, io.Discard, r, maxSize)
 		return n, false, err
 	}
+	n, created, handled, head, err := s.putStreamed(hash, r, maxSize)
+	if handled {
+		return n, created, err
+	}
+	r = io.MultiReader(bytes.NewReader(head), r)
 
 	f, err := os.CreateTemp(s.tmpDir, hash[:16]+".*")
 	if err != nil {

@@ -144,7 +144,7 @@ func (s *Store) compact(id uint64) error {
 	var base int64
 	if len(buf) > 0 {
 		var err error
-		if np, base, err = s.appendRecords(buf); err != nil {
+		if np, base, err = s.appendRecords(buf, true); err != nil {
 			return err
 		}
 	}
