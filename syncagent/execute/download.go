@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -286,9 +287,37 @@ func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
 	return x.stat(op, nil)
 }
 
+// errContentMismatch is an assembled file whose SHA-256 is not the entry's.
+var errContentMismatch = errors.New("assembled content does not match its sha256")
+
+// fetchOpts is how one assembly gets its blocks.
+type fetchOpts struct {
+	// hints pairs new blocks with the local blocks they replace (baseHints).
+	hints map[string]proto.Block
+	// verifyLocal makes every block read from a local file be hashed before use.
+	verifyLocal bool
+	// unverified counts the local blocks used without that check.
+	unverified atomic.Int64
+}
+
 // assemble writes a file from blocks (local ones where it can, server ones otherwise)
-// in a temp file beside it, verifies it, then renames it into place.
+// in a temp file beside it, verifies it, then renames it into place. Blocks read from
+// local files are first used without hashing each (the file's SHA-256, checked before
+// the rename, covers them, and rebuilding an edited large file then costs one SHA-256
+// pass, not two); should the result not match — a local file changed in place since it
+// was indexed, with its stat key kept — the file is assembled again with every local
+// block checked.
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
+	o := &fetchOpts{}
+	l, err := x.assembleWith(ctx, op, blocks, o)
+	if errors.Is(err, errContentMismatch) && o.unverified.Load() > 0 {
+		x.Log.Info("assembled file did not match its hash; checking each local block", "path", op.Path)
+		return x.assembleWith(ctx, op, blocks, &fetchOpts{verifyLocal: true})
+	}
+	return l, err
+}
+
+func (x *Executor) assembleWith(ctx context.Context, op plan.Op, blocks []proto.Block, o *fetchOpts) (landed, error) {
 	r := op.Remote
 	if !covers(blocks, r.Size) {
 		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
@@ -309,9 +338,9 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 		}
 	}()
 	whole := newWholeHash(len(blocks) > 1)
-	hints := x.baseHints(op.Path, blocks)
+	o.hints = x.baseHints(op.Path, blocks)
 	var off, flushed int64
-	err = x.fetchBlocks(ctx, blocks, hints, func(data []byte) error {
+	err = x.fetchBlocks(ctx, blocks, o, func(data []byte) error {
 		if _, err := f.Write(data); err != nil {
 			return err
 		}
@@ -330,7 +359,7 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 		return landed{}, err
 	}
 	if got != r.SHA256 {
-		return landed{}, fmt.Errorf("downloaded content hashes to %s, want %s", got, r.SHA256)
+		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
 		return landed{}, fmt.Errorf("chmod: %w", err)
@@ -414,13 +443,13 @@ func weight(b proto.Block) int64 {
 // blocks ahead within the executor's in-flight budget. Each file takes its share of the
 // budget in block order and gives a block's share back once it is written, so a file
 // waiting for its next block never waits on a share that it holds itself.
-func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints map[string]proto.Block, write func([]byte) error) error {
+func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fetchOpts, write func([]byte) error) error {
 	if len(blocks) == 1 {
 		if err := x.inflight.Acquire(ctx, weight(blocks[0])); err != nil {
 			return err
 		}
 		defer x.inflight.Release(weight(blocks[0]))
-		data, err := x.block(ctx, blocks[0], hints)
+		data, err := x.block(ctx, blocks[0], o)
 		if err != nil {
 			return err
 		}
@@ -447,7 +476,7 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 			}
 			launched = i + 1
 			go func() {
-				data, err := x.block(ctx, b, hints)
+				data, err := x.block(ctx, b, o)
 				futures[i] <- fetched{data, err}
 			}()
 		}
@@ -487,16 +516,21 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 // block returns a block's bytes, from a local file that held it when indexed if it
 // still does, else from the server: compressed against the local block it replaces
 // (hints) when there is one.
-func (x *Executor) block(ctx context.Context, b proto.Block, hints map[string]proto.Block) ([]byte, error) {
-	if data := x.localBlock(b); data != nil {
+func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]byte, error) {
+	if data := x.localBlock(b, o.verifyLocal); data != nil {
+		if !o.verifyLocal {
+			o.unverified.Add(1)
+		}
 		x.Counters.BytesReused.Add(b.Size)
 		x.Counters.BytesDone.Add(b.Size)
 		return data, nil
 	}
 	var data []byte
 	var err error
-	if base, ok := hints[b.Hash]; ok {
-		if bd := x.localBlock(base); bd != nil {
+	if base, ok := o.hints[b.Hash]; ok {
+		// The client checks the block it decodes against b's hash: a wrong base only
+		// costs the fallback to the plain block.
+		if bd := x.localBlock(base, false); bd != nil {
 			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
 			if err != nil && !transient(err) {
 				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
@@ -531,9 +565,9 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 	return data, true
 }
 
-// localBlock returns b's bytes from a local file that held it when indexed and still
-// does, or nil.
-func (x *Executor) localBlock(b proto.Block) []byte {
+// localBlock returns b's bytes from a local file that held it when indexed, or nil;
+// with verify, only bytes that still hash to b.
+func (x *Executor) localBlock(b proto.Block, verify bool) []byte {
 	locs, err := x.State.FindBlock(b.Hash)
 	if err != nil {
 		return nil
@@ -542,7 +576,7 @@ func (x *Executor) localBlock(b proto.Block) []byte {
 		if l.Size != b.Size {
 			continue
 		}
-		if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
+		if data, ok := x.readLocal(l); ok && (!verify || chunk.SumHex(data) == b.Hash) {
 			return data
 		}
 	}
