@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"runtime"
 	"sync"
@@ -33,6 +34,8 @@ type pending struct {
 	// trusted marks content the server chunked and hashed itself (/upload): its blocks
 	// are only checked to be present.
 	trusted bool
+	// stream names the upload stream the client sent the blocks with (hashstream.go).
+	stream string
 }
 
 // commit checks and applies changes for agent. results has one slot per item of the
@@ -55,7 +58,7 @@ func (s *Server) commit(ctx context.Context, agent string, items []pending, resu
 	if err := s.checkBlocksPresent(items, results); err != nil {
 		return err
 	}
-	if err := s.verifyContent(ctx, items, results); err != nil {
+	if err := s.verifyContent(ctx, agent, items, results); err != nil {
 		return err
 	}
 
@@ -231,7 +234,7 @@ func (s *Server) checkBlocksPresent(items []pending, results []proto.ItemResult)
 
 // verifyContent streams the blocks of every non-inline file item and checks their
 // stored sizes and their whole SHA-256 against the item's.
-func (s *Server) verifyContent(ctx context.Context, items []pending, results []proto.ItemResult) error {
+func (s *Server) verifyContent(ctx context.Context, agent string, items []pending, results []proto.ItemResult) error {
 	var todo []int
 	for i, p := range items {
 		if p.inline == nil && !p.trusted && results[p.idx].Status == "" && len(p.change.Entry.Blocks) > 0 {
@@ -251,7 +254,7 @@ func (s *Server) verifyContent(ctx context.Context, items []pending, results []p
 			defer wg.Done()
 			for i := range next {
 				p := items[i]
-				err := s.verifyFile(ctx, p.change.Entry)
+				err := s.verifyFile(ctx, agent, p)
 				if err == nil {
 					continue
 				}
@@ -279,9 +282,21 @@ func (s *Server) verifyContent(ctx context.Context, items []pending, results []p
 const verifyAhead = 4
 
 // verifyFile checks that the entry's blocks are stored with their sizes and that their
-// content, in list order, has the entry's SHA-256. A goroutine opens the blocks ahead,
-// so that reading and checking the records overlaps the hash.
-func (s *Server) verifyFile(ctx context.Context, e proto.Entry) error {
+// content, in list order, has the entry's SHA-256. The part of the list that the item's
+// upload stream hashed already, in order, is not read again (hashstream.go). A goroutine
+// opens the blocks ahead, so that reading and checking the records overlaps the hash.
+func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error {
+	e := p.change.Entry
+	var h hash.Hash
+	var done int
+	if p.stream != "" {
+		h, done = s.streams.take(streamKey{agent, p.stream}, e.Blocks)
+	}
+	if h == nil {
+		h, done = sha256.New(), 0
+	}
+	s.log.Debug("verify", "path", e.Path, "blocks", len(e.Blocks), "hashedWhileUploaded", done)
+	rest := e.Blocks[done:]
 	type opened struct {
 		f    io.ReadCloser
 		size int64
@@ -291,7 +306,7 @@ func (s *Server) verifyFile(ctx context.Context, e proto.Entry) error {
 	ahead := make(chan opened, verifyAhead)
 	go func() {
 		defer close(ahead)
-		for _, b := range e.Blocks {
+		for _, b := range rest {
 			if err := ctx.Err(); err != nil {
 				ahead <- opened{err: err}
 				return
@@ -311,7 +326,6 @@ func (s *Server) verifyFile(ctx context.Context, e proto.Entry) error {
 			}
 		}
 	}()
-	h := sha256.New()
 	for o := range ahead {
 		if o.err != nil {
 			var ie *itemError

@@ -129,6 +129,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	notify  *notifier
+	streams *hashStreams
 	mux     *http.ServeMux
 	handler http.Handler
 
@@ -169,6 +170,7 @@ func New(cfg Config, st store.Store, blocks BlockStore, auth Authenticator, logg
 		return nil, fmt.Errorf("read the store's current seq: %w", err)
 	}
 	s.notify = newNotifier(seq)
+	s.streams = newHashStreams(blocks)
 	s.routes()
 	s.handler = s.observe(s.mux)
 	s.metrics.registerStoreGauges(s)

@@ -186,6 +186,7 @@ func (a *Agent) init(base *ignore.Matcher) {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		pre := &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
 		a.scanner.Preupload = pre.File
+		a.exec.Preupload = pre
 	}
 	a.st.started = time.Now()
 }

@@ -2,6 +2,8 @@ package execute
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"log/slog"
 	"sync"
 
@@ -35,6 +37,25 @@ type Preupload struct {
 
 	once sync.Once
 	mem  *semaphore.Weighted // block bytes copied and not yet sent, all files together
+
+	mu      sync.Mutex
+	streams map[string]string // path → upload stream of its last pre-upload
+}
+
+// Take returns the upload stream the last pre-upload of path used, once; "" when none.
+func (u *Preupload) Take(path string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	id := u.streams[path]
+	delete(u.streams, path)
+	return id
+}
+
+// newStreamID names an upload stream.
+func newStreamID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 // preuploadMemory bounds the bytes the pre-upload of all files holds at once; the
@@ -46,6 +67,7 @@ const preuploadBatch = 16
 
 type preBlock struct {
 	b    proto.Block
+	off  int64 // in the file
 	data []byte
 	buf  *[]byte // from blockBufs, holding data
 }
@@ -72,6 +94,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 			}
 		}
 	}
+	stream := newStreamID()
 	ctx, cancel := context.WithCancel(ctx)
 	in := make(chan preBlock, 256) // bounded by mem, not by the channel
 	jobs := make(chan preBlock)
@@ -85,7 +108,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		wg.Go(func() {
 			for p := range jobs {
 				if ctx.Err() == nil {
-					if err := u.Server.PutBlock(ctx, p.b.Hash, p.data, compress); err != nil {
+					if err := u.Server.PutStreamBlock(ctx, p.b.Hash, p.data, compress, stream, p.off); err != nil {
 						// A file that changed while being read, a full disk, a lost
 						// connection: the plan's upload deals with it.
 						u.Log.Debug("pre-upload of a block failed", "path", path, "block", p.b.Hash, "err", err)
@@ -142,7 +165,10 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 			flush()
 		}
 	}()
+	var off int64
 	each = func(b proto.Block, data []byte) error {
+		at := off
+		off += b.Size
 		if ctx.Err() != nil || known[b.Hash] {
 			return nil
 		}
@@ -154,7 +180,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		}
 		bp := blockBufs.Get().(*[]byte)
 		*bp = append((*bp)[:0], data...)
-		in <- preBlock{b: b, data: *bp, buf: bp}
+		in <- preBlock{b: b, off: at, data: *bp, buf: bp}
 		return nil
 	}
 	wait = func() {
@@ -162,6 +188,12 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		<-dispatched
 		wg.Wait()
 		cancel()
+		u.mu.Lock()
+		if u.streams == nil {
+			u.streams = map[string]string{}
+		}
+		u.streams[path] = stream
+		u.mu.Unlock()
 	}
 	return each, wait
 }

@@ -28,6 +28,13 @@ func (c *countingServer) PutBlock(ctx context.Context, hash string, data []byte,
 	return c.Server.PutBlock(ctx, hash, data, compress)
 }
 
+func (c *countingServer) PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error {
+	c.mu.Lock()
+	c.puts[hash]++
+	c.mu.Unlock()
+	return c.Server.PutStreamBlock(ctx, hash, data, compress, stream, off)
+}
+
 func (c *countingServer) MissingBlocks(ctx context.Context, hashes []string) ([]string, error) {
 	c.mu.Lock()
 	c.asked += len(hashes)
@@ -53,6 +60,7 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	pre := &Preupload{Server: cs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
 		Indexed: e.x.State.LocalBlocks}
 	e.scan.Preupload = pre.File
+	e.x.Preupload = pre
 
 	content := make([]byte, PreuploadMin+3<<20)
 	if _, err := rand.Read(content); err != nil {
