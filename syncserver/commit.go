@@ -283,24 +283,32 @@ const verifyAhead = 4
 
 // verifyFile checks that the entry's blocks are stored with their sizes and that their
 // content, in list order, has the entry's SHA-256. The part of the list that the item's
-// upload stream hashed already, in order, is not read again (hashstream.go). A goroutine
-// opens the blocks ahead, so that reading and checking the records overlaps the hash.
+// upload stream hashed already, in order, is not read again (hashstream.go), nor a
+// prefix the server hashed before (checkpoint.go). A goroutine opens the blocks ahead,
+// so that reading and checking the records overlaps the hash.
 func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error {
 	e := p.change.Entry
 	var h hash.Hash
-	var done int
+	var streamed, resumed int
 	if p.stream != "" {
-		h, done = s.streams.take(streamKey{agent, p.stream}, e.Blocks)
+		h, streamed = s.streams.take(streamKey{agent, p.stream}, e.Blocks)
+	}
+	if ch, n := s.checkpoints.resume(e.Blocks); n > streamed {
+		h, resumed = ch, n
 	}
 	if h == nil {
-		h, done = sha256.New(), 0
+		h = sha256.New()
 	}
-	s.log.Debug("verify", "path", e.Path, "blocks", len(e.Blocks), "hashedWhileUploaded", done)
+	done := max(streamed, resumed)
+	s.log.Debug("verify", "path", e.Path, "blocks", len(e.Blocks), "hashedWhileUploaded", streamed,
+		"resumedAt", resumed)
+	track := prefixTracker{cps: s.checkpoints}
+	track.skip(e.Blocks[:done])
 	rest := e.Blocks[done:]
 	type opened struct {
-		f    io.ReadCloser
-		size int64
-		err  error
+		f   io.ReadCloser
+		b   proto.Block
+		err error
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	ahead := make(chan opened, verifyAhead)
@@ -312,7 +320,7 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 				return
 			}
 			f, err := openBlock(s.blocks, b)
-			ahead <- opened{f, b.Size, err}
+			ahead <- opened{f, b, err}
 			if err != nil {
 				return
 			}
@@ -336,12 +344,13 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 		}
 		n, err := io.Copy(h, o.f)
 		o.f.Close()
-		if err == nil && n != o.size {
+		if err == nil && n != o.b.Size {
 			err = fmt.Errorf("block shorter than its size")
 		}
 		if err != nil {
 			return fmt.Errorf("read blocks of %q: %w", e.Path, err)
 		}
+		track.add(o.b, h)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
 		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)

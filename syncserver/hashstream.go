@@ -48,18 +48,20 @@ type hashStream struct {
 	pumping bool
 	broken  bool
 	used    time.Time
+	track   prefixTracker // written only by the pumping goroutine, like h
 }
 
 // hashStreams holds the server's streams.
 type hashStreams struct {
 	blocks BlockStore
+	cps    *checkpoints
 	now    func() time.Time
 	mu     sync.Mutex
 	m      map[streamKey]*hashStream
 }
 
-func newHashStreams(blocks BlockStore) *hashStreams {
-	return &hashStreams{blocks: blocks, now: time.Now, m: map[streamKey]*hashStream{}}
+func newHashStreams(blocks BlockStore, cps *checkpoints) *hashStreams {
+	return &hashStreams{blocks: blocks, cps: cps, now: time.Now, m: map[streamKey]*hashStream{}}
 }
 
 // validStreamID accepts short names of letters, digits, '-' and '_'.
@@ -94,7 +96,7 @@ func (hs *hashStreams) get(k streamKey, create bool) *hashStream {
 		if len(hs.m) >= maxStreams {
 			delete(hs.m, oldest)
 		}
-		st = &hashStream{h: sha256.New(), pending: map[int64]proto.Block{}}
+		st = &hashStream{h: sha256.New(), pending: map[int64]proto.Block{}, track: prefixTracker{cps: hs.cps}}
 		st.idle = sync.NewCond(&st.mu)
 		hs.m[k] = st
 	}
@@ -137,6 +139,9 @@ func (hs *hashStreams) pump(st *hashStream) {
 		delete(st.pending, st.next)
 		st.mu.Unlock()
 		err := hashBlock(hs.blocks, st.h, b)
+		if err == nil {
+			st.track.add(b, st.h)
+		}
 		st.mu.Lock()
 		if err != nil {
 			st.broken, st.pending = true, nil

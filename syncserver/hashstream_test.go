@@ -2,6 +2,7 @@ package syncserver
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"fmt"
 	"log/slog"
@@ -175,5 +176,80 @@ func TestBadStreamRefused(t *testing.T) {
 	it.Stream = "no spaces please"
 	if r := e.commit(it)[0]; r.Status != proto.StatusError {
 		t.Fatalf("commit with a bad stream name: %+v; want an item error", r)
+	}
+}
+
+var resumedAt = regexp.MustCompile(`msg=verify path=(\S+) blocks=\d+ hashedWhileUploaded=\d+ resumedAt=(\d+)`)
+
+func lastResumedAt(t *testing.T, logs *lockedBuffer, path string) int {
+	t.Helper()
+	n := -1
+	for _, m := range resumedAt.FindAllStringSubmatch(logs.String(), -1) {
+		if m[1] == path {
+			n, _ = strconv.Atoi(m[2])
+		}
+	}
+	if n < 0 {
+		t.Fatalf("no verification of %s logged", path)
+	}
+	return n
+}
+
+func TestEditedFileResumesFromTheHashOfItsUnchangedHead(t *testing.T) {
+	defer func(v int64) { checkpointEvery = v }(checkpointEvery)
+	const bs = 100 << 10
+	checkpointEvery = 3 * bs // after every third block
+	e, logs := newLoggedEnv(t)
+	content := make([]byte, 20*bs)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	commitAll := func(c []byte, mutate func(*proto.CommitItem)) proto.ItemResult {
+		it, parts := fileItem("f.bin", c, bs)
+		for _, p := range parts {
+			e.putBlock(p)
+		}
+		if mutate != nil {
+			mutate(&it)
+		}
+		ent, err := e.store.Get(context.Background(), "f.bin")
+		if err == nil {
+			it.BaseSeq = ent.Seq
+		}
+		return e.commit(it)[0]
+	}
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v1: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 0 {
+		t.Fatalf("v1 resumed at %d", n)
+	}
+	// Block 16 changes: blocks 0–15 are v1's, and there is a checkpoint after 15.
+	content[16*bs+5] ^= 1
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v2: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 15 {
+		t.Fatalf("v2 resumed at block %d; want 15", n)
+	}
+	// The same head under a wrong sha256 is still refused.
+	content[19*bs] ^= 1
+	if r := commitAll(content, func(it *proto.CommitItem) { it.SHA256 = sha([]byte("wrong")) }); r.Status != proto.StatusError {
+		t.Fatalf("wrong sha256 over a checkpointed head: %+v; want an item error", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n < 15 {
+		t.Fatalf("resumed at %d; want at least 15", n)
+	}
+	// A change in the first block: nothing to resume from, and the content is right.
+	content[0] ^= 1
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v3: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 0 {
+		t.Fatalf("v3 resumed at %d; want 0", n)
+	}
+	code, body := e.do("GET", proto.RouteFile+"?path=f.bin", nil, nil)
+	if code != http.StatusOK || !bytes.Equal(body, content) {
+		t.Fatalf("GET f.bin: %d, %d bytes; want the last content", code, len(body))
 	}
 }

@@ -130,8 +130,10 @@ type Server struct {
 	metrics *metrics
 	notify  *notifier
 	streams *hashStreams
-	mux     *http.ServeMux
-	handler http.Handler
+	// checkpoints holds SHA-256 states of block-list prefixes (checkpoint.go).
+	checkpoints *checkpoints
+	mux         *http.ServeMux
+	handler     http.Handler
 
 	// gcMu keeps block GC from running between a commit's check that its blocks exist
 	// and the store recording the version that refers to them: commits hold it shared,
@@ -170,7 +172,8 @@ func New(cfg Config, st store.Store, blocks BlockStore, auth Authenticator, logg
 		return nil, fmt.Errorf("read the store's current seq: %w", err)
 	}
 	s.notify = newNotifier(seq)
-	s.streams = newHashStreams(blocks)
+	s.checkpoints = newCheckpoints()
+	s.streams = newHashStreams(blocks, s.checkpoints)
 	s.routes()
 	s.handler = s.observe(s.mux)
 	s.metrics.registerStoreGauges(s)
