@@ -45,10 +45,11 @@ const (
 	// maxPackedBlock is the largest block PutMany packs; larger ones get their own file,
 	// where one more file costs little next to the data.
 	maxPackedBlock = 1 << 20
-	// packTargetSize is the size after which appends start a new pack, so that
-	// compaction rewrites bounded files.
-	packTargetSize = 64 << 20
 )
+
+// packTargetSize is the size after which appends start a new pack (and the full one
+// is sealed), so that compaction rewrites bounded files. A variable for tests.
+var packTargetSize int64 = 64 << 20
 
 // ErrCorrupt means a stored block no longer has the content its hash names (a damaged
 // disk or a file changed behind the store's back). The block must be uploaded again.
@@ -68,6 +69,9 @@ type pack struct {
 	// synced is how much of the pack is known durable (fsynced by this process); the
 	// records Put appends without an fsync lie beyond it until Sync.
 	synced int64
+	// recs lists every record appended to the pack by this process, from its first
+	// (for the .idx written when it is sealed); nil for a pack found at Open.
+	recs []idxEntry
 	// live is the bytes of the records the index points to.
 	live int64
 	// dead holds the offsets of valid records that the index does not point to (GC'd or
@@ -197,6 +201,17 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 	if err != nil {
 		return fmt.Errorf("open pack %q: %w", p.path, err)
 	}
+	if fi, err := f.Stat(); err == nil {
+		if recs, ok := s.readIdx(id, fi.Size()); ok {
+			p.f, p.size, p.synced = f, fi.Size(), fi.Size() // sealed: fsynced before its .idx
+			s.indexPack(p, now, loose, func(fn func(off int64, sum [sha256.Size]byte, size int64)) {
+				for _, r := range recs {
+					fn(r.off, r.sum, r.size)
+				}
+			})
+			return nil
+		}
+	}
 	content, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -206,14 +221,28 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 	p.size = int64(len(content))
 	// p.synced stays 0: a process that stopped without syncing may have left records
 	// that are only in the page cache; the first Sync that needs the pack fsyncs it.
-	dead, err := readDeadList(s.deadPath(id))
+	var end int64
+	s.indexPack(p, now, loose, func(fn func(off int64, sum [sha256.Size]byte, size int64)) {
+		end = scanPack(content, fn)
+	})
+	if tail := p.size - end; tail > 0 {
+		// A crash in the middle of an append; appends go to a new pack from now on.
+		s.log("pack ends in a torn or damaged record, ignored", "pack", p.path, "bytes", tail)
+	}
+	return nil
+}
+
+// indexPack indexes the records each yields (a scan of the pack, or its .idx) and
+// registers the pack.
+func (s *Store) indexPack(p *pack, now int64, loose map[[sha256.Size]byte]struct{}, each func(fn func(off int64, sum [sha256.Size]byte, size int64))) {
+	dead, err := readDeadList(s.deadPath(p.id))
 	if err != nil {
 		// Losing the list only brings back blocks GC had removed: valid content, and
 		// unreferenced, so the next GC removes them again.
 		s.log("ignoring a damaged dead-record list", "pack", p.path, "err", err)
 		p.deadDirty = true
 	}
-	end := scanPack(content, func(off int64, sum [sha256.Size]byte, size int64) {
+	each(func(off int64, sum [sha256.Size]byte, size int64) {
 		if _, isDead := dead[off]; isDead {
 			p.dead[off] = struct{}{}
 			return
@@ -233,12 +262,7 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 		s.blocks.Add(1)
 		s.bytes.Add(size)
 	})
-	if tail := p.size - end; tail > 0 {
-		// A crash in the middle of an append; appends go to a new pack from now on.
-		s.log("pack ends in a torn or damaged record, ignored", "pack", p.path, "bytes", tail)
-	}
-	s.packs[id] = p
-	return nil
+	s.packs[p.id] = p
 }
 
 func (s *Store) deadPath(id uint64) string {
@@ -302,6 +326,9 @@ func (s *Store) activePack() (*pack, error) {
 	if s.active != nil && s.active.size < packTargetSize {
 		return s.active, nil
 	}
+	if s.active != nil {
+		s.seal(s.active)
+	}
 	id := s.nextPack
 	p := &pack{id: id, path: filepath.Join(s.packDir, packName(id)+packExt), dead: map[int64]struct{}{}}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -317,6 +344,7 @@ func (s *Store) activePack() (*pack, error) {
 	}
 	s.nextPack++
 	p.f = f
+	p.recs = []idxEntry{}
 	s.pmu.Lock()
 	s.packs[id] = p
 	s.pmu.Unlock()
@@ -348,6 +376,9 @@ func (s *Store) appendRecords(buf []byte, durable bool) (*pack, int64, error) {
 		startWriteback(p.f, off, int64(len(buf)))
 	}
 	s.pmu.Lock()
+	if p.recs != nil {
+		p.recs = append(p.recs, packRecords(buf, off)...)
+	}
 	p.size += int64(len(buf))
 	if durable {
 		p.synced = p.size
