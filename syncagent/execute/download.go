@@ -294,25 +294,27 @@ var errContentMismatch = errors.New("assembled content does not match its sha256
 type fetchOpts struct {
 	// hints pairs new blocks with the local blocks they replace (baseHints).
 	hints map[string]proto.Block
-	// verifyLocal makes every block read from a local file be hashed before use.
-	verifyLocal bool
-	// unverified counts the local blocks used without that check.
+	// verify makes every block (read from a local file or downloaded) be hashed
+	// before use.
+	verify bool
+	// unverified counts the blocks used without that check.
 	unverified atomic.Int64
 }
 
 // assemble writes a file from blocks (local ones where it can, server ones otherwise)
-// in a temp file beside it, verifies it, then renames it into place. Blocks read from
-// local files are first used without hashing each (the file's SHA-256, checked before
-// the rename, covers them, and rebuilding an edited large file then costs one SHA-256
-// pass, not two); should the result not match — a local file changed in place since it
-// was indexed, with its stat key kept — the file is assembled again with every local
-// block checked.
+// in a temp file beside it, verifies it, then renames it into place. Blocks are first
+// used without hashing each, whether read from local files or downloaded: the file's
+// SHA-256, checked before the rename, covers them, and a download or a rebuild then
+// costs one SHA-256 pass, not two. Should the result not match (a local file changed in
+// place since it was indexed, with its stat key kept; a server or a wire that garbled
+// a block), the file is assembled again with every block checked, which names the bad
+// block.
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
 	o := &fetchOpts{}
 	l, err := x.assembleWith(ctx, op, blocks, o)
 	if errors.Is(err, errContentMismatch) && o.unverified.Load() > 0 {
-		x.Log.Info("assembled file did not match its hash; checking each local block", "path", op.Path)
-		return x.assembleWith(ctx, op, blocks, &fetchOpts{verifyLocal: true})
+		x.Log.Info("assembled file did not match its hash; assembling it again with each block checked", "path", op.Path)
+		return x.assembleWith(ctx, op, blocks, &fetchOpts{verify: true})
 	}
 	return l, err
 }
@@ -517,8 +519,8 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fet
 // still does, else from the server: compressed against the local block it replaces
 // (hints) when there is one.
 func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]byte, error) {
-	if data := x.localBlock(b, o.verifyLocal); data != nil {
-		if !o.verifyLocal {
+	if data := x.localBlock(b, o.verify); data != nil {
+		if !o.verify {
 			o.unverified.Add(1)
 		}
 		x.Counters.BytesReused.Add(b.Size)
@@ -539,7 +541,12 @@ func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]by
 		}
 	}
 	if data == nil && err == nil {
-		data, err = x.Server.GetBlock(ctx, b.Hash)
+		if o.verify {
+			data, err = x.Server.GetBlock(ctx, b.Hash)
+		} else {
+			data, err = x.Server.GetBlockUnchecked(ctx, b.Hash)
+			o.unverified.Add(1)
+		}
 	}
 	if err != nil {
 		return nil, err

@@ -32,6 +32,9 @@ type Server interface {
 	// the server hashes in file order so that the commit naming the stream need not.
 	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
+	// GetBlockUnchecked downloads a block without hashing it (the caller checks the
+	// file it assembles).
+	GetBlockUnchecked(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
 	// CommitFunc commits n items made one at a time by item while the request is sent
