@@ -1,10 +1,12 @@
 // Package blobs is the sync server's content-addressed block store on disk: every block
-// is a file named by the SHA-256 of its bytes, verified while it is written, written
-// atomically and durably, and stored once however many files and versions share it.
+// is named by the SHA-256 of its bytes, verified while it is written, and stored once
+// however many files and versions share it.
 //
-// Layout: DIR/<hh>/<hash>, where hh is the first two hex digits of the hash (256 fan-out
-// directories, made on Open), and DIR/tmp/ for uploads in progress. Small blocks stored
-// by PutMany live in append-only pack files under DIR/packs/ instead (see pack.go). One
+// Blocks of up to 1 MiB (PutMany's, and streamed ones from Put) live in append-only pack
+// files under DIR/packs/ (see pack.go); larger ones are files DIR/<hh>/<hash>, where hh
+// is the first two hex digits of the hash (256 fan-out directories, made on Open), with
+// DIR/tmp/ for uploads in progress. PutMany and large Puts are durable when they return;
+// a streamed Put of a small block is durable once Sync names it (see putstream.go). One
 // process at a time owns a directory: Open removes whatever it finds in DIR/tmp/.
 package blobs
 

@@ -17,9 +17,10 @@ import (
 	"sync/atomic"
 )
 
-// Small blocks written by PutMany (files inlined in a commit) go into append-only pack
-// files instead of one file each: creating, syncing and renaming a file per 4 KiB block
-// was 45 % of the small-file commit's CPU. A batch is one write and one fsync.
+// Blocks of up to maxPackedBlock go into append-only pack files instead of one file
+// each: creating, syncing and renaming a file per 4 KiB block was 45 % of the small-file
+// commit's CPU. A PutMany batch is one write and one fsync; a streamed Put one write,
+// synced with the other blocks of its commit (putstream.go).
 //
 // Layout: DIR/packs/<id>.pack, id 16 hex digits, increasing. A pack is a sequence of
 // self-describing records:
@@ -42,8 +43,8 @@ const (
 	packMagic      = "SFB1"
 	recHeaderSize  = 4 + 4 + sha256.Size
 	recTrailerSize = 4
-	// maxPackedBlock is the largest block PutMany packs; larger ones get their own file,
-	// where one more file costs little next to the data.
+	// maxPackedBlock is the largest block PutMany and Put pack (the chunker's largest);
+	// larger ones get their own file, where one more file costs little next to the data.
 	maxPackedBlock = 1 << 20
 )
 
