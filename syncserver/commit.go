@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"runtime"
 	"sync"
@@ -33,6 +34,8 @@ type pending struct {
 	// trusted marks content the server chunked and hashed itself (/upload): its blocks
 	// are only checked to be present.
 	trusted bool
+	// stream names the upload stream the client sent the blocks with (hashstream.go).
+	stream string
 }
 
 // commit checks and applies changes for agent. results has one slot per item of the
@@ -55,7 +58,7 @@ func (s *Server) commit(ctx context.Context, agent string, items []pending, resu
 	if err := s.checkBlocksPresent(items, results); err != nil {
 		return err
 	}
-	if err := s.verifyContent(ctx, items, results); err != nil {
+	if err := s.verifyContent(ctx, agent, items, results); err != nil {
 		return err
 	}
 
@@ -71,12 +74,16 @@ func (s *Server) commit(ctx context.Context, agent string, items []pending, resu
 		return nil
 	}
 	t2 := time.Now()
+	if err := s.syncBlocks(changes); err != nil {
+		return err
+	}
+	t3 := time.Now()
 	res, err := s.store.Apply(ctx, agent, changes)
 	if err != nil {
 		return err
 	}
 	s.log.Debug("commit", "items", len(items), "inlineMs", ms(t1.Sub(t0)), "verifyMs", ms(t2.Sub(t1)),
-		"applyMs", ms(time.Since(t2)))
+		"syncMs", ms(t3.Sub(t2)), "applyMs", ms(time.Since(t3)))
 	if len(res) != len(changes) {
 		return fmt.Errorf("store answered %d results for %d changes", len(res), len(changes))
 	}
@@ -104,6 +111,26 @@ func (s *Server) commit(ctx context.Context, agent string, items []pending, resu
 	}
 	if maxSeq > 0 {
 		s.notify.publish(maxSeq)
+	}
+	return nil
+}
+
+// syncBlocks makes every block the changes refer to durable before the metadata that
+// refers to them is applied: a streamed block upload answers before its block is
+// fsynced (see blobs.Store.Put), so this is where a commit's content becomes durable,
+// with one fsync per pack touched.
+func (s *Server) syncBlocks(changes []store.Change) error {
+	var hashes []string
+	for _, c := range changes {
+		for _, b := range c.Entry.Blocks {
+			hashes = append(hashes, b.Hash)
+		}
+	}
+	if len(hashes) == 0 {
+		return nil
+	}
+	if err := s.blocks.Sync(hashes); err != nil {
+		return fmt.Errorf("sync blocks: %w", err)
 	}
 	return nil
 }
@@ -207,7 +234,7 @@ func (s *Server) checkBlocksPresent(items []pending, results []proto.ItemResult)
 
 // verifyContent streams the blocks of every non-inline file item and checks their
 // stored sizes and their whole SHA-256 against the item's.
-func (s *Server) verifyContent(ctx context.Context, items []pending, results []proto.ItemResult) error {
+func (s *Server) verifyContent(ctx context.Context, agent string, items []pending, results []proto.ItemResult) error {
 	var todo []int
 	for i, p := range items {
 		if p.inline == nil && !p.trusted && results[p.idx].Status == "" && len(p.change.Entry.Blocks) > 0 {
@@ -227,7 +254,7 @@ func (s *Server) verifyContent(ctx context.Context, items []pending, results []p
 			defer wg.Done()
 			for i := range next {
 				p := items[i]
-				err := s.verifyFile(ctx, p.change.Entry)
+				err := s.verifyFile(ctx, agent, p)
 				if err == nil {
 					continue
 				}
@@ -250,21 +277,105 @@ func (s *Server) verifyContent(ctx context.Context, items []pending, results []p
 	return fatal
 }
 
-func (s *Server) verifyFile(ctx context.Context, e proto.Entry) error {
-	h := sha256.New()
-	br := &blockReader{ctx: ctx, blocks: s.blocks, list: e.Blocks}
-	defer br.Close()
-	if _, err := io.Copy(h, br); err != nil {
-		var ie *itemError
-		if errors.As(err, &ie) {
-			return err
+// verifyAhead is how many blocks verifyFile opens (reads, for packed blocks) ahead of
+// the SHA-256, which is the one part that cannot be spread over cores.
+const verifyAhead = 4
+
+// verifyFile checks that the entry's blocks are stored with their sizes and that their
+// content, in list order, has the entry's SHA-256. The part of the list that the item's
+// upload stream hashed already, in order, is not read again (hashstream.go), nor a
+// prefix the server hashed before (checkpoint.go). A goroutine opens the blocks ahead,
+// so that reading and checking the records overlaps the hash.
+func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error {
+	e := p.change.Entry
+	var h hash.Hash
+	var streamed, resumed int
+	if p.stream != "" {
+		h, streamed = s.streams.take(streamKey{agent, p.stream}, e.Blocks)
+	}
+	if ch, n := s.checkpoints.resume(e.Blocks); n > streamed {
+		h, resumed = ch, n
+	}
+	if h == nil {
+		h = sha256.New()
+	}
+	done := max(streamed, resumed)
+	s.log.Debug("verify", "path", e.Path, "blocks", len(e.Blocks), "hashedWhileUploaded", streamed,
+		"resumedAt", resumed)
+	track := prefixTracker{cps: s.checkpoints}
+	track.skip(e.Blocks[:done])
+	rest := e.Blocks[done:]
+	type opened struct {
+		f   io.ReadCloser
+		b   proto.Block
+		err error
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	ahead := make(chan opened, verifyAhead)
+	go func() {
+		defer close(ahead)
+		for _, b := range rest {
+			if err := ctx.Err(); err != nil {
+				ahead <- opened{err: err}
+				return
+			}
+			f, err := openBlock(s.blocks, b)
+			ahead <- opened{f, b, err}
+			if err != nil {
+				return
+			}
 		}
-		return fmt.Errorf("read blocks of %q: %w", e.Path, err)
+	}()
+	defer func() {
+		cancel()
+		for o := range ahead {
+			if o.f != nil {
+				o.f.Close()
+			}
+		}
+	}()
+	for o := range ahead {
+		if o.err != nil {
+			var ie *itemError
+			if errors.As(o.err, &ie) {
+				return o.err
+			}
+			return fmt.Errorf("read blocks of %q: %w", e.Path, o.err)
+		}
+		n, err := io.Copy(h, o.f)
+		o.f.Close()
+		if err == nil && n != o.b.Size {
+			err = fmt.Errorf("block shorter than its size")
+		}
+		if err != nil {
+			return fmt.Errorf("read blocks of %q: %w", e.Path, err)
+		}
+		track.add(o.b, h)
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
 		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)
 	}
 	return nil
+}
+
+// openBlock opens a block of a list, checking that it is stored with the size the list
+// says; the errors a client can fix are item errors.
+func openBlock(blocks BlockStore, b proto.Block) (io.ReadCloser, error) {
+	f, size, err := blocks.Open(b.Hash)
+	if errors.Is(err, blobs.ErrNotFound) {
+		return nil, itemErrorf("block %s is not stored on the server; upload it first", b.Hash)
+	}
+	if errors.Is(err, blobs.ErrCorrupt) {
+		return nil, itemErrorf("block %s is damaged on the server; upload it again", b.Hash)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open block %s: %w", b.Hash, err)
+	}
+	if size != b.Size {
+		f.Close()
+		return nil, itemErrorf("block %s has %d bytes, the entry says %d", b.Hash, size, b.Size)
+	}
+	return f, nil
 }
 
 // blockReader reads a file's blocks in order from the block store, checking that every
@@ -288,21 +399,11 @@ func (r *blockReader) Read(p []byte) (int, error) {
 			}
 			b := r.list[0]
 			r.list = r.list[1:]
-			f, size, err := r.blocks.Open(b.Hash)
-			if errors.Is(err, blobs.ErrNotFound) {
-				return 0, itemErrorf("block %s is not stored on the server; upload it first", b.Hash)
-			}
-			if errors.Is(err, blobs.ErrCorrupt) {
-				return 0, itemErrorf("block %s is damaged on the server; upload it again", b.Hash)
-			}
+			f, err := openBlock(r.blocks, b)
 			if err != nil {
-				return 0, fmt.Errorf("open block %s: %w", b.Hash, err)
+				return 0, err
 			}
-			if size != b.Size {
-				f.Close()
-				return 0, itemErrorf("block %s has %d bytes, the entry says %d", b.Hash, size, b.Size)
-			}
-			r.cur, r.left = f, size
+			r.cur, r.left = f, b.Size
 		}
 		n, err := r.cur.Read(p)
 		r.left -= int64(n)

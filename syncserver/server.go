@@ -29,6 +29,8 @@ type BlockStore interface {
 	Put(hash string, r io.Reader, maxSize int64) (n int64, created bool, err error)
 	PutMany(blocks []blobs.BlockData) (created int, createdBytes int64, err error)
 	Open(hash string) (io.ReadSeekCloser, int64, error)
+	// Sync makes the named blocks durable; Put may answer before they are.
+	Sync(hashes []string) error
 	GC(ctx context.Context, referenced func(hash string) bool, olderThan time.Time) (removed int, freed int64, err error)
 	Stats() (blocks, bytes int64, err error)
 }
@@ -127,8 +129,11 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	notify  *notifier
-	mux     *http.ServeMux
-	handler http.Handler
+	streams *hashStreams
+	// checkpoints holds SHA-256 states of block-list prefixes (checkpoint.go).
+	checkpoints *checkpoints
+	mux         *http.ServeMux
+	handler     http.Handler
 
 	// gcMu keeps block GC from running between a commit's check that its blocks exist
 	// and the store recording the version that refers to them: commits hold it shared,
@@ -167,6 +172,8 @@ func New(cfg Config, st store.Store, blocks BlockStore, auth Authenticator, logg
 		return nil, fmt.Errorf("read the store's current seq: %w", err)
 	}
 	s.notify = newNotifier(seq)
+	s.checkpoints = newCheckpoints()
+	s.streams = newHashStreams(blocks, s.checkpoints)
 	s.routes()
 	s.handler = s.observe(s.mux)
 	s.metrics.registerStoreGauges(s)

@@ -193,6 +193,19 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("block hash %q is not a lowercase hex SHA-256", truncateForError(hash)))
 		return
 	}
+	// An upload stream (see hashstream.go): the block's offset in the file it is part of.
+	var stream string
+	var streamOff int64
+	if q := r.URL.Query(); q.Has("stream") {
+		stream = q.Get("stream")
+		off, err := strconv.ParseInt(q.Get("off"), 10, 64)
+		if !validStreamID(stream) || err != nil || off < 0 {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("stream %q with off %q: want a name of at most %d letters, digits, - or _ and an offset ≥ 0",
+				truncateForError(stream), truncateForError(q.Get("off")), maxStreamID))
+			return
+		}
+		streamOff = off
+	}
 	if r.ContentLength > s.cfg.MaxBlockSize+1024 {
 		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("block over the limit of %d bytes", s.cfg.MaxBlockSize))
 		return
@@ -239,6 +252,9 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.storeFailed(w, r, "store block", err)
 		return
+	}
+	if stream != "" {
+		s.streams.add(streamKey{agentFrom(r.Context()), stream}, streamOff, proto.Block{Hash: hash, Size: n})
 	}
 	status := http.StatusOK
 	if created {
@@ -393,7 +409,12 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		items = append(items, pending{idx: i, inline: it.Data, trusted: trusted,
+		if it.Stream != "" && !validStreamID(it.Stream) {
+			results[i].Status = proto.StatusError
+			results[i].Error = fmt.Sprintf("stream %q: want at most %d letters, digits, - or _", truncateForError(it.Stream), maxStreamID)
+			continue
+		}
+		items = append(items, pending{idx: i, inline: it.Data, trusted: trusted, stream: it.Stream,
 			change: store.Change{Entry: e, BaseSeq: it.BaseSeq, Action: actionFor(e.Type)}})
 	}
 	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {

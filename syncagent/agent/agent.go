@@ -182,6 +182,12 @@ func (a *Agent) init(base *ignore.Matcher) {
 	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
 	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
 		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
+	if a.cfg.Mode != plan.ReceiveOnly {
+		// Large files are uploaded while they are indexed (see execute.Preupload).
+		pre := &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
+		a.scanner.Preupload = pre.File
+		a.exec.Preupload = pre
+	}
 	a.st.started = time.Now()
 }
 

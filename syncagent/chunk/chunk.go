@@ -88,8 +88,11 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	if err != nil {
 		return Result{}, fmt.Errorf("chunker: %w", err)
 	}
-	// The whole-file hash runs beside the chunker and the block hashes, on copies of
-	// the chunks: one SHA-256 pass less on the critical path of a large file.
+	// Three stages on their own goroutines, so that a large file keeps two cores busy:
+	// this one finds the boundaries (FastCDC) and copies each chunk out of the
+	// chunker's buffer; the next hashes the blocks and hands them to fn, in order; the
+	// last hashes the whole content. Each passes the copy on.
+	hashCh := make(chan *[]byte, 4)
 	wholeCh := make(chan *[]byte, 4)
 	wholeDone := make(chan struct{})
 	go func() {
@@ -100,7 +103,35 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 		}
 	}()
 	var res Result
+	var fnErr error
+	hashDone := make(chan struct{})
+	stop := make(chan struct{}) // closed when fn fails: the chunker stops early
+	go func() {
+		defer close(hashDone)
+		defer close(wholeCh)
+		for bp := range hashCh {
+			if fnErr != nil {
+				chunkBufs.Put(bp)
+				continue
+			}
+			data := *bp
+			sum := sha256.Sum256(data)
+			b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+			res.Blocks = append(res.Blocks, b)
+			res.Size += b.Size
+			if fn != nil {
+				if err := fn(b, data); err != nil {
+					fnErr = err
+					close(stop)
+					chunkBufs.Put(bp)
+					continue
+				}
+			}
+			wholeCh <- bp
+		}
+	}()
 	var loopErr error
+loop:
 	for {
 		tableMu.RLock()
 		ch, err := c.Next()
@@ -114,20 +145,19 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 		}
 		bp := chunkBufs.Get().(*[]byte)
 		*bp = append((*bp)[:0], ch.Data...)
-		wholeCh <- bp
-		sum := sha256.Sum256(ch.Data)
-		b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(ch.Length)}
-		res.Blocks = append(res.Blocks, b)
-		res.Size += int64(ch.Length)
-		if fn != nil {
-			if err := fn(b, ch.Data); err != nil {
-				loopErr = err
-				break
-			}
+		select {
+		case hashCh <- bp:
+		case <-stop:
+			chunkBufs.Put(bp)
+			break loop
 		}
 	}
-	close(wholeCh)
+	close(hashCh)
+	<-hashDone
 	<-wholeDone
+	if fnErr != nil {
+		return Result{}, fnErr
+	}
 	if loopErr != nil {
 		return Result{}, loopErr
 	}

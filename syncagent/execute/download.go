@@ -7,12 +7,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"os"
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -28,6 +30,12 @@ const syncEachAbove = 4 << 20
 
 // prefetch is how many blocks of one file are fetched ahead of the writer.
 const prefetch = 8
+
+// hashAhead is how many written blocks of one file may wait for the whole-file hash.
+const hashAhead = 4
+
+// writebackChunk is how much of a large file is written before its writeback starts.
+const writebackChunk = 8 << 20
 
 // landed is a download that reached its final name, to be recorded.
 type landed struct {
@@ -333,20 +341,50 @@ func (x *Executor) assembleFetched(op plan.Op, data []byte) (landed, error) {
 	b := proto.Block{Hash: op.Remote.SHA256, Size: int64(len(data))}
 	x.Counters.BytesDown.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
-	return x.assembleFrom(op, []proto.Block{b}, func(write func([]byte) error) error { return write(data) })
+	return x.assembleFrom(op, []proto.Block{b}, &fetchOpts{}, func(_ *fetchOpts, write func([]byte) error) error {
+		return write(data)
+	})
+}
+
+// errContentMismatch is an assembled file whose SHA-256 is not the entry's.
+var errContentMismatch = errors.New("assembled content does not match its sha256")
+
+// fetchOpts is how one assembly gets its blocks.
+type fetchOpts struct {
+	// hints pairs new blocks with the local blocks they replace (baseHints).
+	hints map[string]proto.Block
+	// verify makes every block (read from a local file or downloaded) be hashed
+	// before use.
+	verify bool
+	// unverified counts the blocks used without that check.
+	unverified atomic.Int64
 }
 
 // assemble writes a file from blocks (local ones where it can, server ones otherwise)
-// in a temp file beside it, verifies it, then renames it into place.
+// in a temp file beside it, verifies it, then renames it into place. Blocks are first
+// used without hashing each, whether read from local files or downloaded: the file's
+// SHA-256, checked before the rename, covers them, and a download or a rebuild then
+// costs one SHA-256 pass, not two. Should the result not match (a local file changed in
+// place since it was indexed, with its stat key kept; a server or a wire that garbled
+// a block), the file is assembled again with every block checked, which names the bad
+// block.
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
-	return x.assembleFrom(op, blocks, func(write func([]byte) error) error {
-		return x.fetchBlocks(ctx, blocks, x.baseHints(op.Path, blocks), write)
-	})
+	fetch := func(o *fetchOpts, write func([]byte) error) error {
+		o.hints = x.baseHints(op.Path, blocks)
+		return x.fetchBlocks(ctx, blocks, o, write)
+	}
+	o := &fetchOpts{}
+	l, err := x.assembleFrom(op, blocks, o, fetch)
+	if errors.Is(err, errContentMismatch) && o.unverified.Load() > 0 {
+		x.Log.Info("assembled file did not match its hash; assembling it again with each block checked", "path", op.Path)
+		return x.assembleFrom(op, blocks, &fetchOpts{verify: true}, fetch)
+	}
+	return l, err
 }
 
 // assembleFrom writes the file of op from the bytes fetch passes to write, in a temp
 // file beside it, verifies the whole file's hash, then renames it into place.
-func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(write func([]byte) error) error) (landed, error) {
+func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error) (landed, error) {
 	r := op.Remote
 	if !covers(blocks, r.Size) {
 		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
@@ -368,17 +406,28 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 			_ = dir.Remove(tmp)
 		}
 	}()
-	whole := sha256.New()
-	w := io.MultiWriter(f, whole)
-	err = fetch(func(data []byte) error {
-		_, err := w.Write(data)
-		return err
+	whole := newWholeHash(len(blocks) > 1)
+	var off, flushed int64
+	err = fetch(o, func(data []byte) error {
+		if _, err := f.Write(data); err != nil {
+			return err
+		}
+		whole.write(data)
+		off += int64(len(data))
+		if r.Size > syncEachAbove && off-flushed >= writebackChunk {
+			// Start writing a large file out while it is assembled: the fsync at
+			// the end then waits for the last few MiB, not the whole file.
+			startWriteback(f, flushed, off-flushed)
+			flushed = off
+		}
+		return nil
 	})
+	got := whole.sum()
 	if err != nil {
 		return landed{}, err
 	}
-	if got := hex.EncodeToString(whole.Sum(nil)); got != r.SHA256 {
-		return landed{}, fmt.Errorf("downloaded content hashes to %s, want %s", got, r.SHA256)
+	if got != r.SHA256 {
+		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
 		return landed{}, fmt.Errorf("chmod: %w", err)
@@ -402,6 +451,47 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 	return x.statAt(dir, name, op, blocks)
 }
 
+// wholeHash is the SHA-256 of a file being assembled. For a file of several blocks it
+// runs on its own goroutine, beside the writes, taking the blocks' bytes as they are
+// written (fresh slices that nobody reuses); a one-block file is hashed in line.
+type wholeHash struct {
+	h      hash.Hash
+	blocks chan []byte
+	done   chan string
+}
+
+func newWholeHash(background bool) *wholeHash {
+	w := &wholeHash{h: sha256.New()}
+	if background {
+		w.blocks = make(chan []byte, hashAhead)
+		w.done = make(chan string, 1)
+		go func() {
+			for data := range w.blocks {
+				w.h.Write(data)
+			}
+			w.done <- hex.EncodeToString(w.h.Sum(nil))
+		}()
+	}
+	return w
+}
+
+func (w *wholeHash) write(data []byte) {
+	if w.blocks != nil {
+		w.blocks <- data
+		return
+	}
+	w.h.Write(data)
+}
+
+// sum ends the hash and returns it; write must not be called afterwards.
+func (w *wholeHash) sum() string {
+	if w.blocks != nil {
+		close(w.blocks)
+		return <-w.done
+	}
+	return hex.EncodeToString(w.h.Sum(nil))
+}
+
 type fetched struct {
 	data []byte
 	err  error
@@ -421,13 +511,13 @@ func weight(b proto.Block) int64 {
 // blocks ahead within the executor's in-flight budget. Each file takes its share of the
 // budget in block order and gives a block's share back once it is written, so a file
 // waiting for its next block never waits on a share that it holds itself.
-func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints map[string]proto.Block, write func([]byte) error) error {
+func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fetchOpts, write func([]byte) error) error {
 	if len(blocks) == 1 {
 		if err := x.inflight.Acquire(ctx, weight(blocks[0])); err != nil {
 			return err
 		}
 		defer x.inflight.Release(weight(blocks[0]))
-		data, err := x.block(ctx, blocks[0], hints)
+		data, err := x.block(ctx, blocks[0], o)
 		if err != nil {
 			return err
 		}
@@ -454,7 +544,7 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 			}
 			launched = i + 1
 			go func() {
-				data, err := x.block(ctx, b, hints)
+				data, err := x.block(ctx, b, o)
 				futures[i] <- fetched{data, err}
 			}()
 		}
@@ -494,16 +584,21 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, hints 
 // block returns a block's bytes, from a local file that held it when indexed if it
 // still does, else from the server: compressed against the local block it replaces
 // (hints) when there is one.
-func (x *Executor) block(ctx context.Context, b proto.Block, hints map[string]proto.Block) ([]byte, error) {
-	if data := x.localBlock(b); data != nil {
+func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]byte, error) {
+	if data := x.localBlock(b, o.verify); data != nil {
+		if !o.verify {
+			o.unverified.Add(1)
+		}
 		x.Counters.BytesReused.Add(b.Size)
 		x.Counters.BytesDone.Add(b.Size)
 		return data, nil
 	}
 	var data []byte
 	var err error
-	if base, ok := hints[b.Hash]; ok {
-		if bd := x.localBlock(base); bd != nil {
+	if base, ok := o.hints[b.Hash]; ok {
+		// The client checks the block it decodes against b's hash: a wrong base only
+		// costs the fallback to the plain block.
+		if bd := x.localBlock(base, false); bd != nil {
 			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
 			if err != nil && !transient(err) {
 				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
@@ -512,7 +607,12 @@ func (x *Executor) block(ctx context.Context, b proto.Block, hints map[string]pr
 		}
 	}
 	if data == nil && err == nil {
-		data, err = x.Server.GetBlock(ctx, b.Hash)
+		if o.verify {
+			data, err = x.Server.GetBlock(ctx, b.Hash)
+		} else {
+			data, err = x.Server.GetBlockUnchecked(ctx, b.Hash)
+			o.unverified.Add(1)
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -538,9 +638,9 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 	return data, true
 }
 
-// localBlock returns b's bytes from a local file that held it when indexed and still
-// does, or nil.
-func (x *Executor) localBlock(b proto.Block) []byte {
+// localBlock returns b's bytes from a local file that held it when indexed, or nil;
+// with verify, only bytes that still hash to b.
+func (x *Executor) localBlock(b proto.Block, verify bool) []byte {
 	locs, err := x.State.FindBlock(b.Hash)
 	if err != nil {
 		return nil
@@ -549,7 +649,7 @@ func (x *Executor) localBlock(b proto.Block) []byte {
 		if l.Size != b.Size {
 			continue
 		}
-		if data, ok := x.readLocal(l); ok && chunk.SumHex(data) == b.Hash {
+		if data, ok := x.readLocal(l); ok && (!verify || chunk.SumHex(data) == b.Hash) {
 			return data
 		}
 	}

@@ -28,7 +28,13 @@ import (
 type Server interface {
 	MissingBlocks(ctx context.Context, hashes []string) ([]string, error)
 	PutBlock(ctx context.Context, hash string, data []byte, compress bool) error
+	// PutStreamBlock uploads a block as the one at offset off of upload stream, which
+	// the server hashes in file order so that the commit naming the stream need not.
+	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
+	// GetBlockUnchecked downloads a block without hashing it (the caller checks the
+	// file it assembles).
+	GetBlockUnchecked(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
 	// CommitFunc commits n items made one at a time by item while the request is sent
@@ -75,6 +81,9 @@ type Executor struct {
 	InlineMax int64
 	// Workers bounds parallel downloads and block uploads.
 	Workers int
+	// Preupload, when set, is where the scanner sent large files' blocks ahead; the
+	// upload of such a file goes on with (and commits naming) the same upload stream.
+	Preupload *Preupload
 
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads

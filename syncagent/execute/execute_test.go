@@ -2,6 +2,7 @@ package execute
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	"log/slog"
 	"os"
@@ -323,4 +324,62 @@ func TestUploadOfABlockChangedInPlaceIsSkipped(t *testing.T) {
 	if ent.SHA256 != chunk.SumHex(got) {
 		t.Errorf("server holds %s, the file hashes to %s", ent.SHA256, chunk.SumHex(got))
 	}
+}
+
+// Local blocks are used without hashing each; the file's SHA-256 checks them. A local
+// file changed in place with its stat key kept (the index still vouches for it) makes
+// the first assembly fail that check: the file is assembled again with every local
+// block checked, and the right content lands.
+func TestLocalBlockChangedInPlaceIsCaughtByTheFileHash(t *testing.T) {
+	e := newEnv(t)
+	data := make([]byte, 6<<20)
+	if _, err := rand.Read(data); err != nil { // no block repeats elsewhere in the file
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, "big")
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	e.pull(t)
+	e.run(t, e.plan())
+	e.pull(t)
+	ent, err := e.cl.Entry(context.Background(), "big")
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyItem := proto.CommitItem{Path: "copy/big", Type: proto.TypeFile, Size: ent.Size, Mode: ent.Mode,
+		MTimeNs: ent.MTimeNs, SHA256: ent.SHA256, Blocks: ent.Blocks}
+	if res, err := e.cl.Commit(context.Background(), []proto.CommitItem{copyItem}); err != nil || res[0].Status != proto.StatusOK {
+		t.Fatalf("commit: %v %+v", err, res)
+	}
+	e.pull(t)
+	ops := e.plan()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("changed in place"), 3<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	down := e.x.Counters.BytesDown.Load()
+	if out := e.run(t, ops); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	got, err := os.ReadFile(filepath.Join(e.dir, "copy/big"))
+	if err != nil || chunk.SumHex(got) != chunk.SumHex(data) {
+		t.Fatalf("copy/big does not hold the committed content: %v", err)
+	}
+	if e.x.Counters.BytesDown.Load() == down {
+		t.Error("the changed block was not fetched from the server")
+	}
+	noTempFiles(t, e.dir)
 }

@@ -34,6 +34,8 @@ type pendingUpload struct {
 	// should the server refuse the reference.
 	full  []proto.Block
 	short bool
+	// stream is the upload stream the file's blocks go with (see Preupload).
+	stream string
 }
 
 // inlineSize is the content an upload inlines into its commit.
@@ -185,6 +187,16 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 				return nil, fmt.Errorf("%q: %w (index blocks cover %d of %d bytes)", op.Path, errChanged, sum, idx.Size)
 			}
 			item.Blocks, p.blocks, p.full = blocks, blocks, blocks
+			// The server hashes the blocks in file order as they arrive (those the
+			// scanner pre-uploaded, and those sent below), so that the commit does
+			// not read the file back.
+			if x.Preupload != nil {
+				p.stream = x.Preupload.Take(op.Path)
+			}
+			if p.stream == "" {
+				p.stream = newStreamID()
+			}
+			item.Stream = p.stream
 		}
 	}
 	p.item = item
@@ -253,7 +265,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 				// and refuses one that does not match its name (400), stores nothing then,
 				// and only then is the block hashed here, to tell a file that changed since
 				// it was indexed from another refusal. One SHA-256 pass less per upload.
-				if err := x.Server.PutBlock(ctx, j.b.Hash, buf, compress); err != nil {
+				if err := x.Server.PutStreamBlock(ctx, j.b.Hash, buf, compress, p.stream, j.off); err != nil {
 					if refused(err) && chunk.SumHex(buf) != j.b.Hash {
 						setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
 					} else {

@@ -63,6 +63,10 @@ type Scanner struct {
 	// Blocks returns the indexed block list of a path (state.DB.LocalBlocks); with it, a
 	// renamed file is recognised by its stat key and not hashed again. Nil turns that off.
 	Blocks func(path string) ([]proto.Block, error)
+	// Preupload, when set, is asked for a callback to hand every block of a file to as
+	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
+	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
+	Preupload func(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func())
 }
 
 // renameMinSize is the size from which a new path is matched against indexed files that
@@ -349,7 +353,7 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 				if ctx.Err() != nil {
 					continue
 				}
-				results[i] = s.hashOne(jobs[i])
+				results[i] = s.hashOne(ctx, jobs[i])
 			}
 		})
 	}
@@ -375,13 +379,19 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 
 // hashOne hashes a file and keeps the result only if the file did not change while it
 // was read (same stat key before and after); otherwise the next scan tries again.
-func (s *Scanner) hashOne(j job) *Update {
+func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 	f, err := s.Root.Open(j.path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	res, err := chunk.Hash(f, nil)
+	var each func(proto.Block, []byte) error
+	if s.Preupload != nil {
+		var wait func()
+		each, wait = s.Preupload(ctx, j.path, j.st.Size)
+		defer wait()
+	}
+	res, err := chunk.Hash(f, each)
 	if err != nil {
 		return nil
 	}

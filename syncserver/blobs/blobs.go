@@ -1,14 +1,17 @@
 // Package blobs is the sync server's content-addressed block store on disk: every block
-// is a file named by the SHA-256 of its bytes, verified while it is written, written
-// atomically and durably, and stored once however many files and versions share it.
+// is named by the SHA-256 of its bytes, verified while it is written, and stored once
+// however many files and versions share it.
 //
-// Layout: DIR/<hh>/<hash>, where hh is the first two hex digits of the hash (256 fan-out
-// directories, made on Open), and DIR/tmp/ for uploads in progress. Small blocks stored
-// by PutMany live in append-only pack files under DIR/packs/ instead (see pack.go). One
+// Blocks of up to 1 MiB (PutMany's, and streamed ones from Put) live in append-only pack
+// files under DIR/packs/ (see pack.go); larger ones are files DIR/<hh>/<hash>, where hh
+// is the first two hex digits of the hash (256 fan-out directories, made on Open), with
+// DIR/tmp/ for uploads in progress. PutMany and large Puts are durable when they return;
+// a streamed Put of a small block is durable once Sync names it (see putstream.go). One
 // process at a time owns a directory: Open removes whatever it finds in DIR/tmp/.
 package blobs
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -261,13 +264,15 @@ func (s *Store) Missing(hashes []string) ([]string, error) {
 	return missing, nil
 }
 
-// Put stores the block hash with the content read from r. It streams r to a temp file
-// while hashing it; the block is stored only when r ends within maxSize bytes (else
-// ErrTooLarge; maxSize <= 0 means no limit) and its SHA-256 equals hash (else
-// ErrHashMismatch). The file is fsynced, renamed into place and its directory fsynced
-// before Put returns, so a stored block survives a crash. When the block is already
-// stored (or a concurrent Put stores it first), r is still read and verified, nothing is
-// written and created is false. n is the number of bytes read from r.
+// Put stores the block hash with the content read from r; the block is stored only when
+// r ends within maxSize bytes (else ErrTooLarge; maxSize <= 0 means no limit) and its
+// SHA-256 equals hash (else ErrHashMismatch). A block of at most 1 MiB (maxPackedBlock)
+// is appended to a pack file WITHOUT an fsync: it is readable at once, but durable only
+// after Sync names it (a commit syncs the blocks it refers to before it applies), and a
+// crash before that may lose it. A larger block is streamed to a temp file, fsynced,
+// renamed into place and its directory fsynced before Put returns. When the block is
+// already stored (or a concurrent Put stores it first), r is still read and verified,
+// nothing is written and created is false. n is the number of bytes read from r.
 func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created bool, err error) {
 	if err := checkHash(hash); err != nil {
 		return 0, false, err
@@ -284,6 +289,11 @@ func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created b
 		n, err := s.copyVerified(hash, io.Discard, r, maxSize)
 		return n, false, err
 	}
+	n, created, handled, head, err := s.putStreamed(hash, r, maxSize)
+	if handled {
+		return n, created, err
+	}
+	r = io.MultiReader(bytes.NewReader(head), r)
 
 	f, err := os.CreateTemp(s.tmpDir, hash[:16]+".*")
 	if err != nil {

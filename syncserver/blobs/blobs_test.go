@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -71,15 +72,26 @@ func TestValidHash(t *testing.T) {
 	}
 }
 
+// looseContent pads s past maxPackedBlock, so that Put stores it as a file of its own.
+func looseContent(s string) string { return s + strings.Repeat("x", maxPackedBlock) }
+
 func TestRoundTrip(t *testing.T) {
+	// Up to maxPackedBlock a streamed block goes to a pack; above, to a file.
+	for _, size := range []int{300 << 10, maxPackedBlock + 1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) { testRoundTrip(t, size) })
+	}
+}
+
+func testRoundTrip(t *testing.T, length int) {
 	s, dir := openStore(t)
-	data := randomBytes(t, 300<<10)
+	data := randomBytes(t, length)
 	h := hashOf(data)
+	packed := length <= maxPackedBlock
 
 	if ok, err := s.Has(h); err != nil || ok {
 		t.Fatalf("Has before Put = %v, %v", ok, err)
 	}
-	n, created, err := s.Put(h, bytes.NewReader(data), 1<<20)
+	n, created, err := s.Put(h, bytes.NewReader(data), 2<<20)
 	if err != nil || !created || n != int64(len(data)) {
 		t.Fatalf("Put = %d, %v, %v; want %d, true, nil", n, created, err, len(data))
 	}
@@ -98,12 +110,15 @@ func TestRoundTrip(t *testing.T) {
 	if size != int64(len(data)) || !bytes.Equal(got, data) {
 		t.Fatalf("Open returned %d bytes (size %d); want the %d stored", len(got), size, len(data))
 	}
-	if _, err := os.Stat(filepath.Join(dir, h[:2], h)); err != nil {
-		t.Fatalf("block not at its fan-out path: %v", err)
+	if _, err := os.Stat(filepath.Join(dir, h[:2], h)); (err == nil) == packed {
+		t.Fatalf("block at its fan-out path: %v; want it there only when not packed (%v)", err, packed)
+	}
+	if n := countFiles(t, filepath.Join(dir, packDirName)); (n == 1) != packed {
+		t.Fatalf("%d packs; want one only when packed (%v)", n, packed)
 	}
 
 	// A second Put of the same content is a dedup hit and writes nothing new.
-	n, created, err = s.Put(h, bytes.NewReader(data), 1<<20)
+	n, created, err = s.Put(h, bytes.NewReader(data), 2<<20)
 	if err != nil || created || n != int64(len(data)) {
 		t.Fatalf("second Put = %d, %v, %v; want %d, false, nil", n, created, err, len(data))
 	}
@@ -297,6 +312,7 @@ func TestGC(t *testing.T) {
 	s, _ := openStore(t)
 	put := func(content string) string {
 		t.Helper()
+		content = looseContent(content)
 		h := hashOf([]byte(content))
 		if _, _, err := s.Put(h, strings.NewReader(content), 0); err != nil {
 			t.Fatal(err)
@@ -317,8 +333,8 @@ func TestGC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if removed != 1 || freed != int64(len("unreferenced and old!")) {
-		t.Fatalf("GC removed %d blocks, %d bytes; want 1, %d", removed, freed, len("unreferenced and old!"))
+	if want := int64(len(looseContent("unreferenced and old!"))); removed != 1 || freed != want {
+		t.Fatalf("GC removed %d blocks, %d bytes; want 1, %d", removed, freed, want)
 	}
 	for h, want := range map[string]bool{referencedOld: true, unreferencedOld: false, unreferencedYoung: true} {
 		if ok, err := s.Has(h); err != nil || ok != want {
@@ -332,7 +348,7 @@ func TestGC(t *testing.T) {
 
 func TestHasRefreshesGracePeriod(t *testing.T) {
 	s, _ := openStore(t)
-	content := "about to be committed"
+	content := looseContent("about to be committed")
 	h := hashOf([]byte(content))
 	if _, _, err := s.Put(h, strings.NewReader(content), 0); err != nil {
 		t.Fatal(err)

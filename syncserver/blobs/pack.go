@@ -17,9 +17,10 @@ import (
 	"sync/atomic"
 )
 
-// Small blocks written by PutMany (files inlined in a commit) go into append-only pack
-// files instead of one file each: creating, syncing and renaming a file per 4 KiB block
-// was 45 % of the small-file commit's CPU. A batch is one write and one fsync.
+// Blocks of up to maxPackedBlock go into append-only pack files instead of one file
+// each: creating, syncing and renaming a file per 4 KiB block was 45 % of the small-file
+// commit's CPU. A PutMany batch is one write and one fsync; a streamed Put one write,
+// synced with the other blocks of its commit (putstream.go).
 //
 // Layout: DIR/packs/<id>.pack, id 16 hex digits, increasing. A pack is a sequence of
 // self-describing records:
@@ -42,13 +43,14 @@ const (
 	packMagic      = "SFB1"
 	recHeaderSize  = 4 + 4 + sha256.Size
 	recTrailerSize = 4
-	// maxPackedBlock is the largest block PutMany packs; larger ones get their own file,
-	// where one more file costs little next to the data.
+	// maxPackedBlock is the largest block PutMany and Put pack (the chunker's largest);
+	// larger ones get their own file, where one more file costs little next to the data.
 	maxPackedBlock = 1 << 20
-	// packTargetSize is the size after which appends start a new pack, so that
-	// compaction rewrites bounded files.
-	packTargetSize = 64 << 20
 )
+
+// packTargetSize is the size after which appends start a new pack (and the full one
+// is sealed), so that compaction rewrites bounded files. A variable for tests.
+var packTargetSize int64 = 64 << 20
 
 // ErrCorrupt means a stored block no longer has the content its hash names (a damaged
 // disk or a file changed behind the store's back). The block must be uploaded again.
@@ -65,6 +67,12 @@ type pack struct {
 	// size is where the next record goes: the end of the last valid record for a pack
 	// this process appends to, the file size otherwise.
 	size int64
+	// synced is how much of the pack is known durable (fsynced by this process); the
+	// records Put appends without an fsync lie beyond it until Sync.
+	synced int64
+	// recs lists every record appended to the pack by this process, from its first
+	// (for the .idx written when it is sealed); nil for a pack found at Open.
+	recs []idxEntry
 	// live is the bytes of the records the index points to.
 	live int64
 	// dead holds the offsets of valid records that the index does not point to (GC'd or
@@ -194,6 +202,17 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 	if err != nil {
 		return fmt.Errorf("open pack %q: %w", p.path, err)
 	}
+	if fi, err := f.Stat(); err == nil {
+		if recs, ok := s.readIdx(id, fi.Size()); ok {
+			p.f, p.size, p.synced = f, fi.Size(), fi.Size() // sealed: fsynced before its .idx
+			s.indexPack(p, now, loose, func(fn func(off int64, sum [sha256.Size]byte, size int64)) {
+				for _, r := range recs {
+					fn(r.off, r.sum, r.size)
+				}
+			})
+			return nil
+		}
+	}
 	content, err := io.ReadAll(f)
 	if err != nil {
 		f.Close()
@@ -201,14 +220,30 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 	}
 	p.f = f
 	p.size = int64(len(content))
-	dead, err := readDeadList(s.deadPath(id))
+	// p.synced stays 0: a process that stopped without syncing may have left records
+	// that are only in the page cache; the first Sync that needs the pack fsyncs it.
+	var end int64
+	s.indexPack(p, now, loose, func(fn func(off int64, sum [sha256.Size]byte, size int64)) {
+		end = scanPack(content, fn)
+	})
+	if tail := p.size - end; tail > 0 {
+		// A crash in the middle of an append; appends go to a new pack from now on.
+		s.log("pack ends in a torn or damaged record, ignored", "pack", p.path, "bytes", tail)
+	}
+	return nil
+}
+
+// indexPack indexes the records each yields (a scan of the pack, or its .idx) and
+// registers the pack.
+func (s *Store) indexPack(p *pack, now int64, loose map[[sha256.Size]byte]struct{}, each func(fn func(off int64, sum [sha256.Size]byte, size int64))) {
+	dead, err := readDeadList(s.deadPath(p.id))
 	if err != nil {
 		// Losing the list only brings back blocks GC had removed: valid content, and
 		// unreferenced, so the next GC removes them again.
 		s.log("ignoring a damaged dead-record list", "pack", p.path, "err", err)
 		p.deadDirty = true
 	}
-	end := scanPack(content, func(off int64, sum [sha256.Size]byte, size int64) {
+	each(func(off int64, sum [sha256.Size]byte, size int64) {
 		if _, isDead := dead[off]; isDead {
 			p.dead[off] = struct{}{}
 			return
@@ -228,12 +263,7 @@ func (s *Store) loadPack(id uint64, now int64, loose map[[sha256.Size]byte]struc
 		s.blocks.Add(1)
 		s.bytes.Add(size)
 	})
-	if tail := p.size - end; tail > 0 {
-		// A crash in the middle of an append; appends go to a new pack from now on.
-		s.log("pack ends in a torn or damaged record, ignored", "pack", p.path, "bytes", tail)
-	}
-	s.packs[id] = p
-	return nil
+	s.packs[p.id] = p
 }
 
 func (s *Store) deadPath(id uint64) string {
@@ -297,6 +327,9 @@ func (s *Store) activePack() (*pack, error) {
 	if s.active != nil && s.active.size < packTargetSize {
 		return s.active, nil
 	}
+	if s.active != nil {
+		s.seal(s.active)
+	}
 	id := s.nextPack
 	p := &pack{id: id, path: filepath.Join(s.packDir, packName(id)+packExt), dead: map[int64]struct{}{}}
 	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
@@ -312,6 +345,7 @@ func (s *Store) activePack() (*pack, error) {
 	}
 	s.nextPack++
 	p.f = f
+	p.recs = []idxEntry{}
 	s.pmu.Lock()
 	s.packs[id] = p
 	s.pmu.Unlock()
@@ -320,25 +354,36 @@ func (s *Store) activePack() (*pack, error) {
 }
 
 // appendRecords writes records (built by appendRecord) at the end of the active pack
-// and makes them durable. It returns the pack and the offset of the first record. On
-// failure the pack is abandoned: its tail may hold a partial write, which a later Open
-// ignores, and the next append starts a new pack. The caller holds wmu.
-func (s *Store) appendRecords(buf []byte) (*pack, int64, error) {
+// and, when durable, fsyncs the pack (which makes every earlier record of it durable
+// too); otherwise it only starts the writeback of the new pages, and Sync makes them
+// durable later. It returns the pack and the offset of the first record. On failure the
+// pack is abandoned: its tail may hold a partial write, which a later Open ignores, and
+// the next append starts a new pack. The caller holds wmu.
+func (s *Store) appendRecords(buf []byte, durable bool) (*pack, int64, error) {
 	p, err := s.activePack()
 	if err != nil {
 		return nil, 0, err
 	}
 	off := p.size
 	_, err = p.f.WriteAt(buf, off)
-	if err == nil {
+	if err == nil && durable {
 		err = p.f.Sync()
 	}
 	if err != nil {
 		s.active = nil
 		return nil, 0, fmt.Errorf("append to pack %q: %w", p.path, err)
 	}
+	if !durable {
+		startWriteback(p.f, off, int64(len(buf)))
+	}
 	s.pmu.Lock()
+	if p.recs != nil {
+		p.recs = append(p.recs, packRecords(buf, off)...)
+	}
 	p.size += int64(len(buf))
+	if durable {
+		p.synced = p.size
+	}
 	s.pmu.Unlock()
 	return p, off, nil
 }
@@ -373,7 +418,7 @@ func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created
 	for _, i := range todo {
 		buf = appendRecord(buf, sums[i], blocks[i].Data)
 	}
-	p, off, err := s.appendRecords(buf)
+	p, off, err := s.appendRecords(buf, true)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -434,8 +479,8 @@ func hashKey(hash string) (sum [sha256.Size]byte, ok bool) {
 	return sum, err == nil && n == sha256.Size
 }
 
-// openPacked reads a packed block and checks it against its hash, so a damaged disk
-// yields ErrCorrupt and never wrong bytes. ok is false when the block is not packed.
+// openPacked reads a packed block and checks its record (hash, length, CRC-32C), so a
+// damaged disk yields ErrCorrupt and never wrong bytes. ok is false when the block is not packed.
 func (s *Store) openPacked(hash string) (rc io.ReadSeekCloser, size int64, ok bool, err error) {
 	sum, valid := hashKey(hash)
 	if !valid {
@@ -447,20 +492,32 @@ func (s *Store) openPacked(hash string) (rc io.ReadSeekCloser, size int64, ok bo
 		s.pmu.RUnlock()
 		return nil, 0, false, nil
 	}
-	rec := make([]byte, loc.recordSize())
+	// A pooled buffer: the commit's verification and the downloads read every block of
+	// a large file, and fresh 1 MiB buffers cost more than the read.
+	bp := recBufs.Get().(*[]byte)
+	rec := (*bp)[:loc.recordSize()]
 	// Read under the lock: compaction swaps and closes packs under the write lock.
 	_, err = loc.pack.f.ReadAt(rec, loc.off)
 	path := loc.pack.path
 	s.pmu.RUnlock()
 	if err != nil {
+		recBufs.Put(bp)
 		return nil, 0, true, fmt.Errorf("read block %q from %q: %w", hash, path, err)
 	}
 	data := rec[recHeaderSize : recHeaderSize+loc.size]
-	if string(rec[:4]) != packMagic || !bytes.Equal(rec[8:recHeaderSize], sum[:]) || sha256.Sum256(data) != sum {
+	// The record's CRC-32C covers its header and data: a damaged disk is caught at a
+	// fraction of a SHA-256 pass (every record's SHA-256 was checked when it was
+	// written, or when a resyncing scan found it), which matters for large blocks that
+	// the commit's verification and the downloads read again.
+	end := len(rec) - recTrailerSize
+	if string(rec[:4]) != packMagic || !bytes.Equal(rec[8:recHeaderSize], sum[:]) ||
+		int64(binary.LittleEndian.Uint32(rec[4:8])) != loc.size ||
+		crc32.Checksum(rec[:end], castagnoli) != binary.LittleEndian.Uint32(rec[end:]) {
+		recBufs.Put(bp)
 		s.dropCorrupt(hash, sum, loc)
 		return nil, 0, true, fmt.Errorf("%w: block %q in %q at offset %d", ErrCorrupt, hash, path, loc.off)
 	}
-	return nopCloser{bytes.NewReader(data)}, loc.size, true, nil
+	return &pooledReader{Reader: bytes.NewReader(data), buf: bp}, loc.size, true, nil
 }
 
 // dropCorrupt removes a damaged block from the index, so that Has and Missing report
@@ -483,7 +540,18 @@ func (s *Store) dropCorrupt(hash string, sum [sha256.Size]byte, loc *packed) {
 	s.log("dropped a damaged block; it must be uploaded again", "hash", hash, "pack", loc.pack.path, "offset", loc.off)
 }
 
-// nopCloser is a packed block read into memory.
-type nopCloser struct{ *bytes.Reader }
+// pooledReader is a packed block read into a pooled buffer, which Close gives back; the
+// reader must not be used after Close.
+type pooledReader struct {
+	*bytes.Reader
+	buf *[]byte
+}
 
-func (nopCloser) Close() error { return nil }
+func (r *pooledReader) Close() error {
+	if r.buf != nil {
+		r.Reader.Reset(nil)
+		recBufs.Put(r.buf)
+		r.buf = nil
+	}
+	return nil
+}

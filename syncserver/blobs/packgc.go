@@ -144,7 +144,7 @@ func (s *Store) compact(id uint64) error {
 	var base int64
 	if len(buf) > 0 {
 		var err error
-		if np, base, err = s.appendRecords(buf); err != nil {
+		if np, base, err = s.appendRecords(buf, true); err != nil {
 			return err
 		}
 	}
@@ -166,6 +166,9 @@ func (s *Store) compact(id uint64) error {
 	s.pmu.Unlock()
 
 	p.f.Close()
+	if err := s.removeIdx(id); err != nil {
+		return err
+	}
 	if err := os.Remove(p.path); err != nil {
 		return fmt.Errorf("remove compacted pack %q: %w", p.path, err)
 	}

@@ -68,7 +68,12 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 			return created, createdBytes, err
 		}
 	}
-	return created, createdBytes, nil
+	// A dedup hit may be a block that Put appended and nothing has synced yet.
+	hashes := make([]string, 0, len(seen))
+	for h := range seen {
+		hashes = append(hashes, h)
+	}
+	return created, createdBytes, s.Sync(hashes)
 }
 
 // putManyFiles stores verified, distinct blocks as one file each, with two filesystem

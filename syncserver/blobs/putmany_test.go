@@ -33,9 +33,9 @@ func TestPutMany(t *testing.T) {
 			t.Fatalf("block %s read back wrong", hashOf(d)[:8])
 		}
 	}
-	// b is the file Put wrote; a and c share one pack; no temp file is left.
-	if n := countFiles(t, dir); n != 2 {
-		t.Fatalf("%d files in the store; want 2 (no temp files left)", n)
+	// Put packed b; a and c join it in the same pack; no temp file is left.
+	if n := countFiles(t, dir); n != 1 {
+		t.Fatalf("%d files in the store; want 1 (no temp files left)", n)
 	}
 	if n := countFiles(t, filepath.Join(dir, packDirName)); n != 1 {
 		t.Fatalf("%d files in %s; want 1 pack", n, packDirName)

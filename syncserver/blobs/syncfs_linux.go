@@ -30,3 +30,10 @@ func syncFS(root string) error {
 	}
 	return nil
 }
+
+// startWriteback asks the kernel to start writing a range of f to disk without waiting
+// for it, so that a later fsync finds little left to do. Errors are ignored: it is only
+// a hint, and the fsync reports any failure.
+func startWriteback(f *os.File, off, n int64) {
+	_ = unix.SyncFileRange(int(f.Fd()), off, n, unix.SYNC_FILE_RANGE_WRITE)
+}

@@ -51,8 +51,20 @@ func (c *Client) MissingBlocks(ctx context.Context, hashes []string) ([]string, 
 // PutBlock uploads one block; hash must be the SHA-256 of data (the server checks).
 // With compress, the body is sent zstd-compressed when that makes it smaller.
 func (c *Client) PutBlock(ctx context.Context, hash string, data []byte, compress bool) error {
+	return c.PutStreamBlock(ctx, hash, data, compress, "", 0)
+}
+
+// PutStreamBlock uploads one block like PutBlock, as the block at offset off of the file
+// uploaded as stream (a short name of letters, digits, '-' or '_' the caller picks per
+// upload; "" is none): the server then hashes the stream's blocks in file order while
+// they arrive, and a commit item that names the stream is verified without reading
+// them again. A server that does not know streams ignores the query.
+func (c *Client) PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error {
 	r := request{method: http.MethodPut, route: proto.RouteBlocks + url.PathEscape(hash), body: data,
 		contentType: "application/octet-stream", timeout: c.timeout}
+	if stream != "" {
+		r.query = url.Values{"stream": {stream}, "off": {strconv.FormatInt(off, 10)}}
+	}
 	if compress {
 		if z := c.compress(data); len(z) < len(data)-len(data)/16 {
 			r.body, r.encoding = z, "zstd"

@@ -208,6 +208,11 @@ type CommitItem struct {
 	// BlocksDelta, instead of Blocks, writes the block list as a change of a retained
 	// version of the same path (usually BaseSeq's).
 	BlocksDelta *BlocksDelta `json:"blocksDelta,omitempty"`
+	// Stream optionally names the upload stream the file's blocks were sent with
+	// (PUT /v1/blocks/{hash}?stream=&off=): the server hashed them in file order as they
+	// arrived and hashes only the rest of the list at commit. Servers that do not know
+	// it ignore it.
+	Stream string `json:"stream,omitempty"`
 }
 
 // CommitRequest is a batch of changes; each item succeeds or conflicts on its own.

@@ -1,0 +1,203 @@
+package execute
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"sync"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/syncedfolder/synced-folder/internal/entropy"
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// Preupload sends the blocks of a large file to the server while the scanner is still
+// chunking and hashing it, so that indexing and uploading overlap instead of running
+// one after the other: by the time the plan uploads the file, the server holds its
+// blocks and the upload is the missing-blocks query and the commit. Blocks go in
+// batches of preuploadBatch, each asked about first (blocks the server holds are not
+// sent). It changes no guarantee: the server verifies every block it receives, nothing
+// refers to a block before a commit does, and blocks no commit ever names are collected
+// after GC's grace period. Every failure is only logged; the plan's upload sends what is
+// still missing.
+type Preupload struct {
+	Server   Server
+	Log      *slog.Logger
+	Counters *Counters
+	// Workers bounds the block PUTs in flight per file; 0 means 8.
+	Workers int
+	// Indexed returns the block list the index holds for a path (state.DB.LocalBlocks),
+	// or nil. Those blocks are not asked about: an edit of a large file sends only its
+	// new blocks, and the plan's upload checks the rest (it names them as the kept part
+	// of a delta against the version the server holds). Nil asks about every block.
+	Indexed func(path string) ([]proto.Block, error)
+
+	once sync.Once
+	mem  *semaphore.Weighted // block bytes copied and not yet sent, all files together
+
+	mu      sync.Mutex
+	streams map[string]string // path → upload stream of its last pre-upload
+}
+
+// Take returns the upload stream the last pre-upload of path used, once; "" when none.
+func (u *Preupload) Take(path string) string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	id := u.streams[path]
+	delete(u.streams, path)
+	return id
+}
+
+// newStreamID names an upload stream.
+func newStreamID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// preuploadMemory bounds the bytes the pre-upload of all files holds at once; the
+// chunker waits (and so indexing slows to the upload's pace) when it is spent.
+const preuploadMemory = 32 << 20
+
+// preuploadBatch is how many blocks one missing-blocks query asks about.
+const preuploadBatch = 16
+
+type preBlock struct {
+	b    proto.Block
+	off  int64 // in the file
+	data []byte
+	buf  *[]byte // from blockBufs, holding data
+}
+
+// File starts the pre-upload of one file of size bytes and returns the function the
+// chunker calls with each block (data valid only during the call; it never fails) and
+// the function that waits until every block handed over is sent or given up. For a file
+// under PreuploadMin each is nil: nothing is sent.
+func (u *Preupload) File(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func()) {
+	if size < PreuploadMin {
+		return nil, func() {}
+	}
+	u.once.Do(func() { u.mem = semaphore.NewWeighted(preuploadMemory) })
+	workers := u.Workers
+	if workers <= 0 {
+		workers = 8
+	}
+	var known map[string]bool
+	if u.Indexed != nil {
+		if old, err := u.Indexed(path); err == nil && len(old) > 0 {
+			known = make(map[string]bool, len(old))
+			for _, b := range old {
+				known[b.Hash] = true
+			}
+		}
+	}
+	stream := newStreamID()
+	ctx, cancel := context.WithCancel(ctx)
+	in := make(chan preBlock, 256) // bounded by mem, not by the channel
+	jobs := make(chan preBlock)
+	var wg sync.WaitGroup
+	var compress, sampled bool
+	release := func(p preBlock) {
+		blockBufs.Put(p.buf)
+		u.mem.Release(weight(p.b))
+	}
+	for range workers {
+		wg.Go(func() {
+			for p := range jobs {
+				if ctx.Err() == nil {
+					if err := u.Server.PutStreamBlock(ctx, p.b.Hash, p.data, compress, stream, p.off); err != nil {
+						// A file that changed while being read, a full disk, a lost
+						// connection: the plan's upload deals with it.
+						u.Log.Debug("pre-upload of a block failed", "path", path, "block", p.b.Hash, "err", err)
+						cancel()
+					} else {
+						u.Counters.BytesUp.Add(p.b.Size)
+					}
+				}
+				release(p)
+			}
+		})
+	}
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		defer close(jobs)
+		sent := map[string]bool{}
+		var batch []preBlock
+		flush := func() {
+			hashes := make([]string, 0, len(batch))
+			for _, p := range batch {
+				hashes = append(hashes, p.b.Hash)
+			}
+			var missing []string
+			if ctx.Err() == nil {
+				var err error
+				if missing, err = u.Server.MissingBlocks(ctx, hashes); err != nil {
+					u.Log.Debug("pre-upload: missing-blocks query failed", "path", path, "err", err)
+					cancel()
+				}
+			}
+			want := make(map[string]bool, len(missing))
+			for _, h := range missing {
+				want[h] = true
+			}
+			for _, p := range batch {
+				if want[p.b.Hash] && !sent[p.b.Hash] && ctx.Err() == nil {
+					sent[p.b.Hash] = true
+					jobs <- p
+				} else {
+					release(p)
+				}
+			}
+			batch = batch[:0]
+		}
+		for p := range in {
+			batch = append(batch, p)
+			// A full batch, or the chunker has nothing more ready: ask now.
+			if len(batch) >= preuploadBatch || len(in) == 0 && len(batch) >= preuploadBatch/2 {
+				flush()
+			}
+		}
+		if len(batch) > 0 {
+			flush()
+		}
+	}()
+	var off int64
+	each = func(b proto.Block, data []byte) error {
+		at := off
+		off += b.Size
+		if ctx.Err() != nil || known[b.Hash] {
+			return nil
+		}
+		if err := u.mem.Acquire(ctx, weight(b)); err != nil {
+			return nil
+		}
+		if !sampled {
+			sampled, compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])
+		}
+		bp := blockBufs.Get().(*[]byte)
+		*bp = append((*bp)[:0], data...)
+		in <- preBlock{b: b, off: at, data: *bp, buf: bp}
+		return nil
+	}
+	wait = func() {
+		close(in)
+		<-dispatched
+		wg.Wait()
+		cancel()
+		u.mu.Lock()
+		if u.streams == nil {
+			u.streams = map[string]string{}
+		}
+		u.streams[path] = stream
+		u.mu.Unlock()
+	}
+	return each, wait
+}
+
+// PreuploadMin is the file size from which File pre-uploads; below it the index is
+// quick and the plan's upload is enough.
+const PreuploadMin = 8 * chunk.MaxSize

@@ -1,0 +1,181 @@
+package execute
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+)
+
+// countingServer counts the blocks put and the hashes asked about.
+type countingServer struct {
+	Server
+	mu    sync.Mutex
+	puts  map[string]int
+	asked int
+}
+
+func (c *countingServer) PutBlock(ctx context.Context, hash string, data []byte, compress bool) error {
+	c.mu.Lock()
+	c.puts[hash]++
+	c.mu.Unlock()
+	return c.Server.PutBlock(ctx, hash, data, compress)
+}
+
+func (c *countingServer) PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error {
+	c.mu.Lock()
+	c.puts[hash]++
+	c.mu.Unlock()
+	return c.Server.PutStreamBlock(ctx, hash, data, compress, stream, off)
+}
+
+func (c *countingServer) MissingBlocks(ctx context.Context, hashes []string) ([]string, error) {
+	c.mu.Lock()
+	c.asked += len(hashes)
+	c.mu.Unlock()
+	return c.Server.MissingBlocks(ctx, hashes)
+}
+
+func (c *countingServer) counts() (puts, asked int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.puts {
+		puts += n
+	}
+	return puts, c.asked
+}
+
+// A large file's blocks reach the server while the scan indexes it: the upload the
+// plan makes afterwards sends none, and an edit pre-uploads only the new blocks.
+func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
+	e := newEnv(t)
+	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
+	e.x.Server = cs
+	pre := &Preupload{Server: cs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
+		Indexed: e.x.State.LocalBlocks}
+	e.scan.Preupload = pre.File
+	e.x.Preupload = pre
+
+	content := make([]byte, PreuploadMin+3<<20)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, "big.bin")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(e.dir, "small.bin"), "too small to pre-upload")
+	e.rescan(t)
+
+	blocks, err := e.x.State.LocalBlocks("big.bin")
+	if err != nil || len(blocks) < 8 {
+		t.Fatalf("index of big.bin: %d blocks, %v", len(blocks), err)
+	}
+	hashes := make([]string, len(blocks))
+	for i, b := range blocks {
+		hashes[i] = b.Hash
+	}
+	missing, err := e.cl.MissingBlocks(context.Background(), hashes)
+	if err != nil || len(missing) != 0 {
+		t.Fatalf("after the scan the server lacks %d of %d blocks (%v); want none", len(missing), len(blocks), err)
+	}
+	puts, _ := cs.counts()
+	if puts != len(blocks) {
+		t.Fatalf("the scan put %d blocks; want each of the %d once", puts, len(blocks))
+	}
+
+	if out := e.run(t, e.plan()); out.Done != 2 || out.Failed != 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if after, _ := cs.counts(); after != puts {
+		t.Fatalf("the plan's upload put %d blocks again", after-puts)
+	}
+	ent, err := e.cl.Entry(context.Background(), "big.bin")
+	if err != nil || ent.SHA256 != chunk.SumHex(content) {
+		t.Fatalf("big.bin on the server: %+v, %v", ent, err)
+	}
+
+	// An edit in the middle: only the new blocks are asked about and sent.
+	_, askedBefore := cs.counts()
+	content[len(content)/2] ^= 0xff
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	newPuts, asked := cs.counts()
+	if newPuts-puts < 1 || newPuts-puts > 3 || asked-askedBefore > 3 {
+		t.Fatalf("the edit's scan put %d blocks and asked about %d; want the 1–3 new ones", newPuts-puts, asked-askedBefore)
+	}
+	if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("outcome of the edit %+v", out)
+	}
+	if after, _ := cs.counts(); after != newPuts {
+		t.Fatalf("the edit's upload put %d blocks again", after-newPuts)
+	}
+}
+
+// garblingServer flips a byte of the first block it serves without a check.
+type garblingServer struct {
+	Server
+	mu       sync.Mutex
+	garbled  bool
+	verified int
+}
+
+func (g *garblingServer) GetBlockUnchecked(ctx context.Context, hash string) ([]byte, error) {
+	data, err := g.Server.GetBlockUnchecked(ctx, hash)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if err == nil && !g.garbled && len(data) > 0 {
+		g.garbled = true
+		data[len(data)/2] ^= 0xff
+	}
+	return data, err
+}
+
+func (g *garblingServer) GetBlock(ctx context.Context, hash string) ([]byte, error) {
+	g.mu.Lock()
+	g.verified++
+	g.mu.Unlock()
+	return g.Server.GetBlock(ctx, hash)
+}
+
+// Downloaded blocks are not hashed one by one: the file's SHA-256 covers them. A
+// garbled block fails that check, and the file is fetched again with every block
+// checked; nothing wrong ever lands.
+func TestGarbledDownloadIsFetchedAgainChecked(t *testing.T) {
+	e := newEnv(t)
+	content := make([]byte, 3<<20)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(e.dir, "big.bin")
+	if err := os.WriteFile(p, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.rescan(t)
+	e.run(t, e.plan())
+
+	reader := newEnvOn(t, e.cl.BaseURL())
+	g := &garblingServer{Server: reader.x.Server}
+	reader.x.Server = g
+	reader.pull(t)
+	reader.rescan(t)
+	if out := reader.run(t, reader.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	got, err := os.ReadFile(filepath.Join(reader.dir, "big.bin"))
+	if err != nil || chunk.SumHex(got) != chunk.SumHex(content) {
+		t.Fatalf("big.bin on the reader is not the content: %v", err)
+	}
+	if !g.garbled || g.verified == 0 {
+		t.Fatalf("garbled %v, checked fetches %d: the retry with checked blocks did not happen", g.garbled, g.verified)
+	}
+	noTempFiles(t, reader.dir)
+}

@@ -1,0 +1,255 @@
+package syncserver
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/syncserver/blobs"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// lockedBuffer is a log sink tests read while the server writes.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// newLoggedEnv is newEnv with the server's debug log kept.
+func newLoggedEnv(t *testing.T) (*testEnv, *lockedBuffer) {
+	t.Helper()
+	st := openStore(t)
+	bs, err := blobs.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &lockedBuffer{}
+	srv, err := New(Config{GCInterval: -1}, st, bs, nil, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { srv.Shutdown(); hs.Close() })
+	return &testEnv{t: t, srv: srv, http: hs, store: st, blocks: bs}, logs
+}
+
+var hashedWhileUploaded = regexp.MustCompile(`msg=verify path=(\S+) blocks=(\d+) hashedWhileUploaded=(\d+)`)
+
+// streamed returns how many blocks of path's last verification the upload stream had
+// hashed already.
+func streamed(t *testing.T, logs *lockedBuffer, path string) int {
+	t.Helper()
+	n := -1
+	for _, m := range hashedWhileUploaded.FindAllStringSubmatch(logs.String(), -1) {
+		if m[1] == path {
+			n, _ = strconv.Atoi(m[3])
+		}
+	}
+	if n < 0 {
+		t.Fatalf("no verification of %s logged", path)
+	}
+	return n
+}
+
+// fileItem cuts content into blocks of size bs and returns its commit item and blocks.
+func fileItem(path string, content []byte, bs int) (proto.CommitItem, [][]byte) {
+	it := proto.CommitItem{Path: path, Type: proto.TypeFile, Size: int64(len(content)), Mode: 0o644, MTimeNs: 1, SHA256: sha(content)}
+	var parts [][]byte
+	for off := 0; off < len(content); off += bs {
+		part := content[off:min(off+bs, len(content))]
+		parts = append(parts, part)
+		it.Blocks = append(it.Blocks, proto.Block{Hash: sha(part), Size: int64(len(part))})
+	}
+	return it, parts
+}
+
+func (e *testEnv) putStreamBlock(b []byte, stream string, off int) {
+	e.t.Helper()
+	code, raw := e.do("PUT", fmt.Sprintf("%s%s?stream=%s&off=%d", proto.RouteBlocks, sha(b), stream, off), b, nil)
+	if code != http.StatusCreated && code != http.StatusOK {
+		e.t.Fatalf("PUT block in stream: %d %s", code, raw)
+	}
+}
+
+func TestCommitUsesTheHashOfItsUploadStream(t *testing.T) {
+	e, logs := newLoggedEnv(t)
+	content := make([]byte, 1<<20+12345)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	const bs = 100 << 10
+	it, parts := fileItem("big.bin", content, bs)
+	// Out of order, as concurrent uploads arrive.
+	for _, i := range []int{2, 0, 1, 5, 4, 3, 8, 6, 7, 9, 10} {
+		e.putStreamBlock(parts[i], "s1", i*bs)
+	}
+	it.Stream = "s1"
+	if r := e.commit(it)[0]; r.Status != proto.StatusOK {
+		t.Fatalf("commit: %+v", r)
+	}
+	if n := streamed(t, logs, "big.bin"); n != len(parts) {
+		t.Fatalf("the stream had hashed %d of %d blocks at commit; want all", n, len(parts))
+	}
+
+	// A stream that stops short: the rest is hashed at commit, and a wrong sha256 is
+	// refused whatever part the stream did.
+	content[0] ^= 1
+	it2, parts2 := fileItem("two.bin", content, bs)
+	for i := 0; i < len(parts2)-3; i++ {
+		e.putStreamBlock(parts2[i], "s2", i*bs)
+	}
+	for _, p := range parts2[len(parts2)-3:] {
+		e.putBlock(p)
+	}
+	it2.Stream = "s2"
+	wrong := it2
+	wrong.SHA256 = sha([]byte("not this"))
+	before := e.snapshot()
+	if r := e.commit(wrong)[0]; r.Status != proto.StatusError {
+		t.Fatalf("commit with a wrong sha256 over a stream: %+v; want an item error", r)
+	}
+	if after := e.snapshot(); after.seq != before.seq {
+		t.Fatal("a refused commit changed the store")
+	}
+	if n := streamed(t, logs, "two.bin"); n != len(parts2)-3 {
+		t.Fatalf("the stream had hashed %d blocks; want %d", n, len(parts2)-3)
+	}
+	// The stream was taken by that commit: the next one hashes everything, and passes.
+	if r := e.commit(it2)[0]; r.Status != proto.StatusOK {
+		t.Fatalf("commit: %+v", r)
+	}
+	if n := streamed(t, logs, "two.bin"); n != 0 {
+		t.Fatalf("a used stream served again (%d blocks)", n)
+	}
+
+	// A stream whose blocks are not the list's (another order): not used, and the
+	// commit is checked in full.
+	content[1] ^= 1
+	it3, parts3 := fileItem("three.bin", content, bs)
+	e.putStreamBlock(parts3[1], "s3", 0)
+	e.putStreamBlock(parts3[0], "s3", int(it3.Blocks[1].Size))
+	for _, p := range parts3[2:] {
+		e.putBlock(p)
+	}
+	it3.Stream = "s3"
+	if r := e.commit(it3)[0]; r.Status != proto.StatusOK {
+		t.Fatalf("commit: %+v", r)
+	}
+	if n := streamed(t, logs, "three.bin"); n != 0 {
+		t.Fatalf("a stream in another order served %d blocks", n)
+	}
+}
+
+func TestBadStreamRefused(t *testing.T) {
+	e := newEnv(t)
+	b := []byte("some block")
+	before := e.snapshot()
+	for _, q := range []string{"stream=&off=0", "stream=a/b&off=0", "stream=ok&off=-1", "stream=ok&off=x", "stream=ok"} {
+		if code, raw := e.do("PUT", proto.RouteBlocks+sha(b)+"?"+q, b, nil); code != http.StatusBadRequest {
+			t.Errorf("PUT ?%s: %d %s; want 400", q, code, raw)
+		}
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("refused PUTs changed the store: %+v → %+v", before, after)
+	}
+	it := inlineItem("a.txt", 0, []byte("x"))
+	it.Stream = "no spaces please"
+	if r := e.commit(it)[0]; r.Status != proto.StatusError {
+		t.Fatalf("commit with a bad stream name: %+v; want an item error", r)
+	}
+}
+
+var resumedAt = regexp.MustCompile(`msg=verify path=(\S+) blocks=\d+ hashedWhileUploaded=\d+ resumedAt=(\d+)`)
+
+func lastResumedAt(t *testing.T, logs *lockedBuffer, path string) int {
+	t.Helper()
+	n := -1
+	for _, m := range resumedAt.FindAllStringSubmatch(logs.String(), -1) {
+		if m[1] == path {
+			n, _ = strconv.Atoi(m[2])
+		}
+	}
+	if n < 0 {
+		t.Fatalf("no verification of %s logged", path)
+	}
+	return n
+}
+
+func TestEditedFileResumesFromTheHashOfItsUnchangedHead(t *testing.T) {
+	defer func(v int64) { checkpointEvery = v }(checkpointEvery)
+	const bs = 100 << 10
+	checkpointEvery = 3 * bs // after every third block
+	e, logs := newLoggedEnv(t)
+	content := make([]byte, 20*bs)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	commitAll := func(c []byte, mutate func(*proto.CommitItem)) proto.ItemResult {
+		it, parts := fileItem("f.bin", c, bs)
+		for _, p := range parts {
+			e.putBlock(p)
+		}
+		if mutate != nil {
+			mutate(&it)
+		}
+		ent, err := e.store.Get(context.Background(), "f.bin")
+		if err == nil {
+			it.BaseSeq = ent.Seq
+		}
+		return e.commit(it)[0]
+	}
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v1: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 0 {
+		t.Fatalf("v1 resumed at %d", n)
+	}
+	// Block 16 changes: blocks 0–15 are v1's, and there is a checkpoint after 15.
+	content[16*bs+5] ^= 1
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v2: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 15 {
+		t.Fatalf("v2 resumed at block %d; want 15", n)
+	}
+	// The same head under a wrong sha256 is still refused.
+	content[19*bs] ^= 1
+	if r := commitAll(content, func(it *proto.CommitItem) { it.SHA256 = sha([]byte("wrong")) }); r.Status != proto.StatusError {
+		t.Fatalf("wrong sha256 over a checkpointed head: %+v; want an item error", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n < 15 {
+		t.Fatalf("resumed at %d; want at least 15", n)
+	}
+	// A change in the first block: nothing to resume from, and the content is right.
+	content[0] ^= 1
+	if r := commitAll(content, nil); r.Status != proto.StatusOK {
+		t.Fatalf("v3: %+v", r)
+	}
+	if n := lastResumedAt(t, logs, "f.bin"); n != 0 {
+		t.Fatalf("v3 resumed at %d; want 0", n)
+	}
+	code, body := e.do("GET", proto.RouteFile+"?path=f.bin", nil, nil)
+	if code != http.StatusOK || !bytes.Equal(body, content) {
+		t.Fatalf("GET f.bin: %d, %d bytes; want the last content", code, len(body))
+	}
+}
