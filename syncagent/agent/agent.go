@@ -430,8 +430,12 @@ func (a *Agent) catchUp(ctx context.Context) error {
 
 // planNow plans from the current trees. The three are filtered side by side: the
 // filter only reads them (and the ignore patterns), and nothing else writes them while
-// the loop plans.
+// the loop plans. Trees that agree everywhere (plan.Quiet) plan nothing whatever the
+// filter removes, so an unchanged folder is neither filtered nor planned.
 func (a *Agent) planNow() []plan.Op {
+	if plan.Quiet(a.local.Tree, a.remote, a.synced) {
+		return nil
+	}
 	var remote, synced plan.Tree
 	var wg sync.WaitGroup
 	wg.Go(func() { remote = a.visible(a.remote) })
