@@ -1,12 +1,16 @@
 package state
 
 import (
+	"bytes"
+	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"unsafe"
 
@@ -15,16 +19,24 @@ import (
 )
 
 // The snapshot is the three trees (without block lists) in one compact blob, so that an
-// agent starts by reading one row instead of decoding 300,000 rows of a 100,000-file
+// agent starts by reading one file instead of decoding 300,000 rows of a 100,000-file
 // folder. It is a cache of the tables, never the truth:
 //
 //   - it is written (SaveSnapshot) from the tables themselves, read in the same
 //     transaction that stores it, never from the agent's memory;
-//   - triggers on the tables delete it in the transaction of any insert, update or delete
-//     of a row of synced, remote or local, whoever writes (an older agent binary too, as
-//     the triggers live in the database file);
-//   - Trees uses it only when it is present, has this format's magic and its checksum
-//     matches; otherwise it reads the rows, as before.
+//   - the blob is a file beside the database (SnapshotFileName), and the row of the
+//     snapshot table holds a reference to it: a random id that the file starts with. The
+//     file is written (and synced) under a temporary name and renamed before the row is
+//     committed; a file whose id is not the row's is not used;
+//   - triggers on the tables delete the row in the transaction of any insert, update or
+//     delete of a row of synced, remote or local, whoever writes (an older agent binary
+//     too, as the triggers live in the database file), which orphans the file;
+//   - Trees uses it only when the row is present, the file holds the row's id, has this
+//     format's magic and its checksum matches; otherwise it reads the rows, as before.
+//
+// The file spares reading 14.5 MB (at 100,000 files) through SQLite's overflow pages and
+// database/sql's copies. A row that holds a whole blob (the format before the file) is
+// still read.
 const snapshotSchema = `
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
 CREATE TRIGGER IF NOT EXISTS snapshot_synced_ins AFTER INSERT ON synced BEGIN DELETE FROM snapshot; END;
@@ -40,6 +52,17 @@ CREATE TRIGGER IF NOT EXISTS snapshot_local_del AFTER DELETE ON local BEGIN DELE
 
 // snapshotMagic starts a snapshot of this format; another format is ignored (rows).
 const snapshotMagic = "sfsnap1\n"
+
+// snapshotRefMagic starts a snapshot row that refers to the file: the magic, then the
+// file's id.
+const snapshotRefMagic = "sfsnapref1\n"
+
+// SnapshotFileName is the snapshot file's name in the state dir: the id of the row
+// that refers to it, then a snapshot (snapshotMagic …).
+const SnapshotFileName = "trees.snap"
+
+// snapshotIDLen is the length of a snapshot file's random id.
+const snapshotIDLen = 16
 
 // Presence bits of a path record.
 const (
@@ -82,13 +105,47 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, encodeSnapshot(synced, remote, index)); err != nil {
+	id := make([]byte, snapshotIDLen)
+	if _, err := rand.Read(id); err != nil {
+		return false, fmt.Errorf("snapshot id: %w", err)
+	}
+	data := append(id, encodeSnapshot(synced, remote, index)...)
+	synced, remote, index = nil, nil, nil // the trees are in data now; let them go
+	if err := writeFileAtomic(filepath.Join(d.dir, SnapshotFileName), data); err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, append([]byte(snapshotRefMagic), id...)); err != nil {
 		return false, fmt.Errorf("write snapshot: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit snapshot: %w", err)
 	}
 	return true, nil
+}
+
+// writeFileAtomic writes data to a temporary file in name's dir, syncs it and renames it
+// to name: a reader finds the old file or the whole new one.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write snapshot file: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write snapshot file %q: %w", name, err)
+	}
+	return nil
 }
 
 // HasSnapshot reports whether a snapshot is stored (valid or not).
@@ -103,9 +160,17 @@ func (d *DB) HasSnapshot() (bool, error) {
 // loadSnapshot returns the trees of the stored snapshot; ok is false when there is none
 // or it cannot be used.
 func (d *DB) loadSnapshot() (synced, remote plan.Tree, index map[string]IndexEntry, ok bool) {
-	var data []byte
-	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&data); err != nil {
+	var row []byte
+	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&row); err != nil {
 		return nil, nil, nil, false
+	}
+	data := row
+	if ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic)); isRef {
+		file, err := os.ReadFile(filepath.Join(d.dir, SnapshotFileName))
+		if err != nil || len(ref) != snapshotIDLen || !bytes.HasPrefix(file, ref) {
+			return nil, nil, nil, false
+		}
+		data = file[snapshotIDLen:]
 	}
 	synced, remote, index, err := decodeSnapshot(data)
 	if err != nil {

@@ -66,7 +66,8 @@ func (e IndexEntry) Node() plan.Node {
 // DB is the open state database. Its methods are safe for concurrent use, but the agent
 // writes from one goroutine.
 type DB struct {
-	db *sql.DB
+	db  *sql.DB
+	dir string // the state dir, which holds the snapshot file
 }
 
 // Open opens (creating if needed) the state database in dir.
@@ -87,7 +88,7 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, dir: dir}, nil
 }
 
 // Close closes the database.
