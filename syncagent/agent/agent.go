@@ -71,6 +71,10 @@ type Config struct {
 	// IgnoreFile, when set, names a file of ignore patterns applied before the folder's
 	// own .syncignore (the operator's folder-wide defaults, mounted from a ConfigMap).
 	IgnoreFile string
+	// ListAhead lists the folder for the first full scan while New loads the trees, on a
+	// second goroutine (scan.ListAhead): for a --once pass, whose first round scans at
+	// once. Run drops the listing; a later round of Once lists the folder again.
+	ListAhead bool
 }
 
 // Agent syncs one folder.
@@ -84,6 +88,7 @@ type Agent struct {
 	remote  plan.Tree
 	floor   map[string]int64
 	scanner *scan.Scanner
+	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
 	exec    *execute.Executor
 	ignore  atomic.Pointer[ignore.Matcher]
 
@@ -146,6 +151,11 @@ func New(cfg Config) (*Agent, error) {
 		root.Close()
 		return nil, err
 	}
+	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, floor: map[string]int64{}}
+	a.initScanner(base)
+	if cfg.ListAhead {
+		a.ahead = a.scanner.ListAhead()
+	}
 	synced, remote, index, err := db.Trees()
 	if err == nil {
 		var folderID string
@@ -157,21 +167,24 @@ func New(cfg Config) (*Agent, error) {
 			for p, e := range index {
 				tree[p] = e.Node()
 			}
-			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
-				local: scan.Local{Tree: tree, Index: index}, floor: map[string]int64{},
-				cursor: cursor, folderID: folderID}
-			a.init(base)
+			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
+			a.cursor, a.folderID = cursor, folderID
+			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
+				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
+			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
 			return a, nil
 		}
 	}
+	a.ahead.Stop()
 	db.Close()
 	root.Close()
 	return nil, err
 }
 
-// init finishes New; base are the patterns in force until the folder's .syncignore loads.
-func (a *Agent) init(base *ignore.Matcher) {
+// initScanner sets the ignore patterns up and the scanner; base are the patterns in
+// force until the folder's .syncignore loads.
+func (a *Agent) initScanner(base *ignore.Matcher) {
 	skip := map[string]bool{}
 	if rel, err := filepath.Rel(a.cfg.Dir, a.cfg.StateDir); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
 		skip[filepath.ToSlash(rel)] = true
@@ -180,15 +193,13 @@ func (a *Agent) init(base *ignore.Matcher) {
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
 	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
-	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
-		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
-	a.st.started = time.Now()
 }
 
 // Close releases the folder and the state database, after storing a snapshot of the
 // trees when the stored one is missing (the next start then reads one row, not every
 // row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
+	a.ahead.Stop()
 	a.root.Close()
 	if has, err := a.db.HasSnapshot(); err != nil || has {
 		return a.db.Close()
@@ -297,7 +308,9 @@ func (a *Agent) scanAll(ctx context.Context) error {
 func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.reloadIgnore()
 	start := time.Now()
-	ups, err := a.scanner.FullSweep(ctx, &a.local, sw)
+	ahead := a.ahead
+	a.ahead = nil
+	ups, err := a.scanner.FullSweepAhead(ctx, &a.local, sw, ahead)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}

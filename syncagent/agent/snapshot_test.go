@@ -10,8 +10,17 @@ import (
 )
 
 // Once removes the temp files a crash left (in the tree, in a temp dir, in an ignored
-// dir) during its first scan, before anything is planned, and leaves the state dir alone.
+// dir) during its first scan, before anything is planned, and leaves the state dir alone;
+// also when the scan's listings were made while New loaded the trees (ListAhead).
 func TestOnceRemovesLeftoverTempFiles(t *testing.T) {
+	for _, ahead := range []bool{false, true} {
+		t.Run(map[bool]string{false: "listed by the scan", true: "listed ahead"}[ahead], func(t *testing.T) {
+			onceRemovesLeftoverTempFiles(t, ahead)
+		})
+	}
+}
+
+func onceRemovesLeftoverTempFiles(t *testing.T, listAhead bool) {
 	srv := startServer(t)
 	dir := filepath.Join(t.TempDir(), "a")
 	write(t, filepath.Join(dir, "keep.txt"), "keep")
@@ -21,7 +30,7 @@ func TestOnceRemovesLeftoverTempFiles(t *testing.T) {
 		write(t, filepath.Join(dir, p), "partial download")
 	}
 	write(t, filepath.Join(dir, "ignored/deep/kept"), "ignored, not a temp file")
-	a := newAgent(t, srv, dir, "A", nil)
+	a := newAgent(t, srv, dir, "A", func(c *Config) { c.ListAhead = listAhead })
 	write(t, filepath.Join(dir, ".syncfolder", scan.TempPrefix+"state"), "under the state dir")
 	once(t, a)
 	for _, p := range []string{"sub/" + scan.TempPrefix + "1", scan.TempPrefix + "d", "ignored/deep/" + scan.TempPrefix + "2"} {
@@ -52,7 +61,7 @@ func TestAgentRestartsFromTheSnapshot(t *testing.T) {
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
-	b := newAgent(t, srv, dir, "A", nil)
+	b := newAgent(t, srv, dir, "A", func(c *Config) { c.ListAhead = true }) // as --once starts
 	if has, err := b.db.HasSnapshot(); err != nil || !has {
 		t.Fatalf("no snapshot after Close: %v", err)
 	}

@@ -202,6 +202,13 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 // FullSweep is Full that also reports to sw (when not nil) what it passes over, so that
 // one walk both scans and finds leftover temp files.
 func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update, error) {
+	return s.FullSweepAhead(ctx, l, sw, nil)
+}
+
+// FullSweepAhead is FullSweep that takes the dirs' listings from ahead (ListAhead) while
+// they are the dirs it walks, and stops ahead when done. A nil ahead lists every dir.
+func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead *Ahead) ([]Update, error) {
+	defer ahead.Stop()
 	// The paths the walk settles, in order; and how many of them the Local tree and the
 	// index held before. The walk settles each path once and changes no other path's
 	// entry, so when the counts equal the maps' sizes every entry was seen and nothing
@@ -215,7 +222,13 @@ func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update,
 	// key readDir took: one system call per entry, not a walk of the path from the root.
 	var walk func(dir string) error
 	walk = func(dir string) error {
-		entries, err := s.readDir(dir)
+		var entries []dirEntry
+		var err error
+		if ls, ok := ahead.take(dir); ok {
+			entries, err = ls.entries, ls.err
+		} else {
+			entries, err = s.readDir(dir)
+		}
 		if err != nil {
 			if dir != "." && errors.Is(err, fs.ErrNotExist) {
 				return nil // vanished while walking; the watcher or next scan sees it
@@ -229,10 +242,7 @@ func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			p := e.name
-			if dir != "." {
-				p = dir + "/" + e.name
-			}
+			p := join(dir, e.name)
 			if s.ignored(p, e.isDir) {
 				if sw != nil && !s.Skipped(p) {
 					if strings.HasPrefix(e.name, TempPrefix) {
