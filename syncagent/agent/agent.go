@@ -95,8 +95,9 @@ type Agent struct {
 	cursor   int64
 	folderID string
 
-	counters execute.Counters
-	st       statusState
+	counters  execute.Counters
+	st        statusState
+	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
 }
 
 // New opens the folder and the agent's state.
@@ -492,6 +493,9 @@ func RequestResume(stateDir string) error {
 // moves: a delete whose content the same plan puts at another path (a renamed file or
 // folder) loses nothing, and renaming a large folder must not trip the breaker.
 func massDeletes(ops []plan.Op) (local, remote int) {
+	if l, r := plan.DeleteCounts(ops); l == 0 && r == 0 {
+		return 0, 0 // no sets of the hashes of a first upload's or download's every file
+	}
 	uploaded, downloaded := map[string]bool{}, map[string]bool{}
 	for _, op := range ops {
 		switch {
@@ -566,13 +570,31 @@ func (a *Agent) reportAll(ops []plan.Op) {
 	}
 }
 
-// execute runs ops with progress reporting.
+// execSlice is how many ops of a plan the executor gets at a time. Each slice's ops are
+// cleared once it ran, so that the node copies of what a large plan (a first upload or
+// download of a large folder) already did are not held until its end.
+const execSlice = 10000
+
+// execute runs ops, in order, with progress reporting. It clears ops as they run.
 func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
 	a.reportAll(ops)
 	files, bytes := totals(ops)
 	a.st.setPending(actionable(ops))
 	stop := a.startProgress(files, bytes)
-	out, err := a.exec.Run(ctx, ops)
+	var out execute.Outcome
+	var err error
+	n := a.execSlice
+	if n <= 0 {
+		n = execSlice
+	}
+	for len(ops) > 0 && err == nil {
+		slice := ops[:min(len(ops), n)]
+		ops = ops[len(slice):]
+		var o execute.Outcome
+		o, err = a.exec.Run(ctx, slice)
+		out.Add(o)
+		clear(slice)
+	}
 	stop(err == nil)
 	return out, err
 }

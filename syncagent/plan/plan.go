@@ -155,11 +155,11 @@ type lastNodes struct {
 }
 
 func lookup(t Tree, q string) *Node {
-	n, ok := t[q]
-	if !ok {
-		return nil
+	if n, ok := t[q]; ok {
+		c := n // allocated here only: a copy declared with the lookup is allocated for a miss too
+		return &c
 	}
-	return &n
+	return nil
 }
 
 func (p *planner) op(kind OpKind, q, reason string) Op {
