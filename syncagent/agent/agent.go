@@ -95,6 +95,12 @@ type Agent struct {
 	cursor   int64
 	folderID string
 
+	// quietAtLoad is the snapshot's verdict on the trees as New loaded them (nothing to
+	// plan); treesTouched is set by every change to them since (a feed answer with
+	// entries or a reset, an index update of a scan, an executed op). While it is not,
+	// the trees are the ones the verdict is about, and a plan need not look at them.
+	quietAtLoad, treesTouched bool
+
 	counters  execute.Counters
 	st        statusState
 	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
@@ -157,7 +163,7 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ListAhead {
 		a.ahead = a.scanner.ListAhead()
 	}
-	synced, remote, index, err := db.Trees()
+	synced, remote, index, quiet, err := db.TreesQuiet()
 	if err == nil {
 		var folderID string
 		var cursor int64
@@ -169,7 +175,7 @@ func New(cfg Config) (*Agent, error) {
 				tree[p] = e.Node()
 			}
 			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
-			a.cursor, a.folderID = cursor, folderID
+			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
 			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
 				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
 			a.st.started = time.Now()
@@ -313,6 +319,7 @@ func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.ahead = nil
 	ups, err := a.scanner.FullSweepAhead(ctx, &a.local, sw, ahead)
 	if err != nil {
+		a.treesTouched = true // the walk may have changed the Local tree before it failed
 		return fmt.Errorf("scan: %w", err)
 	}
 	a.log.Debug("full scan", "paths", len(a.local.Tree), "rehashed", len(ups), "took", time.Since(start).String())
@@ -325,6 +332,9 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 			a.reloadIgnore()
 		}
 	}
+	// A path scan may drop a Local-tree node without an index update (a path that
+	// became a socket): it counts as a change whatever it finds.
+	a.treesTouched = true
 	ups, err := a.scanner.Paths(ctx, paths, &a.local)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
@@ -336,6 +346,7 @@ func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
 	if len(ups) == 0 {
 		return nil
 	}
+	a.treesTouched = true
 	return a.db.Update(ctx, func(tx *state.Tx) error {
 		for _, u := range ups {
 			var err error
@@ -360,6 +371,9 @@ type page struct {
 
 // applyPage brings the remote tree up to date with one feed answer.
 func (a *Agent) applyPage(ctx context.Context, p page) error {
+	if p.reset || len(p.resp.Entries) > 0 {
+		a.treesTouched = true
+	}
 	return a.db.Update(ctx, func(tx *state.Tx) error {
 		if p.reset {
 			a.log.Warn("the server's folder was replaced (new folder id); starting over from its full listing",
@@ -445,9 +459,13 @@ func (a *Agent) catchUp(ctx context.Context) error {
 // planNow plans from the current trees. The three are filtered side by side: the
 // filter only reads them (and the ignore patterns), and nothing else writes them while
 // the loop plans. Trees that agree everywhere (plan.Quiet) plan nothing whatever the
-// filter removes, so an unchanged folder is neither filtered nor planned.
+// filter removes, so an unchanged folder is neither filtered nor planned; and trees
+// untouched since the snapshot found them quiet are not even checked again (an
+// unchanged --once pass). The Local tree then is the index's, as New built it, unless a
+// scan changed it, which it does only with index updates.
 func (a *Agent) planNow() []plan.Op {
-	if plan.Quiet(a.local.Tree, a.remote, a.synced) {
+	if a.quietAtLoad && !a.treesTouched && len(a.local.Tree) == len(a.local.Index) ||
+		plan.Quiet(a.local.Tree, a.remote, a.synced) {
 		return nil
 	}
 	var remote, synced plan.Tree
@@ -580,6 +598,7 @@ func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, er
 	a.reportAll(ops)
 	files, bytes := totals(ops)
 	a.st.setPending(actionable(ops))
+	a.treesTouched = true
 	stop := a.startProgress(files, bytes)
 	var out execute.Outcome
 	var err error

@@ -78,3 +78,57 @@ func TestAgentRestartsFromTheSnapshot(t *testing.T) {
 		t.Errorf("the snapshot survived a change")
 	}
 }
+
+// An agent restarted from a snapshot whose trees were quiet still sees every kind of
+// change made while it was down: on the server (the feed), and on disk (an edit, a new
+// file, a delete).
+func TestQuietSnapshotStillSeesEveryChange(t *testing.T) {
+	srv := startServer(t)
+	root := t.TempDir()
+	da, db := filepath.Join(root, "a"), filepath.Join(root, "b")
+	write(t, filepath.Join(da, "d/f1"), "one")
+	write(t, filepath.Join(da, "d/f2"), "two")
+	write(t, filepath.Join(da, "g/f3"), "three")
+	a := newAgent(t, srv, da, "A", nil)
+	once(t, a)
+	b := newAgent(t, srv, db, "B", nil)
+	once(t, b)
+	sameManifest(t, da, db)
+	restart := func(change func()) {
+		t.Helper()
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+		change()
+		b = newAgent(t, srv, db, "B", func(c *Config) { c.ListAhead = true })
+		if !b.quietAtLoad {
+			t.Fatal("the restarted agent's snapshot was not found quiet")
+		}
+		once(t, b)
+		once(t, a)
+		sameManifest(t, da, db)
+	}
+	restart(func() { // on the server
+		write(t, filepath.Join(da, "d/new"), "from A")
+		once(t, a)
+	})
+	if read(t, filepath.Join(db, "d/new")) != "from A" {
+		t.Fatal("the server's change did not come down")
+	}
+	restart(func() { write(t, filepath.Join(db, "d/f1"), "edited on B") })
+	if read(t, filepath.Join(da, "d/f1")) != "edited on B" {
+		t.Fatal("the edit made while the agent was down did not go up")
+	}
+	restart(func() { write(t, filepath.Join(db, "g/h/new"), "new on B") })
+	if read(t, filepath.Join(da, "g/h/new")) != "new on B" {
+		t.Fatal("the file added while the agent was down did not go up")
+	}
+	restart(func() {
+		if err := os.Remove(filepath.Join(db, "d/f2")); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if _, err := os.Lstat(filepath.Join(da, "d/f2")); !os.IsNotExist(err) {
+		t.Fatalf("the delete made while the agent was down did not reach A: %v", err)
+	}
+}

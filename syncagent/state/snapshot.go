@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -160,23 +161,30 @@ func (d *DB) HasSnapshot() (bool, error) {
 // loadSnapshot returns the trees of the stored snapshot; ok is false when there is none
 // or it cannot be used.
 func (d *DB) loadSnapshot() (synced, remote plan.Tree, index map[string]IndexEntry, ok bool) {
+	synced, remote, index, _, ok = d.loadSnapshotQuiet()
+	return synced, remote, index, ok
+}
+
+// loadSnapshotQuiet is loadSnapshot that also reports whether the trees are quiet (see
+// decodeSnapshotQuiet).
+func (d *DB) loadSnapshotQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet, ok bool) {
 	var row []byte
 	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&row); err != nil {
-		return nil, nil, nil, false
+		return nil, nil, nil, false, false
 	}
 	data := row
 	if ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic)); isRef {
 		file, err := os.ReadFile(filepath.Join(d.dir, SnapshotFileName))
 		if err != nil || len(ref) != snapshotIDLen || !bytes.HasPrefix(file, ref) {
-			return nil, nil, nil, false
+			return nil, nil, nil, false, false
 		}
 		data = file[snapshotIDLen:]
 	}
-	synced, remote, index, err := decodeSnapshot(data)
+	synced, remote, index, quiet, err := decodeSnapshotQuiet(data)
 	if err != nil {
-		return nil, nil, nil, false
+		return nil, nil, nil, false, false
 	}
-	return synced, remote, index, true
+	return synced, remote, index, quiet, true
 }
 
 func typeCode(t proto.EntryType) byte {
@@ -285,19 +293,31 @@ var errBadSnapshot = errors.New("malformed snapshot")
 // one string holding data (data must not be changed afterwards), so the trees of a large
 // folder cost three map inserts per path and no allocation per row.
 func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+	synced, remote, index, _, err = decodeSnapshotQuiet(data)
+	return synced, remote, index, err
+}
+
+// decodeSnapshotQuiet is decodeSnapshot that also reports whether the trees, with the
+// index cache's nodes as the Local tree, are quiet (plan.Quiet): checked record by
+// record as they are decoded, each path's three nodes side by side, without a lookup
+// per path (the records come in path order, so a path's ancestors are decoded before it
+// and one lookup per parent dir checks them).
+func decodeSnapshotQuiet(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
 	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	d := snapDecoder{s: unsafe.String(unsafe.SliceData(body), len(body)), i: len(snapshotMagic)}
 	ns, nr, ni := d.count(), d.count(), d.count()
 	if d.bad {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	synced, remote, index = make(plan.Tree, ns), make(plan.Tree, nr), make(map[string]IndexEntry, ni)
+	quiet = true
+	lastParent := "" // the parent dir whose ancestors were checked last ("" : none yet)
 	for d.i < len(d.s) && !d.bad {
 		p := d.str()
 		bits := d.byte()
@@ -338,26 +358,49 @@ func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]Ind
 		if bits&^(inSynced|inRemote|inIndex) != 0 || bits == 0 {
 			d.bad = true
 		}
+		var sn, rn, ln plan.Node
 		if bits&inSynced != 0 {
-			n := node()
-			n.Seq = d.varint()
-			synced[p] = n
+			sn = node()
+			sn.Seq = d.varint()
+			synced[p] = sn
 		}
 		if bits&inRemote != 0 {
-			n := node()
-			n.Seq = d.varint()
-			remote[p] = n
+			rn = node()
+			rn.Seq = d.varint()
+			remote[p] = rn
 		}
 		if bits&inIndex != 0 {
-			n := node()
-			index[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
-				Size: n.Size, MTimeNs: n.MTimeNs, Ino: d.uvarint()}
+			ln = node()
+			index[p] = IndexEntry{Type: ln.Type, SHA256: ln.SHA256, Target: ln.Target, Mode: ln.Mode,
+				Size: ln.Size, MTimeNs: ln.MTimeNs, Ino: d.uvarint()}
+		}
+		if quiet {
+			quiet = bits == inSynced|inRemote|inIndex && rn.Seq == sn.Seq && plan.Same(&ln, &sn) && plan.Same(&rn, &sn)
+			if i := strings.LastIndexByte(p, '/'); quiet && i >= 0 && p[:i] != lastParent {
+				lastParent = p[:i]
+				quiet = nearestIsDir(remote, lastParent)
+			}
 		}
 	}
 	if d.bad || len(synced) != ns || len(remote) != nr || len(index) != ni {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
-	return synced, remote, index, nil
+	return synced, remote, index, quiet, nil
+}
+
+// nearestIsDir reports whether the nearest of dir and its ancestors that t holds, if
+// any, is a dir.
+func nearestIsDir(t plan.Tree, dir string) bool {
+	for {
+		if n, ok := t[dir]; ok {
+			return n.Type == proto.TypeDir
+		}
+		i := strings.LastIndexByte(dir, '/')
+		if i < 0 {
+			return true
+		}
+		dir = dir[:i]
+	}
 }
 
 // snapDecoder reads a snapshot; a read past the end sets bad and returns zero values.

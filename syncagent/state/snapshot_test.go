@@ -321,3 +321,73 @@ func firstKey(t plan.Tree) string {
 	}
 	return ""
 }
+
+// TestSnapshotVerdictIsQuiet checks the decoder's verdict against plan.Quiet over the
+// decoded trees (the index cache's nodes as the Local tree), on trees that agree
+// everywhere but for a random difference, or a file where a path's parent dir was.
+func TestSnapshotVerdictIsQuiet(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	quiets := 0
+	for round := range 3000 {
+		s, rm, ix := randomTrees(r, round%40)
+		if round%4 != 0 { // agreeing trees, then maybe one difference
+			rm, ix = plan.Tree{}, map[string]IndexEntry{}
+			for p, n := range s {
+				if r.IntN(3) == 0 {
+					n.Type = proto.TypeDir
+				}
+				s[p] = n
+				rm[p] = n
+				ix[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
+					Size: r.Int64(), MTimeNs: r.Int64(), Ino: r.Uint64()}
+			}
+			for _, d := range []string{"d0", "d1", "d2"} {
+				n := plan.Node{Type: proto.TypeDir, Mode: 0o755, Seq: 4}
+				if r.IntN(8) == 0 {
+					n = plan.Node{Type: proto.TypeFile, SHA256: "ff", Mode: 0o644, Seq: 5}
+				}
+				if r.IntN(2) == 0 {
+					s[d], rm[d] = n, n
+					ix[d] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Mode: n.Mode}
+				}
+			}
+			if p := firstKey(s); p != "" {
+				switch r.IntN(8) {
+				case 0:
+					delete(rm, p)
+				case 1:
+					delete(ix, p)
+				case 2:
+					n := rm[p]
+					n.Seq++
+					rm[p] = n
+				case 3:
+					e := ix[p]
+					e.Mode ^= 0o100
+					ix[p] = e
+				case 4:
+					n := rm[p]
+					n.SHA256 += "x"
+					rm[p] = n
+				}
+			}
+		}
+		gs, gr, gi, quiet, err := decodeSnapshotQuiet(encodeSnapshot(s, rm, ix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := plan.Tree{}
+		for p, e := range gi {
+			local[p] = e.Node()
+		}
+		if want := plan.Quiet(local, gr, gs); quiet != want {
+			t.Fatalf("round %d: verdict %v, plan.Quiet %v", round, quiet, want)
+		}
+		if quiet {
+			quiets++
+		}
+	}
+	if quiets < 500 || quiets > 2500 {
+		t.Fatalf("%d of 3000 rounds quiet: the cases do not cover both answers well", quiets)
+	}
+}

@@ -126,10 +126,19 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 // Trees loads the synced and remote trees and the index cache: from the snapshot when a
 // valid one is stored (see snapshot.go), else from the rows.
 func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	if synced, remote, index, ok := d.loadSnapshot(); ok {
-		return synced, remote, index, nil
+	synced, remote, index, _, err = d.TreesQuiet()
+	return synced, remote, index, err
+}
+
+// TreesQuiet is Trees that also reports whether the trees, with the index cache's nodes
+// as the Local tree, are quiet (plan.Quiet: nothing to plan): known when they come from
+// a snapshot, which checks it while decoding; false when the rows were read.
+func (d *DB) TreesQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
+	if synced, remote, index, quiet, ok := d.loadSnapshotQuiet(); ok {
+		return synced, remote, index, quiet, nil
 	}
-	return loadRows(d.db)
+	synced, remote, index, err = loadRows(d.db)
+	return synced, remote, index, false, err
 }
 
 // loadRows loads the trees from the rows of the tables.
