@@ -588,31 +588,39 @@ func (a *Agent) reportAll(ops []plan.Op) {
 	}
 }
 
-// execSlice is how many ops of a plan the executor gets at a time. Each slice's ops are
-// cleared once it ran, so that the node copies of what a large plan (a first upload or
-// download of a large folder) already did are not held until its end.
+// execSlice is how many ops of a plan the executor gets at a time. A larger plan is
+// copied into slices of that size up front and its own array dropped, and each slice is
+// dropped once it ran: a first upload or download of a large folder peaks at its end,
+// with all four trees full, and then no longer holds the ops (and their node copies) of
+// what it already did.
 const execSlice = 10000
 
-// execute runs ops, in order, with progress reporting. It clears ops as they run.
+// execute runs ops, in order, with progress reporting. The caller must not use ops after
+// it (a large plan's ops are let go as they run).
 func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
 	a.reportAll(ops)
 	files, bytes := totals(ops)
 	a.st.setPending(actionable(ops))
 	a.treesTouched = true
 	stop := a.startProgress(files, bytes)
-	var out execute.Outcome
-	var err error
 	n := a.execSlice
 	if n <= 0 {
 		n = execSlice
 	}
-	for len(ops) > 0 && err == nil {
-		slice := ops[:min(len(ops), n)]
-		ops = ops[len(slice):]
+	parts := [][]plan.Op{ops}
+	if len(ops) > n { // from here on nothing refers to the plan's own array
+		parts = make([][]plan.Op, 0, (len(ops)+n-1)/n)
+		for rest := ops; len(rest) > 0; rest = rest[min(len(rest), n):] {
+			parts = append(parts, append([]plan.Op(nil), rest[:min(len(rest), n)]...))
+		}
+	}
+	var out execute.Outcome
+	var err error
+	for i := 0; i < len(parts) && err == nil; i++ {
 		var o execute.Outcome
-		o, err = a.exec.Run(ctx, slice)
+		o, err = a.exec.Run(ctx, parts[i])
 		out.Add(o)
-		clear(slice)
+		parts[i] = nil
 	}
 	stop(err == nil)
 	return out, err
