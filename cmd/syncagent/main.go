@@ -117,7 +117,8 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	}
 	cfg := agent.Config{Dir: o.dir, StateDir: o.stateDir, AgentID: o.id, Mode: plan.Mode(o.mode),
 		RescanInterval: o.rescanInterval, MaxDeletePercent: o.maxDeletePercent,
-		AllowMassDelete: o.allowMassDelete, Server: cl, Log: log, Watch: !o.noWatch, IgnoreFile: o.ignoreFile}
+		AllowMassDelete: o.allowMassDelete, Server: cl, Log: log, Watch: !o.noWatch, IgnoreFile: o.ignoreFile,
+		ListAhead: o.once}
 	if o.once && (o.progress == "always" || o.progress == "auto" && isTerminal(stderr)) {
 		cfg.ProgressBar = stderr
 	}

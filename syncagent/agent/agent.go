@@ -71,6 +71,10 @@ type Config struct {
 	// IgnoreFile, when set, names a file of ignore patterns applied before the folder's
 	// own .syncignore (the operator's folder-wide defaults, mounted from a ConfigMap).
 	IgnoreFile string
+	// ListAhead lists the folder for the first full scan while New loads the trees, on a
+	// second goroutine (scan.ListAhead): for a --once pass, whose first round scans at
+	// once. Run drops the listing; a later round of Once lists the folder again.
+	ListAhead bool
 }
 
 // Agent syncs one folder.
@@ -84,14 +88,25 @@ type Agent struct {
 	remote  plan.Tree
 	floor   map[string]int64
 	scanner *scan.Scanner
+	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
 	exec    *execute.Executor
-	ignore  atomic.Pointer[ignore.Matcher]
+	// preupload sends large files' blocks while the scanner indexes them (nil in
+	// receive-only mode); the executor then finds them sent.
+	preupload *execute.Preupload
+	ignore    atomic.Pointer[ignore.Matcher]
 
 	cursor   int64
 	folderID string
 
-	counters execute.Counters
-	st       statusState
+	// quietAtLoad is the snapshot's verdict on the trees as New loaded them (nothing to
+	// plan); treesTouched is set by every change to them since (a feed answer with
+	// entries or a reset, an index update of a scan, an executed op). While it is not,
+	// the trees are the ones the verdict is about, and a plan need not look at them.
+	quietAtLoad, treesTouched bool
+
+	counters  execute.Counters
+	st        statusState
+	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
 }
 
 // New opens the folder and the agent's state.
@@ -146,7 +161,12 @@ func New(cfg Config) (*Agent, error) {
 		root.Close()
 		return nil, err
 	}
-	synced, remote, index, err := db.Trees()
+	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, floor: map[string]int64{}}
+	a.initScanner(base)
+	if cfg.ListAhead {
+		a.ahead = a.scanner.ListAhead()
+	}
+	synced, remote, index, quiet, err := db.TreesQuiet()
 	if err == nil {
 		var folderID string
 		var cursor int64
@@ -157,21 +177,25 @@ func New(cfg Config) (*Agent, error) {
 			for p, e := range index {
 				tree[p] = e.Node()
 			}
-			a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, synced: synced, remote: remote,
-				local: scan.Local{Tree: tree, Index: index}, floor: map[string]int64{},
-				cursor: cursor, folderID: folderID}
-			a.init(base)
+			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
+			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
+			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
+				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters,
+				Preupload: a.preupload}
+			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
 			return a, nil
 		}
 	}
+	a.ahead.Stop()
 	db.Close()
 	root.Close()
 	return nil, err
 }
 
-// init finishes New; base are the patterns in force until the folder's .syncignore loads.
-func (a *Agent) init(base *ignore.Matcher) {
+// initScanner sets the ignore patterns up and the scanner; base are the patterns in
+// force until the folder's .syncignore loads.
+func (a *Agent) initScanner(base *ignore.Matcher) {
 	skip := map[string]bool{}
 	if rel, err := filepath.Rel(a.cfg.Dir, a.cfg.StateDir); err == nil && !strings.HasPrefix(rel, "..") && rel != "." {
 		skip[filepath.ToSlash(rel)] = true
@@ -180,21 +204,18 @@ func (a *Agent) init(base *ignore.Matcher) {
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
 	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
-	a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
-		Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
-		pre := &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
-		a.scanner.Preupload = pre.File
-		a.exec.Preupload = pre
+		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
+		a.scanner.Preupload = a.preupload.File
 	}
-	a.st.started = time.Now()
 }
 
 // Close releases the folder and the state database, after storing a snapshot of the
 // trees when the stored one is missing (the next start then reads one row, not every
 // row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
+	a.ahead.Stop()
 	a.root.Close()
 	if has, err := a.db.HasSnapshot(); err != nil || has {
 		return a.db.Close()
@@ -303,8 +324,11 @@ func (a *Agent) scanAll(ctx context.Context) error {
 func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.reloadIgnore()
 	start := time.Now()
-	ups, err := a.scanner.FullSweep(ctx, &a.local, sw)
+	ahead := a.ahead
+	a.ahead = nil
+	ups, err := a.scanner.FullSweepAhead(ctx, &a.local, sw, ahead)
 	if err != nil {
+		a.treesTouched = true // the walk may have changed the Local tree before it failed
 		return fmt.Errorf("scan: %w", err)
 	}
 	a.log.Debug("full scan", "paths", len(a.local.Tree), "rehashed", len(ups), "took", time.Since(start).String())
@@ -317,6 +341,9 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 			a.reloadIgnore()
 		}
 	}
+	// A path scan may drop a Local-tree node without an index update (a path that
+	// became a socket): it counts as a change whatever it finds.
+	a.treesTouched = true
 	start := time.Now()
 	ups, err := a.scanner.Paths(ctx, paths, &a.local)
 	if err != nil {
@@ -333,6 +360,7 @@ func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
 	if len(ups) == 0 {
 		return nil
 	}
+	a.treesTouched = true
 	return a.db.Update(ctx, func(tx *state.Tx) error {
 		for _, u := range ups {
 			var err error
@@ -357,6 +385,9 @@ type page struct {
 
 // applyPage brings the remote tree up to date with one feed answer.
 func (a *Agent) applyPage(ctx context.Context, p page) error {
+	if p.reset || len(p.resp.Entries) > 0 {
+		a.treesTouched = true
+	}
 	return a.db.Update(ctx, func(tx *state.Tx) error {
 		if p.reset {
 			a.log.Warn("the server's folder was replaced (new folder id); starting over from its full listing",
@@ -441,8 +472,16 @@ func (a *Agent) catchUp(ctx context.Context) error {
 
 // planNow plans from the current trees. The three are filtered side by side: the
 // filter only reads them (and the ignore patterns), and nothing else writes them while
-// the loop plans.
+// the loop plans. Trees that agree everywhere (plan.Quiet) plan nothing whatever the
+// filter removes, so an unchanged folder is neither filtered nor planned; and trees
+// untouched since the snapshot found them quiet are not even checked again (an
+// unchanged --once pass). The Local tree then is the index's, as New built it, unless a
+// scan changed it, which it does only with index updates.
 func (a *Agent) planNow() []plan.Op {
+	if a.quietAtLoad && !a.treesTouched && len(a.local.Tree) == len(a.local.Index) ||
+		plan.Quiet(a.local.Tree, a.remote, a.synced) {
+		return nil
+	}
 	var remote, synced plan.Tree
 	var wg sync.WaitGroup
 	wg.Go(func() { remote = a.visible(a.remote) })
@@ -489,6 +528,9 @@ func RequestResume(stateDir string) error {
 // moves: a delete whose content the same plan puts at another path (a renamed file or
 // folder) loses nothing, and renaming a large folder must not trip the breaker.
 func massDeletes(ops []plan.Op) (local, remote int) {
+	if l, r := plan.DeleteCounts(ops); l == 0 && r == 0 {
+		return 0, 0 // no sets of the hashes of a first upload's or download's every file
+	}
 	uploaded, downloaded := map[string]bool{}, map[string]bool{}
 	for _, op := range ops {
 		switch {
@@ -563,13 +605,40 @@ func (a *Agent) reportAll(ops []plan.Op) {
 	}
 }
 
-// execute runs ops with progress reporting.
+// execSlice is how many ops of a plan the executor gets at a time. A larger plan is
+// copied into slices of that size up front and its own array dropped, and each slice is
+// dropped once it ran: a first upload or download of a large folder peaks at its end,
+// with all four trees full, and then no longer holds the ops (and their node copies) of
+// what it already did.
+const execSlice = 10000
+
+// execute runs ops, in order, with progress reporting. The caller must not use ops after
+// it (a large plan's ops are let go as they run).
 func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
 	a.reportAll(ops)
 	files, bytes := totals(ops)
 	a.st.setPending(actionable(ops))
+	a.treesTouched = true
 	stop := a.startProgress(files, bytes)
-	out, err := a.exec.Run(ctx, ops)
+	n := a.execSlice
+	if n <= 0 {
+		n = execSlice
+	}
+	parts := [][]plan.Op{ops}
+	if len(ops) > n { // from here on nothing refers to the plan's own array
+		parts = make([][]plan.Op, 0, (len(ops)+n-1)/n)
+		for rest := ops; len(rest) > 0; rest = rest[min(len(rest), n):] {
+			parts = append(parts, append([]plan.Op(nil), rest[:min(len(rest), n)]...))
+		}
+	}
+	var out execute.Outcome
+	var err error
+	for i := 0; i < len(parts) && err == nil; i++ {
+		var o execute.Outcome
+		o, err = a.exec.Run(ctx, parts[i])
+		out.Add(o)
+		parts[i] = nil
+	}
 	stop(err == nil)
 	return out, err
 }

@@ -30,6 +30,10 @@ func (a *Agent) Once(ctx context.Context) error {
 	failures := 0
 	for round := 0; round < maxOnceRounds; round++ {
 		done, err := a.onceRound(ctx, &swept)
+		// A listing made ahead serves the first round's scan only; a round that failed
+		// before its scan does not leave it to a retry seconds later.
+		a.ahead.Stop()
+		a.ahead = nil
 		if err == nil && done {
 			a.st.synced(time.Now())
 			return nil
@@ -98,6 +102,10 @@ func retryable(err error) bool {
 
 // Run syncs until ctx ends. Server outages are retried with backoff; they never stop it.
 func (a *Agent) Run(ctx context.Context) error {
+	// A listing made ahead would be stale by the first full scan, which waits for the
+	// feed and may follow watcher events: the scan lists the folder itself.
+	a.ahead.Stop()
+	a.ahead = nil
 	a.removeTempFiles()
 	pages := make(chan page, 4)
 	pullCtx, stopPull := context.WithCancel(ctx)

@@ -102,6 +102,14 @@ type Outcome struct {
 	Reports []plan.Op
 }
 
+// Add adds the outcome of a later run (of the next ops of the same plan) to o.
+func (o *Outcome) Add(later Outcome) {
+	o.Done += later.Done
+	o.Replan = o.Replan || later.Replan
+	o.Failed += later.Failed
+	o.Reports = append(o.Reports, later.Reports...)
+}
+
 // errChanged marks a path whose disk state no longer matches the plan.
 var errChanged = errors.New("changed since planning")
 

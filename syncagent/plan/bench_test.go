@@ -52,3 +52,25 @@ func BenchmarkPlanFirstUpload(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkQuiet checks a 100,000-file folder where nothing changed: the plan of every
+// unchanged pass.
+func BenchmarkQuiet(b *testing.B) {
+	local, remote, synced := Tree{}, Tree{}, Tree{}
+	for d := range 1000 {
+		dirPath := fmt.Sprintf("w4/d%03d", d)
+		synced[dirPath] = seq(dir(), int64(d+1))
+		remote[dirPath], local[dirPath] = synced[dirPath], dir()
+		for f := range 100 {
+			q := fmt.Sprintf("%s/f%05d.bin", dirPath, d*100+f)
+			synced[q] = seq(file(fmt.Sprintf("%064x", d*100+f)), int64(1000+d*100+f))
+			remote[q], local[q] = synced[q], file(synced[q].SHA256)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Quiet(local, remote, synced) {
+			b.Fatal("not quiet")
+		}
+	}
+}

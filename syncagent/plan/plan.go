@@ -54,6 +54,14 @@ import (
 // synced. It is pure and deterministic: the same inputs give the same ops in the same
 // order, whatever the maps' iteration order.
 func Plan(local, remote, synced Tree, opts Options) []Op {
+	if Quiet(local, remote, synced) {
+		return nil
+	}
+	return planAll(local, remote, synced, opts)
+}
+
+// planAll is Plan without the shortcut for quiet trees.
+func planAll(local, remote, synced Tree, opts Options) []Op {
 	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
 		ancestors: map[string]string{}}
 	if p.opts.Mode == "" {
@@ -147,11 +155,11 @@ type lastNodes struct {
 }
 
 func lookup(t Tree, q string) *Node {
-	n, ok := t[q]
-	if !ok {
-		return nil
+	if n, ok := t[q]; ok {
+		c := n // allocated here only: a copy declared with the lookup is allocated for a miss too
+		return &c
 	}
-	return &n
+	return nil
 }
 
 func (p *planner) op(kind OpKind, q, reason string) Op {

@@ -206,14 +206,33 @@ func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
 // FullSweep is Full that also reports to sw (when not nil) what it passes over, so that
 // one walk both scans and finds leftover temp files.
 func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update, error) {
-	seen := make(map[string]bool, len(l.Tree))
+	return s.FullSweepAhead(ctx, l, sw, nil)
+}
+
+// FullSweepAhead is FullSweep that takes the dirs' listings from ahead (ListAhead) while
+// they are the dirs it walks, and stops ahead when done. A nil ahead lists every dir.
+func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead *Ahead) ([]Update, error) {
+	defer ahead.Stop()
+	// The paths the walk settles, in order; and how many of them the Local tree and the
+	// index held before. The walk settles each path once and changes no other path's
+	// entry, so when the counts equal the maps' sizes every entry was seen and nothing
+	// is to be dropped: an unchanged folder needs no set of the seen paths.
+	seen := make([]string, 0, len(l.Tree))
+	treeBefore, indexBefore := len(l.Tree), len(l.Index)
+	var inTree, inIndex int
 	var jobs []job
 	var ups []Update
 	// walk visits dir's entries in name order, each before its content, with the stat
 	// key readDir took: one system call per entry, not a walk of the path from the root.
 	var walk func(dir string) error
 	walk = func(dir string) error {
-		entries, err := s.readDir(dir)
+		var entries []dirEntry
+		var err error
+		if ls, ok := ahead.take(dir); ok {
+			entries, err = ls.entries, ls.err
+		} else {
+			entries, err = s.readDir(dir)
+		}
 		if err != nil {
 			if dir != "." && errors.Is(err, fs.ErrNotExist) {
 				return nil // vanished while walking; the watcher or next scan sees it
@@ -227,10 +246,7 @@ func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update,
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			p := e.name
-			if dir != "." {
-				p = dir + "/" + e.name
-			}
+			p := join(dir, e.name)
 			if s.ignored(p, e.isDir) {
 				if sw != nil && !s.Skipped(p) {
 					if strings.HasPrefix(e.name, TempPrefix) {
@@ -241,12 +257,20 @@ func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update,
 				}
 				continue
 			}
+			_, wasTree := l.Tree[p]
+			_, wasIndex := l.Index[p]
 			j, up, ok, err := s.settle(p, e.st, e.ok, e.err, l)
 			if err != nil {
 				return err
 			}
 			if ok {
-				seen[p] = true
+				seen = append(seen, p)
+				if wasTree {
+					inTree++
+				}
+				if wasIndex {
+					inIndex++
+				}
 				if up != nil {
 					ups = append(ups, *up)
 				}
@@ -266,17 +290,23 @@ func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update,
 	if err != nil {
 		return nil, err
 	}
-	for p := range l.Tree {
-		if !seen[p] {
-			delete(l.Tree, p)
-		}
-	}
 	removed := map[string]state.IndexEntry{}
-	for p, e := range l.Index {
-		if !seen[p] {
-			removed[p] = e
-			delete(l.Index, p)
-			ups = append(ups, Update{Path: p, Deleted: true})
+	if inTree != treeBefore || inIndex != indexBefore {
+		set := make(map[string]bool, len(seen))
+		for _, p := range seen {
+			set[p] = true
+		}
+		for p := range l.Tree {
+			if !set[p] {
+				delete(l.Tree, p)
+			}
+		}
+		for p, e := range l.Index {
+			if !set[p] {
+				removed[p] = e
+				delete(l.Index, p)
+				ups = append(ups, Update{Path: p, Deleted: true})
+			}
 		}
 	}
 	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})

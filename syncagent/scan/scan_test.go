@@ -207,3 +207,55 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 		t.Errorf("new.bin not in tree")
 	}
 }
+
+// TestFullDropsEveryEntryNotOnDisk checks that a full scan drops what the disk no longer
+// holds from the Local tree and the index each, also when the two disagree (a conflict
+// move leaves a Local-tree node without an index entry), and when only one entry of
+// one of them is stale.
+func TestFullDropsEveryEntryNotOnDisk(t *testing.T) {
+	file := state.IndexEntry{Type: proto.TypeFile, SHA256: "00", Size: 1, Mode: 0o644}
+	for _, tc := range []struct {
+		name        string
+		tree, index []string // stale entries added before the scan
+	}{
+		{name: "tree only", tree: []string{"gone.txt"}},
+		{name: "index only", index: []string{"sub/gone.txt"}},
+		{name: "both", tree: []string{"x"}, index: []string{"y"}},
+		{name: "same path", tree: []string{"sub"}, index: []string{"sub"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, s, l := setup(t)
+			put(t, filepath.Join(dir, "a.txt"), "alpha")
+			ctx := context.Background()
+			if _, err := s.Full(ctx, l); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range tc.tree {
+				l.Tree[p] = file.Node()
+			}
+			for _, p := range tc.index {
+				l.Index[p] = file
+			}
+			ups, err := s.Full(ctx, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(l.Tree) != 1 || len(l.Index) != 1 {
+				t.Fatalf("after the scan: tree %v, index %v", l.Tree, l.Index)
+			}
+			if _, ok := l.Index["a.txt"]; !ok {
+				t.Fatalf("the file on disk left the index: %v", l.Index)
+			}
+			var deleted []string
+			for _, u := range ups {
+				if u.Deleted {
+					deleted = append(deleted, u.Path)
+				}
+			}
+			sort.Strings(deleted)
+			if want := tc.index; len(deleted) != len(want) || len(want) > 0 && deleted[0] != want[0] {
+				t.Fatalf("deleted updates %v, want %v", deleted, want)
+			}
+		})
+	}
+}

@@ -1,13 +1,18 @@
 package state
 
 import (
+	"bytes"
+	"crypto/rand"
 	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"unsafe"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -15,16 +20,24 @@ import (
 )
 
 // The snapshot is the three trees (without block lists) in one compact blob, so that an
-// agent starts by reading one row instead of decoding 300,000 rows of a 100,000-file
+// agent starts by reading one file instead of decoding 300,000 rows of a 100,000-file
 // folder. It is a cache of the tables, never the truth:
 //
 //   - it is written (SaveSnapshot) from the tables themselves, read in the same
 //     transaction that stores it, never from the agent's memory;
-//   - triggers on the tables delete it in the transaction of any insert, update or delete
-//     of a row of synced, remote or local, whoever writes (an older agent binary too, as
-//     the triggers live in the database file);
-//   - Trees uses it only when it is present, has this format's magic and its checksum
-//     matches; otherwise it reads the rows, as before.
+//   - the blob is a file beside the database (SnapshotFileName), and the row of the
+//     snapshot table holds a reference to it: a random id that the file starts with. The
+//     file is written (and synced) under a temporary name and renamed before the row is
+//     committed; a file whose id is not the row's is not used;
+//   - triggers on the tables delete the row in the transaction of any insert, update or
+//     delete of a row of synced, remote or local, whoever writes (an older agent binary
+//     too, as the triggers live in the database file), which orphans the file;
+//   - Trees uses it only when the row is present, the file holds the row's id, has this
+//     format's magic and its checksum matches; otherwise it reads the rows, as before.
+//
+// The file spares reading 14.5 MB (at 100,000 files) through SQLite's overflow pages and
+// database/sql's copies. A row that holds a whole blob (the format before the file) is
+// still read.
 const snapshotSchema = `
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
 CREATE TRIGGER IF NOT EXISTS snapshot_synced_ins AFTER INSERT ON synced BEGIN DELETE FROM snapshot; END;
@@ -40,6 +53,17 @@ CREATE TRIGGER IF NOT EXISTS snapshot_local_del AFTER DELETE ON local BEGIN DELE
 
 // snapshotMagic starts a snapshot of this format; another format is ignored (rows).
 const snapshotMagic = "sfsnap1\n"
+
+// snapshotRefMagic starts a snapshot row that refers to the file: the magic, then the
+// file's id.
+const snapshotRefMagic = "sfsnapref1\n"
+
+// SnapshotFileName is the snapshot file's name in the state dir: the id of the row
+// that refers to it, then a snapshot (snapshotMagic …).
+const SnapshotFileName = "trees.snap"
+
+// snapshotIDLen is the length of a snapshot file's random id.
+const snapshotIDLen = 16
 
 // Presence bits of a path record.
 const (
@@ -82,13 +106,47 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, encodeSnapshot(synced, remote, index)); err != nil {
+	id := make([]byte, snapshotIDLen)
+	if _, err := rand.Read(id); err != nil {
+		return false, fmt.Errorf("snapshot id: %w", err)
+	}
+	data := append(id, encodeSnapshot(synced, remote, index)...)
+	synced, remote, index = nil, nil, nil // the trees are in data now; let them go
+	if err := writeFileAtomic(filepath.Join(d.dir, SnapshotFileName), data); err != nil {
+		return false, err
+	}
+	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, append([]byte(snapshotRefMagic), id...)); err != nil {
 		return false, fmt.Errorf("write snapshot: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit snapshot: %w", err)
 	}
 	return true, nil
+}
+
+// writeFileAtomic writes data to a temporary file in name's dir, syncs it and renames it
+// to name: a reader finds the old file or the whole new one.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write snapshot file: %w", err)
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write snapshot file %q: %w", name, err)
+	}
+	return nil
 }
 
 // HasSnapshot reports whether a snapshot is stored (valid or not).
@@ -103,15 +161,30 @@ func (d *DB) HasSnapshot() (bool, error) {
 // loadSnapshot returns the trees of the stored snapshot; ok is false when there is none
 // or it cannot be used.
 func (d *DB) loadSnapshot() (synced, remote plan.Tree, index map[string]IndexEntry, ok bool) {
-	var data []byte
-	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&data); err != nil {
-		return nil, nil, nil, false
+	synced, remote, index, _, ok = d.loadSnapshotQuiet()
+	return synced, remote, index, ok
+}
+
+// loadSnapshotQuiet is loadSnapshot that also reports whether the trees are quiet (see
+// decodeSnapshotQuiet).
+func (d *DB) loadSnapshotQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet, ok bool) {
+	var row []byte
+	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&row); err != nil {
+		return nil, nil, nil, false, false
 	}
-	synced, remote, index, err := decodeSnapshot(data)
+	data := row
+	if ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic)); isRef {
+		file, err := os.ReadFile(filepath.Join(d.dir, SnapshotFileName))
+		if err != nil || len(ref) != snapshotIDLen || !bytes.HasPrefix(file, ref) {
+			return nil, nil, nil, false, false
+		}
+		data = file[snapshotIDLen:]
+	}
+	synced, remote, index, quiet, err := decodeSnapshotQuiet(data)
 	if err != nil {
-		return nil, nil, nil, false
+		return nil, nil, nil, false, false
 	}
-	return synced, remote, index, true
+	return synced, remote, index, quiet, true
 }
 
 func typeCode(t proto.EntryType) byte {
@@ -220,19 +293,31 @@ var errBadSnapshot = errors.New("malformed snapshot")
 // one string holding data (data must not be changed afterwards), so the trees of a large
 // folder cost three map inserts per path and no allocation per row.
 func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+	synced, remote, index, _, err = decodeSnapshotQuiet(data)
+	return synced, remote, index, err
+}
+
+// decodeSnapshotQuiet is decodeSnapshot that also reports whether the trees, with the
+// index cache's nodes as the Local tree, are quiet (plan.Quiet): checked record by
+// record as they are decoded, each path's three nodes side by side, without a lookup
+// per path (the records come in path order, so a path's ancestors are decoded before it
+// and one lookup per parent dir checks them).
+func decodeSnapshotQuiet(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
 	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	d := snapDecoder{s: unsafe.String(unsafe.SliceData(body), len(body)), i: len(snapshotMagic)}
 	ns, nr, ni := d.count(), d.count(), d.count()
 	if d.bad {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
 	synced, remote, index = make(plan.Tree, ns), make(plan.Tree, nr), make(map[string]IndexEntry, ni)
+	quiet = true
+	lastParent := "" // the parent dir whose ancestors were checked last ("" : none yet)
 	for d.i < len(d.s) && !d.bad {
 		p := d.str()
 		bits := d.byte()
@@ -273,26 +358,49 @@ func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]Ind
 		if bits&^(inSynced|inRemote|inIndex) != 0 || bits == 0 {
 			d.bad = true
 		}
+		var sn, rn, ln plan.Node
 		if bits&inSynced != 0 {
-			n := node()
-			n.Seq = d.varint()
-			synced[p] = n
+			sn = node()
+			sn.Seq = d.varint()
+			synced[p] = sn
 		}
 		if bits&inRemote != 0 {
-			n := node()
-			n.Seq = d.varint()
-			remote[p] = n
+			rn = node()
+			rn.Seq = d.varint()
+			remote[p] = rn
 		}
 		if bits&inIndex != 0 {
-			n := node()
-			index[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
-				Size: n.Size, MTimeNs: n.MTimeNs, Ino: d.uvarint()}
+			ln = node()
+			index[p] = IndexEntry{Type: ln.Type, SHA256: ln.SHA256, Target: ln.Target, Mode: ln.Mode,
+				Size: ln.Size, MTimeNs: ln.MTimeNs, Ino: d.uvarint()}
+		}
+		if quiet {
+			quiet = bits == inSynced|inRemote|inIndex && rn.Seq == sn.Seq && plan.Same(&ln, &sn) && plan.Same(&rn, &sn)
+			if i := strings.LastIndexByte(p, '/'); quiet && i >= 0 && p[:i] != lastParent {
+				lastParent = p[:i]
+				quiet = nearestIsDir(remote, lastParent)
+			}
 		}
 	}
 	if d.bad || len(synced) != ns || len(remote) != nr || len(index) != ni {
-		return nil, nil, nil, errBadSnapshot
+		return nil, nil, nil, false, errBadSnapshot
 	}
-	return synced, remote, index, nil
+	return synced, remote, index, quiet, nil
+}
+
+// nearestIsDir reports whether the nearest of dir and its ancestors that t holds, if
+// any, is a dir.
+func nearestIsDir(t plan.Tree, dir string) bool {
+	for {
+		if n, ok := t[dir]; ok {
+			return n.Type == proto.TypeDir
+		}
+		i := strings.LastIndexByte(dir, '/')
+		if i < 0 {
+			return true
+		}
+		dir = dir[:i]
+	}
 }
 
 // snapDecoder reads a snapshot; a read past the end sets bad and returns zero values.

@@ -1,10 +1,13 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -212,11 +215,179 @@ func TestTreesFallBackToRowsOnADamagedSnapshot(t *testing.T) {
 		t.Fatal("no snapshot after reopening")
 	}
 	checkTrees(t, db, "reopened")
-	if _, err := db.db.Exec(`UPDATE snapshot SET data = substr(data, 1, 100)`); err != nil {
+	file := filepath.Join(dir, SnapshotFileName)
+	good, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var goodRow []byte
+	if err := db.db.QueryRow(`SELECT data FROM snapshot`).Scan(&goodRow); err != nil {
+		t.Fatal(err)
+	}
+	refused := func(what string) {
+		t.Helper()
+		if _, _, _, ok := db.loadSnapshot(); ok {
+			t.Fatalf("%s: the snapshot was used", what)
+		}
+		checkTrees(t, db, what)
+	}
+	setRow := func(data []byte) {
+		t.Helper()
+		if _, err := db.db.Exec(`UPDATE snapshot SET data = ?`, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile := func(data []byte) {
+		t.Helper()
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(good[:len(good)-1])
+	refused("truncated file")
+	bad := append([]byte(nil), good...)
+	bad[len(bad)/2] ^= 4
+	writeFile(bad)
+	refused("changed byte in the file")
+	writeFile(good)
+	other := append([]byte(nil), goodRow...)
+	other[len(other)-1] ^= 1
+	setRow(other)
+	refused("the file of another snapshot")
+	setRow(goodRow[:len(goodRow)-1])
+	refused("truncated reference")
+	setRow(goodRow)
+	if err := os.Remove(file); err != nil {
+		t.Fatal(err)
+	}
+	refused("no file")
+	// A row holding the whole snapshot (the format before the file) is still read, and
+	// refused when damaged.
+	setRow(good[snapshotIDLen:])
+	if _, _, _, ok := db.loadSnapshot(); !ok {
+		t.Fatal("a snapshot held in its row was not used")
+	}
+	checkTrees(t, db, "snapshot in its row")
+	setRow(good[snapshotIDLen : len(good)-10])
+	refused("truncated row")
+}
+
+// TestSnapshotFileIsOrphanedByATreeWrite checks that a tree write leaves the file of
+// the dropped snapshot unused even though it is still on disk and intact, and that the
+// next SaveSnapshot replaces it.
+func TestSnapshotFileIsOrphanedByATreeWrite(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r := rand.New(rand.NewPCG(9, 10))
+	s, rm, ix := randomTrees(r, 30)
+	fillRandom(t, db, s, rm, ix)
+	if _, err := db.SaveSnapshot(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.ReadFile(filepath.Join(dir, SnapshotFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(context.Background(), func(tx *Tx) error { return tx.DeleteSynced(firstKey(s)) }); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, _, ok := db.loadSnapshot(); ok {
-		t.Fatal("a truncated snapshot was used")
+		t.Fatal("the snapshot outlived a tree write")
 	}
-	checkTrees(t, db, "damaged")
+	checkTrees(t, db, "after the write")
+	if wrote, err := db.SaveSnapshot(); err != nil || !wrote {
+		t.Fatalf("SaveSnapshot = %v, %v", wrote, err)
+	}
+	after, err := os.ReadFile(filepath.Join(dir, SnapshotFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(before, after) || bytes.Equal(before[:snapshotIDLen], after[:snapshotIDLen]) {
+		t.Fatal("the new snapshot's file kept the old content or id")
+	}
+	checkTrees(t, db, "new snapshot")
+	if names, _ := filepath.Glob(filepath.Join(dir, SnapshotFileName+".tmp-*")); len(names) != 0 {
+		t.Fatalf("temp files left: %v", names)
+	}
+}
+
+func firstKey(t plan.Tree) string {
+	for k := range t {
+		return k
+	}
+	return ""
+}
+
+// TestSnapshotVerdictIsQuiet checks the decoder's verdict against plan.Quiet over the
+// decoded trees (the index cache's nodes as the Local tree), on trees that agree
+// everywhere but for a random difference, or a file where a path's parent dir was.
+func TestSnapshotVerdictIsQuiet(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	quiets := 0
+	for round := range 3000 {
+		s, rm, ix := randomTrees(r, round%40)
+		if round%4 != 0 { // agreeing trees, then maybe one difference
+			rm, ix = plan.Tree{}, map[string]IndexEntry{}
+			for p, n := range s {
+				if r.IntN(3) == 0 {
+					n.Type = proto.TypeDir
+				}
+				s[p] = n
+				rm[p] = n
+				ix[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
+					Size: r.Int64(), MTimeNs: r.Int64(), Ino: r.Uint64()}
+			}
+			for _, d := range []string{"d0", "d1", "d2"} {
+				n := plan.Node{Type: proto.TypeDir, Mode: 0o755, Seq: 4}
+				if r.IntN(8) == 0 {
+					n = plan.Node{Type: proto.TypeFile, SHA256: "ff", Mode: 0o644, Seq: 5}
+				}
+				if r.IntN(2) == 0 {
+					s[d], rm[d] = n, n
+					ix[d] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Mode: n.Mode}
+				}
+			}
+			if p := firstKey(s); p != "" {
+				switch r.IntN(8) {
+				case 0:
+					delete(rm, p)
+				case 1:
+					delete(ix, p)
+				case 2:
+					n := rm[p]
+					n.Seq++
+					rm[p] = n
+				case 3:
+					e := ix[p]
+					e.Mode ^= 0o100
+					ix[p] = e
+				case 4:
+					n := rm[p]
+					n.SHA256 += "x"
+					rm[p] = n
+				}
+			}
+		}
+		gs, gr, gi, quiet, err := decodeSnapshotQuiet(encodeSnapshot(s, rm, ix))
+		if err != nil {
+			t.Fatal(err)
+		}
+		local := plan.Tree{}
+		for p, e := range gi {
+			local[p] = e.Node()
+		}
+		if want := plan.Quiet(local, gr, gs); quiet != want {
+			t.Fatalf("round %d: verdict %v, plan.Quiet %v", round, quiet, want)
+		}
+		if quiet {
+			quiets++
+		}
+	}
+	if quiets < 500 || quiets > 2500 {
+		t.Fatalf("%d of 3000 rounds quiet: the cases do not cover both answers well", quiets)
+	}
 }

@@ -67,7 +67,8 @@ func (e IndexEntry) Node() plan.Node {
 // DB is the open state database. Its methods are safe for concurrent use, but the agent
 // writes from one goroutine.
 type DB struct {
-	db *sql.DB
+	db  *sql.DB
+	dir string // the state dir, which holds the snapshot file
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared once per query text; see prepared
@@ -111,7 +112,7 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, dir: dir}, nil
 }
 
 // Close closes the database.
@@ -149,10 +150,19 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 // Trees loads the synced and remote trees and the index cache: from the snapshot when a
 // valid one is stored (see snapshot.go), else from the rows.
 func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	if synced, remote, index, ok := d.loadSnapshot(); ok {
-		return synced, remote, index, nil
+	synced, remote, index, _, err = d.TreesQuiet()
+	return synced, remote, index, err
+}
+
+// TreesQuiet is Trees that also reports whether the trees, with the index cache's nodes
+// as the Local tree, are quiet (plan.Quiet: nothing to plan): known when they come from
+// a snapshot, which checks it while decoding; false when the rows were read.
+func (d *DB) TreesQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
+	if synced, remote, index, quiet, ok := d.loadSnapshotQuiet(); ok {
+		return synced, remote, index, quiet, nil
 	}
-	return loadRows(d.db)
+	synced, remote, index, err = loadRows(d.db)
+	return synced, remote, index, false, err
 }
 
 // loadRows loads the trees from the rows of the tables.
