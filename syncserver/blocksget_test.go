@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -24,7 +25,7 @@ func readRecords(t *testing.T, raw []byte) []proto.BlockRecord {
 	r := bytes.NewReader(raw)
 	for {
 		rec, err := proto.ReadBlockRecord(r, nil, 1<<30)
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return out
 		}
 		if err != nil {

@@ -170,10 +170,10 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		at := off
 		off += b.Size
 		if ctx.Err() != nil || known[b.Hash] {
-			return nil
+			return nil //nolint:nilerr // nothing to send: cancelled, or the stored version has the block
 		}
 		if err := u.mem.Acquire(ctx, weight(b)); err != nil {
-			return nil
+			return nil //nolint:nilerr // only a cancelled ctx: the pre-upload gives up quietly, the scan's own ctx check stops it
 		}
 		if !sampled {
 			sampled, compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])

@@ -111,7 +111,6 @@ func (d *DB) SaveSnapshot() (bool, error) {
 		return false, fmt.Errorf("snapshot id: %w", err)
 	}
 	data := append(id, encodeSnapshot(synced, remote, index)...)
-	synced, remote, index = nil, nil, nil // the trees are in data now; let them go
 	if err := writeFileAtomic(filepath.Join(d.dir, SnapshotFileName), data); err != nil {
 		return false, err
 	}

@@ -549,7 +549,7 @@ type pooledReader struct {
 
 func (r *pooledReader) Close() error {
 	if r.buf != nil {
-		r.Reader.Reset(nil)
+		r.Reset(nil)
 		recBufs.Put(r.buf)
 		r.buf = nil
 	}

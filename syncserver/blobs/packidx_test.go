@@ -81,8 +81,11 @@ func TestSealedPackIsIndexedWithoutReadingIt(t *testing.T) {
 			t.Fatal(err)
 		}
 		var got bytes.Buffer
-		got.ReadFrom(f)
+		_, err = got.ReadFrom(f)
 		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(got.Bytes(), b) {
 			t.Fatalf("block %s reads back wrong", h[:8])
 		}
