@@ -203,8 +203,7 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 	a.ignore.Store(base)
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks,
-		Prehashed: &scan.Prehash{}}
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -139,16 +137,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		retryAt  time.Time
 		bo       = backoff{min: 500 * time.Millisecond, max: 30 * time.Second}
 		replans  = 0
-		// stopAhead ends the hashing ahead of a large batch of new paths scanned in
-		// slices (nil when none runs).
-		stopAhead context.CancelFunc
-		newBatch  = map[string]bool{} // see sliceOfNew
 	)
-	defer func() {
-		if stopAhead != nil {
-			stopAhead()
-		}
-	}()
 	for {
 		work := caughtUp && (full || len(dirty) > 0 || remoteCh) && !time.Now().Before(retryAt)
 		if !work {
@@ -200,36 +189,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		var err error
 		if full {
 			err = a.scanAll(ctx)
-			if err == nil {
-				clear(dirty)
-				clear(newBatch)
-			}
 		} else if len(dirty) > 0 {
-			paths, rest := sliceOfNew(dirty, newBatch, &a.local)
-			if len(rest) > 0 && stopAhead == nil {
-				// Hash the rest while this slice is committed.
-				var aheadCtx context.Context
-				aheadCtx, stopAhead = context.WithCancel(ctx)
-				go a.scanner.Prehash(aheadCtx, rest)
+			paths := make([]string, 0, len(dirty))
+			for p := range dirty {
+				paths = append(paths, p)
 			}
 			err = a.scanPaths(ctx, paths)
-			if err == nil {
-				for _, p := range paths {
-					delete(dirty, p)
-					delete(newBatch, p)
-				}
-			}
-		}
-		if len(dirty) == 0 && stopAhead != nil {
-			stopAhead()
-			stopAhead = nil
-			a.scanner.Prehashed.Clear()
 		}
 		if err == nil {
-			full, remoteCh = false, false
-			if len(dirty) == 0 {
-				dirty = map[string]bool{}
-			}
+			full, dirty, remoteCh = false, map[string]bool{}, false
 			var again, skipped bool
 			again, skipped, err = a.cycle(ctx)
 			if again {
@@ -340,61 +308,4 @@ func firstOf(paths []string) string {
 		return ""
 	}
 	return paths[0]
-}
-
-// newSlice is how many paths of a large batch of new paths one cycle scans, plans and
-// executes; the agent commits the first files while it still indexes the others.
-const newSlice = 2000
-
-// sliceOfNew splits the dirty paths into the ones to scan now and the rest. Only a batch
-// of new paths (none of them in the Local tree or the index cache when the batch was
-// first seen: nothing in it can be a delete or a change) larger than a slice is split,
-// in sorted order. Any other batch is scanned whole, so the
-// mass-delete breaker sees all of its deletes in one plan. newBatch keeps the paths
-// judged new and not scanned yet; the caller drops each path it scans.
-func sliceOfNew(dirty, newBatch map[string]bool, l *scan.Local) (now, rest []string) {
-	paths := make([]string, 0, len(dirty))
-	for p := range dirty {
-		paths = append(paths, p)
-	}
-	whole := func() ([]string, []string) {
-		clear(newBatch)
-		return paths, nil
-	}
-	if len(paths) <= newSlice && len(newBatch) == 0 {
-		return whole()
-	}
-	for _, p := range paths {
-		if newBatch[p] {
-			continue
-		}
-		_, inTree := l.Tree[p]
-		_, inIndex := l.Index[p]
-		if inTree || inIndex {
-			return whole()
-		}
-	}
-	for _, p := range paths {
-		newBatch[p] = true
-	}
-	sort.Strings(paths)
-	// A path that holds more than a slice of the others (the top dir of a tree moved in)
-	// goes last: its scan takes its whole subtree. A smaller dir stays in place, with its
-	// files.
-	var inPlace, big []string
-	for i, p := range paths {
-		n := 0
-		for j := i + 1; j < len(paths) && strings.HasPrefix(paths[j], p+"/") && n <= newSlice; j++ {
-			n++
-		}
-		if n > newSlice {
-			big = append(big, p)
-		} else {
-			inPlace = append(inPlace, p)
-		}
-	}
-	if len(inPlace) <= newSlice {
-		return whole()
-	}
-	return inPlace[:newSlice], append(inPlace[newSlice:], big...)
 }

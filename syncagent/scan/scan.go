@@ -67,9 +67,6 @@ type Scanner struct {
 	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
 	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
 	Preupload func(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func())
-	// Prehashed, when set, holds small files hashed ahead (Prehash); the scan takes a
-	// file's result instead of reading it when its stat key is unchanged.
-	Prehashed *Prehash
 }
 
 // renameMinSize is the size from which a new path is matched against indexed files that
@@ -386,7 +383,7 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 				if ctx.Err() != nil {
 					continue
 				}
-				results[i] = s.hashOne(ctx, jobs[i], false)
+				results[i] = s.hashOne(ctx, jobs[i])
 			}
 		})
 	}
@@ -412,24 +409,14 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 
 // hashOne hashes a file and keeps the result only if the file did not change while it
 // was read (same stat key before and after); otherwise the next scan tries again.
-//
-// A result of Prehash for the same stat key is taken instead of reading, unless ahead:
-// the call is Prehash's own, which hands no block to Preupload either.
-func (s *Scanner) hashOne(ctx context.Context, j job, ahead bool) *Update {
-	if !ahead {
-		if h, ok := s.Prehashed.take(j.path, j.st); ok {
-			e := j.st
-			e.SHA256 = h.sha
-			return &Update{Path: j.path, Entry: e, Blocks: h.blocks}
-		}
-	}
+func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 	f, err := s.Root.Open(j.path)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
 	var each func(proto.Block, []byte) error
-	if s.Preupload != nil && !ahead {
+	if s.Preupload != nil {
 		var wait func()
 		each, wait = s.Preupload(ctx, j.path, j.st.Size)
 		defer wait()
