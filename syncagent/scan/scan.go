@@ -446,6 +446,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 	var ups []Update
 	done := map[string]bool{}
 	removed := map[string]state.IndexEntry{}
+	var children map[string][]string // dir → its children in the tree; built on first use
 	var visitTree func(p string) error
 	visitTree = func(p string) error {
 		if done[p] {
@@ -473,7 +474,10 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 			}
 			return nil
 		}
-		j, up, ok, err := s.visit(p, l)
+		// The lstat above is the one the index cache is checked against: a second one
+		// per path cost as much as the rest of a rescan of the agent's own landed files.
+		st, statOK := Stat(fi)
+		j, up, ok, err := s.settle(p, st, statOK, nil, l)
 		if err != nil {
 			return err
 		}
@@ -489,21 +493,38 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 		if !isDir {
 			return nil
 		}
-		// Children that vanished, then children that exist now.
-		for q := range l.Tree {
-			if dir, _ := path.Split(q); strings.TrimSuffix(dir, "/") == p {
+		// Children that vanished, then children that exist now. The known children come
+		// from one pass over the tree per call (not one per dir); a child that appears in
+		// the tree during this call was just visited, and its removal later is an event
+		// of its own.
+		if children == nil {
+			children = childrenOf(l.Tree)
+		}
+		entries, err := fs.ReadDir(s.Root.FS(), p)
+		if err != nil {
+			for _, q := range children[p] {
 				if _, err := s.Root.Lstat(q); err != nil {
 					if err := visitTree(q); err != nil {
 						return err
 					}
 				}
 			}
-		}
-		entries, err := fs.ReadDir(s.Root.FS(), p)
-		if err != nil {
 			// Replaced or unreadable while scanning: its known children keep their last
 			// state (nothing is deleted on a read error) and the next scan looks again.
 			return nil //nolint:nilerr // see above
+		}
+		if known := children[p]; len(known) > 0 {
+			listed := make(map[string]bool, len(entries))
+			for _, e := range entries {
+				listed[e.Name()] = true
+			}
+			for _, q := range known {
+				if !listed[path.Base(q)] {
+					if err := visitTree(q); err != nil {
+						return err
+					}
+				}
+			}
 		}
 		for _, e := range entries {
 			if err := visitTree(p + "/" + e.Name()); err != nil {
@@ -535,4 +556,16 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 	}
 	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
+}
+
+// childrenOf indexes the tree's paths by their parent dir ("." for the top level is not
+// needed: Paths only asks for the children of dirs it visits).
+func childrenOf(t plan.Tree) map[string][]string {
+	m := map[string][]string{}
+	for q := range t {
+		if i := strings.LastIndexByte(q, '/'); i > 0 {
+			m[q[:i]] = append(m[q[:i]], q)
+		}
+	}
+	return m
 }

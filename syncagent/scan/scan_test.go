@@ -259,3 +259,61 @@ func TestFullDropsEveryEntryNotOnDisk(t *testing.T) {
 		})
 	}
 }
+
+func TestPathsOfADirDropsItsVanishedChildren(t *testing.T) {
+	dir, s, l := setup(t)
+	for _, p := range []string{"d/a", "d/b", "d/sub/c", "d/sub/e", "other/f"} {
+		put(t, filepath.Join(dir, p), p)
+	}
+	ctx := context.Background()
+	if _, err := s.Full(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "d/a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "d/sub")); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "d/b"), "changed content")
+	// Only the dir is reported, as after a burst the watcher could not name one by one.
+	ups, err := s.Paths(ctx, []string{"d"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted []string
+	for _, u := range ups {
+		if u.Deleted {
+			deleted = append(deleted, u.Path)
+		}
+	}
+	sort.Strings(deleted)
+	if want := []string{"d/a", "d/sub", "d/sub/c", "d/sub/e"}; !equal(deleted, want) {
+		t.Errorf("deleted %v, want %v", deleted, want)
+	}
+	if got := rehashed(ups); !equal(got, []string{"d/b"}) {
+		t.Errorf("rehashed %v, want [d/b]", got)
+	}
+	for _, p := range []string{"d", "d/b", "other", "other/f"} {
+		if _, ok := l.Tree[p]; !ok {
+			t.Errorf("%s missing from tree", p)
+		}
+	}
+	for _, p := range []string{"d/a", "d/sub", "d/sub/c", "d/sub/e"} {
+		if _, ok := l.Tree[p]; ok {
+			t.Errorf("%s still in tree", p)
+		}
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
