@@ -24,14 +24,8 @@ import (
 // whole one. Each block read from a pack is checked against its hash (blobs.Open), and
 // the client checks every block again.
 func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
-	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	req, ok := s.hashesRequest(w, r)
 	if !ok {
-		return
-	}
-	req, err := decodeMissing(body, s.cfg.MaxBatchItems)
-	done()
-	if err != nil {
-		badRequest(w, err)
 		return
 	}
 	zstdOK := acceptsZstd(r)

@@ -148,15 +148,26 @@ func (s *Server) answerChanges(w http.ResponseWriter, r *http.Request, q changes
 	writeJSONFor(w, r, http.StatusOK, resp)
 }
 
-func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
+// hashesRequest reads a request body that names blocks ({"hashes": [...]}: the
+// missing-blocks query and the batched block GET); on bad input it has answered and
+// reports false.
+func (s *Server) hashesRequest(w http.ResponseWriter, r *http.Request) (proto.MissingBlocksRequest, bool) {
 	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
 	if !ok {
-		return
+		return proto.MissingBlocksRequest{}, false
 	}
 	req, err := decodeMissing(body, s.cfg.MaxBatchItems)
 	done()
 	if err != nil {
 		badRequest(w, err)
+		return req, false
+	}
+	return req, true
+}
+
+func (s *Server) handleMissing(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.hashesRequest(w, r)
+	if !ok {
 		return
 	}
 	missing, err := s.blocks.Missing(req.Hashes)
