@@ -23,11 +23,14 @@ test: ## Run every test tier (unit, property, store conformance on PostgreSQL, e
 	bash hack/test.sh
 
 .PHONY: lint
-lint: ## go vet, a gofmt check and golangci-lint (.golangci.yml; pinned by hack/tools.sh), the e2e-tagged suite included.
+lint: ## go vet, a gofmt check and golangci-lint (.golangci.yml; pinned by hack/tools.sh), the e2e-tagged suite included; the agent and server cross-built for macOS and Windows.
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/cluster/
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$$(bash hack/tools.sh golangci-lint) run --build-tags e2e ./...
+	@# The server and agent also run on a laptop: they must build for macOS and Windows.
+	GOOS=darwin $(GO) build ./cmd/syncagent ./cmd/syncserver
+	GOOS=windows $(GO) build ./cmd/syncagent ./cmd/syncserver
 
 .PHONY: bench
 bench: ## Run the Go benchmarks, then the side-by-side harness against rsync and Syncthing (QUICK=1: small sizes).

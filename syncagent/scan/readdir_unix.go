@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -65,4 +66,13 @@ func statKey(st *unix.Stat_t) (state.IndexEntry, bool) {
 		return e, false
 	}
 	return e, true
+}
+
+// inode is fi's inode number, part of the stat key: a file replaced by another of the
+// same size and mtime (an atomic save) still counts as changed.
+func inode(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Ino) //nolint:unconvert // the field types differ between platforms
+	}
+	return 0
 }

@@ -160,9 +160,7 @@ func (s *Scanner) Skipped(rel string) bool {
 // Stat is the stat key of one path, as the index cache records it.
 func Stat(fi fs.FileInfo) (state.IndexEntry, bool) {
 	e := state.IndexEntry{Mode: uint32(fi.Mode().Perm())}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		e.Ino = st.Ino
-	}
+	e.Ino = inode(fi)
 	switch {
 	case fi.Mode().IsRegular():
 		e.Type, e.Size, e.MTimeNs = proto.TypeFile, fi.Size(), fi.ModTime().UnixNano()
