@@ -245,15 +245,7 @@ func TestLargeFileRoundTripReusesLocalBlocks(t *testing.T) {
 	e.run(t, e.plan())
 	e.pull(t)
 	// Another agent renames it: the new path's blocks are all on disk already.
-	ent, err := e.cl.Entry(context.Background(), "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyItem := proto.CommitItem{Path: "moved/big", Type: proto.TypeFile, Size: ent.Size, Mode: ent.Mode,
-		MTimeNs: ent.MTimeNs, SHA256: ent.SHA256, Blocks: ent.Blocks}
-	if res, err := e.cl.Commit(context.Background(), []proto.CommitItem{copyItem}); err != nil || res[0].Status != proto.StatusOK {
-		t.Fatalf("commit: %v %+v", err, res)
-	}
+	e.commitCopy(t, "big", "moved/big")
 	e.pull(t)
 	down := e.x.Counters.BytesDown.Load()
 	e.run(t, e.plan())
@@ -281,23 +273,9 @@ func TestUploadOfABlockChangedInPlaceIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.rescan(t)
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ops := e.plan()
 	// Same size, same inode, same mtime: only the bytes tell the change.
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("changed in place"), 1<<20); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	editInPlace(t, p, 1<<20, []byte("changed in place"))
 	out := e.run(t, ops)
 	if !out.Replan || out.Done != 0 || out.Failed != 0 {
 		t.Errorf("outcome %+v", out)
@@ -307,6 +285,10 @@ func TestUploadOfABlockChangedInPlaceIsSkipped(t *testing.T) {
 	}
 	// The file as it is now uploads once it is indexed again (the scan re-hashes a file
 	// whose stat changed, as an editor's save would).
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
 	later := fi.ModTime().Add(time.Second)
 	if err := os.Chtimes(p, later, later); err != nil {
 		t.Fatal(err)
@@ -344,32 +326,10 @@ func TestLocalBlockChangedInPlaceIsCaughtByTheFileHash(t *testing.T) {
 	e.pull(t)
 	e.run(t, e.plan())
 	e.pull(t)
-	ent, err := e.cl.Entry(context.Background(), "big")
-	if err != nil {
-		t.Fatal(err)
-	}
-	copyItem := proto.CommitItem{Path: "copy/big", Type: proto.TypeFile, Size: ent.Size, Mode: ent.Mode,
-		MTimeNs: ent.MTimeNs, SHA256: ent.SHA256, Blocks: ent.Blocks}
-	if res, err := e.cl.Commit(context.Background(), []proto.CommitItem{copyItem}); err != nil || res[0].Status != proto.StatusOK {
-		t.Fatalf("commit: %v %+v", err, res)
-	}
+	e.commitCopy(t, "big", "copy/big")
 	e.pull(t)
 	ops := e.plan()
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("changed in place"), 3<<20); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	editInPlace(t, p, 3<<20, []byte("changed in place"))
 	down := e.x.Counters.BytesDown.Load()
 	if out := e.run(t, ops); out.Done != 1 || out.Failed != 0 {
 		t.Fatalf("outcome %+v", out)
@@ -382,4 +342,40 @@ func TestLocalBlockChangedInPlaceIsCaughtByTheFileHash(t *testing.T) {
 		t.Error("the changed block was not fetched from the server")
 	}
 	noTempFiles(t, e.dir)
+}
+
+// editInPlace writes data at off in the file p and puts its mtime back: same size, same
+// inode, same mtime, so only the bytes tell the change.
+func editInPlace(t *testing.T, p string, off int64, data []byte) {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(data, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// commitCopy commits, as another agent would, a file at to with the content the
+// server holds at from (a rename or copy whose blocks are all stored).
+func (e *env) commitCopy(t *testing.T, from, to string) {
+	t.Helper()
+	ent, err := e.cl.Entry(context.Background(), from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	item := proto.CommitItem{Path: to, Type: proto.TypeFile, Size: ent.Size, Mode: ent.Mode,
+		MTimeNs: ent.MTimeNs, SHA256: ent.SHA256, Blocks: ent.Blocks}
+	if res, err := e.cl.Commit(context.Background(), []proto.CommitItem{item}); err != nil || res[0].Status != proto.StatusOK {
+		t.Fatalf("commit: %v %+v", err, res)
+	}
 }

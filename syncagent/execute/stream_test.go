@@ -28,21 +28,7 @@ func TestUploadSkipsAFileChangedWhileItsCommitIsSent(t *testing.T) {
 	e.rescan(t)
 	ops := e.plan()
 	p := filepath.Join(e.dir, "b.txt")
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(p, os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("EDITED OF b"), 0); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
+	editInPlace(t, p, 0, []byte("EDITED OF b"))
 	out := e.run(t, ops)
 	if !out.Replan || out.Done != 2 || out.Failed != 0 {
 		t.Errorf("outcome %+v; want a and c committed, b skipped for a re-plan", out)
