@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,9 @@ import (
 )
 
 // TestQuickW1OnOurEngine runs the harness' quick W1 on our engine only (real server and
-// agent processes, no peers) and checks the record and its rendering.
+// agent processes, no peers), twice, and checks the records, their rendering, and that
+// the first repetition's folders are removed only after the second (no measured run
+// follows a removal by the harness).
 func TestQuickW1OnOurEngine(t *testing.T) {
 	root, err := modroot.Find()
 	if err != nil {
@@ -28,13 +31,25 @@ func TestQuickW1OnOurEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	work := t.TempDir()
-	recs, err := Run(ctx, Config{Workloads: []string{"W1"}, Systems: []string{"ours"}, Reps: 1, Quick: true,
-		WorkDir: work, Seed: 1, Timeout: 3 * time.Minute, Bins: bins, Log: testWriter{t}})
+	first := filepath.Join(work, "W1-ours-0", "writer", "w1")
+	var firstKept, secondRan bool
+	log := watchLog{t: t, on: func(line string) {
+		if strings.Contains(line, "W1 ours rep 1: starting") {
+			secondRan = true
+			_, err := os.Stat(first)
+			firstKept = err == nil
+		}
+	}}
+	recs, err := Run(ctx, Config{Workloads: []string{"W1"}, Systems: []string{"ours"}, Reps: 2, Quick: true,
+		WorkDir: work, Seed: 1, Timeout: 3 * time.Minute, Bins: bins, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(recs) != 1 {
-		t.Fatalf("got %d records, want 1: %+v", len(recs), recs)
+	if len(recs) != 2 {
+		t.Fatalf("got %d records, want 2: %+v", len(recs), recs)
+	}
+	if !secondRan || !firstKept {
+		t.Errorf("second repetition started: %v; first repetition's tree %s still there then: %v", secondRan, first, firstKept)
 	}
 	rec := recs[0]
 	if rec.Error != "" || !rec.Verified {
@@ -65,7 +80,7 @@ func TestQuickW1OnOurEngine(t *testing.T) {
 	rep := NewReport(time.Now(), 1, nil)
 	rep.Records = recs
 	rep.Summarize()
-	if len(rep.Summary) != 3 || rep.Summary[0].Medians["ours"] != rec.Seconds {
+	if len(rep.Summary) != 3 || rep.Summary[0].Medians["ours"] != median([]float64{recs[0].Seconds, recs[1].Seconds}) {
 		t.Fatalf("summary = %+v", rep.Summary)
 	}
 	path := filepath.Join(t.TempDir(), "doc.md")
@@ -151,6 +166,51 @@ func TestRelayCountsBothDirections(t *testing.T) {
 }
 
 type testWriter struct{ t *testing.T }
+
+// watchLog is a testWriter that also hands each line to on.
+type watchLog struct {
+	t  *testing.T
+	on func(line string)
+}
+
+func (w watchLog) Write(p []byte) (int, error) {
+	w.on(string(p))
+	return testWriter{w.t}.Write(p)
+}
+
+// TestMakeRoomRemovesEarlierFoldersOnlyWhenShort checks the disk guard: the group's
+// finished folders stay while the disk has room for the next run, and are removed first
+// when it has not.
+func TestMakeRoomRemovesEarlierFoldersOnlyWhenShort(t *testing.T) {
+	work := t.TempDir()
+	r := &runner{cfg: Config{WorkDir: work}, ctx: context.Background()}
+	var pending []string
+	for _, name := range []string{"W2-ours-0", "W2-rsync-0"} {
+		d := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Join(d, "writer"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pending = append(pending, d)
+	}
+	const need = 5 << 30
+	if r.makeRoom(&pending, need, need+diskMargin, false) || len(pending) != 2 {
+		t.Fatalf("folders removed with room to spare: pending %v", pending)
+	}
+	for _, d := range pending {
+		if _, err := os.Stat(d); err != nil {
+			t.Fatalf("%s gone with room to spare: %v", d, err)
+		}
+	}
+	dirs := slices.Clone(pending)
+	if !r.makeRoom(&pending, need, need+diskMargin-1, false) || len(pending) != 0 {
+		t.Fatalf("folders kept when short of room: pending %v", pending)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s not removed when short of room: %v", d, err)
+		}
+	}
+}
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))

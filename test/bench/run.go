@@ -43,14 +43,25 @@ type group struct {
 	workloads []string
 	oursOnly  bool
 	run       func(r *runner, sys System, g *Gen, sz Sizes) ([]Record, error)
+	// disk estimates the bytes one run of the group takes in the work dir.
+	disk func(sz Sizes) int64
+	// manyFiles: the group's folders hold thousands of files, so their removal is
+	// followed by the settle (see cleanup.go).
+	manyFiles bool
 }
 
 var groups = []group{
-	{key: "W1", workloads: []string{"W1"}, run: (*runner).smallFiles},
-	{key: "W2", workloads: []string{"W2", "W3", "W6", "W7"}, run: (*runner).bigFile},
-	{key: "W4", workloads: []string{"W4", "W9"}, run: (*runner).manyFiles},
-	{key: "W5", workloads: []string{"W5"}, run: (*runner).latency},
-	{key: "W8", workloads: []string{"W8"}, oursOnly: true, run: (*runner).fanOut},
+	{key: "W1", workloads: []string{"W1"}, run: (*runner).smallFiles, manyFiles: true,
+		disk: func(sz Sizes) int64 { return smallTreeBytes(sz.SmallFiles) }},
+	// Writer, reader, the server's store or a peer's copies, and W6's staged copy.
+	{key: "W2", workloads: []string{"W2", "W3", "W6", "W7"}, run: (*runner).bigFile,
+		disk: func(sz Sizes) int64 { return 5 * sz.BigFile }},
+	{key: "W4", workloads: []string{"W4", "W9"}, run: (*runner).manyFiles, manyFiles: true,
+		disk: func(sz Sizes) int64 { return smallTreeBytes(sz.ManyFiles) }},
+	{key: "W5", workloads: []string{"W5"}, run: (*runner).latency,
+		disk: func(sz Sizes) int64 { return 64 << 20 }},
+	{key: "W8", workloads: []string{"W8"}, oursOnly: true, run: (*runner).fanOut, manyFiles: true,
+		disk: func(sz Sizes) int64 { return smallTreeBytes(sz.SmallFiles) * int64(sz.Agents+3) / 4 }},
 }
 
 // Config is one harness run.
@@ -63,6 +74,7 @@ type Config struct {
 	WorkDir   string          // scratch space (big: 3 GiB per system in full mode)
 	Seed      uint64          // base of every repetition's data seed
 	Timeout   time.Duration   // longest wait for one workload to converge
+	Settle    time.Duration   // wait after removing folders of many files (cleanup.go); 0: none
 	Bins      Bins
 	Log       io.Writer
 }
@@ -114,7 +126,8 @@ func (r *runner) newSystem(name string) (System, error) {
 
 // Run runs the configured workloads: for every group and repetition, every system in turn
 // (A B C A B C …) on fresh data, and returns the records. A failed workload is recorded
-// with its error and the run goes on.
+// with its error and the run goes on. A group's folders are removed when all its runs
+// are done (or earlier when the disk runs short), never between two of its runs.
 func Run(ctx context.Context, cfg Config) ([]Record, error) {
 	if cfg.Reps < 1 {
 		return nil, fmt.Errorf("reps %d: want at least 1", cfg.Reps)
@@ -134,15 +147,18 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 		cfg.Timeout = 10 * time.Minute
 	}
 	r := &runner{cfg: cfg, ctx: ctx}
-	var out []Record
+	var plan []group
 	for _, g := range groups {
-		wanted := false
 		for _, w := range g.workloads {
-			wanted = wanted || slices.Contains(cfg.Workloads, w)
+			if slices.Contains(cfg.Workloads, w) {
+				plan = append(plan, g)
+				break
+			}
 		}
-		if !wanted {
-			continue
-		}
+	}
+	r.removeStale(plan)
+	var out []Record
+	for _, g := range plan {
 		quick := cfg.Quick || cfg.QuickFor[g.key]
 		for _, w := range g.workloads {
 			quick = quick || cfg.QuickFor[w]
@@ -151,6 +167,7 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 		if quick {
 			sz = QuickSizes
 		}
+		var pending []string // this group's finished folders
 		for rep := range cfg.Reps {
 			r.rep = rep
 			for _, name := range cfg.Systems {
@@ -158,9 +175,16 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 					continue
 				}
 				if err := ctx.Err(); err != nil {
+					r.removeFolders(pending, false)
 					return out, err
 				}
-				recs := r.runGroup(g, name, rep, quick, sz)
+				if free, err := freeSpace(cfg.WorkDir); err == nil {
+					r.makeRoom(&pending, g.disk(sz), free, g.manyFiles)
+				}
+				recs, dir := r.runGroup(g, name, rep, quick, sz)
+				if dir != "" {
+					pending = append(pending, dir)
+				}
 				for _, rec := range recs {
 					if slices.Contains(cfg.Workloads, rec.Workload) {
 						out = append(out, rec)
@@ -168,12 +192,50 @@ func Run(ctx context.Context, cfg Config) ([]Record, error) {
 				}
 			}
 		}
+		// The settle also follows the last group: the next invocation's runs (an A/B
+		// alternation) must not pay for this one's removal either.
+		r.removeFolders(pending, g.manyFiles)
 	}
 	return out, nil
 }
 
-func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) []Record {
+// removeStale removes folders an earlier invocation left in the work dir under the
+// names this one will use (a failed run's, or SYNCBENCH_KEEP's), settling after them.
+func (r *runner) removeStale(plan []group) {
+	var stale []string
+	many := false
+	for _, g := range plan {
+		for rep := range r.cfg.Reps {
+			for _, name := range r.cfg.Systems {
+				dir := r.dirOf(g, name, rep)
+				if _, err := os.Lstat(dir); err == nil {
+					stale = append(stale, dir)
+					many = many || g.manyFiles
+				}
+			}
+		}
+	}
+	if len(stale) > 0 {
+		r.logf("removing %d folder(s) left by an earlier run", len(stale))
+		r.remove(stale, many)
+	}
+}
+
+func (r *runner) dirOf(g group, name string, rep int) string {
+	return filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-%s-%d", g.key, name, rep))
+}
+
+// runGroup runs one system's repetition of a group in a fresh folder and returns the
+// records and the folder, for the caller to remove when the group is done ("" when the
+// folder stays for the post-mortem of a failure).
+func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) (recs []Record, remove string) {
 	var keep bool
+	dir := r.dirOf(g, name, rep)
+	defer func() { // runs after every return below has set recs
+		if !keep {
+			remove = dir
+		}
+	}()
 	fail := func(err error) []Record {
 		keep = true
 		r.logf("%s %s rep %d: %v", g.key, name, rep, err)
@@ -185,21 +247,13 @@ func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) [
 	}
 	sys, err := r.newSystem(name)
 	if err != nil {
-		return fail(err)
+		return fail(err), ""
 	}
-	dir := filepath.Join(r.cfg.WorkDir, fmt.Sprintf("%s-%s-%d", g.key, name, rep))
-	if err := os.RemoveAll(dir); err != nil {
-		return fail(err)
-	}
+	// A stale folder was removed (and settled) before the first group.
 	if err := os.MkdirAll(filepath.Join(dir, "stage"), 0o755); err != nil {
-		return fail(err)
+		return fail(err), ""
 	}
-	// A failed group's folders and logs stay for the post-mortem.
-	defer func() {
-		if !keep && os.Getenv("SYNCBENCH_KEEP") == "" {
-			os.RemoveAll(dir)
-		}
-	}()
+	// A failed group's folders and logs stay for the post-mortem (keep).
 	readers := 1
 	if g.key == "W8" {
 		readers = sz.Agents
@@ -207,7 +261,7 @@ func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) [
 	r.logf("%s %s rep %d: starting", g.key, name, rep)
 	if err := sys.Start(r.ctx, dir, readers); err != nil {
 		sys.Stop()
-		return fail(fmt.Errorf("start %s: %w", name, err))
+		return fail(fmt.Errorf("start %s: %w", name, err)), ""
 	}
 	defer sys.Stop()
 	gen := NewGen(seedOf(r.cfg.Seed, g.key, name, rep))
@@ -215,9 +269,9 @@ func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) [
 	if _, err := r.change(sys, dir, "warmup", func(stage string) (*Expect, func() error, error) {
 		return r.placeTree(sys, gen, stage, "warmup", 1)
 	}); err != nil {
-		return fail(fmt.Errorf("warm up: %w", err))
+		return fail(fmt.Errorf("warm up: %w", err)), ""
 	}
-	recs, err := g.run(r, sys, gen, sz)
+	recs, err = g.run(r, sys, gen, sz)
 	for i := range recs {
 		recs[i].System, recs[i].Rep, recs[i].Quick = name, rep, quick
 		r.logf("%s %s rep %d: %.3fs wire %d cpu %.2fs %v %s", recs[i].Workload, name, rep,
@@ -238,7 +292,7 @@ func (r *runner) runGroup(g group, name string, rep int, quick bool, sz Sizes) [
 			}
 		}
 	}
-	return recs
+	return recs, "" // remove is set by the deferred func
 }
 
 func seedOf(base uint64, parts ...any) uint64 {

@@ -35,7 +35,7 @@ func run(args []string, stderr io.Writer) int {
 		quickFor, workloads, systems           string
 		reps                                   int
 		workDir, jsonPath, docPath, renderOnly string
-		timeout                                time.Duration
+		timeout, settle                        time.Duration
 		serverBin, agentBin                    string
 	)
 	fs.BoolVar(&quick, "quick", os.Getenv("BENCH_QUICK") != "", "small sizes for every workload (also BENCH_QUICK=1)")
@@ -48,6 +48,7 @@ func run(args []string, stderr io.Writer) int {
 	fs.StringVar(&docPath, "doc", "docs/benchmarks.md", "document whose marked section receives the table (empty: none)")
 	fs.StringVar(&renderOnly, "render", "", "only render this saved JSON report into -doc")
 	fs.DurationVar(&timeout, "timeout", 10*time.Minute, "longest wait for one workload")
+	fs.DurationVar(&settle, "settle", 61*time.Second, "after removing a workload's folders of many files, wait this long before measuring anything (ext4 skips inodes deleted in the last minute; 0: no wait)")
 	fs.StringVar(&serverBin, "server-bin", "", "syncserver program to measure (default: built from this tree into bin/)")
 	fs.StringVar(&agentBin, "agent-bin", "", "syncagent program to measure (default: built from this tree into bin/); e.g. an older build for an A/B")
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +83,7 @@ func run(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := bench.Config{Workloads: list(strings.ToUpper(workloads)), Systems: list(systems), Reps: reps, Quick: quick,
-		QuickFor: map[string]bool{}, WorkDir: abs(workDir), Timeout: timeout, Log: stderr, Seed: uint64(time.Now().UnixNano())}
+		QuickFor: map[string]bool{}, WorkDir: abs(workDir), Timeout: timeout, Settle: settle, Log: stderr, Seed: uint64(time.Now().UnixNano())}
 	for _, w := range list(strings.ToUpper(quickFor)) {
 		cfg.QuickFor[w] = true
 	}
