@@ -82,15 +82,28 @@ func (e *env) rescan(t *testing.T) {
 	}
 }
 
+// allEntries reads the server's whole changes feed, page after page.
+func allEntries(t *testing.T, cl *client.Client) []proto.Entry {
+	t.Helper()
+	var out []proto.Entry
+	for since := int64(0); ; {
+		resp, err := cl.Changes(context.Background(), since, 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, resp.Entries...)
+		if since = resp.LastSeq; !resp.More {
+			return out
+		}
+	}
+}
+
 // pull copies the server's entries into the remote tree, as the agent's feed does.
 func (e *env) pull(t *testing.T) {
 	t.Helper()
-	resp, err := e.cl.Changes(context.Background(), 0, 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = e.x.State.Update(context.Background(), func(tx *state.Tx) error {
-		for _, en := range resp.Entries {
+	entries := allEntries(t, e.cl)
+	err := e.x.State.Update(context.Background(), func(tx *state.Tx) error {
+		for _, en := range entries {
 			if en.Deleted {
 				delete(e.x.Remote, en.Path)
 				continue

@@ -55,28 +55,63 @@ func seqOf(n *plan.Node) int64 {
 
 // upload commits local versions: blocks the server lacks go first, small files inline.
 // It works through ops in slices of one commit each, so that the inlined content of a
-// large tree is never all in memory at once.
+// large tree is never all in memory at once, with up to commitsInFlight commits sent at
+// once: a slice is prepared (its disk checked, its large files' blocks sent) while the
+// commits of the previous ones are at the server.
 func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) error {
-	for start := 0; start < len(ops); start += maxBatch {
-		slice := ops[start:min(start+maxBatch, len(ops))]
-		retry, err := x.uploadSlice(ctx, slice, true, out)
+	ops = dirsFirst(ops)
+	for _, short := range []bool{true, false} {
+		pipe := &commitPipe{x: x, ctx: ctx, out: out}
+		for start := 0; start < len(ops) && pipe.err == nil; start += maxBatch {
+			slice := ops[start:min(start+maxBatch, len(ops))]
+			batches, err := x.prepareSlice(ctx, slice, short, out)
+			if err != nil {
+				pipe.fail(err)
+				break
+			}
+			for _, b := range batches {
+				pipe.send(b)
+			}
+		}
+		retry, err := pipe.finish()
 		if err != nil {
 			return err
 		}
-		if len(retry) > 0 {
-			// The server refused a reference (an old server, or a version it no longer
-			// holds): send those files' whole block lists.
-			if _, err := x.uploadSlice(ctx, retry, false, out); err != nil {
-				return err
-			}
+		// The server refused a reference (an old server, or a version it no longer
+		// holds): those files' whole block lists go in a second round.
+		if ops = retry; len(ops) == 0 {
+			break
 		}
 	}
 	return nil
 }
 
-// uploadSlice uploads one commit's worth of ops. With short, files may reference content
-// the server holds (see shortcut); it returns the ops whose reference was refused.
-func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, short bool, out *Outcome) ([]plan.Op, error) {
+// dirsFirst returns ops with the dir creations first, each group in its order (the plan
+// puts parents first): a commit that creates a dir is applied before any commit that
+// creates something in it is sent (see commitPipe), so the dirs go in the first ones.
+func dirsFirst(ops []plan.Op) []plan.Op {
+	isDir := func(op plan.Op) bool { return op.Local != nil && op.Local.Type == proto.TypeDir }
+	if !slices.ContainsFunc(ops, func(op plan.Op) bool { return !isDir(op) }) {
+		return ops
+	}
+	out := make([]plan.Op, 0, len(ops))
+	for _, op := range ops {
+		if isDir(op) {
+			out = append(out, op)
+		}
+	}
+	for _, op := range ops {
+		if !isDir(op) {
+			out = append(out, op)
+		}
+	}
+	return out
+}
+
+// prepareSlice prepares one slice of upload ops: it checks the disk, sends the blocks
+// the server lacks, and returns the commit batches. With short, files may reference
+// content the server holds (see shortcut).
+func (x *Executor) prepareSlice(ctx context.Context, ops []plan.Op, short bool, out *Outcome) ([][]*pendingUpload, error) {
 	var pend []*pendingUpload
 	var sources map[string]contentSource
 	for _, op := range ops {
@@ -133,21 +168,92 @@ func (x *Executor) uploadSlice(ctx context.Context, ops []plan.Op, short bool, o
 		}
 	}
 	// Commit in batches bounded by items and inlined bytes.
-	var retry []plan.Op
+	var batches [][]*pendingUpload
 	for start := 0; start < len(ready); {
 		end, data := start, 0
 		for end < len(ready) && end-start < maxBatch && (end == start || data+ready[end].inlineSize() <= maxCommitData) {
 			data += ready[end].inlineSize()
 			end++
 		}
-		r, err := x.commit(ctx, ready[start:end], out)
-		if err != nil {
-			return nil, err
-		}
-		retry = append(retry, r...)
+		batches = append(batches, ready[start:end])
 		start = end
 	}
-	return retry, nil
+	return batches, nil
+}
+
+// commitsInFlight is how many commit requests of one upload are sent at once. With two,
+// the next batch's request (its files read, hashed and sent; the server decoding and
+// hashing it) overlaps the server's writing, syncing and applying of the previous one,
+// and this agent's recording of its results. Each commit stays atomic and durable on its
+// own; their batches hold distinct paths, so their order does not matter.
+const commitsInFlight = 2
+
+// commitPipe sends the commits of an upload, up to commitsInFlight at a time, and
+// records their results in the order they were sent, on the caller's goroutine (the
+// only one that touches the trees and the state). A commit that creates a dir is the
+// only one in flight until it is recorded, so that the server never applies a file
+// before the dir it is in (the changes feed stays in parents-first order). After an
+// error no further commit is started; those already sent are waited for and recorded,
+// and finish returns the first error.
+type commitPipe struct {
+	x        *Executor
+	ctx      context.Context
+	out      *Outcome
+	inflight []chan sentCommit
+	barrier  bool // the commit in flight creates a dir
+	retry    []plan.Op
+	err      error
+}
+
+// send starts the commit of batch, first recording the oldest commit in flight when
+// commitsInFlight are (or all of them, around a commit that creates a dir). It does
+// nothing after an error.
+func (c *commitPipe) send(batch []*pendingUpload) {
+	dirs := slices.ContainsFunc(batch, func(p *pendingUpload) bool { return p.item.Type == proto.TypeDir })
+	for len(c.inflight) > 0 && (len(c.inflight) == commitsInFlight || c.barrier || dirs) {
+		c.recordOldest()
+	}
+	if c.err != nil {
+		return
+	}
+	ch := make(chan sentCommit, 1)
+	go func() { ch <- c.x.sendCommit(c.ctx, batch) }()
+	c.inflight = append(c.inflight, ch)
+	c.barrier = dirs
+}
+
+// fail stops the pipe with err (kept if it is the first).
+func (c *commitPipe) fail(err error) {
+	if c.err == nil {
+		c.err = err
+	}
+}
+
+func (c *commitPipe) recordOldest() {
+	sc := <-c.inflight[0]
+	c.inflight = c.inflight[1:]
+	c.out.Add(sc.out)
+	if sc.err != nil {
+		c.fail(sc.err)
+		return
+	}
+	r, err := c.x.recordSent(c.ctx, sc, c.out)
+	c.retry = append(c.retry, r...)
+	if err != nil {
+		c.fail(err)
+	}
+}
+
+// finish waits for and records the commits in flight, and returns the ops whose
+// reference to stored content the server refused, or the first error.
+func (c *commitPipe) finish() ([]plan.Op, error) {
+	for len(c.inflight) > 0 {
+		c.recordOldest()
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.retry, nil
 }
 
 // prepareUpload turns an Upload op into a commit item, checking the disk first.
@@ -367,13 +473,22 @@ func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, 
 	return item, nil
 }
 
-// commit sends one commit request and records its results. Inlined content is read
-// file by file while the request is sent; a file that changed meanwhile aborts the
-// request (the server applies none of it) and the others are sent again without it. It
-// returns the ops whose reference to stored content the server refused, to be sent again
-// in full.
-func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outcome) ([]plan.Op, error) {
+// sentCommit is a commit request's answer: the items sent (those that changed while
+// it was sent are left out, and counted in out) and their results.
+type sentCommit struct {
+	batch []*pendingUpload
+	res   []proto.ItemResult
+	out   Outcome // skipped and failed items; merged by the caller
+	err   error   // a transport error: nothing of batch was recorded
+}
+
+// sendCommit sends one commit request. Inlined content is read file by file while the
+// request is sent; a file that changed meanwhile aborts the request (the server applies
+// none of it) and the others are sent again without it. It touches no state of x but
+// the server and the files, so that commits can be in flight together (commitAll).
+func (x *Executor) sendCommit(ctx context.Context, batch []*pendingUpload) sentCommit {
 	var buf []byte
+	var sc sentCommit
 	for {
 		res, err := x.Server.CommitFunc(ctx, len(batch), func(i int) (proto.CommitItem, error) {
 			it, err := x.inlineItem(batch[i], &buf)
@@ -385,35 +500,46 @@ func (x *Executor) commit(ctx context.Context, batch []*pendingUpload, out *Outc
 		var ie *itemError
 		if errors.As(err, &ie) {
 			if errors.Is(ie.err, errChanged) {
-				x.skip(batch[ie.i].op, ie.err, out)
+				x.skip(batch[ie.i].op, ie.err, &sc.out)
 			} else {
-				x.fail(batch[ie.i].op, ie.err, out)
+				x.fail(batch[ie.i].op, ie.err, &sc.out)
 			}
 			batch = slices.Delete(slices.Clone(batch), ie.i, ie.i+1)
 			if len(batch) == 0 {
-				return nil, nil
+				return sc
 			}
 			continue
 		}
 		if err != nil {
 			if transient(err) {
-				return nil, err
+				sc.err = err
+				return sc
 			}
 			for _, p := range batch {
-				x.fail(p.op, err, out)
+				x.fail(p.op, err, &sc.out)
 			}
-			return nil, nil
+			return sc
 		}
-		// Lists the server left out are filled in before the transaction: fillBlocks reads
-		// the state database.
-		for i, r := range res {
-			if r.Entry != nil && r.Entry.BlocksOmitted {
-				e := x.fillBlocks(*r.Entry, batch[i])
-				res[i].Entry = &e
-			}
-		}
-		return x.recordCommit(ctx, batch, res, out)
+		sc.batch, sc.res = batch, res
+		return sc
 	}
+}
+
+// recordSent records the results of a sent commit and returns the ops whose reference
+// to stored content the server refused.
+func (x *Executor) recordSent(ctx context.Context, sc sentCommit, out *Outcome) ([]plan.Op, error) {
+	if len(sc.batch) == 0 {
+		return nil, nil
+	}
+	// Lists the server left out are filled in before the transaction: fillBlocks reads
+	// the state database.
+	for i, r := range sc.res {
+		if r.Entry != nil && r.Entry.BlocksOmitted {
+			e := x.fillBlocks(*r.Entry, sc.batch[i])
+			sc.res[i].Entry = &e
+		}
+	}
+	return x.recordCommit(ctx, sc.batch, sc.res, out)
 }
 
 // recordCommit records the results of a commit in the trees and the state, and returns

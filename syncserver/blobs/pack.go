@@ -389,7 +389,10 @@ func (s *Store) appendRecords(buf []byte, durable bool) (*pack, int64, error) {
 }
 
 // putPacked stores blocks (verified, distinct, none over maxPackedBlock) in the active
-// pack with one write and one fsync. It returns how many it created and their bytes.
+// pack with one write, and starts its writeback; the caller makes them durable with Sync
+// (one fsync), after wmu is released, so that the next batch's write does not wait for
+// this one's fsync and concurrent batches share their fsyncs. It returns how many it
+// created and their bytes.
 func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created int, createdBytes int64, err error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -418,7 +421,7 @@ func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created
 	for _, i := range todo {
 		buf = appendRecord(buf, sums[i], blocks[i].Data)
 	}
-	p, off, err := s.appendRecords(buf, true)
+	p, off, err := s.appendRecords(buf, false)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -68,7 +68,8 @@ func (s *Store) PutMany(blocks []BlockData) (created int, createdBytes int64, er
 			return created, createdBytes, err
 		}
 	}
-	// A dedup hit may be a block that Put appended and nothing has synced yet.
+	// The packed blocks were written without an fsync (see putPacked), and a dedup hit
+	// may be a block that Put appended and nothing has synced yet: one Sync for all.
 	hashes := make([]string, 0, len(seen))
 	for h := range seen {
 		hashes = append(hashes, h)
