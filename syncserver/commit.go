@@ -177,13 +177,16 @@ func inlineBlocks(p pending) ([]blobs.BlockData, error) {
 		if len(e.Blocks) == 1 && b.Hash != e.SHA256 {
 			return nil, itemErrorf("the only block %s is not the whole content's sha256 %s", b.Hash, e.SHA256)
 		}
+		// The block's SHA-256 goes to PutMany, which then does not hash it again.
+		bs := &sum
 		if len(e.Blocks) > 1 {
-			bs := sha256.Sum256(part)
+			bs = new([sha256.Size]byte)
+			*bs = sha256.Sum256(part)
 			if hex.EncodeToString(bs[:]) != b.Hash {
 				return nil, itemErrorf("inlined data does not match block %s", b.Hash)
 			}
 		}
-		out = append(out, blobs.BlockData{Hash: b.Hash, Data: part})
+		out = append(out, blobs.BlockData{Hash: b.Hash, Data: part, Sum: bs})
 	}
 	return out, nil
 }

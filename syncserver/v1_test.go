@@ -518,3 +518,32 @@ func TestPeriodicMaintenance(t *testing.T) {
 		t.Fatalf("current version after maintenance: %d %q", code, body)
 	}
 }
+
+// TestInlinedContentIsStoredUnderItsOwnHashOnly: the server hashes inlined content once
+// and hands that SHA-256 to the block store; an item whose one block is named by another
+// hash is refused and stores nothing, and a good item's block reads back as sent.
+func TestInlinedContentIsStoredUnderItsOwnHashOnly(t *testing.T) {
+	e := newEnv(t)
+	good, other := []byte("inlined content"), []byte("another content")
+	bad := inlineItem("bad", 0, good)
+	bad.Blocks = []proto.Block{{Hash: sha(other), Size: int64(len(good))}}
+	before := e.snapshot()
+	res := e.commit(bad)
+	if res[0].Status != proto.StatusError || !strings.Contains(res[0].Error, "only block") {
+		t.Fatalf("item naming another block: %+v", res[0])
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("a refused inline item changed the server: %+v -> %+v", before, after)
+	}
+	if res := e.commit(inlineItem("good", 0, good)); res[0].Status != proto.StatusOK {
+		t.Fatalf("good item: %+v", res[0])
+	}
+	f, _, err := e.blocks.Open(sha(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if got, err := io.ReadAll(f); err != nil || !bytes.Equal(got, good) {
+		t.Fatalf("block of the good item: %q, %v", got, err)
+	}
+}

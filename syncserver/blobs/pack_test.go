@@ -39,7 +39,7 @@ func putMany(t *testing.T, s *Store, blocks ...[]byte) {
 	t.Helper()
 	batch := make([]BlockData, len(blocks))
 	for i, b := range blocks {
-		batch[i] = BlockData{hashOf(b), b}
+		batch[i] = BlockData{Hash: hashOf(b), Data: b}
 	}
 	if _, _, err := s.PutMany(batch); err != nil {
 		t.Fatal(err)
@@ -206,7 +206,7 @@ func TestPackDedup(t *testing.T) {
 	putMany(t, s, a)
 	pack := packFiles(t, dir)[0]
 	before, _ := os.Stat(pack)
-	if created, _, err := s.PutMany([]BlockData{{hashOf(a), a}}); err != nil || created != 0 {
+	if created, _, err := s.PutMany([]BlockData{{Hash: hashOf(a), Data: a}}); err != nil || created != 0 {
 		t.Fatalf("PutMany of a packed block: created %d, %v; want 0", created, err)
 	}
 	if _, created, err := s.Put(hashOf(a), bytes.NewReader(a), 0); err != nil || created {
@@ -364,7 +364,7 @@ func TestPackConcurrent(t *testing.T) {
 					}
 					continue
 				}
-				if _, _, err := s.PutMany([]BlockData{{hashOf(d), d}}); err != nil {
+				if _, _, err := s.PutMany([]BlockData{{Hash: hashOf(d), Data: d}}); err != nil {
 					errs <- err
 				}
 				if r, _, err := s.Open(hashOf(d)); err != nil {

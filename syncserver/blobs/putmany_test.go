@@ -2,6 +2,7 @@ package blobs
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,7 @@ func TestPutMany(t *testing.T) {
 	if _, _, err := s.Put(hashOf(b), bytes.NewReader(b), 0); err != nil {
 		t.Fatal(err)
 	}
-	batch := []BlockData{{hashOf(a), a}, {hashOf(b), b}, {hashOf(c), c}, {hashOf(a), a}}
+	batch := []BlockData{{Hash: hashOf(a), Data: a}, {Hash: hashOf(b), Data: b}, {Hash: hashOf(c), Data: c}, {Hash: hashOf(a), Data: a}}
 	created, createdBytes, err := s.PutMany(batch)
 	if err != nil {
 		t.Fatal(err)
@@ -46,12 +47,19 @@ func TestPutMany(t *testing.T) {
 	}
 }
 
+func sumOf(b []byte) *[sha256.Size]byte {
+	s := sha256.Sum256(b)
+	return &s
+}
+
 func TestPutManyRefusesWholeBatch(t *testing.T) {
 	s, dir := openStore(t)
 	good, evil := randomBytes(t, 64), randomBytes(t, 64)
 	for name, batch := range map[string][]BlockData{
-		"mismatch": {{hashOf(good), good}, {hashOf(good[:10]), evil}},
-		"invalid":  {{hashOf(good), good}, {"../../etc/passwd", evil}},
+		"mismatch": {{Hash: hashOf(good), Data: good}, {Hash: hashOf(good[:10]), Data: evil}},
+		"invalid":  {{Hash: hashOf(good), Data: good}, {Hash: "../../etc/passwd", Data: evil}},
+		// A caller's SHA-256 of the data is checked against the name like PutMany's own.
+		"sum mismatch": {{Hash: hashOf(good), Data: good}, {Hash: hashOf(good[:10]), Data: evil, Sum: sumOf(evil)}},
 	} {
 		_, _, err := s.PutMany(batch)
 		if !errors.Is(err, ErrHashMismatch) && !errors.Is(err, ErrInvalidHash) {
@@ -72,7 +80,7 @@ func BenchmarkPutMany256x4KiB(b *testing.B) {
 		blocks := make([]BlockData, batch)
 		for j := range blocks {
 			d := randomBytes(b, 4096)
-			blocks[j] = BlockData{hashOf(d), d}
+			blocks[j] = BlockData{Hash: hashOf(d), Data: d}
 		}
 		b.StartTimer()
 		if _, _, err := s.PutMany(blocks); err != nil {
@@ -92,14 +100,14 @@ func TestConcurrentPutManyIsDurableWhenItAnswers(t *testing.T) {
 	for i := range data {
 		for range perBatch {
 			b := randomBytes(t, 1024+len(data[i])*97)
-			data[i] = append(data[i], BlockData{hashOf(b), b})
+			data[i] = append(data[i], BlockData{Hash: hashOf(b), Data: b})
 		}
 	}
 	// A block shared by every batch: one of them packs it, the others' dedup hit must
 	// still wait for it to be durable.
 	shared := randomBytes(t, 3000)
 	for i := range data {
-		data[i] = append(data[i], BlockData{hashOf(shared), shared})
+		data[i] = append(data[i], BlockData{Hash: hashOf(shared), Data: shared})
 	}
 	errs := make(chan error, batches)
 	for i := range data {

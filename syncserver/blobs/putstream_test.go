@@ -50,7 +50,7 @@ func TestPutIsDurableOnlyAfterSync(t *testing.T) {
 	if _, _, err := s.Put(hb, bytes.NewReader(b), 0); err != nil {
 		t.Fatal(err)
 	}
-	if created, _, err := s.PutMany([]BlockData{{hb, b}}); err != nil || created != 0 {
+	if created, _, err := s.PutMany([]BlockData{{Hash: hb, Data: b}}); err != nil || created != 0 {
 		t.Fatalf("PutMany = %d, %v; want a dedup hit", created, err)
 	}
 	if !durable(s, packedLoc(t, s, hb)) {
