@@ -79,17 +79,20 @@ type Config struct {
 
 // Agent syncs one folder.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	root    *os.Root
-	db      *state.DB
-	local   scan.Local
-	synced  plan.Tree
-	remote  plan.Tree
-	floor   map[string]int64
-	scanner *scan.Scanner
-	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
-	exec    *execute.Executor
+	cfg    Config
+	log    *slog.Logger
+	root   *os.Root
+	db     *state.DB
+	local  scan.Local
+	synced plan.Tree
+	remote plan.Tree
+	floor  map[string]int64
+	// recorded holds the Seq of entries our own commits' answers recorded in full
+	// (Executor.RemoteRecorded): their echo in the feed is not written again.
+	recorded map[string]int64
+	scanner  *scan.Scanner
+	ahead    *scan.Ahead // the first full scan's listings, made while New loaded the trees
+	exec     *execute.Executor
 	// preupload sends large files' blocks while the scanner indexes them (nil in
 	// receive-only mode); the executor then finds them sent.
 	preupload *execute.Preupload
@@ -161,7 +164,7 @@ func New(cfg Config) (*Agent, error) {
 		root.Close()
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, floor: map[string]int64{}}
+	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, floor: map[string]int64{}, recorded: map[string]int64{}}
 	a.initScanner(base)
 	if cfg.ListAhead {
 		a.ahead = a.scanner.ListAhead()
@@ -180,7 +183,7 @@ func New(cfg Config) (*Agent, error) {
 			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
 			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
 			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
-				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters,
+				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, RemoteRecorded: a.recorded, Log: a.log, Counters: &a.counters,
 				Preupload: a.preupload}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
@@ -222,7 +225,7 @@ func (a *Agent) Close() error {
 	}
 	// The agent's trees are done with: the snapshot reads its own from the tables, and
 	// must not hold both copies at once (a large folder's trees are most of the heap).
-	a.synced, a.remote, a.local, a.floor, a.exec = nil, nil, scan.Local{}, nil, nil
+	a.synced, a.remote, a.local, a.floor, a.recorded, a.exec = nil, nil, scan.Local{}, nil, nil, nil
 	runtime.GC()
 	start := time.Now()
 	if wrote, err := a.db.SaveSnapshot(); err != nil {
@@ -398,25 +401,15 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 			clear(a.synced)
 			clear(a.remote)
 			clear(a.floor)
+			clear(a.recorded)
 		}
 		for _, e := range p.resp.Entries {
 			if e.Seq < a.floor[e.Path] {
 				continue // older than what our own commit or delete already told us
 			}
-			if e.Deleted {
-				delete(a.remote, e.Path)
-				if err := tx.DeleteRemote(e.Path); err != nil {
-					return err
-				}
-			} else {
-				// Our own commits come back through the feed: a node already held keeps
-				// the map's strings (storing it again would replace the key with the
-				// decoder's copy of the path); a new one shares an equal hash string.
-				if n := state.NodeOf(e); a.remote[e.Path] != n {
-					n.SHA256 = a.sharedHash(e.Path, n.SHA256)
-					a.remote[e.Path] = n
-				}
-				if err := tx.PutRemote(e); err != nil {
+			// An entry our own commit's answer recorded, in full, is not written again.
+			if seq, ok := a.recorded[e.Path]; !ok || seq != e.Seq {
+				if err := a.recordRemote(tx, e); err != nil {
 					return err
 				}
 			}
@@ -430,9 +423,30 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 				delete(a.floor, path)
 			}
 		}
+		for path, seq := range a.recorded {
+			if seq <= a.cursor {
+				delete(a.recorded, path)
+			}
+		}
 		a.st.setCursor(a.folderID, a.cursor)
 		return tx.SetCursor(a.folderID, a.cursor)
 	})
+}
+
+// recordRemote records a feed entry in the remote tree and its table.
+func (a *Agent) recordRemote(tx *state.Tx, e proto.Entry) error {
+	if e.Deleted {
+		delete(a.remote, e.Path)
+		return tx.DeleteRemote(e.Path)
+	}
+	// Our own commits come back through the feed: a node already held keeps the map's
+	// strings (storing it again would replace the key with the decoder's copy of the
+	// path); a new one shares an equal hash string.
+	if n := state.NodeOf(e); a.remote[e.Path] != n {
+		n.SHA256 = a.sharedHash(e.Path, n.SHA256)
+		a.remote[e.Path] = n
+	}
+	return tx.PutRemote(e)
 }
 
 // sharedHash returns the string of an equal hash the synced tree or the index already

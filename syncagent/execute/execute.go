@@ -75,8 +75,12 @@ type Executor struct {
 	// RemoteFloor is the highest Seq per path that this agent's own commits and deletes
 	// produced; the agent ignores changes-feed entries older than it.
 	RemoteFloor map[string]int64
-	Log         *slog.Logger
-	Counters    *Counters
+	// RemoteRecorded, when set, gets the Seq of each remote entry that a commit's or
+	// delete's answer recorded in full (block list included): the agent's feed then
+	// need not write the same entry again when it comes back.
+	RemoteRecorded map[string]int64
+	Log            *slog.Logger
+	Counters       *Counters
 	// InlineMax is the size up to which a file's content rides inside its commit.
 	InlineMax int64
 	// Workers bounds parallel downloads and block uploads.
@@ -242,12 +246,22 @@ func (x *Executor) setRemote(tx *state.Tx, e *proto.Entry, p string) error {
 		delete(x.Remote, p)
 		if e != nil {
 			x.raiseFloor(p, e.Seq)
+			x.noteRecorded(p, e.Seq)
 		}
 		return tx.DeleteRemote(p)
 	}
 	x.Remote[p] = state.NodeOf(*e)
 	x.raiseFloor(p, e.Seq)
+	if !e.BlocksOmitted {
+		x.noteRecorded(p, e.Seq)
+	}
 	return tx.PutRemote(*e)
+}
+
+func (x *Executor) noteRecorded(p string, seq int64) {
+	if x.RemoteRecorded != nil {
+		x.RemoteRecorded[p] = seq
+	}
 }
 
 func (x *Executor) raiseFloor(p string, seq int64) {
