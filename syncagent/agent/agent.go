@@ -90,9 +90,12 @@ type Agent struct {
 	// recorded holds the Seq of entries our own commits' answers recorded in full
 	// (Executor.RemoteRecorded): their echo in the feed is not written again.
 	recorded map[string]int64
-	scanner  *scan.Scanner
-	ahead    *scan.Ahead // the first full scan's listings, made while New loaded the trees
-	exec     *execute.Executor
+	// indexWait, when set, returns the outcome of the index record that scanPaths left
+	// running (state.UpdateLater); see waitIndex.
+	indexWait func() error
+	scanner   *scan.Scanner
+	ahead     *scan.Ahead // the first full scan's listings, made while New loaded the trees
+	exec      *execute.Executor
 	// preupload sends large files' blocks while the scanner indexes them (nil in
 	// receive-only mode); the executor then finds them sent.
 	preupload *execute.Preupload
@@ -219,6 +222,9 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 // row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
 	a.ahead.Stop()
+	if err := a.waitIndex(); err != nil {
+		a.log.Warn("index not recorded; the next start hashes those files again", "err", err.Error())
+	}
 	a.root.Close()
 	if has, err := a.db.HasSnapshot(); err != nil || has {
 		return a.db.Close()
@@ -325,6 +331,9 @@ func (a *Agent) scanAll(ctx context.Context) error {
 
 // scanAllSweep is scanAll that reports to sw (when not nil) what the walk passes over.
 func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
+	if err := a.waitIndex(); err != nil {
+		return err
+	}
 	a.reloadIgnore()
 	start := time.Now()
 	ahead := a.ahead
@@ -347,16 +356,41 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	// A path scan may drop a Local-tree node without an index update (a path that
 	// became a socket): it counts as a change whatever it finds.
 	a.treesTouched = true
+	if err := a.waitIndex(); err != nil {
+		return err
+	}
 	start := time.Now()
 	ups, err := a.scanner.Paths(ctx, paths, &a.local)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	scanned := time.Since(start)
-	err = a.persistIndex(ctx, ups)
-	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", len(ups), "took", scanned.String(),
-		"recordTook", (time.Since(start) - scanned).String())
-	return err
+	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", len(ups), "took", time.Since(start).String())
+	// The index rows are written while the plan runs: the trees in memory have them
+	// already, the database's one connection makes every later read or write wait for
+	// them, and a crash before they are written only means hashing those files again.
+	if len(ups) > 0 {
+		recorded := time.Now()
+		wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error { return putIndex(tx, ups) })
+		a.indexWait = func() error {
+			err := wait()
+			a.log.Debug("recorded the index of changed paths", "paths", len(ups), "took", time.Since(recorded).String())
+			return err
+		}
+	}
+	return nil
+}
+
+// waitIndex waits for the index record scanPaths left running and returns its error.
+func (a *Agent) waitIndex() error {
+	if a.indexWait == nil {
+		return nil
+	}
+	err := a.indexWait()
+	a.indexWait = nil
+	if err != nil {
+		return fmt.Errorf("record index: %w", err)
+	}
+	return nil
 }
 
 func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
@@ -364,20 +398,22 @@ func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
 		return nil
 	}
 	a.treesTouched = true
-	return a.db.Update(ctx, func(tx *state.Tx) error {
-		for _, u := range ups {
-			var err error
-			if u.Deleted {
-				err = tx.DeleteIndex(u.Path)
-			} else {
-				err = tx.PutIndex(u.Path, u.Entry, u.Blocks)
-			}
-			if err != nil {
-				return err
-			}
+	return a.db.Update(ctx, func(tx *state.Tx) error { return putIndex(tx, ups) })
+}
+
+func putIndex(tx *state.Tx, ups []scan.Update) error {
+	for _, u := range ups {
+		var err error
+		if u.Deleted {
+			err = tx.DeleteIndex(u.Path)
+		} else {
+			err = tx.PutIndex(u.Path, u.Entry, u.Blocks)
 		}
-		return nil
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // page is one answer of the changes feed, or a reset when the folder id changed.

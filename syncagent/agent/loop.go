@@ -200,6 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 			full, dirty, remoteCh = false, map[string]bool{}, false
 			var again, skipped bool
 			again, skipped, err = a.cycle(ctx)
+			if werr := a.waitIndex(); err == nil {
+				err = werr
+			}
 			if again {
 				remoteCh = true
 			}

@@ -71,3 +71,45 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		t.Errorf("cursor after reset %q %d", id, cur)
 	}
 }
+
+// TestUpdateLaterIsSeenByEveryLaterUse: a background transaction is begun before
+// UpdateLater returns, so a read issued at once waits for it and sees its rows; a failed
+// one changes nothing and its wait reports the error.
+func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	blocks := []proto.Block{{Hash: "aa", Size: 3}, {Hash: "bb", Size: 4}}
+	release := make(chan struct{})
+	wait := db.UpdateLater(ctx, func(tx *Tx) error {
+		<-release // the read below is issued while this transaction is still open
+		return tx.PutIndex("f", IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 7}, blocks)
+	})
+	got := make(chan []proto.Block, 1)
+	go func() {
+		b, _ := db.LocalBlocks("f")
+		got <- b
+	}()
+	close(release)
+	if b := <-got; len(b) != 2 || b[1].Hash != "bb" {
+		t.Fatalf("a read after UpdateLater saw blocks %+v, want its two", b)
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	failed := db.UpdateLater(ctx, func(tx *Tx) error {
+		if err := tx.DeleteIndex("f"); err != nil {
+			return err
+		}
+		return context.Canceled
+	})
+	if err := failed(); err != context.Canceled || failed() != context.Canceled {
+		t.Fatalf("wait of a failed transaction = %v, want context.Canceled every time", err)
+	}
+	if b, _ := db.LocalBlocks("f"); len(b) != 2 {
+		t.Errorf("a failed background transaction changed the index: %+v", b)
+	}
+}
