@@ -369,11 +369,15 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	// already, the database's one connection makes every later read or write wait for
 	// them, and a crash before they are written only means hashing those files again.
 	if len(ups) > 0 {
-		recorded := time.Now()
-		wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error { return putIndex(tx, ups) })
+		var took time.Duration
+		wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error {
+			start := time.Now()
+			defer func() { took = time.Since(start) }()
+			return putIndex(tx, ups)
+		})
 		a.indexWait = func() error {
 			err := wait()
-			a.log.Debug("recorded the index of changed paths", "paths", len(ups), "took", time.Since(recorded).String())
+			a.log.Debug("recorded the index of changed paths", "paths", len(ups), "took", took.String())
 			return err
 		}
 	}
