@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -106,7 +107,7 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 		}
 		return context.Canceled
 	})
-	if err := failed(); err != context.Canceled || failed() != context.Canceled {
+	if err := failed(); !errors.Is(err, context.Canceled) || !errors.Is(failed(), context.Canceled) {
 		t.Fatalf("wait of a failed transaction = %v, want context.Canceled every time", err)
 	}
 	if b, _ := db.LocalBlocks("f"); len(b) != 2 {
