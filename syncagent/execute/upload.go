@@ -62,8 +62,8 @@ func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) erro
 	ops = dirsFirst(ops)
 	for _, short := range []bool{true, false} {
 		pipe := &commitPipe{x: x, ctx: ctx, out: out}
-		for start := 0; start < len(ops) && pipe.err == nil; start += maxBatch {
-			slice := ops[start:min(start+maxBatch, len(ops))]
+		for start, n := 0, firstBatch; start < len(ops) && pipe.err == nil; start, n = start+n, maxBatch {
+			slice := ops[start:min(start+n, len(ops))]
 			batches, err := x.prepareSlice(ctx, slice, short, out)
 			if err != nil {
 				pipe.fail(err)
@@ -180,6 +180,10 @@ func (x *Executor) prepareSlice(ctx context.Context, ops []plan.Op, short bool, 
 	}
 	return batches, nil
 }
+
+// firstBatch caps the first commit of an upload: the other agents start downloading as
+// soon as it is applied, while the next, full-size, commits are sent.
+const firstBatch = 200
 
 // commitsInFlight is how many commit requests of one upload are sent at once. With two,
 // the next batch's request (its files read, hashed and sent; the server decoding and
