@@ -26,6 +26,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -83,9 +84,7 @@ type Agent struct {
 	log     *slog.Logger
 	root    *os.Root
 	db      *state.DB
-	local   scan.Local
-	synced  plan.Tree
-	remote  plan.Tree
+	trees   *trees.Trees
 	floor   map[string]int64
 	scanner *scan.Scanner
 	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
@@ -105,6 +104,7 @@ type Agent struct {
 	quietAtLoad, treesTouched bool
 
 	counters  execute.Counters
+	rehashed  int // files the scanner hashed and recorded (scan.Scanner.Record), for logs
 	st        statusState
 	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
 }
@@ -166,21 +166,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ListAhead {
 		a.ahead = a.scanner.ListAhead()
 	}
-	synced, remote, index, quiet, err := db.TreesQuiet()
+	t, quiet, err := db.TreesQuiet()
 	if err == nil {
 		var folderID string
 		var cursor int64
 		if folderID, cursor, err = db.Cursor(); err == nil {
 			// The Local tree starts as the index says (a full scan corrects it before
-			// any plan): its keys and hashes are then the index's own strings.
-			tree := make(plan.Tree, len(index))
-			for p, e := range index {
-				tree[p] = e.Node()
+			// any plan).
+			for p, e := range t.Index.All() {
+				t.Local.Set(p, e.Node())
 			}
-			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
+			a.trees = t
 			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
-			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
-				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, Log: a.log, Counters: &a.counters,
+			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Trees: t,
+				RemoteFloor: a.floor, Log: a.log, Counters: &a.counters,
 				Preupload: a.preupload}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
@@ -203,7 +202,11 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 	a.ignore.Store(base)
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks,
+		Record: func(ctx context.Context, ups []scan.Update) error {
+			a.rehashed += len(ups)
+			return a.persistIndex(ctx, ups)
+		}}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
@@ -222,7 +225,7 @@ func (a *Agent) Close() error {
 	}
 	// The agent's trees are done with: the snapshot reads its own from the tables, and
 	// must not hold both copies at once (a large folder's trees are most of the heap).
-	a.synced, a.remote, a.local, a.floor, a.exec = nil, nil, scan.Local{}, nil, nil
+	a.trees, a.floor, a.exec = nil, nil, nil
 	runtime.GC()
 	start := time.Now()
 	if wrote, err := a.db.SaveSnapshot(); err != nil {
@@ -261,12 +264,12 @@ func (a *Agent) reloadIgnore() {
 // visible returns t without ignored paths: an ignored path is neither uploaded,
 // downloaded nor deleted on either side. When nothing in t is ignored it returns t
 // itself, so that a plan of a large tree does not copy it (the planner only reads).
-func (a *Agent) visible(t plan.Tree) plan.Tree {
+func (a *Agent) visible(t plan.View) plan.View {
 	var out plan.Tree
-	for p, n := range t {
+	for p, n := range t.All() {
 		if a.ignored(p, n.Type == proto.TypeDir) {
 			if out == nil {
-				out = maps.Clone(t)
+				out = maps.Collect(t.All())
 			}
 			delete(out, p)
 		}
@@ -323,15 +326,16 @@ func (a *Agent) scanAll(ctx context.Context) error {
 // scanAllSweep is scanAll that reports to sw (when not nil) what the walk passes over.
 func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	a.reloadIgnore()
-	start := time.Now()
+	start, rehashed := time.Now(), a.rehashed
 	ahead := a.ahead
 	a.ahead = nil
-	ups, err := a.scanner.FullSweepAhead(ctx, &a.local, sw, ahead)
+	ups, err := a.scanner.FullSweepAhead(ctx, a.trees, sw, ahead)
 	if err != nil {
 		a.treesTouched = true // the walk may have changed the Local tree before it failed
 		return fmt.Errorf("scan: %w", err)
 	}
-	a.log.Debug("full scan", "paths", len(a.local.Tree), "rehashed", len(ups), "took", time.Since(start).String())
+	a.log.Debug("full scan", "paths", a.trees.Local.Len(), "rehashed", a.rehashed-rehashed, "otherUpdates", len(ups),
+		"took", time.Since(start).String())
 	return a.persistIndex(ctx, ups)
 }
 
@@ -344,14 +348,14 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	// A path scan may drop a Local-tree node without an index update (a path that
 	// became a socket): it counts as a change whatever it finds.
 	a.treesTouched = true
-	start := time.Now()
-	ups, err := a.scanner.Paths(ctx, paths, &a.local)
+	start, rehashed := time.Now(), a.rehashed
+	ups, err := a.scanner.Paths(ctx, paths, a.trees)
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
 	scanned := time.Since(start)
 	err = a.persistIndex(ctx, ups)
-	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", len(ups), "took", scanned.String(),
+	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", a.rehashed-rehashed, "otherUpdates", len(ups), "took", scanned.String(),
 		"recordTook", (time.Since(start) - scanned).String())
 	return err
 }
@@ -395,8 +399,8 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 			if err := tx.ResetTrees(); err != nil {
 				return err
 			}
-			clear(a.synced)
-			clear(a.remote)
+			a.trees.Synced.Clear()
+			a.trees.Remote.Clear()
 			clear(a.floor)
 		}
 		for _, e := range p.resp.Entries {
@@ -404,17 +408,15 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 				continue // older than what our own commit or delete already told us
 			}
 			if e.Deleted {
-				delete(a.remote, e.Path)
+				a.trees.Remote.Delete(e.Path)
 				if err := tx.DeleteRemote(e.Path); err != nil {
 					return err
 				}
 			} else {
-				// Our own commits come back through the feed: a node already held keeps
-				// the map's strings (storing it again would replace the key with the
-				// decoder's copy of the path); a new one shares an equal hash string.
-				if n := state.NodeOf(e); a.remote[e.Path] != n {
-					n.SHA256 = a.sharedHash(e.Path, n.SHA256)
-					a.remote[e.Path] = n
+				// Our own commits come back through the feed: a node already held is
+				// left alone (a new one equal to the other sides keeps their strings).
+				if n := state.NodeOf(e); !holds(a.trees.Remote, e.Path, n) {
+					a.trees.Remote.Set(e.Path, n)
 				}
 				if err := tx.PutRemote(e); err != nil {
 					return err
@@ -435,16 +437,10 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 	})
 }
 
-// sharedHash returns the string of an equal hash the synced tree or the index already
-// holds for path, else h.
-func (a *Agent) sharedHash(path, h string) string {
-	if n, ok := a.synced[path]; ok && n.SHA256 == h {
-		return n.SHA256
-	}
-	if e, ok := a.local.Index[path]; ok && e.SHA256 == h {
-		return e.SHA256
-	}
-	return h
+// holds reports whether tree holds n at path.
+func holds(tree trees.Side, path string, n plan.Node) bool {
+	got, ok := tree.Get(path)
+	return ok && got == n
 }
 
 // catchUp reads the changes feed without waiting until it has nothing more.
@@ -478,15 +474,15 @@ func (a *Agent) catchUp(ctx context.Context) error {
 // unchanged --once pass). The Local tree then is the index's, as New built it, unless a
 // scan changed it, which it does only with index updates.
 func (a *Agent) planNow() []plan.Op {
-	if a.quietAtLoad && !a.treesTouched && len(a.local.Tree) == len(a.local.Index) ||
-		plan.Quiet(a.local.Tree, a.remote, a.synced) {
+	t := a.trees
+	if a.quietAtLoad && !a.treesTouched && t.Local.Len() == t.Index.Len() || plan.Quiet(t.Local, t.Remote, t.Synced) {
 		return nil
 	}
-	var remote, synced plan.Tree
+	var remote, synced plan.View
 	var wg sync.WaitGroup
-	wg.Go(func() { remote = a.visible(a.remote) })
-	wg.Go(func() { synced = a.visible(a.synced) })
-	local := a.visible(a.local.Tree)
+	wg.Go(func() { remote = a.visible(t.Remote) })
+	wg.Go(func() { synced = a.visible(t.Synced) })
+	local := a.visible(t.Local)
 	wg.Wait()
 	start := time.Now()
 	ops := plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
@@ -567,7 +563,7 @@ func exceedsDeleteLimit(local, remote, tracked int, maxPercent float64) bool {
 // the ops to run and whether it tripped.
 func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
 	l, r := massDeletes(ops)
-	if a.cfg.AllowMassDelete || !exceedsDeleteLimit(l, r, plan.TrackedFiles(a.synced), a.cfg.MaxDeletePercent) {
+	if a.cfg.AllowMassDelete || !exceedsDeleteLimit(l, r, plan.TrackedFiles(a.trees.Synced), a.cfg.MaxDeletePercent) {
 		a.st.setBreaker(false, 0, 0)
 		return ops, false
 	}
@@ -579,7 +575,7 @@ func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
 	if !a.st.breakerTripped() {
 		a.log.Error("MASS DELETE HELD BACK: this plan would delete more than the allowed share of tracked files; "+
 			"nothing is deleted until you run `syncagent resume --dir "+a.cfg.Dir+"` (or restart with --allow-mass-delete)",
-			"localDeletes", l, "remoteDeletes", r, "trackedFiles", plan.TrackedFiles(a.synced), "maxDeletePercent", a.cfg.MaxDeletePercent)
+			"localDeletes", l, "remoteDeletes", r, "trackedFiles", plan.TrackedFiles(a.trees.Synced), "maxDeletePercent", a.cfg.MaxDeletePercent)
 	}
 	a.st.setBreaker(true, l, r)
 	return plan.WithoutDeletes(ops), true

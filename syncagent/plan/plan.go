@@ -53,7 +53,7 @@ import (
 // Plan returns the operations that reconcile local and remote given their merge base
 // synced. It is pure and deterministic: the same inputs give the same ops in the same
 // order, whatever the maps' iteration order.
-func Plan(local, remote, synced Tree, opts Options) []Op {
+func Plan(local, remote, synced View, opts Options) []Op {
 	if Quiet(local, remote, synced) {
 		return nil
 	}
@@ -61,7 +61,7 @@ func Plan(local, remote, synced Tree, opts Options) []Op {
 }
 
 // planAll is Plan without the shortcut for quiet trees.
-func planAll(local, remote, synced Tree, opts Options) []Op {
+func planAll(local, remote, synced View, opts Options) []Op {
 	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
 		ancestors: map[string]string{}}
 	if p.opts.Mode == "" {
@@ -87,9 +87,9 @@ func planAll(local, remote, synced Tree, opts Options) []Op {
 // equal the merge base (Seq included) and the server does not hold q under a non-dir;
 // and if so, whether q is a dir (on both sides, as Same compares the types).
 func (p *planner) unchanged(q string) (same, dir bool) {
-	l, lok := p.local[q]
-	r, rok := p.remote[q]
-	s, sok := p.synced[q]
+	l, lok := p.local.Get(q)
+	r, rok := p.remote.Get(q)
+	s, sok := p.synced.Get(q)
 	if !lok || !rok || !sok || r.Seq != s.Seq || !Same(&l, &s) || !Same(&r, &s) {
 		return false, false
 	}
@@ -129,7 +129,7 @@ type decision struct {
 }
 
 type planner struct {
-	local, remote, synced Tree
+	local, remote, synced View
 	opts                  Options
 	decisions             []*decision     // by index of the sorted paths; nil: none
 	unchangedDir          []bool          // by index: a path with no decision is a dir
@@ -154,8 +154,8 @@ type lastNodes struct {
 	l, r, s *Node
 }
 
-func lookup(t Tree, q string) *Node {
-	if n, ok := t[q]; ok {
+func lookup(t View, q string) *Node {
+	if n, ok := t.Get(q); ok {
 		c := n // allocated here only: a copy declared with the lookup is allocated for a miss too
 		return &c
 	}
@@ -229,9 +229,9 @@ func (p *planner) conflictPath(q string) string {
 			agent = p.opts.AgentID + "-" + strconv.Itoa(i)
 		}
 		c := proto.ConflictPath(q, agent, p.opts.Now)
-		_, inL := p.local[c]
-		_, inR := p.remote[c]
-		_, inS := p.synced[c]
+		_, inL := p.local.Get(c)
+		_, inR := p.remote.Get(c)
+		_, inS := p.synced.Get(c)
 		if !inL && !inR && !inS && !p.taken[c] {
 			p.taken[c] = true
 			return c
@@ -439,7 +439,7 @@ func (p *planner) nonDirAncestor(q string) string {
 		return anc
 	}
 	anc := ""
-	if n, ok := p.remote[dir]; ok && n.Type != proto.TypeDir {
+	if n, ok := p.remote.Get(dir); ok && n.Type != proto.TypeDir {
 		anc = dir
 	} else {
 		anc = p.nonDirAncestor(dir)
@@ -509,17 +509,17 @@ func (p *planner) ordered() []Op {
 
 // unionPaths returns the paths of all trees, sorted, without building a set: each
 // tree adds the paths that none of the trees before it holds.
-func unionPaths(trees ...Tree) []string {
+func unionPaths(trees ...View) []string {
 	n := 0
 	for _, t := range trees {
-		n = max(n, len(t))
+		n = max(n, t.Len())
 	}
 	out := make([]string, 0, n)
 	for i, t := range trees {
 	next:
-		for q := range t {
+		for q := range t.All() {
 			for _, before := range trees[:i] {
-				if _, ok := before[q]; ok {
+				if _, ok := before.Get(q); ok {
 					continue next
 				}
 			}
@@ -547,9 +547,9 @@ func DeleteCounts(ops []Op) (local, remote int) {
 
 // TrackedFiles counts the files and symlinks of t (use the Synced tree): the base of
 // the mass-delete breaker's share.
-func TrackedFiles(t Tree) int {
+func TrackedFiles(t View) int {
 	n := 0
-	for _, node := range t {
+	for _, node := range t.All() {
 		if node.Type != proto.TypeDir {
 			n++
 		}

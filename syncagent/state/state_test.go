@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -23,7 +24,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10, Blocks: blocks}); err != nil {
 			return err
 		}
-		if err := tx.PutIndex("f", IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
+		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
 			return err
 		}
 		return tx.SetCursor("folder-1", 7)
@@ -43,7 +44,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	synced, remote, index, err := db.Trees()
+	synced, remote, index, err := treeMaps(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 	if err := db.Update(ctx, func(tx *Tx) error { return tx.ResetTrees() }); err != nil {
 		t.Fatal(err)
 	}
-	synced, remote, index, _ = db.Trees()
+	synced, remote, index, _ = treeMaps(db)
 	if len(synced) != 0 || len(remote) != 0 || len(index) != 1 {
 		t.Errorf("after reset: %d synced, %d remote, %d index (the index stays)", len(synced), len(remote), len(index))
 	}
