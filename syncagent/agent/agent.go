@@ -601,11 +601,11 @@ func (a *Agent) reportAll(ops []plan.Op) {
 	}
 }
 
-// execSlice is how many ops of a plan the executor gets at a time. A larger plan is
-// copied into slices of that size up front and its own array dropped, and each slice is
-// dropped once it ran: a first upload or download of a large folder peaks at its end,
-// with all four trees full, and then no longer holds the ops (and their node copies) of
-// what it already did.
+// execSlice is how many ops of a plan the executor gets at a time. Each slice's ops are
+// cleared once it ran: a first upload or download of a large folder peaks at its end,
+// with all four trees full, and then no longer holds the node copies and paths of what
+// it already did (the array itself, 88 bytes an op, stays to the end: copying it into
+// slices up front held it twice at the plan's own peak).
 const execSlice = 10000
 
 // execute runs ops, in order, with progress reporting. The caller must not use ops after
@@ -620,20 +620,16 @@ func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, er
 	if n <= 0 {
 		n = execSlice
 	}
-	parts := [][]plan.Op{ops}
-	if len(ops) > n { // from here on nothing refers to the plan's own array
-		parts = make([][]plan.Op, 0, (len(ops)+n-1)/n)
-		for rest := ops; len(rest) > 0; rest = rest[min(len(rest), n):] {
-			parts = append(parts, append([]plan.Op(nil), rest[:min(len(rest), n)]...))
-		}
-	}
 	var out execute.Outcome
 	var err error
-	for i := 0; i < len(parts) && err == nil; i++ {
+	for rest := ops; len(rest) > 0 && err == nil; rest = rest[min(len(rest), n):] {
+		part := rest[:min(len(rest), n)]
 		var o execute.Outcome
-		o, err = a.exec.Run(ctx, parts[i])
+		o, err = a.exec.Run(ctx, part)
 		out.Add(o)
-		parts[i] = nil
+		if len(ops) > n {
+			clear(part)
+		}
 	}
 	stop(err == nil)
 	return out, err
