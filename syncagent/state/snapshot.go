@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -172,15 +174,27 @@ func (d *DB) loadSnapshotQuiet() (t *trees.Trees, quiet, ok bool) {
 	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&row); err != nil {
 		return nil, false, false
 	}
-	data := row
-	if ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic)); isRef {
-		file, err := os.ReadFile(filepath.Join(d.dir, SnapshotFileName))
-		if err != nil || len(ref) != snapshotIDLen || !bytes.HasPrefix(file, ref) {
-			return nil, false, false
-		}
-		data = file[snapshotIDLen:]
+	ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic))
+	if !isRef {
+		t, quiet, err := decodeSnapshotQuiet(row)
+		return t, quiet, err == nil
 	}
-	t, quiet, err := decodeSnapshotQuiet(data)
+	// The file is decoded as it is read: the trees' strings are their own, not parts of
+	// a 14.5 MB buffer (at 100,000 files) held as long as the agent runs.
+	f, err := os.Open(filepath.Join(d.dir, SnapshotFileName))
+	if err != nil {
+		return nil, false, false
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	id := make([]byte, snapshotIDLen)
+	if err != nil || len(ref) != snapshotIDLen || fi.Size() < snapshotIDLen {
+		return nil, false, false
+	}
+	if _, err := io.ReadFull(f, id); err != nil || !bytes.Equal(id, ref) {
+		return nil, false, false
+	}
+	t, quiet, err = decodeSnapshotFrom(f, fi.Size()-snapshotIDLen)
 	if err != nil {
 		return nil, false, false
 	}
@@ -281,22 +295,26 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var errBadSnapshot = errors.New("malformed snapshot")
 
-// decodeSnapshotQuiet decodes encodeSnapshot's data. Every string of the trees is a part
-// of one string holding data (data must not be changed afterwards), so the trees of a
-// large folder cost no allocation per row. It also reports whether the trees, with the
-// index cache's nodes as the Local tree, are quiet (plan.Quiet): checked record by
-// record as they are decoded, each path's three nodes side by side, without a lookup
-// per path (the records come in path order, so a path's ancestors are decoded before it
-// and one lookup per parent dir checks them).
+// decodeSnapshotQuiet decodes encodeSnapshot's data (see decodeSnapshotFrom).
 func decodeSnapshotQuiet(data []byte) (t *trees.Trees, quiet bool, err error) {
-	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
+	return decodeSnapshotFrom(bytes.NewReader(data), int64(len(data)))
+}
+
+// decodeSnapshotFrom decodes the size bytes of encodeSnapshot's data that r holds. It
+// also reports whether the trees, with the index cache's nodes as the Local tree, are
+// quiet (plan.Quiet): checked record by record as they are decoded, each path's three
+// nodes side by side, without a lookup per path (the records come in path order, so a
+// path's ancestors are decoded before it and one lookup per parent dir checks them).
+// The checksum is checked at the end: trees decoded from damaged data are dropped.
+func decodeSnapshotFrom(r io.Reader, size int64) (t *trees.Trees, quiet bool, err error) {
+	if size < int64(len(snapshotMagic))+4 {
 		return nil, false, errBadSnapshot
 	}
-	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
+	sum := crc32.New(castagnoli)
+	d := snapDecoder{r: bufio.NewReaderSize(io.TeeReader(io.LimitReader(r, size-4), sum), 64<<10), left: size - 4}
+	if magic := d.bytes(len(snapshotMagic)); d.bad || string(magic) != snapshotMagic {
 		return nil, false, errBadSnapshot
 	}
-	d := snapDecoder{s: unsafe.String(unsafe.SliceData(body), len(body)), i: len(snapshotMagic)}
 	ns, nr, ni := d.count(), d.count(), d.count()
 	if d.bad {
 		return nil, false, errBadSnapshot
@@ -305,7 +323,7 @@ func decodeSnapshotQuiet(data []byte) (t *trees.Trees, quiet bool, err error) {
 	synced, remote, index := t.Synced, t.Remote, t.Index
 	quiet = true
 	lastParent := "" // the parent dir whose ancestors were checked last ("" : none yet)
-	for d.i < len(d.s) && !d.bad {
+	for d.left > 0 && !d.bad {
 		p := d.str()
 		bits := d.byte()
 		prev := ""
@@ -372,6 +390,10 @@ func decodeSnapshotQuiet(data []byte) (t *trees.Trees, quiet bool, err error) {
 	if d.bad || synced.Len() != ns || remote.Len() != nr || index.Len() != ni {
 		return nil, false, errBadSnapshot
 	}
+	var stored [4]byte
+	if _, err := io.ReadFull(r, stored[:]); err != nil || binary.LittleEndian.Uint32(stored[:]) != sum.Sum32() {
+		return nil, false, errBadSnapshot
+	}
 	return t, quiet, nil
 }
 
@@ -390,21 +412,41 @@ func nearestIsDir(t plan.View, dir string) bool {
 	}
 }
 
-// snapDecoder reads a snapshot; a read past the end sets bad and returns zero values.
+// snapDecoder reads a snapshot of left bytes; a read past the end or a failed read sets
+// bad and returns zero values.
 type snapDecoder struct {
-	s   string
-	i   int
-	bad bool
+	r    *bufio.Reader
+	left int64
+	bad  bool
 }
 
 func (d *snapDecoder) byte() byte {
-	if d.i >= len(d.s) {
+	if d.left <= 0 {
 		d.bad = true
 		return 0
 	}
-	c := d.s[d.i]
-	d.i++
+	c, err := d.r.ReadByte()
+	if err != nil {
+		d.bad = true
+		return 0
+	}
+	d.left--
 	return c
+}
+
+// bytes reads n bytes into a new slice.
+func (d *snapDecoder) bytes(n int) []byte {
+	if d.bad || int64(n) > d.left {
+		d.bad = true
+		return nil
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.bad = true
+		return nil
+	}
+	d.left -= int64(n)
+	return b
 }
 
 func (d *snapDecoder) uvarint() uint64 {
@@ -434,22 +476,30 @@ func (d *snapDecoder) varint() int64 {
 
 func (d *snapDecoder) count() int {
 	n := d.uvarint()
-	if n > uint64(len(d.s)) { // every entry takes several bytes
+	// Every entry takes at least 8 bytes (a node's type, hash, target, mode, size, mtime,
+	// seq or inode): a damaged count must not size the trees before the checksum tells.
+	if n > uint64(d.left)/8 {
 		d.bad = true
 		return 0
 	}
 	return int(n)
 }
 
+// str reads a string of its own (one allocation; the empty string none).
 func (d *snapDecoder) str() string {
 	n := d.uvarint()
-	if d.bad || n > uint64(len(d.s)-d.i) {
+	if d.bad || n > uint64(d.left) {
 		d.bad = true
 		return ""
 	}
-	s := d.s[d.i : d.i+int(n)]
-	d.i += int(n)
-	return s
+	if n == 0 {
+		return ""
+	}
+	b := d.bytes(int(n))
+	if d.bad {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // queryer is a *sql.DB or a *sql.Tx.
