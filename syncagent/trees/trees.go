@@ -58,7 +58,9 @@ func (s side) slot() int {
 	return 3
 }
 
-// Type codes of a record's content; other types are kept in the overflow.
+// Type codes of a record's content; other types are kept in the overflow. (The snapshot
+// file has codes of its own, equal today: a file format must not change with this
+// package's memory layout.)
 const (
 	typeFile uint8 = iota
 	typeDir
