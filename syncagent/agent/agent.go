@@ -26,6 +26,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -79,23 +80,23 @@ type Config struct {
 
 // Agent syncs one folder.
 type Agent struct {
-	cfg    Config
-	log    *slog.Logger
-	root   *os.Root
-	db     *state.DB
-	local  scan.Local
-	synced plan.Tree
-	remote plan.Tree
-	floor  map[string]int64
+	cfg     Config
+	log     *slog.Logger
+	root    *os.Root
+	db      *state.DB
+	trees   *trees.Trees
+	floor   map[string]int64
+	scanner *scan.Scanner
+	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
+	exec    *execute.Executor
 	// recorded holds the Seq of entries our own commits' answers recorded in full
 	// (Executor.RemoteRecorded): their echo in the feed is not written again.
 	recorded map[string]int64
 	// indexWait, when set, returns the outcome of the index record that scanPaths left
-	// running (state.UpdateLater); see waitIndex.
-	indexWait func() error
-	scanner   *scan.Scanner
-	ahead     *scan.Ahead // the first full scan's listings, made while New loaded the trees
-	exec      *execute.Executor
+	// running (state.UpdateLater); see waitIndex. recordLater is set while scanPaths
+	// scans, so that the scanner's Record writes in the background.
+	indexWait   func() error
+	recordLater bool
 	// preupload sends large files' blocks while the scanner indexes them (nil in
 	// receive-only mode); the executor then finds them sent.
 	preupload *execute.Preupload
@@ -111,6 +112,7 @@ type Agent struct {
 	quietAtLoad, treesTouched bool
 
 	counters  execute.Counters
+	rehashed  int // files the scanner hashed and recorded (scan.Scanner.Record), for logs
 	st        statusState
 	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
 }
@@ -172,21 +174,20 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.ListAhead {
 		a.ahead = a.scanner.ListAhead()
 	}
-	synced, remote, index, quiet, err := db.TreesQuiet()
+	t, quiet, err := db.TreesQuiet()
 	if err == nil {
 		var folderID string
 		var cursor int64
 		if folderID, cursor, err = db.Cursor(); err == nil {
 			// The Local tree starts as the index says (a full scan corrects it before
-			// any plan): its keys and hashes are then the index's own strings.
-			tree := make(plan.Tree, len(index))
-			for p, e := range index {
-				tree[p] = e.Node()
+			// any plan).
+			for p, e := range t.Index.All() {
+				t.Local.Set(p, e.Node())
 			}
-			a.synced, a.remote, a.local = synced, remote, scan.Local{Tree: tree, Index: index}
+			a.trees = t
 			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
-			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Local: &a.local,
-				Synced: a.synced, Remote: a.remote, RemoteFloor: a.floor, RemoteRecorded: a.recorded, Log: a.log, Counters: &a.counters,
+			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Trees: t,
+				RemoteFloor: a.floor, RemoteRecorded: a.recorded, Log: a.log, Counters: &a.counters,
 				Preupload: a.preupload}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
@@ -209,7 +210,14 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 	a.ignore.Store(base)
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks}
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks,
+		Record: func(ctx context.Context, ups []scan.Update) error {
+			a.rehashed += len(ups)
+			if a.recordLater {
+				return a.persistIndexLater(ctx, ups)
+			}
+			return a.persistIndex(ctx, ups)
+		}}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters, Indexed: a.db.LocalBlocks}
@@ -231,7 +239,7 @@ func (a *Agent) Close() error {
 	}
 	// The agent's trees are done with: the snapshot reads its own from the tables, and
 	// must not hold both copies at once (a large folder's trees are most of the heap).
-	a.synced, a.remote, a.local, a.floor, a.recorded, a.exec = nil, nil, scan.Local{}, nil, nil, nil
+	a.trees, a.floor, a.recorded, a.exec = nil, nil, nil, nil
 	runtime.GC()
 	start := time.Now()
 	if wrote, err := a.db.SaveSnapshot(); err != nil {
@@ -270,12 +278,12 @@ func (a *Agent) reloadIgnore() {
 // visible returns t without ignored paths: an ignored path is neither uploaded,
 // downloaded nor deleted on either side. When nothing in t is ignored it returns t
 // itself, so that a plan of a large tree does not copy it (the planner only reads).
-func (a *Agent) visible(t plan.Tree) plan.Tree {
+func (a *Agent) visible(t plan.View) plan.View {
 	var out plan.Tree
-	for p, n := range t {
+	for p, n := range t.All() {
 		if a.ignored(p, n.Type == proto.TypeDir) {
 			if out == nil {
-				out = maps.Clone(t)
+				out = maps.Collect(t.All())
 			}
 			delete(out, p)
 		}
@@ -335,15 +343,16 @@ func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 		return err
 	}
 	a.reloadIgnore()
-	start := time.Now()
+	start, rehashed := time.Now(), a.rehashed
 	ahead := a.ahead
 	a.ahead = nil
-	ups, err := a.scanner.FullSweepAhead(ctx, &a.local, sw, ahead)
+	ups, err := a.scanner.FullSweepAhead(ctx, a.trees, sw, ahead)
 	if err != nil {
 		a.treesTouched = true // the walk may have changed the Local tree before it failed
 		return fmt.Errorf("scan: %w", err)
 	}
-	a.log.Debug("full scan", "paths", len(a.local.Tree), "rehashed", len(ups), "took", time.Since(start).String())
+	a.log.Debug("full scan", "paths", a.trees.Local.Len(), "rehashed", a.rehashed-rehashed, "otherUpdates", len(ups),
+		"took", time.Since(start).String())
 	return a.persistIndex(ctx, ups)
 }
 
@@ -359,32 +368,47 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
-	start := time.Now()
-	ups, err := a.scanner.Paths(ctx, paths, &a.local)
+	start, rehashed := time.Now(), a.rehashed
+	a.recordLater = true
+	ups, err := a.scanner.Paths(ctx, paths, a.trees)
+	a.recordLater = false
 	if err != nil {
 		return fmt.Errorf("scan: %w", err)
 	}
-	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", len(ups), "took", time.Since(start).String())
-	// The index rows are written while the plan runs: the trees in memory have them
-	// already, the database's one connection makes every later read or write wait for
-	// them, and a crash before they are written only means hashing those files again.
-	if len(ups) > 0 {
-		var took time.Duration
-		wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error {
-			start := time.Now()
-			defer func() { took = time.Since(start) }()
-			return putIndex(tx, ups)
-		})
-		a.indexWait = func() error {
-			err := wait()
-			a.log.Debug("recorded the index of changed paths", "paths", len(ups), "took", took.String())
-			return err
-		}
+	a.log.Debug("scan of changed paths", "paths", len(paths), "rehashed", a.rehashed-rehashed, "otherUpdates", len(ups),
+		"took", time.Since(start).String())
+	return a.persistIndexLater(ctx, ups)
+}
+
+// persistIndexLater writes index updates in the background (state.UpdateLater), after
+// those it started before. The index rows are written while the scan hashes on and the
+// plan runs: the trees in memory have them already, the database's one connection makes
+// every later read or write wait for them, and a crash before they are written only
+// means hashing those files again. waitIndex collects the outcome.
+func (a *Agent) persistIndexLater(ctx context.Context, ups []scan.Update) error {
+	if len(ups) == 0 {
+		return nil
+	}
+	if err := a.waitIndex(); err != nil {
+		return err
+	}
+	a.treesTouched = true
+	var took time.Duration
+	wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error {
+		start := time.Now()
+		defer func() { took = time.Since(start) }()
+		return putIndex(tx, ups)
+	})
+	a.indexWait = func() error {
+		err := wait()
+		a.log.Debug("recorded index updates", "paths", len(ups), "took", took.String())
+		return err
 	}
 	return nil
 }
 
-// waitIndex waits for the index record scanPaths left running and returns its error.
+// waitIndex waits for the index record persistIndexLater left running and returns its
+// error.
 func (a *Agent) waitIndex() error {
 	if a.indexWait == nil {
 		return nil
@@ -438,8 +462,8 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 			if err := tx.ResetTrees(); err != nil {
 				return err
 			}
-			clear(a.synced)
-			clear(a.remote)
+			a.trees.Synced.Clear()
+			a.trees.Remote.Clear()
 			clear(a.floor)
 			clear(a.recorded)
 		}
@@ -476,29 +500,21 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 // recordRemote records a feed entry in the remote tree and its table.
 func (a *Agent) recordRemote(tx *state.Tx, e proto.Entry) error {
 	if e.Deleted {
-		delete(a.remote, e.Path)
+		a.trees.Remote.Delete(e.Path)
 		return tx.DeleteRemote(e.Path)
 	}
-	// Our own commits come back through the feed: a node already held keeps the map's
-	// strings (storing it again would replace the key with the decoder's copy of the
-	// path); a new one shares an equal hash string.
-	if n := state.NodeOf(e); a.remote[e.Path] != n {
-		n.SHA256 = a.sharedHash(e.Path, n.SHA256)
-		a.remote[e.Path] = n
+	// Our own commits come back through the feed: a node already held is left alone (a
+	// new one equal to the other sides keeps their strings).
+	if n := state.NodeOf(e); !holds(a.trees.Remote, e.Path, n) {
+		a.trees.Remote.Set(e.Path, n)
 	}
 	return tx.PutRemote(e)
 }
 
-// sharedHash returns the string of an equal hash the synced tree or the index already
-// holds for path, else h.
-func (a *Agent) sharedHash(path, h string) string {
-	if n, ok := a.synced[path]; ok && n.SHA256 == h {
-		return n.SHA256
-	}
-	if e, ok := a.local.Index[path]; ok && e.SHA256 == h {
-		return e.SHA256
-	}
-	return h
+// holds reports whether tree holds n at path.
+func holds(tree trees.Side, path string, n plan.Node) bool {
+	got, ok := tree.Get(path)
+	return ok && got == n
 }
 
 // catchUp reads the changes feed without waiting until it has nothing more.
@@ -532,15 +548,15 @@ func (a *Agent) catchUp(ctx context.Context) error {
 // unchanged --once pass). The Local tree then is the index's, as New built it, unless a
 // scan changed it, which it does only with index updates.
 func (a *Agent) planNow() []plan.Op {
-	if a.quietAtLoad && !a.treesTouched && len(a.local.Tree) == len(a.local.Index) ||
-		plan.Quiet(a.local.Tree, a.remote, a.synced) {
+	t := a.trees
+	if a.quietAtLoad && !a.treesTouched && t.Local.Len() == t.Index.Len() || plan.Quiet(t.Local, t.Remote, t.Synced) {
 		return nil
 	}
-	var remote, synced plan.Tree
+	var remote, synced plan.View
 	var wg sync.WaitGroup
-	wg.Go(func() { remote = a.visible(a.remote) })
-	wg.Go(func() { synced = a.visible(a.synced) })
-	local := a.visible(a.local.Tree)
+	wg.Go(func() { remote = a.visible(t.Remote) })
+	wg.Go(func() { synced = a.visible(t.Synced) })
+	local := a.visible(t.Local)
 	wg.Wait()
 	start := time.Now()
 	ops := plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
@@ -621,7 +637,7 @@ func exceedsDeleteLimit(local, remote, tracked int, maxPercent float64) bool {
 // the ops to run and whether it tripped.
 func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
 	l, r := massDeletes(ops)
-	if a.cfg.AllowMassDelete || !exceedsDeleteLimit(l, r, plan.TrackedFiles(a.synced), a.cfg.MaxDeletePercent) {
+	if a.cfg.AllowMassDelete || !exceedsDeleteLimit(l, r, plan.TrackedFiles(a.trees.Synced), a.cfg.MaxDeletePercent) {
 		a.st.setBreaker(false, 0, 0)
 		return ops, false
 	}
@@ -633,7 +649,7 @@ func (a *Agent) breaker(ops []plan.Op) ([]plan.Op, bool) {
 	if !a.st.breakerTripped() {
 		a.log.Error("MASS DELETE HELD BACK: this plan would delete more than the allowed share of tracked files; "+
 			"nothing is deleted until you run `syncagent resume --dir "+a.cfg.Dir+"` (or restart with --allow-mass-delete)",
-			"localDeletes", l, "remoteDeletes", r, "trackedFiles", plan.TrackedFiles(a.synced), "maxDeletePercent", a.cfg.MaxDeletePercent)
+			"localDeletes", l, "remoteDeletes", r, "trackedFiles", plan.TrackedFiles(a.trees.Synced), "maxDeletePercent", a.cfg.MaxDeletePercent)
 	}
 	a.st.setBreaker(true, l, r)
 	return plan.WithoutDeletes(ops), true
@@ -659,11 +675,11 @@ func (a *Agent) reportAll(ops []plan.Op) {
 	}
 }
 
-// execSlice is how many ops of a plan the executor gets at a time. A larger plan is
-// copied into slices of that size up front and its own array dropped, and each slice is
-// dropped once it ran: a first upload or download of a large folder peaks at its end,
-// with all four trees full, and then no longer holds the ops (and their node copies) of
-// what it already did.
+// execSlice is how many ops of a plan the executor gets at a time. Each slice's ops are
+// cleared once it ran: a first upload or download of a large folder peaks at its end,
+// with all four trees full, and then no longer holds the node copies and paths of what
+// it already did (the array itself, 88 bytes an op, stays to the end: copying it into
+// slices up front held it twice at the plan's own peak).
 const execSlice = 10000
 
 // execute runs ops, in order, with progress reporting. The caller must not use ops after
@@ -678,20 +694,16 @@ func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, er
 	if n <= 0 {
 		n = execSlice
 	}
-	parts := [][]plan.Op{ops}
-	if len(ops) > n { // from here on nothing refers to the plan's own array
-		parts = make([][]plan.Op, 0, (len(ops)+n-1)/n)
-		for rest := ops; len(rest) > 0; rest = rest[min(len(rest), n):] {
-			parts = append(parts, append([]plan.Op(nil), rest[:min(len(rest), n)]...))
-		}
-	}
 	var out execute.Outcome
 	var err error
-	for i := 0; i < len(parts) && err == nil; i++ {
+	for rest := ops; len(rest) > 0 && err == nil; rest = rest[min(len(rest), n):] {
+		part := rest[:min(len(rest), n)]
 		var o execute.Outcome
-		o, err = a.exec.Run(ctx, parts[i])
+		o, err = a.exec.Run(ctx, part)
 		out.Add(o)
-		parts[i] = nil
+		if len(ops) > n {
+			clear(part)
+		}
 	}
 	stop(err == nil)
 	return out, err

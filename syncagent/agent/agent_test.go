@@ -82,7 +82,7 @@ func TestUnchangedFilesAreNotUploadedAgainAfterRestart(t *testing.T) {
 	once(t, a)
 	a.Close()
 	a2 := newAgent(t, srv, dir, "A", nil)
-	ups, err := a2.scanner.Full(context.Background(), &a2.local)
+	ups, err := a2.scanner.Full(context.Background(), a2.trees)
 	if err != nil {
 		t.Fatal(err)
 	}

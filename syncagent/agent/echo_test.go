@@ -28,7 +28,8 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 	mine := proto.Entry{Path: "f", Type: proto.TypeFile, Size: 1, SHA256: sha("a"), Seq: 7,
 		Blocks: []proto.Block{{Hash: sha("a"), Size: 1}}}
 	// As recordCommit leaves it: the remote tree, floor and recorded seq of the answer.
-	a.remote["f"], a.floor["f"], a.recorded["f"] = state.NodeOf(mine), 7, 7
+	a.trees.Remote.Set("f", state.NodeOf(mine))
+	a.floor["f"], a.recorded["f"] = 7, 7
 	// A feed entry at that seq that differed (it cannot; the server has one entry per
 	// seq) would show whether the echo was written.
 	echo := mine
@@ -37,7 +38,7 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 	if err := a.applyPage(ctx, page1); err != nil {
 		t.Fatal(err)
 	}
-	if a.remote["f"].SHA256 != sha("a") {
+	if n, _ := a.trees.Remote.Get("f"); n.SHA256 != sha("a") {
 		t.Fatal("the echo of our own recorded commit was written again")
 	}
 	if _, ok := a.recorded["f"]; ok {
@@ -53,8 +54,8 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a.remote["f"].SHA256 != sha("b") || a.remote["f"].Seq != 9 || !slices.Equal(blocks, later.Blocks) {
-		t.Fatalf("a later entry was not recorded: %+v, blocks %v", a.remote["f"], blocks)
+	if n, _ := a.trees.Remote.Get("f"); n.SHA256 != sha("b") || n.Seq != 9 || !slices.Equal(blocks, later.Blocks) {
+		t.Fatalf("a later entry was not recorded: %+v, blocks %v", n, blocks)
 	}
 }
 
@@ -85,8 +86,10 @@ func TestOwnCommitsLeaveTheRemoteTableComplete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(remote, local) || a2.remote[p].SHA256 != a2.local.Index[p].SHA256 || a2.remote[p].Seq == 0 {
-			t.Errorf("%s: remote %+v with %d blocks; local %s with %d", p, a2.remote[p], len(remote), a2.local.Index[p].SHA256, len(local))
+		r, _ := a2.trees.Remote.Get(p)
+		idx, _ := a2.trees.Index.Get(p)
+		if !slices.Equal(remote, local) || r.SHA256 != idx.SHA256 || r.Seq == 0 {
+			t.Errorf("%s: remote %+v with %d blocks; local %s with %d", p, r, len(remote), idx.SHA256, len(local))
 		}
 	}
 }

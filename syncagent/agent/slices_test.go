@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// A plan runs in slices of a few ops (execSlice), each dropped once it ran: two agents
+// A plan runs in slices of a few ops (execSlice), each cleared once it ran: two agents
 // still converge through a first upload and download, then edits, deletes and a new dir.
 func TestPlansRunInSlices(t *testing.T) {
 	srv := startServer(t)

@@ -1,9 +1,9 @@
 package agent
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -57,7 +57,7 @@ func TestAgentRestartsFromTheSnapshot(t *testing.T) {
 	}
 	a := newAgent(t, srv, dir, "A", nil)
 	once(t, a)
-	synced, remote, index := a.synced, a.remote, a.local.Index
+	synced, remote, index := maps.Collect(a.trees.Synced.All()), maps.Collect(a.trees.Remote.All()), maps.Collect(a.trees.Index.All())
 	if err := a.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -65,7 +65,8 @@ func TestAgentRestartsFromTheSnapshot(t *testing.T) {
 	if has, err := b.db.HasSnapshot(); err != nil || !has {
 		t.Fatalf("no snapshot after Close: %v", err)
 	}
-	if !reflect.DeepEqual(b.synced, synced) || !reflect.DeepEqual(b.remote, remote) || !reflect.DeepEqual(b.local.Index, index) {
+	if !maps.Equal(maps.Collect(b.trees.Synced.All()), synced) || !maps.Equal(maps.Collect(b.trees.Remote.All()), remote) ||
+		!maps.Equal(maps.Collect(b.trees.Index.All()), index) {
 		t.Errorf("trees from the snapshot differ from the agent's before the restart")
 	}
 	once(t, b) // nothing changed: the snapshot stays

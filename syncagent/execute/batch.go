@@ -60,7 +60,7 @@ func (b *batcher) add(op plan.Op) bool {
 	if x.noBatch.Load() || r == nil || r.Type != proto.TypeFile || r.Size <= 0 || r.Size > batchFileMax {
 		return false
 	}
-	if idx, ok := x.Local.Index[op.Path]; ok && idx.Type == proto.TypeFile {
+	if idx, ok := x.Trees.Index.Get(op.Path); ok && idx.Type == proto.TypeFile {
 		// A new version of a local file: its block may come as a delta of the old one.
 		return false
 	}
@@ -76,8 +76,8 @@ func (b *batcher) add(op plan.Op) bool {
 		hash = blocks[0].Hash
 	}
 	if b.localHashes == nil {
-		b.localHashes = make(map[string]bool, len(x.Local.Index))
-		for _, idx := range x.Local.Index {
+		b.localHashes = make(map[string]bool, x.Trees.Index.Len())
+		for _, idx := range x.Trees.Index.All() {
 			if idx.Type == proto.TypeFile {
 				b.localHashes[idx.SHA256] = true
 			}

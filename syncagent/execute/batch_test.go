@@ -101,9 +101,9 @@ func TestSmallFilesDownloadInBatches(t *testing.T) {
 	if b, s := rc.batched.Load(), rc.single.Load(); b < 3 || b > 4 || s > 2 {
 		t.Errorf("%d batched and %d single block requests for %d small files and one large", b, s, n)
 	}
-	for p, idx := range down.x.Local.Index {
-		if data, ok := want[p]; ok && (idx.Size != int64(len(data)) || down.x.Synced[p].SHA256 != idx.SHA256) {
-			t.Errorf("%s: recorded %+v, synced %+v", p, idx, down.x.Synced[p])
+	for p, idx := range down.x.Trees.Index.All() {
+		if data, ok := want[p]; ok && (idx.Size != int64(len(data)) || nodeAt(down.x.Trees.Synced, p).SHA256 != idx.SHA256) {
+			t.Errorf("%s: recorded %+v, synced %+v", p, idx, nodeAt(down.x.Trees.Synced, p))
 		}
 	}
 }

@@ -57,7 +57,7 @@ func retryList(err error) bool {
 // The path itself comes first (a change of mode or mtime only).
 func (x *Executor) sameContent(r *plan.Node) []proto.Block {
 	try := func(p string) []proto.Block {
-		idx, ok := x.Local.Index[p]
+		idx, ok := x.Trees.Index.Get(p)
 		if !ok || idx.Type != proto.TypeFile || idx.SHA256 != r.SHA256 || idx.Size != r.Size {
 			return nil
 		}
@@ -67,7 +67,7 @@ func (x *Executor) sameContent(r *plan.Node) []proto.Block {
 		}
 		return list
 	}
-	for p := range x.Local.Index {
+	for p := range x.Trees.Index.All() {
 		if list := try(p); list != nil {
 			return list
 		}
@@ -82,8 +82,8 @@ func (x *Executor) fetchList(ctx context.Context, op plan.Op, delta bool) (list 
 	r := op.Remote
 	var base []proto.Block
 	var baseSeq int64
-	if s, ok := x.Synced[op.Path]; delta && ok && s.Type == proto.TypeFile && s.Seq > 0 {
-		if idx, ok := x.Local.Index[op.Path]; ok && idx.SHA256 == s.SHA256 && idx.Size == s.Size {
+	if s, ok := x.Trees.Synced.Get(op.Path); delta && ok && s.Type == proto.TypeFile && s.Seq > 0 {
+		if idx, ok := x.Trees.Index.Get(op.Path); ok && idx.SHA256 == s.SHA256 && idx.Size == s.Size {
 			if b, err := x.State.LocalBlocks(op.Path); err == nil && covers(b, s.Size) {
 				base, baseSeq = b, s.Seq
 			}

@@ -106,8 +106,8 @@ func TestLargeUploadKeepsTwoCommitsInFlight(t *testing.T) {
 		t.Errorf("%d commits, at most %d in flight; want %d commits, %d in flight", g.seen.Load(), g.max, wantCommits, commitsInFlight)
 	}
 	for name := range want {
-		_, synced := up.x.Synced[name]
-		if _, remote := up.x.Remote[name]; !synced || !remote {
+		_, synced := up.x.Trees.Synced.Get(name)
+		if _, remote := up.x.Trees.Remote.Get(name); !synced || !remote {
 			t.Fatalf("%s: not recorded as synced and remote", name)
 		}
 	}
@@ -152,7 +152,7 @@ func TestCommitFailureAmongThoseInFlight(t *testing.T) {
 	}
 	recorded := 0
 	for name := range want {
-		if _, synced := up.x.Synced[name]; synced != onServer[name] {
+		if _, synced := up.x.Trees.Synced.Get(name); synced != onServer[name] {
 			t.Fatalf("%s: recorded %v, on the server %v", name, synced, onServer[name])
 		}
 		if onServer[name] {

@@ -21,6 +21,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -40,7 +41,7 @@ const writebackChunk = 8 << 20
 // landed is a download that reached its final name, to be recorded.
 type landed struct {
 	op     plan.Op
-	idx    state.IndexEntry
+	idx    trees.IndexEntry
 	blocks []proto.Block
 	// remote is a block list fetched from the server for op.Remote (the feed had
 	// omitted it), to be recorded.
@@ -175,12 +176,12 @@ func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome
 	return x.State.Update(ctx, func(tx *state.Tx) error {
 		for _, l := range done {
 			p := l.op.Path
-			x.Synced[p] = *l.op.Remote
+			x.Trees.Synced.Set(p, *l.op.Remote)
 			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
 				return err
 			}
-			x.Local.Index[p] = l.idx
-			x.Local.Tree[p] = l.idx.Node()
+			x.Trees.Index.Set(p, l.idx)
+			x.Trees.Local.Set(p, l.idx.Node())
 			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
 				return err
 			}
@@ -660,7 +661,7 @@ func (x *Executor) localBlock(b proto.Block, verify bool) []byte {
 // middle of the two lists, head and tail being equal) with the block each replaces, by
 // position: the server can then send each as a delta of the one the agent holds.
 func (x *Executor) baseHints(p string, list []proto.Block) map[string]proto.Block {
-	idx, ok := x.Local.Index[p]
+	idx, ok := x.Trees.Index.Get(p)
 	if !ok || idx.Type != proto.TypeFile {
 		return nil
 	}

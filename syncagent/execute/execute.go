@@ -20,6 +20,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -67,11 +68,9 @@ type Executor struct {
 	Root   *os.Root
 	Server Server
 	State  *state.DB
-	// Local, Synced and Remote are the agent's trees; the executor updates them as it
-	// goes, so that the next plan starts from what is true now.
-	Local  *scan.Local
-	Synced plan.Tree
-	Remote plan.Tree
+	// Trees are the agent's trees and index cache; the executor updates them as it goes,
+	// so that the next plan starts from what is true now.
+	Trees *trees.Trees
 	// RemoteFloor is the highest Seq per path that this agent's own commits and deletes
 	// produced; the agent ignores changes-feed entries older than it.
 	RemoteFloor map[string]int64
@@ -222,7 +221,7 @@ func (x *Executor) checkDiskAt(dir *os.Root, name, p string, want *plan.Node) er
 		}
 		return nil
 	}
-	idx, ok := x.Local.Index[p]
+	idx, ok := x.Trees.Index.Get(p)
 	if !ok || !scan.SameStat(idx, st) || idx.SHA256 != want.SHA256 {
 		return fmt.Errorf("%q: %w (content)", p, errChanged)
 	}
@@ -243,14 +242,14 @@ func (x *Executor) fail(op plan.Op, err error, out *Outcome) {
 
 func (x *Executor) setRemote(tx *state.Tx, e *proto.Entry, p string) error {
 	if e == nil || e.Deleted {
-		delete(x.Remote, p)
+		x.Trees.Remote.Delete(p)
 		if e != nil {
 			x.raiseFloor(p, e.Seq)
 			x.noteRecorded(p, e.Seq)
 		}
 		return tx.DeleteRemote(p)
 	}
-	x.Remote[p] = state.NodeOf(*e)
+	x.Trees.Remote.Set(p, state.NodeOf(*e))
 	x.raiseFloor(p, e.Seq)
 	if !e.BlocksOmitted {
 		x.noteRecorded(p, e.Seq)
@@ -275,12 +274,12 @@ func (x *Executor) record(ctx context.Context, ops []plan.Op, out *Outcome) erro
 	return x.State.Update(ctx, func(tx *state.Tx) error {
 		for _, op := range ops {
 			if op.Kind == plan.ForgetSynced || op.Remote == nil {
-				delete(x.Synced, op.Path)
+				x.Trees.Synced.Delete(op.Path)
 				if err := tx.DeleteSynced(op.Path); err != nil {
 					return err
 				}
 			} else {
-				x.Synced[op.Path] = *op.Remote
+				x.Trees.Synced.Set(op.Path, *op.Remote)
 				if err := tx.PutSynced(op.Path, *op.Remote); err != nil {
 					return err
 				}
@@ -309,9 +308,9 @@ func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) er
 		}
 	}
 	err := x.State.Update(ctx, func(tx *state.Tx) error {
-		delete(x.Synced, op.Path)
-		delete(x.Local.Tree, op.Path)
-		delete(x.Local.Index, op.Path)
+		x.Trees.Synced.Delete(op.Path)
+		x.Trees.Local.Delete(op.Path)
+		x.Trees.Index.Delete(op.Path)
 		if err := tx.DeleteSynced(op.Path); err != nil {
 			return err
 		}
@@ -341,7 +340,7 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 	x.Log.Warn("conflict: kept the local version as a conflict copy", "path", op.Path, "copy", op.NewPath)
 	x.Counters.Conflicts.Add(1)
 	out.Done++
-	idx, hadIdx := x.Local.Index[op.Path]
+	idx, hadIdx := x.Trees.Index.Get(op.Path)
 	var blocks []proto.Block
 	if hadIdx && idx.Type == proto.TypeFile {
 		var err error
@@ -350,16 +349,16 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 		}
 	}
 	return x.State.Update(ctx, func(tx *state.Tx) error {
-		if n, ok := x.Local.Tree[op.Path]; ok {
-			x.Local.Tree[op.NewPath] = n
-			delete(x.Local.Tree, op.Path)
+		if n, ok := x.Trees.Local.Get(op.Path); ok {
+			x.Trees.Local.Set(op.NewPath, n)
+			x.Trees.Local.Delete(op.Path)
 		}
-		delete(x.Local.Index, op.Path)
+		x.Trees.Index.Delete(op.Path)
 		if err := tx.DeleteIndex(op.Path); err != nil {
 			return err
 		}
 		if hadIdx {
-			x.Local.Index[op.NewPath] = idx
+			x.Trees.Index.Set(op.NewPath, idx)
 			return tx.PutIndex(op.NewPath, idx, blocks)
 		}
 		return nil
@@ -400,7 +399,7 @@ func (x *Executor) deleteRemote(ctx context.Context, ops []plan.Op, out *Outcome
 				op := sent[start+i]
 				switch r.Status {
 				case proto.StatusOK:
-					delete(x.Synced, op.Path)
+					x.Trees.Synced.Delete(op.Path)
 					if err := tx.DeleteSynced(op.Path); err != nil {
 						return err
 					}

@@ -16,6 +16,7 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -52,8 +53,7 @@ func newEnvOn(t *testing.T, url string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	local := &scan.Local{Tree: plan.Tree{}, Index: map[string]state.IndexEntry{}}
-	x := &Executor{Root: root, Server: cl, State: db, Local: local, Synced: plan.Tree{}, Remote: plan.Tree{},
+	x := &Executor{Root: root, Server: cl, State: db, Trees: trees.New(0),
 		RemoteFloor: map[string]int64{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: &Counters{}}
 	return &env{dir: dir, cl: cl, x: x, scan: &scan.Scanner{Root: root}}
 }
@@ -61,7 +61,7 @@ func newEnvOn(t *testing.T, url string) *env {
 // rescan refreshes the local tree and index from disk.
 func (e *env) rescan(t *testing.T) {
 	t.Helper()
-	ups, err := e.scan.Full(context.Background(), e.x.Local)
+	ups, err := e.scan.Full(context.Background(), e.x.Trees)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,10 +105,10 @@ func (e *env) pull(t *testing.T) {
 	err := e.x.State.Update(context.Background(), func(tx *state.Tx) error {
 		for _, en := range entries {
 			if en.Deleted {
-				delete(e.x.Remote, en.Path)
+				e.x.Trees.Remote.Delete(en.Path)
 				continue
 			}
-			e.x.Remote[en.Path] = state.NodeOf(en)
+			e.x.Trees.Remote.Set(en.Path, state.NodeOf(en))
 			if err := tx.PutRemote(en); err != nil {
 				return err
 			}
@@ -121,7 +121,7 @@ func (e *env) pull(t *testing.T) {
 }
 
 func (e *env) plan() []plan.Op {
-	return plan.Plan(e.x.Local.Tree, e.x.Remote, e.x.Synced, plan.Options{AgentID: "t"})
+	return plan.Plan(e.x.Trees.Local, e.x.Trees.Remote, e.x.Trees.Synced, plan.Options{AgentID: "t"})
 }
 
 func (e *env) run(t *testing.T, ops []plan.Op) Outcome {
@@ -131,6 +131,12 @@ func (e *env) run(t *testing.T, ops []plan.Op) Outcome {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// nodeAt is the node of p in tree, or the zero node.
+func nodeAt(tree trees.Side, p string) plan.Node {
+	n, _ := tree.Get(p)
+	return n
 }
 
 func writeFile(t *testing.T, path, data string) {
@@ -178,7 +184,7 @@ func TestDownloadRefusesToClobberALocalEdit(t *testing.T) {
 	}
 	// The server moves on; plan the download of v2; then the user edits the file
 	// before the executor gets to it.
-	commitRemote(t, e.cl, "doc.txt", "server v2", e.x.Remote["doc.txt"].Seq)
+	commitRemote(t, e.cl, "doc.txt", "server v2", nodeAt(e.x.Trees.Remote, "doc.txt").Seq)
 	e.pull(t)
 	ops := e.plan()
 	if len(ops) != 1 || ops[0].Kind != plan.Download {

@@ -17,7 +17,7 @@ type contentSource struct {
 // or mtime only) can name that version instead of listing its blocks.
 func (x *Executor) contentSources() map[string]contentSource {
 	out := make(map[string]contentSource)
-	for p, n := range x.Remote {
+	for p, n := range x.Trees.Remote.All() {
 		if n.Type != proto.TypeFile || n.Seq <= 0 || n.Size <= x.InlineMax || n.SHA256 == "" {
 			continue
 		}
@@ -62,7 +62,7 @@ func (x *Executor) fillBlocks(e proto.Entry, p *pendingUpload) proto.Entry {
 	}
 	var list []proto.Block
 	if ref := p.item.CopyFrom; ref != nil {
-		if n, ok := x.Remote[ref.Path]; ok && n.Seq == ref.Seq {
+		if n, ok := x.Trees.Remote.Get(ref.Path); ok && n.Seq == ref.Seq {
 			list, _ = x.State.RemoteBlocks(ref.Path)
 		}
 	} else if list = p.full; list == nil {

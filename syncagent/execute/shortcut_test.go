@@ -30,9 +30,9 @@ func TestRefusedReferenceSendsTheWholeList(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.rescan(t)
-	n := e.x.Remote["a.bin"]
+	n := nodeAt(e.x.Trees.Remote, "a.bin")
 	n.Seq += 100
-	e.x.Remote["a.bin"] = n
+	e.x.Trees.Remote.Set("a.bin", n)
 	var up []plan.Op
 	for _, op := range e.plan() {
 		if op.Kind == plan.Upload && op.Path == "b.bin" {

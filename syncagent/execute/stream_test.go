@@ -39,14 +39,14 @@ func TestUploadSkipsAFileChangedWhileItsCommitIsSent(t *testing.T) {
 		if err != nil || ent.SHA256 != chunk.SumHex([]byte("content of "+n)) {
 			t.Errorf("%s.txt on the server: %+v, %v", n, ent, err)
 		}
-		if _, ok := e.x.Synced[n+".txt"]; !ok {
+		if _, ok := e.x.Trees.Synced.Get(n + ".txt"); !ok {
 			t.Errorf("%s.txt not recorded as synced", n)
 		}
 	}
 	if _, err := e.cl.Entry(ctx, "b.txt"); !client.IsNotFound(err) {
 		t.Errorf("b.txt reached the server with content that was never hashed: %v", err)
 	}
-	if _, ok := e.x.Synced["b.txt"]; ok {
+	if _, ok := e.x.Trees.Synced.Get("b.txt"); ok {
 		t.Errorf("b.txt recorded as synced")
 	}
 }

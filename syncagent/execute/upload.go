@@ -275,7 +275,7 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 	case proto.TypeSymlink:
 		item.Target = l.Target
 	case proto.TypeFile:
-		idx := x.Local.Index[op.Path]
+		idx, _ := x.Trees.Index.Get(op.Path)
 		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256, idx.MTimeNs
 		if idx.Size <= x.InlineMax {
 			// The content is read (and checked against the index) while the commit is
@@ -558,11 +558,11 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 				x.Log.Info("server refused a reference to stored content; sending the block list", "path", p.op.Path, "err", r.Error)
 				retry = append(retry, p.op)
 			case r.Status == proto.StatusOK && r.Entry != nil:
-				if idx, ok := x.Local.Index[p.op.Path]; ok && idx.SHA256 == r.Entry.SHA256 {
+				if idx, ok := x.Trees.Index.Get(p.op.Path); ok && idx.SHA256 == r.Entry.SHA256 {
 					r.Entry.SHA256 = idx.SHA256 // one string for the three trees' equal hashes
 				}
 				n := state.NodeOf(*r.Entry)
-				x.Synced[p.op.Path] = n
+				x.Trees.Synced.Set(p.op.Path, n)
 				if err := tx.PutSynced(p.op.Path, n); err != nil {
 					return err
 				}

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,7 +55,7 @@ import (
 // Plan returns the operations that reconcile local and remote given their merge base
 // synced. It is pure and deterministic: the same inputs give the same ops in the same
 // order, whatever the maps' iteration order.
-func Plan(local, remote, synced Tree, opts Options) []Op {
+func Plan(local, remote, synced View, opts Options) []Op {
 	if Quiet(local, remote, synced) {
 		return nil
 	}
@@ -61,7 +63,7 @@ func Plan(local, remote, synced Tree, opts Options) []Op {
 }
 
 // planAll is Plan without the shortcut for quiet trees.
-func planAll(local, remote, synced Tree, opts Options) []Op {
+func planAll(local, remote, synced View, opts Options) []Op {
 	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
 		ancestors: map[string]string{}}
 	if p.opts.Mode == "" {
@@ -72,10 +74,22 @@ func planAll(local, remote, synced Tree, opts Options) []Op {
 	// stands for "none", whose final states are the trees' own.
 	p.decisions = make([]*decision, len(paths))
 	p.unchangedDir = make([]bool, len(paths))
+	changed := make([]bool, len(paths))
+	n := 0
 	for i, q := range paths {
 		if same, dir := p.unchanged(q); same {
 			p.unchangedDir[i] = dir
 		} else {
+			changed[i] = true
+			n++
+		}
+	}
+	// Most decisions are one op: the slab sized for them grows only for conflicts and
+	// kept dirs, not one quarter at a time (five times its size in copies) for a
+	// large first sync.
+	p.slab = make([]Op, 0, n+n/16)
+	for i, q := range paths {
+		if changed[i] {
 			p.decisions[i] = p.decide(q)
 		}
 	}
@@ -87,9 +101,9 @@ func planAll(local, remote, synced Tree, opts Options) []Op {
 // equal the merge base (Seq included) and the server does not hold q under a non-dir;
 // and if so, whether q is a dir (on both sides, as Same compares the types).
 func (p *planner) unchanged(q string) (same, dir bool) {
-	l, lok := p.local[q]
-	r, rok := p.remote[q]
-	s, sok := p.synced[q]
+	l, lok := p.local.Get(q)
+	r, rok := p.remote.Get(q)
+	s, sok := p.synced.Get(q)
 	if !lok || !rok || !sok || r.Seq != s.Seq || !Same(&l, &s) || !Same(&r, &s) {
 		return false, false
 	}
@@ -120,22 +134,32 @@ func Same(a, b *Node) bool {
 // agent on download, which must not read as a local change.
 func perm(m uint32) uint32 { return m & 0o777 }
 
-// decision is what will happen at one path, and the state each side ends with.
+// decision is what will happen at one path, and the state each side ends with. Its ops
+// are n ops of the planner's slab from first on: a large plan's ops are one array, which
+// ordered sorts in place, not one small slice per path and a copy of them all.
 type decision struct {
-	ops          []Op
+	first, n     int32
 	finalLocal   *Node
 	finalRemote  *Node
 	conflictCopy string // local path of a conflict copy made here, if any
 }
 
 type planner struct {
-	local, remote, synced Tree
+	local, remote, synced View
 	opts                  Options
 	decisions             []*decision     // by index of the sorted paths; nil: none
 	unchangedDir          []bool          // by index: a path with no decision is a dir
 	taken                 map[string]bool // conflict paths handed out in this plan
 	ancestors             map[string]string
 	last                  lastNodes
+	slab                  []Op // the ops of every decision made, in the order made
+}
+
+// emit appends ops to the slab as d's.
+func (p *planner) emit(d *decision, ops ...Op) *decision {
+	d.first, d.n = int32(len(p.slab)), int32(len(ops))
+	p.slab = append(p.slab, ops...)
+	return d
 }
 
 // nodes returns copies of q's nodes. Deciding a path asks for them several times in a
@@ -154,8 +178,8 @@ type lastNodes struct {
 	l, r, s *Node
 }
 
-func lookup(t Tree, q string) *Node {
-	if n, ok := t[q]; ok {
+func lookup(t View, q string) *Node {
+	if n, ok := t.Get(q); ok {
 		c := n // allocated here only: a copy declared with the lookup is allocated for a miss too
 		return &c
 	}
@@ -175,39 +199,35 @@ func (p *planner) none(q string) *decision {
 }
 
 func (p *planner) report(q, reason string) *decision {
-	d := p.none(q)
-	d.ops = []Op{p.op(Report, q, reason)}
-	return d
+	return p.emit(p.none(q), p.op(Report, q, reason))
 }
 
 func (p *planner) upload(q, reason string) *decision {
 	l, _, _ := p.nodes(q)
-	return &decision{ops: []Op{p.op(Upload, q, reason)}, finalLocal: l, finalRemote: l}
+	return p.emit(&decision{finalLocal: l, finalRemote: l}, p.op(Upload, q, reason))
 }
 
 func (p *planner) download(q, reason string) *decision {
 	_, r, _ := p.nodes(q)
-	return &decision{ops: []Op{p.op(Download, q, reason)}, finalLocal: r, finalRemote: r}
+	return p.emit(&decision{finalLocal: r, finalRemote: r}, p.op(Download, q, reason))
 }
 
 func (p *planner) deleteRemote(q string) *decision {
 	l, _, _ := p.nodes(q)
-	return &decision{ops: []Op{p.op(DeleteRemote, q, "deleted locally")}, finalLocal: l}
+	return p.emit(&decision{finalLocal: l}, p.op(DeleteRemote, q, "deleted locally"))
 }
 
 func (p *planner) deleteLocal(q string) *decision {
 	_, r, _ := p.nodes(q)
-	return &decision{ops: []Op{p.op(DeleteLocal, q, "deleted on the server")}, finalRemote: r}
+	return p.emit(&decision{finalRemote: r}, p.op(DeleteLocal, q, "deleted on the server"))
 }
 
 func (p *planner) record(q string) *decision {
 	d := p.none(q)
 	if d.finalLocal == nil && d.finalRemote == nil {
-		d.ops = []Op{p.op(ForgetSynced, q, "gone on both sides")}
-	} else {
-		d.ops = []Op{p.op(RecordSynced, q, "both sides agree")}
+		return p.emit(d, p.op(ForgetSynced, q, "gone on both sides"))
 	}
-	return d
+	return p.emit(d, p.op(RecordSynced, q, "both sides agree"))
 }
 
 // conflict moves the local version aside and downloads the remote one in its place.
@@ -218,7 +238,7 @@ func (p *planner) conflict(q, reason string) *decision {
 	move.NewPath = copyPath
 	dl := p.op(Download, q, reason)
 	dl.Local = nil // the move has emptied the path
-	return &decision{ops: []Op{move, dl}, finalLocal: r, finalRemote: r, conflictCopy: copyPath}
+	return p.emit(&decision{finalLocal: r, finalRemote: r, conflictCopy: copyPath}, move, dl)
 }
 
 // conflictPath names a conflict copy of q that no tree and no other op of this plan uses.
@@ -229,9 +249,9 @@ func (p *planner) conflictPath(q string) string {
 			agent = p.opts.AgentID + "-" + strconv.Itoa(i)
 		}
 		c := proto.ConflictPath(q, agent, p.opts.Now)
-		_, inL := p.local[c]
-		_, inR := p.remote[c]
-		_, inS := p.synced[c]
+		_, inL := p.local.Get(c)
+		_, inR := p.remote.Get(c)
+		_, inS := p.synced.Get(c)
 		if !inL && !inR && !inS && !p.taken[c] {
 			p.taken[c] = true
 			return c
@@ -439,7 +459,7 @@ func (p *planner) nonDirAncestor(q string) string {
 		return anc
 	}
 	anc := ""
-	if n, ok := p.remote[dir]; ok && n.Type != proto.TypeDir {
+	if n, ok := p.remote.Get(dir); ok && n.Type != proto.TypeDir {
 		anc = dir
 	} else {
 		anc = p.nonDirAncestor(dir)
@@ -475,21 +495,34 @@ func phaseOf(op Op) int {
 
 // ordered flattens the decisions into the execution order.
 func (p *planner) ordered() []Op {
-	n := 0
+	// The ops of the decisions in force, gathered to the slab's front: a decision that
+	// keepNeededDirs replaced left its ops behind. Ranges move in slab order, which can
+	// differ from path order (a replacement is made after its neighbours); the stable
+	// sort below does not mind, since it orders by phase and path, and each path's ops
+	// are one range kept in their own order.
+	k := 0
 	for _, d := range p.decisions {
 		if d != nil {
-			n += len(d.ops)
+			k++
 		}
 	}
-	if n == 0 {
+	ranges := make([][2]int32, 0, k)
+	for _, d := range p.decisions {
+		if d != nil && d.n > 0 {
+			ranges = append(ranges, [2]int32{d.first, d.n})
+		}
+	}
+	if len(ranges) == 0 {
 		return nil
 	}
-	ops := make([]Op, 0, n)
-	for _, d := range p.decisions {
-		if d != nil {
-			ops = append(ops, d.ops...)
-		}
+	slices.SortFunc(ranges, func(a, b [2]int32) int { return cmp.Compare(a[0], b[0]) })
+	n := 0
+	for _, r := range ranges {
+		n += copy(p.slab[n:], p.slab[r[0]:r[0]+r[1]])
 	}
+	clear(p.slab[n:]) // the dropped ops' nodes are garbage now
+	ops := p.slab[:n:n]
+	p.slab = nil
 	sort.SliceStable(ops, func(i, j int) bool {
 		a, b := ops[i], ops[j]
 		pa, pb := phaseOf(a), phaseOf(b)
@@ -509,17 +542,17 @@ func (p *planner) ordered() []Op {
 
 // unionPaths returns the paths of all trees, sorted, without building a set: each
 // tree adds the paths that none of the trees before it holds.
-func unionPaths(trees ...Tree) []string {
+func unionPaths(trees ...View) []string {
 	n := 0
 	for _, t := range trees {
-		n = max(n, len(t))
+		n = max(n, t.Len())
 	}
 	out := make([]string, 0, n)
 	for i, t := range trees {
 	next:
-		for q := range t {
+		for q := range t.All() {
 			for _, before := range trees[:i] {
-				if _, ok := before[q]; ok {
+				if _, ok := before.Get(q); ok {
 					continue next
 				}
 			}
@@ -547,9 +580,9 @@ func DeleteCounts(ops []Op) (local, remote int) {
 
 // TrackedFiles counts the files and symlinks of t (use the Synced tree): the base of
 // the mass-delete breaker's share.
-func TrackedFiles(t Tree) int {
+func TrackedFiles(t View) int {
 	n := 0
-	for _, node := range t {
+	for _, node := range t.All() {
 		if node.Type != proto.TypeDir {
 			n++
 		}

@@ -15,16 +15,16 @@ import (
 //
 // It is the plan of an unchanged folder without the plan's sorted union of the paths:
 // one pass over the synced tree with two lookups per path.
-func Quiet(local, remote, synced Tree) bool {
-	if len(local) != len(synced) || len(remote) != len(synced) {
+func Quiet(local, remote, synced View) bool {
+	if local.Len() != synced.Len() || remote.Len() != synced.Len() {
 		return false
 	}
-	for q, s := range synced {
-		l, ok := local[q]
+	for q, s := range synced.All() {
+		l, ok := local.Get(q)
 		if !ok {
 			return false
 		}
-		r, ok := remote[q]
+		r, ok := remote.Get(q)
 		if !ok || r.Seq != s.Seq || !Same(&l, &s) || !Same(&r, &s) {
 			return false
 		}
@@ -36,7 +36,7 @@ func Quiet(local, remote, synced Tree) bool {
 				break
 			}
 			dir = dir[:i]
-			if n, ok := remote[dir]; ok {
+			if n, ok := remote.Get(dir); ok {
 				if n.Type != proto.TypeDir {
 					return false
 				}

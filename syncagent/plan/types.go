@@ -5,6 +5,7 @@
 package plan
 
 import (
+	"iter"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -31,6 +32,37 @@ type Node struct {
 // Tree maps normalized relative paths to the nodes present there. Absent paths (and
 // tombstones, in the Remote tree) are simply not in the map.
 type Tree map[string]Node
+
+// View is a tree as the planner reads it. Tree is one; the agent keeps its three trees
+// in one compact store (package trees) whose sides are the others.
+type View interface {
+	// Get returns the node at path, if any.
+	Get(path string) (Node, bool)
+	// Len counts the paths present.
+	Len() int
+	// All yields every path present and its node, in no particular order.
+	All() iter.Seq2[string, Node]
+}
+
+// Get returns the node at path, if any.
+func (t Tree) Get(path string) (Node, bool) {
+	n, ok := t[path]
+	return n, ok
+}
+
+// Len counts the paths present.
+func (t Tree) Len() int { return len(t) }
+
+// All yields every path present and its node.
+func (t Tree) All() iter.Seq2[string, Node] {
+	return func(yield func(string, Node) bool) {
+		for p, n := range t {
+			if !yield(p, n) {
+				return
+			}
+		}
+	}
+}
 
 // OpKind names what an Op does.
 type OpKind string

@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/syncedfolder/synced-folder/syncagent/plan"
-	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 )
 
 // waitListed waits until ahead has listed n dirs (it then has listed the whole folder).
@@ -58,7 +57,7 @@ func TestFullSweepAheadFindsWhatFullFinds(t *testing.T) {
 			}
 			// The reference: the patterns of the scan, every dir listed by the scan.
 			ignored.Store(tc.after)
-			ref := &Local{Tree: plan.Tree{}, Index: map[string]state.IndexEntry{}}
+			ref := trees.New(0)
 			var refTemp []string
 			wantUps, err := s.FullSweep(context.Background(), ref, &Sweep{Temp: func(p string, _ bool) { refTemp = append(refTemp, p) }, IgnoredDir: func(string) {}})
 			if err != nil {

@@ -11,7 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -51,8 +51,8 @@ func (s *Scanner) readDir(dir string) ([]dirEntry, error) {
 }
 
 // statKey is Stat for a raw stat result.
-func statKey(st *unix.Stat_t) (state.IndexEntry, bool) {
-	e := state.IndexEntry{Mode: uint32(st.Mode) & 0o777, Ino: uint64(st.Ino)} //nolint:unconvert // the field types differ between platforms
+func statKey(st *unix.Stat_t) (trees.IndexEntry, bool) {
+	e := trees.IndexEntry{Mode: uint32(st.Mode) & 0o777, Ino: uint64(st.Ino)} //nolint:unconvert // the field types differ between platforms
 	mtime := time.Unix(int64(st.Mtim.Sec), int64(st.Mtim.Nsec)).UnixNano()    //nolint:unconvert // as above
 	switch uint32(st.Mode) & unix.S_IFMT {                                    //nolint:unconvert // as above
 	case unix.S_IFREG:

@@ -17,7 +17,7 @@ import (
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
-	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -25,7 +25,7 @@ import (
 type dirEntry struct {
 	name  string
 	isDir bool
-	st    state.IndexEntry
+	st    trees.IndexEntry
 	ok    bool  // st is of a type that syncs
 	err   error // of the lstat
 }
@@ -39,15 +39,8 @@ type Update struct {
 	Path string
 	// Deleted is true when Path left the index; Entry and Blocks are then empty.
 	Deleted bool
-	Entry   state.IndexEntry
+	Entry   trees.IndexEntry
 	Blocks  []proto.Block
-}
-
-// Local is the agent's view of the disk: the Local tree and the index cache behind it.
-// A scan mutates both.
-type Local struct {
-	Tree  plan.Tree
-	Index map[string]state.IndexEntry
 }
 
 // Scanner reads one folder through an os.Root, so no symlink leads it outside.
@@ -67,6 +60,11 @@ type Scanner struct {
 	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
 	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
 	Preupload func(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func())
+	// Record, when set, takes the updates of the files a scan hashes as each slice of
+	// hashSlice files is done (the agent persists them), and Full and Paths return only
+	// the other updates: a batch of 100,000 new files then never holds all of its
+	// updates and block lists at once. An error of Record ends the scan.
+	Record func(ctx context.Context, ups []Update) error
 }
 
 // renameMinSize is the size from which a new path is matched against indexed files that
@@ -78,22 +76,22 @@ const renameMinSize = 1 << 20
 // its old one: same inode, size, mtime and mode, and the old path no longer holds it.
 type renames struct {
 	byIno   map[uint64][]string // built on first use
-	removed map[string]state.IndexEntry
+	removed map[string]trees.IndexEntry
 }
 
-func (s *Scanner) findRename(r *renames, l *Local, j job) (*Update, bool) {
+func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) {
 	if s.Blocks == nil || j.st.Size < renameMinSize {
 		return nil, false
 	}
 	if r.byIno == nil {
 		r.byIno = map[uint64][]string{}
-		for p, e := range l.Index {
+		for p, e := range l.Index.All() {
 			if e.Type == proto.TypeFile && e.Size >= renameMinSize {
 				r.byIno[e.Ino] = append(r.byIno[e.Ino], p)
 			}
 		}
 	}
-	try := func(old string, e state.IndexEntry) (*Update, bool) {
+	try := func(old string, e trees.IndexEntry) (*Update, bool) {
 		if old == j.path || e.SHA256 == "" || !SameStat(e, j.st) {
 			return nil, false
 		}
@@ -116,8 +114,10 @@ func (s *Scanner) findRename(r *renames, l *Local, j job) (*Update, bool) {
 		return &Update{Path: j.path, Entry: e, Blocks: blocks}, true
 	}
 	for _, old := range r.byIno[j.st.Ino] {
-		if u, ok := try(old, l.Index[old]); ok {
-			return u, true
+		if e, ok := l.Index.Get(old); ok {
+			if u, ok := try(old, e); ok {
+				return u, true
+			}
 		}
 	}
 	for old, e := range r.removed {
@@ -158,8 +158,8 @@ func (s *Scanner) Skipped(rel string) bool {
 }
 
 // Stat is the stat key of one path, as the index cache records it.
-func Stat(fi fs.FileInfo) (state.IndexEntry, bool) {
-	e := state.IndexEntry{Mode: uint32(fi.Mode().Perm())}
+func Stat(fi fs.FileInfo) (trees.IndexEntry, bool) {
+	e := trees.IndexEntry{Mode: uint32(fi.Mode().Perm())}
 	e.Ino = inode(fi)
 	switch {
 	case fi.Mode().IsRegular():
@@ -177,14 +177,14 @@ func Stat(fi fs.FileInfo) (state.IndexEntry, bool) {
 }
 
 // SameStat reports whether a and b have the same stat key.
-func SameStat(a, b state.IndexEntry) bool {
+func SameStat(a, b trees.IndexEntry) bool {
 	return a.Type == b.Type && a.Size == b.Size && a.MTimeNs == b.MTimeNs && a.Ino == b.Ino && a.Mode == b.Mode
 }
 
 // job is one file to hash.
 type job struct {
 	path string
-	st   state.IndexEntry
+	st   trees.IndexEntry
 }
 
 // Sweep receives what a full scan passes over that the agent may have to clean up: every
@@ -196,27 +196,28 @@ type Sweep struct {
 	IgnoredDir func(rel string)
 }
 
-// Full rescans the whole folder. It returns the index updates to persist.
-func (s *Scanner) Full(ctx context.Context, l *Local) ([]Update, error) {
+// Full rescans the whole folder. It returns the index updates to persist (without those
+// handed to Record).
+func (s *Scanner) Full(ctx context.Context, l *trees.Trees) ([]Update, error) {
 	return s.FullSweep(ctx, l, nil)
 }
 
 // FullSweep is Full that also reports to sw (when not nil) what it passes over, so that
 // one walk both scans and finds leftover temp files.
-func (s *Scanner) FullSweep(ctx context.Context, l *Local, sw *Sweep) ([]Update, error) {
+func (s *Scanner) FullSweep(ctx context.Context, l *trees.Trees, sw *Sweep) ([]Update, error) {
 	return s.FullSweepAhead(ctx, l, sw, nil)
 }
 
 // FullSweepAhead is FullSweep that takes the dirs' listings from ahead (ListAhead) while
 // they are the dirs it walks, and stops ahead when done. A nil ahead lists every dir.
-func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead *Ahead) ([]Update, error) {
+func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep, ahead *Ahead) ([]Update, error) {
 	defer ahead.Stop()
 	// The paths the walk settles, in order; and how many of them the Local tree and the
 	// index held before. The walk settles each path once and changes no other path's
 	// entry, so when the counts equal the maps' sizes every entry was seen and nothing
 	// is to be dropped: an unchanged folder needs no set of the seen paths.
-	seen := make([]string, 0, len(l.Tree))
-	treeBefore, indexBefore := len(l.Tree), len(l.Index)
+	seen := make([]string, 0, l.Local.Len())
+	treeBefore, indexBefore := l.Local.Len(), l.Index.Len()
 	var inTree, inIndex int
 	var jobs []job
 	var ups []Update
@@ -255,8 +256,8 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead
 				}
 				continue
 			}
-			_, wasTree := l.Tree[p]
-			_, wasIndex := l.Index[p]
+			_, wasTree := l.Local.Get(p)
+			_, wasIndex := l.Index.Get(p)
 			j, up, ok, err := s.settle(p, e.st, e.ok, e.err, l)
 			if err != nil {
 				return err
@@ -288,21 +289,21 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead
 	if err != nil {
 		return nil, err
 	}
-	removed := map[string]state.IndexEntry{}
+	removed := map[string]trees.IndexEntry{}
 	if inTree != treeBefore || inIndex != indexBefore {
 		set := make(map[string]bool, len(seen))
 		for _, p := range seen {
 			set[p] = true
 		}
-		for p := range l.Tree {
+		for p := range l.Local.All() {
 			if !set[p] {
-				delete(l.Tree, p)
+				l.Local.Delete(p)
 			}
 		}
-		for p, e := range l.Index {
+		for p, e := range l.Index.All() {
 			if !set[p] {
 				removed[p] = e
-				delete(l.Index, p)
+				l.Index.Delete(p)
 				ups = append(ups, Update{Path: p, Deleted: true})
 			}
 		}
@@ -312,9 +313,9 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *Local, sw *Sweep, ahead
 }
 
 // visit stats p and either settles it from the index cache or returns a hash job.
-func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
+func (s *Scanner) visit(p string, l *trees.Trees) (*job, *Update, bool, error) {
 	fi, err := s.Root.Lstat(p)
-	var st state.IndexEntry
+	var st trees.IndexEntry
 	ok := false
 	if err == nil {
 		st, ok = Stat(fi)
@@ -324,7 +325,7 @@ func (s *Scanner) visit(p string, l *Local) (*job, *Update, bool, error) {
 
 // settle files p, whose lstat gave the stat key st (ok: a type that syncs) or the error
 // statErr, from the index cache, or returns a hash job.
-func (s *Scanner) settle(p string, st state.IndexEntry, ok bool, statErr error, l *Local) (*job, *Update, bool, error) {
+func (s *Scanner) settle(p string, st trees.IndexEntry, ok bool, statErr error, l *trees.Trees) (*job, *Update, bool, error) {
 	if errors.Is(statErr, fs.ErrNotExist) {
 		return nil, nil, false, nil
 	}
@@ -334,11 +335,10 @@ func (s *Scanner) settle(p string, st state.IndexEntry, ok bool, statErr error, 
 	if !ok {
 		return nil, nil, false, nil
 	}
-	if old, ok := l.Index[p]; ok && SameStat(old, st) {
-		// Storing an equal node again would replace the map's key with p, a second
-		// copy of the path.
-		if n := old.Node(); l.Tree[p] != n {
-			l.Tree[p] = n
+	if old, ok := l.Index.Get(p); ok && SameStat(old, st) {
+		// A scan mostly finds the Local tree as it was: no store then.
+		if n, had := l.Local.Get(p); !had || n != old.Node() {
+			l.Local.Set(p, old.Node())
 		}
 		return nil, nil, true, nil
 	}
@@ -352,14 +352,14 @@ func (s *Scanner) settle(p string, st state.IndexEntry, ok bool, statErr error, 
 		}
 		st.Target = target
 	}
-	l.Index[p] = st
-	l.Tree[p] = st.Node()
+	l.Index.Set(p, st)
+	l.Local.Set(p, st.Node())
 	return nil, &Update{Path: p, Entry: st}, true, nil
 }
 
-func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([]Update, error) {
+func (s *Scanner) hash(ctx context.Context, jobs []job, l *trees.Trees, r *renames) ([]Update, error) {
 	var ups []Update
-	var rest []job
+	rest := jobs[:0]
 	for _, j := range jobs {
 		if u, ok := s.findRename(r, l, j); ok {
 			ups = append(ups, *u)
@@ -368,6 +368,35 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 		}
 	}
 	jobs = rest
+	for _, u := range ups {
+		l.Index.Set(u.Path, u.Entry)
+		l.Local.Set(u.Path, u.Entry.Node())
+	}
+	for len(jobs) > 0 {
+		n := min(len(jobs), hashSlice)
+		hashed, err := s.hashAll(ctx, jobs[:n], l)
+		if err != nil {
+			return nil, err
+		}
+		if s.Record != nil {
+			err = s.Record(ctx, hashed)
+		} else {
+			ups = append(ups, hashed...)
+		}
+		if err != nil {
+			return nil, err
+		}
+		jobs = jobs[n:]
+	}
+	return ups, nil
+}
+
+// hashSlice is the number of files hashed (and, with Scanner.Record, recorded) at a time.
+const hashSlice = 4096
+
+// hashAll hashes the files of jobs in parallel and puts them in the Local tree and the
+// index.
+func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Update, error) {
 	workers := s.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -393,14 +422,13 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *Local, r *renames) ([
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
+	ups := make([]Update, 0, len(jobs))
 	for _, u := range results {
 		if u != nil {
 			ups = append(ups, *u)
+			l.Index.Set(u.Path, u.Entry)
+			l.Local.Set(u.Path, u.Entry.Node())
 		}
-	}
-	for _, u := range ups {
-		l.Index[u.Path] = u.Entry
-		l.Tree[u.Path] = u.Entry.Node()
 	}
 	return ups, nil
 }
@@ -437,13 +465,13 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 }
 
 // Paths rescans the given paths (each with its subtree, and with its parent dirs) and
-// returns the index updates to persist.
-func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update, error) {
+// returns the index updates to persist (without those handed to Record).
+func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]Update, error) {
 	sort.Strings(paths)
 	var jobs []job
 	var ups []Update
 	done := map[string]bool{}
-	removed := map[string]state.IndexEntry{}
+	removed := map[string]trees.IndexEntry{}
 	var children map[string][]string // dir → its children in the tree; built on first use
 	var visitTree func(p string) error
 	visitTree = func(p string) error {
@@ -455,15 +483,15 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 		isDir := err == nil && fi.IsDir()
 		if err != nil || s.ignored(p, isDir) {
 			// Gone (or now ignored): drop it and everything under it.
-			for q := range l.Tree {
+			for q := range l.Local.All() {
 				if q == p || strings.HasPrefix(q, p+"/") {
-					delete(l.Tree, q)
+					l.Local.Delete(q)
 				}
 			}
-			for q := range l.Index {
+			for q, e := range l.Index.All() {
 				if q == p || strings.HasPrefix(q, p+"/") {
-					removed[q] = l.Index[q]
-					delete(l.Index, q)
+					removed[q] = e
+					l.Index.Delete(q)
 					ups = append(ups, Update{Path: q, Deleted: true})
 				}
 			}
@@ -480,7 +508,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 			return err
 		}
 		if !ok {
-			delete(l.Tree, p)
+			l.Local.Delete(p)
 		}
 		if up != nil {
 			ups = append(ups, *up)
@@ -496,7 +524,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 		// the tree during this call was just visited, and its removal later is an event
 		// of its own.
 		if children == nil {
-			children = childrenOf(l.Tree)
+			children = childrenOf(l.Local)
 		}
 		entries, err := fs.ReadDir(s.Root.FS(), p)
 		if err != nil {
@@ -540,7 +568,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 		}
 		// Parents first, so a file in a new dir brings the dir along.
 		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
-			if _, ok := l.Tree[dir]; !ok && !done[dir] {
+			if _, ok := l.Local.Get(dir); !ok && !done[dir] {
 				if fi, err := s.Root.Lstat(dir); err == nil && fi.IsDir() && !s.ignored(dir, true) {
 					if _, up, ok, err := s.visit(dir, l); err == nil && ok && up != nil {
 						ups = append(ups, *up)
@@ -558,9 +586,9 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *Local) ([]Update
 
 // childrenOf indexes the tree's paths by their parent dir ("." for the top level is not
 // needed: Paths only asks for the children of dirs it visits).
-func childrenOf(t plan.Tree) map[string][]string {
+func childrenOf(t plan.View) map[string][]string {
 	m := map[string][]string{}
-	for q := range t {
+	for q := range t.All() {
 		if i := strings.LastIndexByte(q, '/'); i > 0 {
 			m[q[:i]] = append(m[q[:i]], q)
 		}

@@ -2,6 +2,9 @@ package scan
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -10,11 +13,11 @@ import (
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
-	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
-func setup(t *testing.T) (string, *Scanner, *Local) {
+func setup(t *testing.T) (string, *Scanner, *trees.Trees) {
 	t.Helper()
 	dir := t.TempDir()
 	root, err := os.OpenRoot(dir)
@@ -23,7 +26,7 @@ func setup(t *testing.T) (string, *Scanner, *Local) {
 	}
 	t.Cleanup(func() { root.Close() })
 	return dir, &Scanner{Root: root, Skip: map[string]bool{".syncfolder": true}},
-		&Local{Tree: plan.Tree{}, Index: map[string]state.IndexEntry{}}
+		trees.New(0)
 }
 
 func put(t *testing.T, path, data string) {
@@ -60,8 +63,8 @@ func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
 	if got := rehashed(ups); len(got) != 3 {
 		t.Fatalf("first scan hashed %v", got)
 	}
-	if l.Tree["sub/b.txt"].SHA256 != chunk.SumHex([]byte("bravo")) || l.Tree["sub"].Type != proto.TypeDir {
-		t.Errorf("tree %+v", l.Tree)
+	if localTree(l)["sub/b.txt"].SHA256 != chunk.SumHex([]byte("bravo")) || localTree(l)["sub"].Type != proto.TypeDir {
+		t.Errorf("tree %+v", localTree(l))
 	}
 	ups, err = s.Full(ctx, l)
 	if err != nil || len(ups) != 0 {
@@ -84,8 +87,8 @@ func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
 	if got := rehashed(ups); len(got) != 2 || got[0] != "a.txt" || got[1] != "sub/b.txt" {
 		t.Errorf("re-hashed %v, want a.txt and sub/b.txt", got)
 	}
-	if l.Tree["sub/b.txt"].SHA256 != chunk.SumHex([]byte("BRAVO")) || l.Tree["a.txt"].Mode != 0o600 {
-		t.Errorf("tree not updated: %+v", l.Tree)
+	if localTree(l)["sub/b.txt"].SHA256 != chunk.SumHex([]byte("BRAVO")) || localTree(l)["a.txt"].Mode != 0o600 {
+		t.Errorf("tree not updated: %+v", localTree(l))
 	}
 	if err := os.Remove(filepath.Join(dir, "sub/c.txt")); err != nil {
 		t.Fatal(err)
@@ -94,7 +97,7 @@ func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
 	if err != nil || len(ups) != 1 || !ups[0].Deleted || ups[0].Path != "sub/c.txt" {
 		t.Errorf("after delete: %+v, %v", ups, err)
 	}
-	if _, ok := l.Tree["sub/c.txt"]; ok {
+	if _, ok := localTree(l)["sub/c.txt"]; ok {
 		t.Errorf("deleted file still in tree")
 	}
 }
@@ -111,9 +114,9 @@ func TestSkipsStateDirTempFilesAndLinksOut(t *testing.T) {
 	if _, err := s.Full(context.Background(), l); err != nil {
 		t.Fatal(err)
 	}
-	want := plan.Tree{"d": l.Tree["d"], "out": l.Tree["out"]}
-	if len(l.Tree) != 2 || l.Tree["out"].Type != proto.TypeSymlink || l.Tree["out"].Target != outside {
-		t.Errorf("tree %+v, want %+v", l.Tree, want)
+	want := plan.Tree{"d": localTree(l)["d"], "out": localTree(l)["out"]}
+	if len(localTree(l)) != 2 || localTree(l)["out"].Type != proto.TypeSymlink || localTree(l)["out"].Target != outside {
+		t.Errorf("tree %+v, want %+v", localTree(l), want)
 	}
 }
 
@@ -134,15 +137,15 @@ func TestPathsRescansSubtrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"keep", "new", "new/x", "new/deep", "new/deep/y"} {
-		if _, ok := l.Tree[p]; !ok {
+		if _, ok := localTree(l)[p]; !ok {
 			t.Errorf("%s missing from tree", p)
 		}
 	}
 	for _, p := range []string{"old", "old/x"} {
-		if _, ok := l.Tree[p]; ok {
+		if _, ok := localTree(l)[p]; ok {
 			t.Errorf("%s still in tree", p)
 		}
-		if _, ok := l.Index[p]; ok {
+		if _, ok := indexOf(l)[p]; ok {
 			t.Errorf("%s still in index", p)
 		}
 	}
@@ -200,10 +203,10 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 	if got == nil || got.Entry.SHA256 != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
 		t.Fatalf("new.bin update %+v; want the old index entry carried over", got)
 	}
-	if _, ok := l.Tree["old.bin"]; ok {
+	if _, ok := localTree(l)["old.bin"]; ok {
 		t.Errorf("old.bin still in tree")
 	}
-	if l.Tree["new.bin"].SHA256 != chunk.SumHex(data) {
+	if localTree(l)["new.bin"].SHA256 != chunk.SumHex(data) {
 		t.Errorf("new.bin not in tree")
 	}
 }
@@ -213,7 +216,7 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 // move leaves a Local-tree node without an index entry), and when only one entry of
 // one of them is stale.
 func TestFullDropsEveryEntryNotOnDisk(t *testing.T) {
-	file := state.IndexEntry{Type: proto.TypeFile, SHA256: "00", Size: 1, Mode: 0o644}
+	file := trees.IndexEntry{Type: proto.TypeFile, SHA256: "00", Size: 1, Mode: 0o644}
 	for _, tc := range []struct {
 		name        string
 		tree, index []string // stale entries added before the scan
@@ -231,20 +234,20 @@ func TestFullDropsEveryEntryNotOnDisk(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range tc.tree {
-				l.Tree[p] = file.Node()
+				l.Local.Set(p, file.Node())
 			}
 			for _, p := range tc.index {
-				l.Index[p] = file
+				l.Index.Set(p, file)
 			}
 			ups, err := s.Full(ctx, l)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(l.Tree) != 1 || len(l.Index) != 1 {
-				t.Fatalf("after the scan: tree %v, index %v", l.Tree, l.Index)
+			if len(localTree(l)) != 1 || len(indexOf(l)) != 1 {
+				t.Fatalf("after the scan: tree %v, index %v", localTree(l), indexOf(l))
 			}
-			if _, ok := l.Index["a.txt"]; !ok {
-				t.Fatalf("the file on disk left the index: %v", l.Index)
+			if _, ok := indexOf(l)["a.txt"]; !ok {
+				t.Fatalf("the file on disk left the index: %v", indexOf(l))
 			}
 			var deleted []string
 			for _, u := range ups {
@@ -295,12 +298,12 @@ func TestPathsOfADirDropsItsVanishedChildren(t *testing.T) {
 		t.Errorf("rehashed %v, want [d/b]", got)
 	}
 	for _, p := range []string{"d", "d/b", "other", "other/f"} {
-		if _, ok := l.Tree[p]; !ok {
+		if _, ok := localTree(l)[p]; !ok {
 			t.Errorf("%s missing from tree", p)
 		}
 	}
 	for _, p := range []string{"d/a", "d/sub", "d/sub/c", "d/sub/e"} {
-		if _, ok := l.Tree[p]; ok {
+		if _, ok := localTree(l)[p]; ok {
 			t.Errorf("%s still in tree", p)
 		}
 	}
@@ -316,4 +319,62 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+// localTree is the store's Local tree as a map, for comparisons.
+func localTree(l *trees.Trees) plan.Tree { return maps.Collect(l.Local.All()) }
+
+// indexOf is the store's index cache as a map, for comparisons.
+func indexOf(l *trees.Trees) map[string]trees.IndexEntry { return maps.Collect(l.Index.All()) }
+
+// TestRecordTakesHashedFilesInSlices checks that with Record set, the hashed files of a
+// large batch go to it a slice at a time, each exactly once, while the trees get every
+// file and the scans return only the other updates; and that Record's error ends a scan.
+func TestRecordTakesHashedFilesInSlices(t *testing.T) {
+	for _, how := range []string{"Full", "Paths"} {
+		t.Run(how, func(t *testing.T) {
+			dir, s, l := setup(t)
+			const n = hashSlice + 10
+			for i := range n {
+				put(t, filepath.Join(dir, "d", fmt.Sprintf("%05d", i)), fmt.Sprint(i))
+			}
+			var slices []int
+			recorded := map[string]bool{}
+			s.Record = func(_ context.Context, ups []Update) error {
+				slices = append(slices, len(ups))
+				for _, u := range ups {
+					if recorded[u.Path] || u.Entry.SHA256 == "" {
+						t.Errorf("%s recorded twice or without a hash", u.Path)
+					}
+					recorded[u.Path] = true
+				}
+				return nil
+			}
+			scan := func() ([]Update, error) {
+				if how == "Full" {
+					return s.Full(context.Background(), l)
+				}
+				return s.Paths(context.Background(), []string{"d"}, l)
+			}
+			ups, err := scan()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(slices) != 2 || slices[0] != hashSlice || slices[1] != 10 || len(recorded) != n {
+				t.Errorf("Record took slices %v (%d files), want [%d 10]", slices, len(recorded), hashSlice)
+			}
+			if len(ups) != 1 || ups[0].Path != "d" {
+				t.Errorf("the scan returned %d updates, want the dir's alone", len(ups))
+			}
+			if l.Index.Len() != n+1 || l.Local.Len() != n+1 {
+				t.Errorf("index %d, Local tree %d, want %d each", l.Index.Len(), l.Local.Len(), n+1)
+			}
+			put(t, filepath.Join(dir, "d", "00000"), "changed")
+			boom := errors.New("boom")
+			s.Record = func(context.Context, []Update) error { return boom }
+			if _, err := scan(); !errors.Is(err, boom) {
+				t.Errorf("a failing Record: the scan returned %v", err)
+			}
+		})
+	}
 }

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"database/sql"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"unsafe"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -102,7 +105,7 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	if n > 0 {
 		return false, nil
 	}
-	synced, remote, index, err := loadRows(tx)
+	t, err := loadRows(tx)
 	if err != nil {
 		return false, err
 	}
@@ -110,7 +113,7 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	if _, err := rand.Read(id); err != nil {
 		return false, fmt.Errorf("snapshot id: %w", err)
 	}
-	data := append(id, encodeSnapshot(synced, remote, index)...)
+	data := append(id, encodeSnapshot(t)...)
 	if err := writeFileAtomic(filepath.Join(d.dir, SnapshotFileName), data); err != nil {
 		return false, err
 	}
@@ -159,31 +162,43 @@ func (d *DB) HasSnapshot() (bool, error) {
 
 // loadSnapshot returns the trees of the stored snapshot; ok is false when there is none
 // or it cannot be used.
-func (d *DB) loadSnapshot() (synced, remote plan.Tree, index map[string]IndexEntry, ok bool) {
-	synced, remote, index, _, ok = d.loadSnapshotQuiet()
-	return synced, remote, index, ok
+func (d *DB) loadSnapshot() (t *trees.Trees, ok bool) {
+	t, _, ok = d.loadSnapshotQuiet()
+	return t, ok
 }
 
 // loadSnapshotQuiet is loadSnapshot that also reports whether the trees are quiet (see
 // decodeSnapshotQuiet).
-func (d *DB) loadSnapshotQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet, ok bool) {
+func (d *DB) loadSnapshotQuiet() (t *trees.Trees, quiet, ok bool) {
 	var row []byte
 	if err := d.db.QueryRow(`SELECT data FROM snapshot WHERE id = 1`).Scan(&row); err != nil {
-		return nil, nil, nil, false, false
+		return nil, false, false
 	}
-	data := row
-	if ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic)); isRef {
-		file, err := os.ReadFile(filepath.Join(d.dir, SnapshotFileName))
-		if err != nil || len(ref) != snapshotIDLen || !bytes.HasPrefix(file, ref) {
-			return nil, nil, nil, false, false
-		}
-		data = file[snapshotIDLen:]
+	ref, isRef := bytes.CutPrefix(row, []byte(snapshotRefMagic))
+	if !isRef {
+		t, quiet, err := decodeSnapshotQuiet(row)
+		return t, quiet, err == nil
 	}
-	synced, remote, index, quiet, err := decodeSnapshotQuiet(data)
+	// The file is decoded as it is read: the trees' strings are their own, not parts of
+	// a 14.5 MB buffer (at 100,000 files) held as long as the agent runs.
+	f, err := os.Open(filepath.Join(d.dir, SnapshotFileName))
 	if err != nil {
-		return nil, nil, nil, false, false
+		return nil, false, false
 	}
-	return synced, remote, index, quiet, true
+	defer f.Close()
+	fi, err := f.Stat()
+	id := make([]byte, snapshotIDLen)
+	if err != nil || len(ref) != snapshotIDLen || fi.Size() < snapshotIDLen {
+		return nil, false, false
+	}
+	if _, err := io.ReadFull(f, id); err != nil || !bytes.Equal(id, ref) {
+		return nil, false, false
+	}
+	t, quiet, err = decodeSnapshotFrom(f, fi.Size()-snapshotIDLen)
+	if err != nil {
+		return nil, false, false
+	}
+	return t, quiet, true
 }
 
 func typeCode(t proto.EntryType) byte {
@@ -201,38 +216,26 @@ func typeCode(t proto.EntryType) byte {
 // encodeSnapshot lays out: magic, the three counts, then one record per distinct path in
 // path order (path, presence bits, then the synced, remote and index nodes present), and
 // a CRC-32 (Castagnoli) of everything before it.
-func encodeSnapshot(synced, remote plan.Tree, index map[string]IndexEntry) []byte {
-	paths := make([]string, 0, max(len(synced), len(remote), len(index)))
-	for p := range synced {
+func encodeSnapshot(t *trees.Trees) []byte {
+	synced, remote, index := t.Synced, t.Remote, t.Index
+	paths := make([]string, 0, t.Paths())
+	for p := range t.All() {
 		paths = append(paths, p)
-	}
-	for p := range remote {
-		if _, ok := synced[p]; !ok {
-			paths = append(paths, p)
-		}
-	}
-	for p := range index {
-		_, s := synced[p]
-		_, r := remote[p]
-		if !s && !r {
-			paths = append(paths, p)
-		}
 	}
 	slices.Sort(paths)
 	b := make([]byte, 0, 64+len(paths)*160)
 	b = append(b, snapshotMagic...)
-	b = binary.AppendUvarint(b, uint64(len(synced)))
-	b = binary.AppendUvarint(b, uint64(len(remote)))
-	b = binary.AppendUvarint(b, uint64(len(index)))
+	b = binary.AppendUvarint(b, uint64(synced.Len()))
+	b = binary.AppendUvarint(b, uint64(remote.Len()))
+	b = binary.AppendUvarint(b, uint64(index.Len()))
 	str := func(s string) {
 		b = binary.AppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
 	for _, p := range paths {
-		str(p)
-		s, sok := synced[p]
-		r, rok := remote[p]
-		e, eok := index[p]
+		s, sok := synced.Get(p)
+		r, rok := remote.Get(p)
+		e, eok := index.Get(p)
 		var bits byte
 		if sok {
 			bits |= inSynced
@@ -243,6 +246,10 @@ func encodeSnapshot(synced, remote plan.Tree, index map[string]IndexEntry) []byt
 		if eok {
 			bits |= inIndex
 		}
+		if bits == 0 {
+			continue // on the Local tree only
+		}
+		str(p)
 		b = append(b, bits)
 		prev := ""
 		node := func(typ proto.EntryType, sha, target string, mode uint32, size, mtime int64) {
@@ -288,36 +295,35 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 var errBadSnapshot = errors.New("malformed snapshot")
 
-// decodeSnapshot decodes encodeSnapshot's data. Every string of the trees is a part of
-// one string holding data (data must not be changed afterwards), so the trees of a large
-// folder cost three map inserts per path and no allocation per row.
-func decodeSnapshot(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	synced, remote, index, _, err = decodeSnapshotQuiet(data)
-	return synced, remote, index, err
+// decodeSnapshotQuiet decodes encodeSnapshot's data (see decodeSnapshotFrom).
+func decodeSnapshotQuiet(data []byte) (t *trees.Trees, quiet bool, err error) {
+	return decodeSnapshotFrom(bytes.NewReader(data), int64(len(data)))
 }
 
-// decodeSnapshotQuiet is decodeSnapshot that also reports whether the trees, with the
-// index cache's nodes as the Local tree, are quiet (plan.Quiet): checked record by
-// record as they are decoded, each path's three nodes side by side, without a lookup
-// per path (the records come in path order, so a path's ancestors are decoded before it
-// and one lookup per parent dir checks them).
-func decodeSnapshotQuiet(data []byte) (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
-	if len(data) < len(snapshotMagic)+4 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return nil, nil, nil, false, errBadSnapshot
+// decodeSnapshotFrom decodes the size bytes of encodeSnapshot's data that r holds. It
+// also reports whether the trees, with the index cache's nodes as the Local tree, are
+// quiet (plan.Quiet): checked record by record as they are decoded, each path's three
+// nodes side by side, without a lookup per path (the records come in path order, so a
+// path's ancestors are decoded before it and one lookup per parent dir checks them).
+// The checksum is checked at the end: trees decoded from damaged data are dropped.
+func decodeSnapshotFrom(r io.Reader, size int64) (t *trees.Trees, quiet bool, err error) {
+	if size < int64(len(snapshotMagic))+4 {
+		return nil, false, errBadSnapshot
 	}
-	body := data[:len(data)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(data[len(data)-4:]) {
-		return nil, nil, nil, false, errBadSnapshot
+	sum := crc32.New(castagnoli)
+	d := snapDecoder{r: bufio.NewReaderSize(io.TeeReader(io.LimitReader(r, size-4), sum), 64<<10), left: size - 4}
+	if magic := d.bytes(len(snapshotMagic)); d.bad || string(magic) != snapshotMagic {
+		return nil, false, errBadSnapshot
 	}
-	d := snapDecoder{s: unsafe.String(unsafe.SliceData(body), len(body)), i: len(snapshotMagic)}
 	ns, nr, ni := d.count(), d.count(), d.count()
 	if d.bad {
-		return nil, nil, nil, false, errBadSnapshot
+		return nil, false, errBadSnapshot
 	}
-	synced, remote, index = make(plan.Tree, ns), make(plan.Tree, nr), make(map[string]IndexEntry, ni)
+	t = trees.New(max(ns, nr, ni))
+	synced, remote, index := t.Synced, t.Remote, t.Index
 	quiet = true
 	lastParent := "" // the parent dir whose ancestors were checked last ("" : none yet)
-	for d.i < len(d.s) && !d.bad {
+	for d.left > 0 && !d.bad {
 		p := d.str()
 		bits := d.byte()
 		prev := ""
@@ -361,17 +367,17 @@ func decodeSnapshotQuiet(data []byte) (synced, remote plan.Tree, index map[strin
 		if bits&inSynced != 0 {
 			sn = node()
 			sn.Seq = d.varint()
-			synced[p] = sn
+			synced.Set(p, sn)
 		}
 		if bits&inRemote != 0 {
 			rn = node()
 			rn.Seq = d.varint()
-			remote[p] = rn
+			remote.Set(p, rn)
 		}
 		if bits&inIndex != 0 {
 			ln = node()
-			index[p] = IndexEntry{Type: ln.Type, SHA256: ln.SHA256, Target: ln.Target, Mode: ln.Mode,
-				Size: ln.Size, MTimeNs: ln.MTimeNs, Ino: d.uvarint()}
+			index.Set(p, trees.IndexEntry{Type: ln.Type, SHA256: ln.SHA256, Target: ln.Target, Mode: ln.Mode,
+				Size: ln.Size, MTimeNs: ln.MTimeNs, Ino: d.uvarint()})
 		}
 		if quiet {
 			quiet = bits == inSynced|inRemote|inIndex && rn.Seq == sn.Seq && plan.Same(&ln, &sn) && plan.Same(&rn, &sn)
@@ -381,17 +387,21 @@ func decodeSnapshotQuiet(data []byte) (synced, remote plan.Tree, index map[strin
 			}
 		}
 	}
-	if d.bad || len(synced) != ns || len(remote) != nr || len(index) != ni {
-		return nil, nil, nil, false, errBadSnapshot
+	if d.bad || synced.Len() != ns || remote.Len() != nr || index.Len() != ni {
+		return nil, false, errBadSnapshot
 	}
-	return synced, remote, index, quiet, nil
+	var stored [4]byte
+	if _, err := io.ReadFull(r, stored[:]); err != nil || binary.LittleEndian.Uint32(stored[:]) != sum.Sum32() {
+		return nil, false, errBadSnapshot
+	}
+	return t, quiet, nil
 }
 
 // nearestIsDir reports whether the nearest of dir and its ancestors that t holds, if
 // any, is a dir.
-func nearestIsDir(t plan.Tree, dir string) bool {
+func nearestIsDir(t plan.View, dir string) bool {
 	for {
-		if n, ok := t[dir]; ok {
+		if n, ok := t.Get(dir); ok {
 			return n.Type == proto.TypeDir
 		}
 		i := strings.LastIndexByte(dir, '/')
@@ -402,21 +412,41 @@ func nearestIsDir(t plan.Tree, dir string) bool {
 	}
 }
 
-// snapDecoder reads a snapshot; a read past the end sets bad and returns zero values.
+// snapDecoder reads a snapshot of left bytes; a read past the end or a failed read sets
+// bad and returns zero values.
 type snapDecoder struct {
-	s   string
-	i   int
-	bad bool
+	r    *bufio.Reader
+	left int64
+	bad  bool
 }
 
 func (d *snapDecoder) byte() byte {
-	if d.i >= len(d.s) {
+	if d.left <= 0 {
 		d.bad = true
 		return 0
 	}
-	c := d.s[d.i]
-	d.i++
+	c, err := d.r.ReadByte()
+	if err != nil {
+		d.bad = true
+		return 0
+	}
+	d.left--
 	return c
+}
+
+// bytes reads n bytes into a new slice.
+func (d *snapDecoder) bytes(n int) []byte {
+	if d.bad || int64(n) > d.left {
+		d.bad = true
+		return nil
+	}
+	b := make([]byte, n)
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.bad = true
+		return nil
+	}
+	d.left -= int64(n)
+	return b
 }
 
 func (d *snapDecoder) uvarint() uint64 {
@@ -446,22 +476,30 @@ func (d *snapDecoder) varint() int64 {
 
 func (d *snapDecoder) count() int {
 	n := d.uvarint()
-	if n > uint64(len(d.s)) { // every entry takes several bytes
+	// Every entry takes at least 8 bytes (a node's type, hash, target, mode, size, mtime,
+	// seq or inode): a damaged count must not size the trees before the checksum tells.
+	if n > uint64(d.left)/8 {
 		d.bad = true
 		return 0
 	}
 	return int(n)
 }
 
+// str reads a string of its own (one allocation; the empty string none).
 func (d *snapDecoder) str() string {
 	n := d.uvarint()
-	if d.bad || n > uint64(len(d.s)-d.i) {
+	if d.bad || n > uint64(d.left) {
 		d.bad = true
 		return ""
 	}
-	s := d.s[d.i : d.i+int(n)]
-	d.i += int(n)
-	return s
+	if n == 0 {
+		return ""
+	}
+	b := d.bytes(int(n))
+	if d.bad {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 // queryer is a *sql.DB or a *sql.Tx.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -12,14 +13,15 @@ import (
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // randomTrees returns trees with every shape the tables can hold: paths in one, two or
 // all three trees, equal and different hashes, empty hashes, symlink targets, an unknown
 // type, extreme sizes, mtimes, seqs and inodes.
-func randomTrees(r *rand.Rand, n int) (synced, remote plan.Tree, index map[string]IndexEntry) {
-	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]IndexEntry{}
+func randomTrees(r *rand.Rand, n int) (synced, remote plan.Tree, index map[string]trees.IndexEntry) {
+	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]trees.IndexEntry{}
 	types := []proto.EntryType{proto.TypeFile, proto.TypeDir, proto.TypeSymlink, "fifo"}
 	pick := func(vs ...int64) int64 { return vs[r.IntN(len(vs))] }
 	hashes := []string{"", "aa", "bb", fmt.Sprintf("%064x", r.Uint64())}
@@ -40,7 +42,7 @@ func randomTrees(r *rand.Rand, n int) (synced, remote plan.Tree, index map[strin
 		}
 		if bits&4 != 0 {
 			e := node()
-			index[p] = IndexEntry{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size,
+			index[p] = trees.IndexEntry{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size,
 				MTimeNs: e.MTimeNs, Ino: []uint64{0, 1, math.MaxUint64, r.Uint64()}[r.IntN(4)]}
 		}
 	}
@@ -51,7 +53,7 @@ func TestSnapshotEncodingRoundTrips(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for round := range 200 {
 		s, rm, ix := randomTrees(r, round%50)
-		gs, gr, gi, err := decodeSnapshot(encodeSnapshot(s, rm, ix))
+		gs, gr, gi, err := decodeMaps(encodeSnapshot(storeOf(s, rm, ix)))
 		if err != nil {
 			t.Fatalf("round %d: %v", round, err)
 		}
@@ -66,22 +68,22 @@ func TestSnapshotEncodingRoundTrips(t *testing.T) {
 func TestSnapshotRefusesDamage(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	s, rm, ix := randomTrees(r, 20)
-	data := encodeSnapshot(s, rm, ix)
+	data := encodeSnapshot(storeOf(s, rm, ix))
 	for n := range len(data) {
-		if _, _, _, err := decodeSnapshot(append([]byte(nil), data[:n]...)); err == nil {
+		if _, _, _, err := decodeMaps(append([]byte(nil), data[:n]...)); err == nil {
 			t.Fatalf("truncated to %d of %d bytes: accepted", n, len(data))
 		}
 	}
 	for i := range data {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 1 << r.IntN(8)
-		if _, _, _, err := decodeSnapshot(bad); err == nil {
+		if _, _, _, err := decodeMaps(bad); err == nil {
 			t.Fatalf("byte %d changed: accepted", i)
 		}
 	}
 }
 
-func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]IndexEntry) {
+func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]trees.IndexEntry) {
 	t.Helper()
 	err := db.Update(context.Background(), func(tx *Tx) error {
 		for p, n := range s {
@@ -111,11 +113,12 @@ func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]IndexEntry)
 // checkTrees asserts that Trees (snapshot or rows) gives exactly what the rows hold.
 func checkTrees(t *testing.T, db *DB, what string) {
 	t.Helper()
-	ws, wr, wi, err := loadRows(db.db)
+	rows, err := loadRows(db.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs, gr, gi, err := db.Trees()
+	ws, wr, wi := mapsOf(rows)
+	gs, gr, gi, err := treeMaps(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +150,7 @@ func TestSnapshotIsDroppedByEveryTreeWrite(t *testing.T) {
 		{"SetRemoteBlocks", func(tx *Tx) error { return tx.SetRemoteBlocks("new", 4, []proto.Block{{Hash: "cc", Size: 2}}) }},
 		{"DeleteRemote", func(tx *Tx) error { return tx.DeleteRemote("new") }},
 		{"PutIndex", func(tx *Tx) error {
-			return tx.PutIndex("new", IndexEntry{Type: proto.TypeFile, SHA256: "cc", Size: 2}, []proto.Block{{Hash: "cc", Size: 2}})
+			return tx.PutIndex("new", trees.IndexEntry{Type: proto.TypeFile, SHA256: "cc", Size: 2}, []proto.Block{{Hash: "cc", Size: 2}})
 		}},
 		{"DeleteIndex", func(tx *Tx) error { return tx.DeleteIndex("new") }},
 		{"raw SQL of another build", func(tx *Tx) error {
@@ -211,7 +214,7 @@ func TestTreesFallBackToRowsOnADamagedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, _, _, ok := db.loadSnapshot(); !ok {
+	if _, ok := db.loadSnapshot(); !ok {
 		t.Fatal("no snapshot after reopening")
 	}
 	checkTrees(t, db, "reopened")
@@ -226,7 +229,7 @@ func TestTreesFallBackToRowsOnADamagedSnapshot(t *testing.T) {
 	}
 	refused := func(what string) {
 		t.Helper()
-		if _, _, _, ok := db.loadSnapshot(); ok {
+		if _, ok := db.loadSnapshot(); ok {
 			t.Fatalf("%s: the snapshot was used", what)
 		}
 		checkTrees(t, db, what)
@@ -264,7 +267,7 @@ func TestTreesFallBackToRowsOnADamagedSnapshot(t *testing.T) {
 	// A row holding the whole snapshot (the format before the file) is still read, and
 	// refused when damaged.
 	setRow(good[snapshotIDLen:])
-	if _, _, _, ok := db.loadSnapshot(); !ok {
+	if _, ok := db.loadSnapshot(); !ok {
 		t.Fatal("a snapshot held in its row was not used")
 	}
 	checkTrees(t, db, "snapshot in its row")
@@ -295,7 +298,7 @@ func TestSnapshotFileIsOrphanedByATreeWrite(t *testing.T) {
 	if err := db.Update(context.Background(), func(tx *Tx) error { return tx.DeleteSynced(firstKey(s)) }); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, _, ok := db.loadSnapshot(); ok {
+	if _, ok := db.loadSnapshot(); ok {
 		t.Fatal("the snapshot outlived a tree write")
 	}
 	checkTrees(t, db, "after the write")
@@ -331,14 +334,14 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 	for round := range 3000 {
 		s, rm, ix := randomTrees(r, round%40)
 		if round%4 != 0 { // agreeing trees, then maybe one difference
-			rm, ix = plan.Tree{}, map[string]IndexEntry{}
+			rm, ix = plan.Tree{}, map[string]trees.IndexEntry{}
 			for p, n := range s {
 				if r.IntN(3) == 0 {
 					n.Type = proto.TypeDir
 				}
 				s[p] = n
 				rm[p] = n
-				ix[p] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
+				ix[p] = trees.IndexEntry{Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode,
 					Size: r.Int64(), MTimeNs: r.Int64(), Ino: r.Uint64()}
 			}
 			for _, d := range []string{"d0", "d1", "d2"} {
@@ -348,7 +351,7 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 				}
 				if r.IntN(2) == 0 {
 					s[d], rm[d] = n, n
-					ix[d] = IndexEntry{Type: n.Type, SHA256: n.SHA256, Mode: n.Mode}
+					ix[d] = trees.IndexEntry{Type: n.Type, SHA256: n.SHA256, Mode: n.Mode}
 				}
 			}
 			if p := firstKey(s); p != "" {
@@ -372,7 +375,7 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 				}
 			}
 		}
-		gs, gr, gi, quiet, err := decodeSnapshotQuiet(encodeSnapshot(s, rm, ix))
+		gs, gr, gi, quiet, err := decodeMapsQuiet(encodeSnapshot(storeOf(s, rm, ix)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,4 +393,47 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 	if quiets < 500 || quiets > 2500 {
 		t.Fatalf("%d of 3000 rounds quiet: the cases do not cover both answers well", quiets)
 	}
+}
+
+// storeOf puts three maps into a store.
+func storeOf(synced, remote plan.Tree, index map[string]trees.IndexEntry) *trees.Trees {
+	t := trees.New(len(synced))
+	for p, n := range synced {
+		t.Synced.Set(p, n)
+	}
+	for p, n := range remote {
+		t.Remote.Set(p, n)
+	}
+	for p, e := range index {
+		t.Index.Set(p, e)
+	}
+	return t
+}
+
+// mapsOf takes a store's synced and remote trees and index out as maps.
+func mapsOf(t *trees.Trees) (synced, remote plan.Tree, index map[string]trees.IndexEntry) {
+	return maps.Collect(t.Synced.All()), maps.Collect(t.Remote.All()), maps.Collect(t.Index.All())
+}
+
+func decodeMaps(data []byte) (synced, remote plan.Tree, index map[string]trees.IndexEntry, err error) {
+	synced, remote, index, _, err = decodeMapsQuiet(data)
+	return synced, remote, index, err
+}
+
+func decodeMapsQuiet(data []byte) (synced, remote plan.Tree, index map[string]trees.IndexEntry, quiet bool, err error) {
+	t, quiet, err := decodeSnapshotQuiet(data)
+	if err != nil {
+		return nil, nil, nil, false, err
+	}
+	synced, remote, index = mapsOf(t)
+	return synced, remote, index, quiet, nil
+}
+
+func treeMaps(db *DB) (synced, remote plan.Tree, index map[string]trees.IndexEntry, err error) {
+	t, err := db.Trees()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	synced, remote, index = mapsOf(t)
+	return synced, remote, index, nil
 }

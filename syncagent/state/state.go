@@ -23,6 +23,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -46,23 +47,6 @@ CREATE TABLE IF NOT EXISTS blockloc (hash TEXT NOT NULL, path TEXT NOT NULL, off
 CREATE INDEX IF NOT EXISTS blockloc_hash ON blockloc (hash);
 CREATE INDEX IF NOT EXISTS blockloc_path ON blockloc (path);
 `
-
-// IndexEntry is the index cache's record of one local path: the stat key it was hashed
-// at and what hashing found.
-type IndexEntry struct {
-	Type    proto.EntryType
-	SHA256  string
-	Target  string
-	Mode    uint32
-	Size    int64
-	MTimeNs int64
-	Ino     uint64
-}
-
-// Node returns the entry as a Local-tree node.
-func (e IndexEntry) Node() plan.Node {
-	return plan.Node{Type: e.Type, SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs}
-}
 
 // DB is the open state database. Its methods are safe for concurrent use, but the agent
 // writes from one goroutine.
@@ -158,34 +142,35 @@ func (d *DB) Cursor() (folderID string, since int64, err error) {
 }
 
 // Trees loads the synced and remote trees and the index cache: from the snapshot when a
-// valid one is stored (see snapshot.go), else from the rows.
-func (d *DB) Trees() (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
-	synced, remote, index, _, err = d.TreesQuiet()
-	return synced, remote, index, err
+// valid one is stored (see snapshot.go), else from the rows. The store's Local tree is
+// left empty.
+func (d *DB) Trees() (*trees.Trees, error) {
+	t, _, err := d.TreesQuiet()
+	return t, err
 }
 
 // TreesQuiet is Trees that also reports whether the trees, with the index cache's nodes
 // as the Local tree, are quiet (plan.Quiet: nothing to plan): known when they come from
 // a snapshot, which checks it while decoding; false when the rows were read.
-func (d *DB) TreesQuiet() (synced, remote plan.Tree, index map[string]IndexEntry, quiet bool, err error) {
-	if synced, remote, index, quiet, ok := d.loadSnapshotQuiet(); ok {
-		return synced, remote, index, quiet, nil
+func (d *DB) TreesQuiet() (t *trees.Trees, quiet bool, err error) {
+	if t, quiet, ok := d.loadSnapshotQuiet(); ok {
+		return t, quiet, nil
 	}
-	synced, remote, index, err = loadRows(d.db)
-	return synced, remote, index, false, err
+	t, err = loadRows(d.db)
+	return t, false, err
 }
 
 // loadRows loads the trees from the rows of the tables.
-func loadRows(db queryer) (synced, remote plan.Tree, index map[string]IndexEntry, err error) {
+func loadRows(db queryer) (*trees.Trees, error) {
 	// Sized up front: a map grown one doubling at a time allocates about twice its
 	// final size on the way, and a large folder's trees are most of the agent's memory.
 	var counts [3]int
 	for i, t := range []string{"synced", "remote", "local"} {
 		if err := db.QueryRow(`SELECT COUNT(*) FROM ` + t).Scan(&counts[i]); err != nil {
-			return nil, nil, nil, fmt.Errorf("count %s rows: %w", t, err)
+			return nil, fmt.Errorf("count %s rows: %w", t, err)
 		}
 	}
-	synced, remote, index = make(plan.Tree, counts[0]), make(plan.Tree, counts[1]), make(map[string]IndexEntry, counts[2])
+	t := trees.New(max(counts[0], counts[1], counts[2]))
 	load := func(q string, fn func(*sql.Rows) error) error {
 		rows, err := db.Query(q)
 		if err != nil {
@@ -200,41 +185,41 @@ func loadRows(db queryer) (synced, remote plan.Tree, index map[string]IndexEntry
 		return rows.Err()
 	}
 	// The three tables repeat each path and, mostly, each hash: one string per distinct
-	// value keeps the trees of a large folder several times smaller.
-	in := make(interner, 2*max(counts[0], counts[1], counts[2]))
+	// value (the store keeps one hash per path when the sides agree).
+	in := make(interner, max(counts[0], counts[1], counts[2]))
 	var p, typ, sha, target sql.RawBytes
-	scanNode := func(tree plan.Tree) func(*sql.Rows) error {
+	scanNode := func(tree trees.Side) func(*sql.Rows) error {
 		return func(r *sql.Rows) error {
 			var n plan.Node
 			if err := r.Scan(&p, &typ, &sha, &target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
 				return err
 			}
 			n.Type, n.SHA256, n.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
-			tree[in.get(p)] = n
+			tree.Set(in.get(p), n)
 			return nil
 		}
 	}
-	if err = load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM synced`, scanNode(synced)); err != nil {
-		return nil, nil, nil, fmt.Errorf("load synced tree: %w", err)
+	if err := load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM synced`, scanNode(t.Synced)); err != nil {
+		return nil, fmt.Errorf("load synced tree: %w", err)
 	}
-	if err = load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM remote`, scanNode(remote)); err != nil {
-		return nil, nil, nil, fmt.Errorf("load remote tree: %w", err)
+	if err := load(`SELECT path, type, sha256, target, mode, size, mtime, seq FROM remote`, scanNode(t.Remote)); err != nil {
+		return nil, fmt.Errorf("load remote tree: %w", err)
 	}
-	err = load(`SELECT path, type, sha256, target, mode, size, mtime, ino FROM local`, func(r *sql.Rows) error {
-		var e IndexEntry
+	err := load(`SELECT path, type, sha256, target, mode, size, mtime, ino FROM local`, func(r *sql.Rows) error {
+		var e trees.IndexEntry
 		var ino int64
 		if err := r.Scan(&p, &typ, &sha, &target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
 			return err
 		}
 		e.Type, e.SHA256, e.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
 		e.Ino = uint64(ino)
-		index[in.get(p)] = e
+		t.Index.Set(in.get(p), e)
 		return nil
 	})
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("load index cache: %w", err)
+		return nil, fmt.Errorf("load index cache: %w", err)
 	}
-	return synced, remote, index, nil
+	return t, nil
 }
 
 // interner hands out one string per distinct value.
@@ -486,7 +471,7 @@ func (t *Tx) ResetTrees() error {
 
 // PutIndex records what hashing path found at stat key e; blocks may be nil for
 // non-files.
-func (t *Tx) PutIndex(path string, e IndexEntry, blocks []proto.Block) error {
+func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block) error {
 	raw, err := encodeBlocks(blocks)
 	if err != nil {
 		return err

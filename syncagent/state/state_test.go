@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -24,7 +25,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10, Blocks: blocks}); err != nil {
 			return err
 		}
-		if err := tx.PutIndex("f", IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
+		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
 			return err
 		}
 		return tx.SetCursor("folder-1", 7)
@@ -44,7 +45,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	synced, remote, index, err := db.Trees()
+	synced, remote, index, err := treeMaps(db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +65,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 	if err := db.Update(ctx, func(tx *Tx) error { return tx.ResetTrees() }); err != nil {
 		t.Fatal(err)
 	}
-	synced, remote, index, _ = db.Trees()
+	synced, remote, index, _ = treeMaps(db)
 	if len(synced) != 0 || len(remote) != 0 || len(index) != 1 {
 		t.Errorf("after reset: %d synced, %d remote, %d index (the index stays)", len(synced), len(remote), len(index))
 	}
@@ -87,7 +88,7 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 	release := make(chan struct{})
 	wait := db.UpdateLater(ctx, func(tx *Tx) error {
 		<-release // the read below is issued while this transaction is still open
-		return tx.PutIndex("f", IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 7}, blocks)
+		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 7}, blocks)
 	})
 	got := make(chan []proto.Block, 1)
 	go func() {

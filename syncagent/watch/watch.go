@@ -150,6 +150,9 @@ func (p *pending) sent(b Batch) {
 	for _, q := range b.Paths {
 		delete(p.paths, q)
 	}
+	if len(p.paths) == 0 {
+		p.paths = map[string]bool{} // a map keeps its largest size; a burst's must go
+	}
 	if b.Full {
 		p.full = false
 	}

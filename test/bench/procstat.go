@@ -142,15 +142,29 @@ func (p *Proc) usage() (cpu float64, rss int64) {
 	return p.cpu() - p.cpuMark, rss
 }
 
-// runUsage is the CPU seconds and peak RSS of a finished child process.
-func runUsage(ps *os.ProcessState) (float64, int64) {
-	if ps == nil {
-		return 0, 0
+// runMeasured runs cmd (not yet started) to its end and returns its CPU seconds, its
+// peak RSS and what Wait returned. The peak is VmHWM read every 5 ms while it runs: the
+// kernel's peak for a child (rusage's maxrss) takes in the parent's own peak, because Go
+// starts a child sharing the parent's memory until the exec, and the harness is large.
+func runMeasured(cmd *exec.Cmd) (cpu float64, rss int64, err error) {
+	if err := cmd.Start(); err != nil {
+		return 0, 0, err
 	}
-	ru, ok := ps.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, 0
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if v, err := peakRSS(cmd.Process.Pid); err == nil {
+			rss = max(rss, v)
+		}
+		select {
+		case err = <-done:
+			if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+				cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+			}
+			return cpu, rss, err
+		case <-tick.C:
+		}
 	}
-	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
-	return cpu, ru.Maxrss << 10
 }

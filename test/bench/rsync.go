@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -89,12 +90,13 @@ func (r *Rsync) Readers() []string { return []string{r.reader} }
 func (r *Rsync) Changed(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "rsync", "-a", "--no-whole-file", "--delete",
 		r.writer+"/", fmt.Sprintf("rsync://%s/bench/", r.relay.Addr()))
-	out, err := cmd.CombinedOutput()
-	cpu, rss := runUsage(cmd.ProcessState)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cpu, rss, err := runMeasured(cmd)
 	r.clientCPU += cpu
 	r.clientRSS = max(r.clientRSS, rss)
 	if err != nil {
-		return fmt.Errorf("run rsync client: %w: %s", err, out)
+		return fmt.Errorf("run rsync client: %w: %s", err, out.Bytes())
 	}
 	return nil
 }

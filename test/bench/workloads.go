@@ -172,11 +172,10 @@ func (r *runner) manyFiles(sys System, g *Gen, sz Sizes) ([]Record, error) {
 		var buf bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &buf, &buf
 		t0 := time.Now()
-		err := cmd.Run()
+		cpu, rss, err := runMeasured(cmd)
 		w4.Seconds = time.Since(t0).Seconds()
 		w4.WireBytes = sys.Wire().Load() - wire0
 		r.usage(sys, &w4)
-		cpu, rss := runUsage(cmd.ProcessState)
 		w4.CPU["agent-once"], w4.PeakRSS["agent-once"] = cpu, rss
 		w4.CPU["total"] += cpu
 		w9.Extra["oncePeakRssBytes"] = float64(rss)

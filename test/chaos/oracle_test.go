@@ -246,7 +246,7 @@ func checkStoresOpen(t *testing.T, c *cluster) int64 {
 		if err != nil {
 			t.Fatalf("agent %s: state store does not open after a crash: %v", a.id, err)
 		}
-		if _, _, _, err := db.Trees(); err != nil {
+		if _, err := db.Trees(); err != nil {
 			t.Errorf("agent %s: state store does not read after a crash: %v", a.id, err)
 		}
 		if _, _, err := db.Cursor(); err != nil {
