@@ -56,7 +56,7 @@ product_helm_install() {
   local t0=$SECONDS
   say "helm upgrade --install $RELEASE charts/synced-folder -n $OPERATOR_NS"
   "$HELM" upgrade --install "$RELEASE" "$ROOT/charts/synced-folder" --namespace "$OPERATOR_NS" \
-    --create-namespace --set image.repository="$IMG_REPO" --set image.tag="$IMG_TAG" \
+    --create-namespace --set image.repository="$IMG_REPO" --set-string image.tag="$IMG_TAG" \
     --set image.pullPolicy=IfNotPresent --set-string operator.podAnnotations.image-id="$IMG_ID" \
     --wait --timeout 5m >&2
   "$KUBECTL" -n "$OPERATOR_NS" rollout status deployment/synced-folder-controller-manager --timeout=5m >&2

@@ -81,7 +81,7 @@ func (e *env) testChart(t *testing.T) {
 	}
 	out, err := run(e.ctx, e.helm, "upgrade", "--install", e.release, e.chart, "--namespace", e.operatorNS,
 		"--create-namespace", "--kubeconfig", e.kubeconfig,
-		"--set", "image.repository="+e.imageRepo, "--set", "image.tag="+e.imageTag,
+		"--set", "image.repository="+e.imageRepo, "--set-string", "image.tag="+e.imageTag, // a commit tag may be all digits
 		"--set", "image.pullPolicy=IfNotPresent", "--set-string", "operator.podAnnotations.image-id="+e.imageID,
 		"--wait", "--timeout", rolloutTimeout.String())
 	if err != nil {
