@@ -28,12 +28,7 @@ type routeCounter struct {
 
 func (rc *routeCounter) start(t *testing.T, target string, oldServer bool) string {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return interpose(t, target, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
 		switch {
 		case r.URL.Path == proto.RouteBlocksGet:
 			rc.batched.Add(1)
@@ -47,7 +42,19 @@ func (rc *routeCounter) start(t *testing.T, target string, oldServer bool) strin
 			rc.single.Add(1)
 		}
 		proxy.ServeHTTP(w, r)
-	}))
+	})
+}
+
+// interpose starts a server on loopback that hands every request to handle, with a
+// proxy to target for the requests it passes on, and returns its URL.
+func interpose(t *testing.T, target string, handle func(w http.ResponseWriter, r *http.Request, proxy http.Handler)) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handle(w, r, proxy) }))
 	t.Cleanup(srv.Close)
 	return srv.URL
 }

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"path"
 	"path/filepath"
 	"sync"
@@ -31,12 +29,7 @@ type commitGate struct {
 
 func (g *commitGate) start(t *testing.T, target string) string {
 	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return interpose(t, target, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
 		if r.URL.Path != proto.RouteCommit {
 			proxy.ServeHTTP(w, r)
 			return
@@ -68,9 +61,19 @@ func (g *commitGate) start(t *testing.T, target string) string {
 		}
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(rec.Body.Bytes())
-	}))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	})
+}
+
+// downloadsTo checks that a new agent on url downloads exactly want.
+func downloadsTo(t *testing.T, url string, want map[string][]byte) {
+	t.Helper()
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
 }
 
 // writeSmallFiles writes n files of a few hundred bytes under dir.
@@ -124,13 +127,7 @@ func TestLargeUploadKeepsTwoCommitsInFlight(t *testing.T) {
 	if ops := up.plan(); len(ops) != 0 {
 		t.Errorf("a second plan after the upload has %d ops, first %+v", len(ops), ops[0])
 	}
-	down := newEnvOn(t, url)
-	down.pull(t)
-	down.rescan(t)
-	if out := down.run(t, down.plan()); out.Failed != 0 {
-		t.Fatalf("download: %+v", out)
-	}
-	checkTree(t, down.dir, want)
+	downloadsTo(t, url, want)
 }
 
 // TestCommitFailureAmongThoseInFlight: the second commit of an upload fails with a
@@ -166,11 +163,5 @@ func TestCommitFailureAmongThoseInFlight(t *testing.T) {
 	if out.Failed != 0 || out.Done < len(want)-recorded {
 		t.Fatalf("second upload: %+v", out)
 	}
-	down := newEnvOn(t, url)
-	down.pull(t)
-	down.rescan(t)
-	if out := down.run(t, down.plan()); out.Failed != 0 {
-		t.Fatalf("download: %+v", out)
-	}
-	checkTree(t, down.dir, want)
+	downloadsTo(t, url, want)
 }
