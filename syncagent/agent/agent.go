@@ -80,18 +80,18 @@ type Config struct {
 
 // Agent syncs one folder.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	root    *os.Root
-	db      *state.DB
-	trees   *trees.Trees
-	floor   map[string]int64
+	cfg   Config
+	log   *slog.Logger
+	root  *os.Root
+	db    *state.DB
+	trees *trees.Trees
+	// own is what our own commits and deletes told us of each path's remote entry
+	// (Executor.OwnSeqs), until the feed passes it: older feed entries are stale, and the
+	// echo of an entry recorded in full is not written again.
+	own     map[string]execute.OwnSeq
 	scanner *scan.Scanner
 	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
 	exec    *execute.Executor
-	// recorded holds the Seq of entries our own commits' answers recorded in full
-	// (Executor.RemoteRecorded): their echo in the feed is not written again.
-	recorded map[string]int64
 	// indexWait, when set, returns the outcome of the index record that scanPaths left
 	// running (state.UpdateLater); see waitIndex. recordLater is set while scanPaths
 	// scans, so that the scanner's Record writes in the background.
@@ -111,10 +111,11 @@ type Agent struct {
 	// the trees are the ones the verdict is about, and a plan need not look at them.
 	quietAtLoad, treesTouched bool
 
-	counters  execute.Counters
-	rehashed  int // files the scanner hashed and recorded (scan.Scanner.Record), for logs
-	st        statusState
-	execSlice int // ops per executor run; 0: execSlice (tests set a small one)
+	counters   execute.Counters
+	rehashed   int // files the scanner hashed and recorded (scan.Scanner.Record), for logs
+	st         statusState
+	execSlice  int // ops per executor run; 0: execSlice (tests set a small one)
+	planWindow int // ops per window of a first sync; 0: planWindow (tests set a small one)
 }
 
 // New opens the folder and the agent's state.
@@ -169,7 +170,7 @@ func New(cfg Config) (*Agent, error) {
 		root.Close()
 		return nil, err
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, floor: map[string]int64{}, recorded: map[string]int64{}}
+	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, own: map[string]execute.OwnSeq{}}
 	a.initScanner(base)
 	if cfg.ListAhead {
 		a.ahead = a.scanner.ListAhead()
@@ -187,7 +188,7 @@ func New(cfg Config) (*Agent, error) {
 			a.trees = t
 			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
 			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Trees: t,
-				RemoteFloor: a.floor, RemoteRecorded: a.recorded, Log: a.log, Counters: &a.counters,
+				OwnSeqs: a.own, Log: a.log, Counters: &a.counters,
 				Preupload: a.preupload}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
@@ -239,7 +240,7 @@ func (a *Agent) Close() error {
 	}
 	// The agent's trees are done with: the snapshot reads its own from the tables, and
 	// must not hold both copies at once (a large folder's trees are most of the heap).
-	a.trees, a.floor, a.recorded, a.exec = nil, nil, nil, nil
+	a.trees, a.own, a.exec = nil, nil, nil
 	runtime.GC()
 	start := time.Now()
 	if wrote, err := a.db.SaveSnapshot(); err != nil {
@@ -464,15 +465,15 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 			}
 			a.trees.Synced.Clear()
 			a.trees.Remote.Clear()
-			clear(a.floor)
-			clear(a.recorded)
+			clear(a.own)
 		}
 		for _, e := range p.resp.Entries {
-			if e.Seq < a.floor[e.Path] {
+			own, ok := a.own[e.Path]
+			if e.Seq < own.Floor {
 				continue // older than what our own commit or delete already told us
 			}
 			// An entry our own commit's answer recorded, in full, is not written again.
-			if seq, ok := a.recorded[e.Path]; !ok || seq != e.Seq {
+			if !ok || own.Recorded != e.Seq {
 				if err := a.recordRemote(tx, e); err != nil {
 					return err
 				}
@@ -482,14 +483,9 @@ func (a *Agent) applyPage(ctx context.Context, p page) error {
 			}
 		}
 		a.folderID, a.cursor = p.resp.FolderID, p.resp.LastSeq
-		for path, seq := range a.floor {
-			if seq <= a.cursor {
-				delete(a.floor, path)
-			}
-		}
-		for path, seq := range a.recorded {
-			if seq <= a.cursor {
-				delete(a.recorded, path)
+		for path, own := range a.own {
+			if own.Floor <= a.cursor {
+				delete(a.own, path)
 			}
 		}
 		a.st.setCursor(a.folderID, a.cursor)
@@ -547,10 +543,13 @@ func (a *Agent) catchUp(ctx context.Context) error {
 // untouched since the snapshot found them quiet are not even checked again (an
 // unchanged --once pass). The Local tree then is the index's, as New built it, unless a
 // scan changed it, which it does only with index updates.
-func (a *Agent) planNow() []plan.Op {
+//
+// A first sync of a large tree (a plan of creations only) comes in windows of
+// planWindow ops (plan.PlanWindow); runPlan plans the next one when a window ran.
+func (a *Agent) planNow() plan.Window {
 	t := a.trees
 	if a.quietAtLoad && !a.treesTouched && t.Local.Len() == t.Index.Len() || plan.Quiet(t.Local, t.Remote, t.Synced) {
-		return nil
+		return plan.Window{}
 	}
 	var remote, synced plan.View
 	var wg sync.WaitGroup
@@ -559,10 +558,24 @@ func (a *Agent) planNow() []plan.Op {
 	local := a.visible(t.Local)
 	wg.Wait()
 	start := time.Now()
-	ops := plan.Plan(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()})
-	a.log.Debug("planned", "ops", len(ops), "took", time.Since(start).String())
-	return ops
+	w := plan.PlanWindow(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()}, a.window())
+	a.log.Debug("planned", "ops", len(w.Ops), "restFiles", w.RestFiles, "took", time.Since(start).String())
+	return w
 }
+
+// window is the number of ops of a first sync planned at a time.
+func (a *Agent) window() int {
+	if a.planWindow > 0 {
+		return a.planWindow
+	}
+	return planWindow
+}
+
+// planWindow is how many ops of a first sync the agent plans at a time. A plan of
+// 100,000 creations held ≈ 22 MB of ops, nodes and decisions at once, the largest part
+// of an agent's heap during a first sync; a window of 16,384 holds ≈ 3.6 MB, and the
+// 100,000 take 7 plans, each a pass over the trees (≈ 30 ms at 100,000 paths).
+const planWindow = 16384
 
 // actionable counts the ops that change something.
 func actionable(ops []plan.Op) int {
@@ -682,14 +695,45 @@ func (a *Agent) reportAll(ops []plan.Op) {
 // slices up front held it twice at the plan's own peak).
 const execSlice = 10000
 
-// execute runs ops, in order, with progress reporting. The caller must not use ops after
-// it (a large plan's ops are let go as they run).
+// runPlan runs a plan through the mass-delete breaker and executes it, with progress
+// reporting. When the plan is a window of a larger first sync, the next window is
+// planned as soon as one ran, with no scan in between (as the slices of one plan), until
+// the plan is done, an op fails or is skipped, or there is nothing left. Between two
+// windows it runs between (nil: nothing), which applies the changes feed: the next plan
+// then also covers what it brought, and may no longer be a window. It reports whether
+// the breaker held deletes back.
+func (a *Agent) runPlan(ctx context.Context, w plan.Window, between func(context.Context) error) (out execute.Outcome, tripped bool, err error) {
+	files, bytes := totals(w.Ops)
+	stop := a.startProgress(files+w.RestFiles, bytes+w.RestBytes)
+	for {
+		ops, held := a.breaker(w.Ops)
+		tripped = tripped || held
+		more := w.RestFiles > 0
+		a.st.setPending(actionable(ops) + int(w.RestFiles))
+		var o execute.Outcome
+		o, err = a.execute(ctx, ops)
+		out.Add(o)
+		if err != nil || !more || o.Failed > 0 || o.Replan || o.Done == 0 || held {
+			break
+		}
+		if between != nil {
+			if err = between(ctx); err != nil {
+				break
+			}
+		}
+		if w = a.planNow(); actionable(w.Ops) == 0 {
+			break
+		}
+	}
+	stop(err == nil)
+	return out, tripped, err
+}
+
+// execute runs ops, in order. The caller must not use ops after it (a large plan's ops
+// are let go as they run).
 func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, error) {
 	a.reportAll(ops)
-	files, bytes := totals(ops)
-	a.st.setPending(actionable(ops))
 	a.treesTouched = true
-	stop := a.startProgress(files, bytes)
 	n := a.execSlice
 	if n <= 0 {
 		n = execSlice
@@ -705,7 +749,6 @@ func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, er
 			clear(part)
 		}
 	}
-	stop(err == nil)
 	return out, err
 }
 

@@ -344,11 +344,11 @@ func TestProgressIsNotABackOff(t *testing.T) {
 	if err := b.scanAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	again, skipped, err := b.cycle(ctx)
+	again, skipped, err := b.cycle(ctx, nil)
 	if err != nil || !again || skipped {
 		t.Errorf("cycle that downloaded 20 files: again %v, skipped %v, err %v; want again and not skipped", again, skipped, err)
 	}
-	again, skipped, err = b.cycle(ctx)
+	again, skipped, err = b.cycle(ctx, nil)
 	if err != nil || again || skipped {
 		t.Errorf("cycle with nothing to do: again %v, skipped %v, err %v", again, skipped, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/syncagent/execute"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -29,7 +30,7 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 		Blocks: []proto.Block{{Hash: sha("a"), Size: 1}}}
 	// As recordCommit leaves it: the remote tree, floor and recorded seq of the answer.
 	a.trees.Remote.Set("f", state.NodeOf(mine))
-	a.floor["f"], a.recorded["f"] = 7, 7
+	a.own["f"] = execute.OwnSeq{Floor: 7, Recorded: 7}
 	// A feed entry at that seq that differed (it cannot; the server has one entry per
 	// seq) would show whether the echo was written.
 	echo := mine
@@ -41,7 +42,7 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 	if n, _ := a.trees.Remote.Get("f"); n.SHA256 != sha("a") {
 		t.Fatal("the echo of our own recorded commit was written again")
 	}
-	if _, ok := a.recorded["f"]; ok {
+	if _, ok := a.own["f"]; ok {
 		t.Error("the recorded seq outlived the cursor passing it")
 	}
 	later := echo

@@ -74,14 +74,13 @@ func (a *Agent) onceRound(ctx context.Context, swept *bool) (bool, error) {
 		return false, err
 	}
 	*swept = true
-	ops := a.planNow()
-	if actionable(ops) == 0 {
-		a.reportAll(ops)
+	w := a.planNow()
+	if actionable(w.Ops) == 0 {
+		a.reportAll(w.Ops)
 		a.st.setPending(0)
 		return true, nil
 	}
-	ops, tripped := a.breaker(ops)
-	out, err := a.execute(ctx, ops)
+	out, tripped, err := a.runPlan(ctx, w, a.catchUp)
 	if err != nil {
 		return false, err
 	}
@@ -129,6 +128,44 @@ func (a *Agent) Run(ctx context.Context) error {
 	poll := time.NewTicker(time.Second)
 	defer poll.Stop()
 
+	// drain applies the feed pages that have arrived, without waiting for more, before
+	// a cycle.
+	drain := func(ctx context.Context) error {
+		for {
+			select {
+			case p := <-pages:
+				if err := a.applyPage(ctx, p); err != nil {
+					return fmt.Errorf("record changes: %w", err)
+				}
+			default:
+				return nil
+			}
+		}
+	}
+	// betweenWindows drains the feed between the windows of a first sync and, while
+	// more than a window's worth of our own commits wait for their echo (each holds an
+	// OwnSeq until the feed passes it: 100,000 of them in a first upload that ran
+	// ahead of its feed), waits for the feed's next pages, at most ownBacklogWait.
+	betweenWindows := func(ctx context.Context) error {
+		if err := drain(ctx); err != nil {
+			return err
+		}
+		wait := time.NewTimer(ownBacklogWait)
+		defer wait.Stop()
+		for len(a.own) > a.window() {
+			select {
+			case p := <-pages:
+				if err := a.applyPage(ctx, p); err != nil {
+					return fmt.Errorf("record changes: %w", err)
+				}
+			case <-wait.C:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		return nil
+	}
 	var (
 		caughtUp = false
 		full     = true
@@ -175,16 +212,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		// Drain what else arrived, so one cycle covers it.
-	drain:
-		for {
-			select {
-			case p := <-pages:
-				if err := a.applyPage(ctx, p); err != nil {
-					return fmt.Errorf("record changes: %w", err)
-				}
-			default:
-				break drain
-			}
+		if err := drain(ctx); err != nil {
+			return err
 		}
 		var err error
 		if full {
@@ -199,7 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			full, dirty, remoteCh = false, map[string]bool{}, false
 			var again, skipped bool
-			again, skipped, err = a.cycle(ctx)
+			again, skipped, err = a.cycle(ctx, betweenWindows)
 			if werr := a.waitIndex(); err == nil {
 				err = werr
 			}
@@ -234,19 +263,23 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// cycle plans and executes once. It reports whether to plan again at once (something
-// was done, or skipped), and whether ops were skipped because the world moved on.
-func (a *Agent) cycle(ctx context.Context) (again, skipped bool, err error) {
-	ops := a.planNow()
-	if actionable(ops) == 0 {
-		a.reportAll(ops)
+// ownBacklogWait bounds the wait between two windows of a first sync for the feed to
+// bring back our own commits (see Run's betweenWindows).
+const ownBacklogWait = 2 * time.Second
+
+// cycle plans and executes once; between the windows of a first sync it runs between
+// (nil: nothing). It reports whether to plan again at once (something was done, or
+// skipped), and whether ops were skipped because the world moved on.
+func (a *Agent) cycle(ctx context.Context, between func(context.Context) error) (again, skipped bool, err error) {
+	w := a.planNow()
+	if actionable(w.Ops) == 0 {
+		a.reportAll(w.Ops)
 		a.st.setPending(0)
 		a.st.synced(time.Now())
 		a.st.setError(nil)
 		return false, false, nil
 	}
-	ops, _ = a.breaker(ops)
-	out, err := a.execute(ctx, ops)
+	out, _, err := a.runPlan(ctx, w, between)
 	if err != nil {
 		return false, false, err
 	}

@@ -71,15 +71,11 @@ type Executor struct {
 	// Trees are the agent's trees and index cache; the executor updates them as it goes,
 	// so that the next plan starts from what is true now.
 	Trees *trees.Trees
-	// RemoteFloor is the highest Seq per path that this agent's own commits and deletes
-	// produced; the agent ignores changes-feed entries older than it.
-	RemoteFloor map[string]int64
-	// RemoteRecorded, when set, gets the Seq of each remote entry that a commit's or
-	// delete's answer recorded in full (block list included): the agent's feed then
-	// need not write the same entry again when it comes back.
-	RemoteRecorded map[string]int64
-	Log            *slog.Logger
-	Counters       *Counters
+	// OwnSeqs, when set, gets the Seqs this agent's own commits and deletes produced,
+	// per path; the agent drops a path's record once its changes feed has passed them.
+	OwnSeqs  map[string]OwnSeq
+	Log      *slog.Logger
+	Counters *Counters
 	// InlineMax is the size up to which a file's content rides inside its commit.
 	InlineMax int64
 	// Workers bounds parallel downloads and block uploads.
@@ -90,6 +86,18 @@ type Executor struct {
 
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads
+}
+
+// OwnSeq is what the agent's own commits and deletes told it of one path's remote
+// entry, kept until its changes feed passes it. One record for both Seqs: a first upload
+// of 100,000 files holds one per file until the feed catches up.
+type OwnSeq struct {
+	// Floor is the highest Seq they produced: feed entries older than it are stale.
+	Floor int64
+	// Recorded is the Seq of the entry an answer recorded in full (block list
+	// included), 0 if none: the feed need not write that entry again when it comes
+	// back.
+	Recorded int64
 }
 
 // Outcome summarizes one Run.
@@ -244,29 +252,27 @@ func (x *Executor) setRemote(tx *state.Tx, e *proto.Entry, p string) error {
 	if e == nil || e.Deleted {
 		x.Trees.Remote.Delete(p)
 		if e != nil {
-			x.raiseFloor(p, e.Seq)
-			x.noteRecorded(p, e.Seq)
+			x.noteOwn(p, e.Seq, true)
 		}
 		return tx.DeleteRemote(p)
 	}
 	x.Trees.Remote.Set(p, state.NodeOf(*e))
-	x.raiseFloor(p, e.Seq)
-	if !e.BlocksOmitted {
-		x.noteRecorded(p, e.Seq)
-	}
+	x.noteOwn(p, e.Seq, !e.BlocksOmitted)
 	return tx.PutRemote(*e)
 }
 
-func (x *Executor) noteRecorded(p string, seq int64) {
-	if x.RemoteRecorded != nil {
-		x.RemoteRecorded[p] = seq
+// noteOwn raises p's floor to seq and, when the answer was recorded in full, notes seq
+// as recorded.
+func (x *Executor) noteOwn(p string, seq int64, full bool) {
+	if x.OwnSeqs == nil {
+		return
 	}
-}
-
-func (x *Executor) raiseFloor(p string, seq int64) {
-	if x.RemoteFloor != nil && seq > x.RemoteFloor[p] {
-		x.RemoteFloor[p] = seq
+	o := x.OwnSeqs[p]
+	o.Floor = max(o.Floor, seq)
+	if full {
+		o.Recorded = seq
 	}
+	x.OwnSeqs[p] = o
 }
 
 // record applies RecordSynced and ForgetSynced ops.

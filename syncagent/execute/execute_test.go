@@ -54,7 +54,7 @@ func newEnvOn(t *testing.T, url string) *env {
 	}
 	t.Cleanup(func() { db.Close() })
 	x := &Executor{Root: root, Server: cl, State: db, Trees: trees.New(0),
-		RemoteFloor: map[string]int64{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: &Counters{}}
+		OwnSeqs: map[string]OwnSeq{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: &Counters{}}
 	return &env{dir: dir, cl: cl, x: x, scan: &scan.Scanner{Root: root}}
 }
 

@@ -74,3 +74,27 @@ func BenchmarkQuiet(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPlanWindowFirstUpload plans the first window of the first upload of a
+// 100,000-file folder: the cost of each of the agent's plans of a large first sync, and
+// what a window holds.
+func BenchmarkPlanWindowFirstUpload(b *testing.B) {
+	local := Tree{}
+	for d := range 100 {
+		local[fmt.Sprintf("dir%03d", d)] = dir()
+		for f := range 1000 {
+			local[fmt.Sprintf("dir%03d/file%04d", d, f)] = file("a")
+		}
+	}
+	opts := Options{AgentID: "me", Now: testNow}
+	for _, window := range []int{4096, 8192, 16384} {
+		b.Run(fmt.Sprint(window), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if w := PlanWindow(local, Tree{}, Tree{}, opts, window); len(w.Ops) != window || w.RestFiles != int64(100100-window) {
+					b.Fatalf("%d ops, %d more", len(w.Ops), w.RestFiles)
+				}
+			}
+		})
+	}
+}

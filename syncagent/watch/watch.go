@@ -44,7 +44,9 @@ type Options struct {
 type Batch struct {
 	// Paths are the changed paths, slash-separated, relative to the root, sorted and
 	// unique. A path may name something that no longer exists (it was deleted) or a
-	// directory (created or moved in: its whole content is listed too).
+	// directory created or moved in, whose content is not listed: the receiver rescans
+	// a reported dir with everything below it (a tree of 100,000 files moved in is one
+	// path, not 100,000 held by the watcher and the receiver at once).
 	Paths []string
 	// Full means that events were lost: the receiver must rescan the whole tree.
 	Full bool
@@ -97,7 +99,7 @@ func New(root string, opts Options) (*Watcher, error) {
 		stopped: make(chan struct{}),
 		watched: map[string]bool{},
 	}
-	if _, err := w.addTree(abs); err != nil {
+	if err := w.addTree(abs); err != nil {
 		fsw.Close()
 		return nil, err
 	}
@@ -261,11 +263,7 @@ func (w *Watcher) handle(ev fsnotify.Event, p *pending, now time.Time) bool {
 	}
 	p.add(rel, now)
 	if isDir && ev.Has(fsnotify.Create) {
-		found, err := w.addTree(ev.Name)
-		for _, q := range found {
-			p.add(q, now)
-		}
-		if err != nil {
+		if err := w.addTree(ev.Name); err != nil {
 			w.opts.Logger.Warn("cannot watch a new directory; rescanning everything", "path", rel, "err", err)
 			p.full = true
 		}
@@ -273,11 +271,11 @@ func (w *Watcher) handle(ev fsnotify.Event, p *pending, now time.Time) bool {
 	return true
 }
 
-// addTree watches dir and every directory below it, returning the relative paths of
-// everything found below dir (content that may predate the watch). A directory that
-// vanishes while being walked is not an error: its removal is an event of its own.
-func (w *Watcher) addTree(dir string) ([]string, error) {
-	var found []string
+// addTree watches dir and every directory below it. Content that predates the watch
+// is not reported: dir itself is, and its receiver rescans it with its subtree. A
+// directory that vanishes while being walked is not an error: its removal is an event
+// of its own.
+func (w *Watcher) addTree(dir string) error {
 	var firstErr error
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -296,9 +294,6 @@ func (w *Watcher) addTree(dir string) ([]string, error) {
 			}
 			return nil
 		}
-		if p != dir && ok {
-			found = append(found, rel)
-		}
 		if !d.IsDir() {
 			return nil
 		}
@@ -310,7 +305,7 @@ func (w *Watcher) addTree(dir string) ([]string, error) {
 	if err != nil && firstErr == nil {
 		firstErr = err
 	}
-	return found, firstErr
+	return firstErr
 }
 
 func (w *Watcher) watch(dir string) error {
