@@ -171,3 +171,42 @@ func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
 }
+
+// A small file whose content a local file holds already is copied from it: neither a
+// batch nor a single GET brings it (the batch's set of local contents is keyed by a
+// prefix of their hashes).
+func TestSmallFileHeldLocallyIsNotFetched(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	up := newEnvOn(t, url)
+	writeFile(t, filepath.Join(up.dir, "a.txt"), "the same content")
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	var rc routeCounter
+	down := newEnvOn(t, rc.start(t, url, false))
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done == 0 {
+		t.Fatalf("first download: %+v", out)
+	}
+	writeFile(t, filepath.Join(up.dir, "b.txt"), "the same content")
+	writeFile(t, filepath.Join(up.dir, "c.txt"), "other content")
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	b0, s0, reused0 := rc.batched.Load(), rc.single.Load(), down.x.Counters.BytesReused.Load()
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done < 2 {
+		t.Fatalf("second download: %+v", out)
+	}
+	checkTree(t, down.dir, map[string][]byte{"a.txt": []byte("the same content"), "b.txt": []byte("the same content"), "c.txt": []byte("other content")})
+	if b, s := rc.batched.Load()-b0, rc.single.Load()-s0; b+s != 1 {
+		t.Errorf("%d batched and %d single block requests for one file held locally and one not; want one", b, s)
+	}
+	if reused := down.x.Counters.BytesReused.Load() - reused0; reused != int64(len("the same content")) {
+		t.Errorf("%d bytes taken from local files, want %d", reused, len("the same content"))
+	}
+}

@@ -44,9 +44,10 @@ type Options struct {
 type Batch struct {
 	// Paths are the changed paths, slash-separated, relative to the root, sorted and
 	// unique. A path may name something that no longer exists (it was deleted) or a
-	// directory created or moved in, whose content is not listed: the receiver rescans
-	// a reported dir with everything below it (a tree of 100,000 files moved in is one
-	// path, not 100,000 held by the watcher and the receiver at once).
+	// dir, which the receiver rescans with everything below it: a dir created or moved
+	// in is reported without its content (a tree of 100,000 files moved in is one path,
+	// not 100,000 held by the watcher and the receiver at once), and many changes under
+	// one dir may be reported as the dir (see collapseAbove).
 	Paths []string
 	// Full means that events were lost: the receiver must rescan the whole tree.
 	Full bool
@@ -130,9 +131,12 @@ func (w *Watcher) Close() error {
 // pending is the batch being gathered.
 type pending struct {
 	paths map[string]bool
-	full  bool
-	first time.Time // when the oldest unsent change came in
-	dirty bool      // changed since the last batch() snapshot
+	// collapseAt is the size at which the next collapse runs: collapseAbove, or twice
+	// what the last one left when it could not get under collapseAbove/2.
+	collapseAt int
+	full       bool
+	first      time.Time // when the oldest unsent change came in
+	dirty      bool      // changed since the last batch() snapshot
 }
 
 func (p *pending) empty() bool { return len(p.paths) == 0 && !p.full }
@@ -141,8 +145,70 @@ func (p *pending) add(rel string, now time.Time) {
 	if p.empty() {
 		p.first = now
 	}
-	if !p.paths[rel] {
-		p.paths[rel] = true
+	if p.paths[rel] || p.covered(rel) {
+		return
+	}
+	// A copy, not a part of the event's absolute name: the set may hold many.
+	p.paths[strings.Clone(rel)] = true
+	p.dirty = true
+	if len(p.paths) > max(p.collapseAt, collapseAbove) {
+		p.collapse()
+		p.collapseAt = 2 * len(p.paths)
+	}
+}
+
+// collapseAbove is the number of pending paths above which paths that share a parent
+// dir are replaced by it. The receiver rescans a reported dir with everything below
+// it, so the dir stands for them: an agent landing 100,000 files while its loop is busy
+// held one path per file (5–7 MB), then rescanned each on its own.
+const collapseAbove = 4096
+
+// collapseMinChildren is how many pending paths under one dir make collapse report the
+// dir instead (a dir with fewer is not worth rescanning whole).
+const collapseMinChildren = 8
+
+// covered reports whether an ancestor dir of rel is pending: its rescan covers rel.
+func (p *pending) covered(rel string) bool {
+	if len(p.paths) == 0 {
+		return false
+	}
+	for i := strings.LastIndexByte(rel, '/'); i > 0; i = strings.LastIndexByte(rel, '/') {
+		rel = rel[:i]
+		if p.paths[rel] {
+			return true
+		}
+	}
+	return false
+}
+
+// collapse replaces the pending paths of each dir that has collapseMinChildren or more
+// of them by the dir, one level at a time, until at most collapseAbove/2 paths are
+// left or no dir has that many.
+func (p *pending) collapse() {
+	for len(p.paths) > collapseAbove/2 {
+		children := map[string]int{}
+		for q := range p.paths {
+			if i := strings.LastIndexByte(q, '/'); i > 0 {
+				children[q[:i]]++
+			}
+		}
+		merged := false
+		for q := range p.paths {
+			if i := strings.LastIndexByte(q, '/'); i > 0 && children[q[:i]] >= collapseMinChildren {
+				delete(p.paths, q)
+				p.paths[q[:i]] = true
+				merged = true
+			}
+		}
+		if !merged {
+			break
+		}
+		// A dir added above may be under another one that is pending.
+		for q := range p.paths {
+			if p.covered(q) {
+				delete(p.paths, q)
+			}
+		}
 		p.dirty = true
 	}
 }
@@ -154,6 +220,7 @@ func (p *pending) sent(b Batch) {
 	}
 	if len(p.paths) == 0 {
 		p.paths = map[string]bool{} // a map keeps its largest size; a burst's must go
+		p.collapseAt = 0
 	}
 	if b.Full {
 		p.full = false

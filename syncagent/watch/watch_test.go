@@ -252,3 +252,54 @@ func TestSlowReceiverGetsEveryPath(t *testing.T) {
 		}
 	}
 }
+
+// Many changes in a few dirs while the receiver is busy come as the dirs (which it
+// rescans with their content), not one path per file; nothing is left uncovered.
+func TestManyChangesCollapseToTheirDirs(t *testing.T) {
+	root := t.TempDir()
+	const dirs, perDir = 10, 500
+	for d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, "top", fmt.Sprintf("d%d", d)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, filepath.Join(root, "lone.txt"), "x")
+	w := start(t, root, Options{})
+	var files []string
+	for i := range dirs * perDir {
+		rel := fmt.Sprintf("top/d%d/f%04d", i%dirs, i)
+		write(t, filepath.Join(root, filepath.FromSlash(rel)), "x")
+		files = append(files, rel)
+	}
+	write(t, filepath.Join(root, "lone.txt"), "y")
+	seen := map[string]bool{}
+	covered := func(rel string) bool {
+		for q := rel; ; {
+			if seen[q] {
+				return true
+			}
+			i := strings.LastIndexByte(q, '/')
+			if i < 0 {
+				return false
+			}
+			q = q[:i]
+		}
+	}
+	deadline := time.After(20 * time.Second)
+	for slices.ContainsFunc(files, func(f string) bool { return !covered(f) }) || !seen["lone.txt"] {
+		select {
+		case b := <-w.Batches():
+			if b.Full {
+				t.Fatal("the watcher overflowed") // 15,000 events fit the kernel's default queue of 16,384
+			}
+			for _, p := range b.Paths {
+				seen[p] = true
+			}
+		case <-deadline:
+			t.Fatalf("not every change came: %d paths seen", len(seen))
+		}
+	}
+	if len(seen) > len(files)/2 {
+		t.Errorf("%d paths for %d changed files in %d dirs; want the dirs", len(seen), len(files), dirs)
+	}
+}
