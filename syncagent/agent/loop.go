@@ -150,6 +150,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err := drain(ctx); err != nil {
 			return err
 		}
+		if len(a.own) <= a.window() {
+			return nil
+		}
+		start, before := time.Now(), len(a.own)
+		defer func() {
+			a.log.Debug("waited for the echo of our own commits", "before", before, "after", len(a.own), "took", time.Since(start).String())
+		}()
 		wait := time.NewTimer(ownBacklogWait)
 		defer wait.Stop()
 		for len(a.own) > a.window() {

@@ -467,18 +467,17 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 // Paths rescans the given paths (each with its subtree, and with its parent dirs) and
 // returns the index updates to persist (without those handed to Record).
 func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]Update, error) {
-	sort.Strings(paths)
+	paths = outermost(paths)
 	var jobs []job
 	var ups []Update
-	done := map[string]bool{}
+	// The paths are disjoint subtrees, so a path is visited once without a set of the
+	// visited ones (100,000 entries when a whole tree is rescanned); only the parent
+	// dirs visited on the way are kept.
+	parentsDone := map[string]bool{}
 	removed := map[string]trees.IndexEntry{}
 	var children map[string][]string // dir → its children in the tree; built on first use
 	var visitTree func(p string) error
 	visitTree = func(p string) error {
-		if done[p] {
-			return nil
-		}
-		done[p] = true
 		fi, err := s.Root.Lstat(p)
 		isDir := err == nil && fi.IsDir()
 		if err != nil || s.ignored(p, isDir) {
@@ -568,7 +567,8 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		}
 		// Parents first, so a file in a new dir brings the dir along.
 		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
-			if _, ok := l.Local.Get(dir); !ok && !done[dir] {
+			if _, ok := l.Local.Get(dir); !ok && !parentsDone[dir] {
+				parentsDone[dir] = true
 				if fi, err := s.Root.Lstat(dir); err == nil && fi.IsDir() && !s.ignored(dir, true) {
 					if _, up, ok, err := s.visit(dir, l); err == nil && ok && up != nil {
 						ups = append(ups, *up)
@@ -582,6 +582,30 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 	}
 	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
+}
+
+// outermost returns the paths, sorted, without duplicates and without the paths under
+// another one (whose rescan covers them).
+func outermost(paths []string) []string {
+	sort.Strings(paths)
+	kept := make(map[string]bool, len(paths))
+	out := paths[:0]
+	for _, p := range paths {
+		under := kept[p]
+		for q := p; !under; {
+			i := strings.LastIndexByte(q, '/')
+			if i < 0 {
+				break
+			}
+			q = q[:i]
+			under = kept[q]
+		}
+		if !under {
+			kept[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // childrenOf indexes the tree's paths by their parent dir ("." for the top level is not

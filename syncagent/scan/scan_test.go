@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -376,5 +377,44 @@ func TestRecordTakesHashedFilesInSlices(t *testing.T) {
 				t.Errorf("a failing Record: the scan returned %v", err)
 			}
 		})
+	}
+}
+
+// Paths given with their dir, twice, or under a deleted dir are rescanned once each as
+// part of the outermost one, with the same result as the outermost paths alone.
+func TestPathsUnderAnotherAreCoveredByIt(t *testing.T) {
+	if got := outermost([]string{"a/b/c", "a-b", "a/b", "a", "a/b", "b/x", "a-b/y", "b/xy"}); !slices.Equal(got, []string{"a", "a-b", "b/x", "b/xy"}) {
+		t.Errorf("outermost: %v", got)
+	}
+	dir, s, l := setup(t)
+	put(t, filepath.Join(dir, "gone/f"), "1")
+	put(t, filepath.Join(dir, "d/keep"), "k")
+	ctx := context.Background()
+	if _, err := s.Full(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "gone")); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "d/new/x"), "x")
+	put(t, filepath.Join(dir, "d/keep"), "changed")
+	ups, err := s.Paths(ctx, []string{"d/new/x", "gone/f", "d", "d/keep", "gone", "d/new"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, u := range ups {
+		seen[u.Path]++
+	}
+	for _, p := range []string{"gone", "gone/f", "d/keep", "d/new", "d/new/x"} {
+		if seen[p] != 1 {
+			t.Errorf("%s: %d updates, want 1 (all: %v)", p, seen[p], seen)
+		}
+	}
+	if n, ok := localTree(l)["d/keep"]; !ok || n.Size != int64(len("changed")) {
+		t.Errorf("d/keep in tree: %+v %v", n, ok)
+	}
+	if _, ok := localTree(l)["gone/f"]; ok {
+		t.Error("gone/f still in the tree")
 	}
 }
