@@ -574,7 +574,8 @@ func (a *Agent) window() int {
 // planWindow is how many ops of a first sync the agent plans at a time. A plan of
 // 100,000 creations held ≈ 22 MB of ops, nodes and decisions at once, the largest part
 // of an agent's heap during a first sync; a window of 16,384 holds ≈ 3.6 MB, and the
-// 100,000 take 7 plans, each a pass over the trees (≈ 30 ms at 100,000 paths).
+// 100,000 take 7 plans, each a pass over the trees (≈ 40 ms at 100,000 paths:
+// BenchmarkPlanWindowFirstUpload). A first sync of 10,000 files (W1) is one plan.
 const planWindow = 16384
 
 // actionable counts the ops that change something.
