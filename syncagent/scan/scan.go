@@ -477,27 +477,36 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 	removed := map[string]trees.IndexEntry{}
 	var children map[string][]string // dir → its children in the tree; built on first use
 	var visitTree func(p string) error
+	// drop removes p (when self) and everything the trees hold below it.
+	drop := func(p string, self bool) {
+		for q := range l.Local.All() {
+			if self && q == p || strings.HasPrefix(q, p+"/") {
+				l.Local.Delete(q)
+			}
+		}
+		for q, e := range l.Index.All() {
+			if self && q == p || strings.HasPrefix(q, p+"/") {
+				removed[q] = e
+				l.Index.Delete(q)
+				ups = append(ups, Update{Path: q, Deleted: true})
+			}
+		}
+	}
 	visitTree = func(p string) error {
 		fi, err := s.Root.Lstat(p)
 		isDir := err == nil && fi.IsDir()
 		if err != nil || s.ignored(p, isDir) {
 			// Gone (or now ignored): drop it and everything under it.
-			for q := range l.Local.All() {
-				if q == p || strings.HasPrefix(q, p+"/") {
-					l.Local.Delete(q)
-				}
-			}
-			for q, e := range l.Index.All() {
-				if q == p || strings.HasPrefix(q, p+"/") {
-					removed[q] = e
-					l.Index.Delete(q)
-					ups = append(ups, Update{Path: q, Deleted: true})
-				}
-			}
+			drop(p, true)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 				return fmt.Errorf("stat %q: %w", p, err)
 			}
 			return nil
+		}
+		if was, ok := l.Local.Get(p); ok && was.Type == proto.TypeDir && !isDir {
+			// A dir replaced by a file or link: what was below it is gone (the paths
+			// below it, given too, are covered by p).
+			drop(p, false)
 		}
 		// The lstat above is the one the index cache is checked against: a second one
 		// per path cost as much as the rest of a rescan of the agent's own landed files.

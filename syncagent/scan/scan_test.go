@@ -418,3 +418,33 @@ func TestPathsUnderAnotherAreCoveredByIt(t *testing.T) {
 		t.Error("gone/f still in the tree")
 	}
 }
+
+// A dir replaced by a file, reported with its old content: the content goes from the
+// trees with the dir (the paths below it are covered by it, and not visited on their own).
+func TestPathsOfADirReplacedByAFileDropsItsContent(t *testing.T) {
+	dir, s, l := setup(t)
+	put(t, filepath.Join(dir, "was-dir/inner.txt"), "inside")
+	put(t, filepath.Join(dir, "was-dir/sub/deep.txt"), "deep")
+	ctx := context.Background()
+	if _, err := s.Full(ctx, l); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "was-dir")); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "was-dir"), "file now")
+	if _, err := s.Paths(ctx, []string{"was-dir/inner.txt", "was-dir"}, l); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := localTree(l)["was-dir"]; !ok || n.Type != proto.TypeFile {
+		t.Errorf("was-dir in the tree: %+v %v; want the file", n, ok)
+	}
+	for _, p := range []string{"was-dir/inner.txt", "was-dir/sub", "was-dir/sub/deep.txt"} {
+		if _, ok := localTree(l)[p]; ok {
+			t.Errorf("%s still in the tree", p)
+		}
+		if _, ok := indexOf(l)[p]; ok {
+			t.Errorf("%s still in the index", p)
+		}
+	}
+}
