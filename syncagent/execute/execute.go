@@ -90,6 +90,7 @@ type Executor struct {
 
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads
+	stage    stageState          // the staging dir of the download under way; see StageDir
 }
 
 // Outcome summarizes one Run.
