@@ -4,14 +4,17 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/syncagent/execute"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 )
 
-// Once removes the temp files a crash left (in the tree, in a temp dir, in an ignored
-// dir) during its first scan, before anything is planned, and leaves the state dir alone;
-// also when the scan's listings were made while New loaded the trees (ListAhead).
+// Once removes the temp files a crash left (in the tree, in a temp dir such as the
+// executor's staging dir, in an ignored dir) during its first scan, before anything is
+// planned, uploads none of them, and leaves the state dir alone; also when the scan's
+// listings were made while New loaded the trees (ListAhead).
 func TestOnceRemovesLeftoverTempFiles(t *testing.T) {
 	for _, ahead := range []bool{false, true} {
 		t.Run(map[bool]string{false: "listed by the scan", true: "listed ahead"}[ahead], func(t *testing.T) {
@@ -25,7 +28,8 @@ func onceRemovesLeftoverTempFiles(t *testing.T, listAhead bool) {
 	dir := filepath.Join(t.TempDir(), "a")
 	write(t, filepath.Join(dir, "keep.txt"), "keep")
 	write(t, filepath.Join(dir, ".syncignore"), "ignored/\n")
-	leftovers := []string{"sub/" + scan.TempPrefix + "1", scan.TempPrefix + "d/x", "ignored/deep/" + scan.TempPrefix + "2"}
+	leftovers := []string{"sub/" + scan.TempPrefix + "1", scan.TempPrefix + "d/x", "ignored/deep/" + scan.TempPrefix + "2",
+		execute.StageDir + "/" + scan.TempPrefix + "3", execute.StageDir + "/sub/whole"}
 	for _, p := range leftovers {
 		write(t, filepath.Join(dir, p), "partial download")
 	}
@@ -33,7 +37,7 @@ func onceRemovesLeftoverTempFiles(t *testing.T, listAhead bool) {
 	a := newAgent(t, srv, dir, "A", func(c *Config) { c.ListAhead = listAhead })
 	write(t, filepath.Join(dir, ".syncfolder", scan.TempPrefix+"state"), "under the state dir")
 	once(t, a)
-	for _, p := range []string{"sub/" + scan.TempPrefix + "1", scan.TempPrefix + "d", "ignored/deep/" + scan.TempPrefix + "2"} {
+	for _, p := range []string{"sub/" + scan.TempPrefix + "1", scan.TempPrefix + "d", "ignored/deep/" + scan.TempPrefix + "2", execute.StageDir} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); !os.IsNotExist(err) {
 			t.Errorf("%s: still there (%v)", p, err)
 		}
@@ -41,6 +45,11 @@ func onceRemovesLeftoverTempFiles(t *testing.T, listAhead bool) {
 	for _, p := range []string{"keep.txt", "ignored/deep/kept", ".syncfolder/" + scan.TempPrefix + "state"} {
 		if _, err := os.Lstat(filepath.Join(dir, p)); err != nil {
 			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for p := range a.trees.Remote.All() {
+		if strings.Contains(p, scan.TempPrefix) {
+			t.Errorf("%s: uploaded", p)
 		}
 	}
 }

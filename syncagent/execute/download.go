@@ -76,6 +76,8 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 		}
 		done = append(done, l)
 	}
+	x.openStage()
+	defer x.closeStage()
 	for start := 0; start == 0 || start < len(rest); start += downloadSlice {
 		if err := x.downloadSome(ctx, rest[start:min(start+downloadSlice, len(rest))], done, out); err != nil {
 			return err
@@ -276,14 +278,10 @@ func tempName(p string) string {
 	return dir + "/" + name
 }
 
-// replace moves tmp over p once the disk at p still equals want; a dir at p (being
-// replaced by a file or link) must be empty by now and is removed first.
-func (x *Executor) replace(tmp, p string, want *plan.Node) error {
-	return x.replaceAt(x.Root, tmp, p, p, want)
-}
-
-// replaceAt is replace in dir, where the temp file and the path p are tmp and name.
-func (x *Executor) replaceAt(dir *os.Root, tmp, name, p string, want *plan.Node) error {
+// replaceAt moves the temp file t over the path p, found as name in dir, once the disk
+// at p still equals want; a dir at p (being replaced by a file or link) must be empty by
+// now and is removed first.
+func (x *Executor) replaceAt(dir *os.Root, t tempFile, name, p string, want *plan.Node) error {
 	if err := x.checkDiskAt(dir, name, p, want); err != nil {
 		return err
 	}
@@ -292,10 +290,7 @@ func (x *Executor) replaceAt(dir *os.Root, tmp, name, p string, want *plan.Node)
 			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
 	}
-	if err := dir.Rename(tmp, name); err != nil {
-		return fmt.Errorf("rename into place: %w", err)
-	}
-	return nil
+	return x.land(t, dir, name, p)
 }
 
 // parentRoot opens the dir of p (creating it when missing) as a root of its own, so that
@@ -325,16 +320,35 @@ func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
 	if err := x.ensureParent(op.Path); err != nil {
 		return landed{}, err
 	}
-	tmp := tempName(op.Path)
-	if err := x.Root.Symlink(op.Remote.Target, tmp); err != nil {
+	l, err := x.symlinkVia(op, true)
+	if errors.Is(err, errNotStaged) {
+		x.retryUnstaged(op.Path, err)
+		l, err = x.symlinkVia(op, false)
+	}
+	return l, err
+}
+
+// symlinkVia makes the link of op as a temp link (in the staging dir when stage is set)
+// and renames it into place.
+func (x *Executor) symlinkVia(op plan.Op, stage bool) (landed, error) {
+	t := x.newTemp(x.Root, op.Path, op.Path, stage && !isDir(op.Local))
+	if err := t.dir.Symlink(op.Remote.Target, t.name); err != nil {
+		if t.staged {
+			return landed{}, fmt.Errorf("symlink: %w: %w", errNotStaged, err)
+		}
 		return landed{}, fmt.Errorf("symlink: %w", err)
 	}
-	if err := x.replace(tmp, op.Path, op.Local); err != nil {
-		_ = x.Root.Remove(tmp)
+	if err := x.replaceAt(x.Root, t, op.Path, op.Path, op.Local); err != nil {
+		_ = t.dir.Remove(t.name)
 		return landed{}, err
 	}
 	return x.stat(op, nil)
 }
+
+// isDir reports whether n is a dir. A dir being replaced is removed before the rename,
+// so its replacement is made beside it, never in the staging dir: a failed rename from
+// there must leave nothing changed for the retry to check.
+func isDir(n *plan.Node) bool { return n != nil && n.Type == proto.TypeDir }
 
 // assembleFetched writes a small file whose one block was fetched in a batch (data,
 // checked against its hash by the client).
@@ -384,7 +398,9 @@ func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Bloc
 }
 
 // assembleFrom writes the file of op from the bytes fetch passes to write, in a temp
-// file beside it, verifies the whole file's hash, then renames it into place.
+// file (in the staging dir, else beside it), verifies the whole file's hash, then renames
+// it into place. A file that cannot land through the staging dir is made again beside
+// its path (fetched again, unless fetch holds its bytes).
 func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error) (landed, error) {
 	r := op.Remote
 	if !covers(blocks, r.Size) {
@@ -395,16 +411,31 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, 
 		return landed{}, err
 	}
 	defer closeDir()
-	tmp := tempName(name)
-	f, err := dir.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	l, err := x.assembleIn(dir, name, op, blocks, o, fetch, true)
+	if errors.Is(err, errNotStaged) {
+		x.retryUnstaged(op.Path, err)
+		l, err = x.assembleIn(dir, name, op, blocks, o, fetch, false)
+	}
+	return l, err
+}
+
+// assembleIn is assembleFrom with op's dir open as dir, op's name there being name; its
+// temp file is in the staging dir when stage is set (and the staging dir is usable).
+func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error, stage bool) (landed, error) {
+	r := op.Remote
+	t := x.newTemp(dir, name, op.Path, stage && !isDir(op.Local))
+	f, err := t.dir.OpenFile(t.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
+		if t.staged {
+			return landed{}, fmt.Errorf("create temp file: %w: %w", errNotStaged, err)
+		}
 		return landed{}, fmt.Errorf("create temp file: %w", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
 			f.Close()
-			_ = dir.Remove(tmp)
+			_ = t.dir.Remove(t.name)
 		}
 	}()
 	whole := newWholeHash(len(blocks) > 1)
@@ -442,10 +473,10 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, 
 		return landed{}, fmt.Errorf("close temp file: %w", err)
 	}
 	mt := time.Unix(0, r.MTimeNs)
-	if err := dir.Chtimes(tmp, mt, mt); err != nil {
+	if err := t.dir.Chtimes(t.name, mt, mt); err != nil {
 		return landed{}, fmt.Errorf("set mtime: %w", err)
 	}
-	if err := x.replaceAt(dir, tmp, name, op.Path, op.Local); err != nil {
+	if err := x.replaceAt(dir, t, name, op.Path, op.Local); err != nil {
 		return landed{}, err
 	}
 	ok = true

@@ -86,6 +86,7 @@ type Executor struct {
 
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads
+	stage    stageState          // the staging dir of the download under way; see StageDir
 }
 
 // OwnSeq is what the agent's own commits and deletes told it of one path's remote

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/syncedfolder/synced-folder/syncagent/ignore"
 )
 
 func start(t *testing.T, root string, opts Options) *Watcher {
@@ -301,5 +303,47 @@ func TestManyChangesCollapseToTheirDirs(t *testing.T) {
 	}
 	if len(seen) > len(files)/2 {
 		t.Errorf("%d paths for %d changed files in %d dirs; want the dirs", len(seen), len(files), dirs)
+	}
+}
+
+// TestTempDirIsNotWatched: a dir whose name starts with the agent's temp prefix (the
+// executor's staging dir), made before or after the watcher starts, gets no watch, and
+// what is written in it is not reported; a file renamed out of it is, once.
+func TestTempDirIsNotWatched(t *testing.T) {
+	root := t.TempDir()
+	m, err := ignore.Compile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	early, late := filepath.Join(root, ignore.TempPrefix+"early"), filepath.Join(root, ignore.TempPrefix+"landing")
+	if err := os.Mkdir(early, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(root, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	w := start(t, root, Options{Ignore: m.Match})
+	if err := os.Mkdir(late, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range []string{early, late} {
+		write(t, filepath.Join(d, "staged"), "s")
+		if err := os.Rename(filepath.Join(d, "staged"), filepath.Join(root, "sub", fmt.Sprint(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := []string{"sub/0", "sub/1"}
+	seen, _ := collect(t, w, false, want...)
+	for p := range seen {
+		if !slices.Contains(want, p) {
+			t.Errorf("%q reported", p)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for d := range w.watched {
+		if strings.Contains(d, ignore.TempPrefix) {
+			t.Errorf("%s is watched", d)
+		}
 	}
 }

@@ -1,0 +1,192 @@
+package execute
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/syncedfolder/synced-folder/internal/testserver"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+)
+
+// stagedTree uploads, through an agent on url, small files, one file of several blocks
+// (not batched) and a symlink under top, and returns the files' contents.
+func stagedTree(t *testing.T, url string, top ...string) map[string][]byte {
+	t.Helper()
+	up := newEnvOn(t, url)
+	want := map[string][]byte{}
+	for i, d := range top {
+		for _, name := range []string{d + "/a.txt", d + "/sub/b.txt"} {
+			want[name] = []byte(fmt.Sprintf("%s, file %d", name, i))
+		}
+		big := make([]byte, 700<<10)
+		for j := range big {
+			big[j] = byte(j*13 + j/5000 + i)
+		}
+		want[d+"/big.bin"] = big
+	}
+	for name, data := range want {
+		writeFile(t, filepath.Join(up.dir, name), string(data))
+	}
+	for _, d := range top {
+		if err := os.Symlink("a.txt", filepath.Join(up.dir, d, "link")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	return want
+}
+
+// checkLinks checks the link each of top holds.
+func checkLinks(t *testing.T, dir string, top ...string) {
+	t.Helper()
+	for _, d := range top {
+		if target, err := os.Readlink(filepath.Join(dir, d, "link")); err != nil || target != "a.txt" {
+			t.Errorf("%s/link: %q, %v", d, target, err)
+		}
+	}
+}
+
+// A file or link lands from the staging dir with one rename: the dir it lands in sees
+// one event for it (its final name), not the create, writes, close and rename of a temp
+// file beside it.
+func TestDownloadsLandWithOneWatcherEventEach(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	want := stagedTree(t, url, "d")
+	down := newEnvOn(t, url)
+	for _, d := range []string{"d", "d/sub"} {
+		if err := os.Mkdir(filepath.Join(down.dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	for _, d := range []string{"d", "d/sub"} {
+		if err := w.Add(filepath.Join(down.dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
+	checkLinks(t, down.dir, "d")
+	events := map[string][]fsnotify.Op{}
+	for quiet := time.After(300 * time.Millisecond); ; {
+		select {
+		case ev := <-w.Events:
+			rel, _ := filepath.Rel(down.dir, ev.Name)
+			if rel != "d" && rel != "d/sub" { // the dirs' own mode, set by their download
+				events[filepath.ToSlash(rel)] = append(events[filepath.ToSlash(rel)], ev.Op)
+			}
+			quiet = time.After(300 * time.Millisecond)
+			continue
+		case err := <-w.Errors:
+			t.Fatal(err)
+		case <-quiet:
+		}
+		break
+	}
+	landedAs := []fsnotify.Op{fsnotify.Create} // IN_MOVED_TO
+	for _, p := range []string{"d/a.txt", "d/sub/b.txt", "d/big.bin", "d/link"} {
+		if !slices.Equal(events[p], landedAs) {
+			t.Errorf("%s: events %v, want one create (the rename)", p, events[p])
+		}
+		delete(events, p)
+	}
+	if len(events) > 0 {
+		t.Errorf("other events in the watched dirs: %v", events)
+	}
+}
+
+// A rename out of the staging dir that fails (EXDEV: the path's dir is on another mount,
+// which the test cannot mount, so the rename stands in for the kernel's; or any other
+// error) makes the download again with a temp file beside its path. After EXDEV, the
+// files of that dir and below go there at once.
+func TestStagedRenameThatFailsFallsBackToATempFileBeside(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       syscall.Errno
+		wantCalls int64
+	}{
+		{"across mounts", syscall.EXDEV, 2},      // the first file of m and of n
+		{"another error", syscall.EACCES, 2 * 4}, // each file and link tries first
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, _ := testserver.Start(t, t.TempDir(), nil)
+			want := stagedTree(t, url, "m", "n")
+			down := newEnvOn(t, url)
+			down.x.Workers = 1 // one landing at a time: the count of renames tried is exact
+			var calls atomic.Int64
+			down.x.stage.rename = func(oldname, newname string) error {
+				calls.Add(1)
+				return &os.LinkError{Op: "renameat", Old: oldname, New: newname, Err: tc.err}
+			}
+			down.pull(t)
+			down.rescan(t)
+			if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
+				t.Fatalf("download: %+v", out)
+			}
+			checkTree(t, down.dir, want)
+			checkLinks(t, down.dir, "m", "n")
+			if got := calls.Load(); got != tc.wantCalls {
+				t.Errorf("%d renames out of the staging dir, want %d", got, tc.wantCalls)
+			}
+			if _, err := os.Lstat(filepath.Join(down.dir, StageDir)); !os.IsNotExist(err) {
+				t.Errorf("staging dir left: %v", err)
+			}
+		})
+	}
+}
+
+// A path the user created after the plan (a file where a file or a link is to land)
+// is never replaced from the staging dir: the download is skipped, the user's file
+// stays, and no temp file is left.
+func TestStagedDownloadRefusesAPathThatAppeared(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	stagedTree(t, url, "d")
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	ops := down.plan()
+	mine := map[string]string{"d/a.txt": "the user's a", "d/big.bin": "the user's big", "d/link": "the user's file, not a link"}
+	for p, data := range mine {
+		writeFile(t, filepath.Join(down.dir, p), data)
+	}
+	out := down.run(t, ops)
+	if !out.Replan {
+		t.Errorf("outcome %+v, want a re-plan", out)
+	}
+	for p, data := range mine {
+		if got, err := os.ReadFile(filepath.Join(down.dir, p)); err != nil || !bytes.Equal(got, []byte(data)) {
+			t.Errorf("%s: %q, %v; want the user's content", p, got, err)
+		}
+	}
+	if got, err := os.ReadFile(filepath.Join(down.dir, "d/sub/b.txt")); err != nil || len(got) == 0 {
+		t.Errorf("d/sub/b.txt (not touched by the user) did not land: %v", err)
+	}
+	noTempFiles(t, down.dir)
+	for _, op := range ops {
+		if _, ok := mine[op.Path]; ok && op.Kind == plan.Download && down.x.Trees.Index.Len() > 0 {
+			if idx, ok := down.x.Trees.Index.Get(op.Path); ok && idx.SHA256 == op.Remote.SHA256 {
+				t.Errorf("%s: recorded as downloaded", op.Path)
+			}
+		}
+	}
+}
