@@ -69,11 +69,7 @@ func TestBitsPerByteMatchesTheDefinition(t *testing.T) {
 }
 
 func BenchmarkBitsPerByte16KiB(b *testing.B) {
-	r := rand.New(rand.NewPCG(1, 2))
-	sample := make([]byte, 16<<10)
-	for i := range sample {
-		sample[i] = byte(r.Uint32())
-	}
+	sample := randomSample16KiB()
 	b.SetBytes(int64(len(sample)))
 	for b.Loop() {
 		BitsPerByte(sample)
@@ -81,13 +77,19 @@ func BenchmarkBitsPerByte16KiB(b *testing.B) {
 }
 
 func BenchmarkReference16KiB(b *testing.B) {
+	sample := randomSample16KiB()
+	b.SetBytes(int64(len(sample)))
+	for b.Loop() {
+		reference(sample)
+	}
+}
+
+// randomSample16KiB is 16 KiB of seeded random bytes.
+func randomSample16KiB() []byte {
 	r := rand.New(rand.NewPCG(1, 2))
 	sample := make([]byte, 16<<10)
 	for i := range sample {
 		sample[i] = byte(r.Uint32())
 	}
-	b.SetBytes(int64(len(sample)))
-	for b.Loop() {
-		reference(sample)
-	}
+	return sample
 }

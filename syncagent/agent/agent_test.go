@@ -267,18 +267,7 @@ func TestRunPropagatesLiveChanges(t *testing.T) {
 	da, db := filepath.Join(root, "a"), filepath.Join(root, "b")
 	a := newAgent(t, srv, da, "A", func(c *Config) { c.Watch = true })
 	b := newAgent(t, srv, db, "B", func(c *Config) { c.Watch = true })
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- a.Run(ctx) }()
-	go func() { done <- b.Run(ctx) }()
-	defer func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}()
+	runAgents(t, a, b)
 	time.Sleep(300 * time.Millisecond) // both have caught up with the (empty) feed
 	for i := range 3 {
 		name := filepath.Join("drop", "file"+string(rune('0'+i)))

@@ -141,3 +141,22 @@ func read(t *testing.T, path string) string {
 	}
 	return string(b)
 }
+
+// runAgents runs each agent's Run loop until the test ends, and fails the test if one
+// of them returns an error.
+func runAgents(t *testing.T, agents ...*Agent) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, len(agents))
+	for _, a := range agents {
+		go func() { done <- a.Run(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range agents {
+			if err := <-done; err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		}
+	})
+}

@@ -130,12 +130,18 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	// drain applies the feed pages that have arrived, without waiting for more, before
 	// a cycle.
+	apply := func(ctx context.Context, p page) error {
+		if err := a.applyPage(ctx, p); err != nil {
+			return fmt.Errorf("record changes: %w", err)
+		}
+		return nil
+	}
 	drain := func(ctx context.Context) error {
 		for {
 			select {
 			case p := <-pages:
-				if err := a.applyPage(ctx, p); err != nil {
-					return fmt.Errorf("record changes: %w", err)
+				if err := apply(ctx, p); err != nil {
+					return err
 				}
 			default:
 				return nil
@@ -162,8 +168,8 @@ func (a *Agent) Run(ctx context.Context) error {
 		for len(a.own) > a.window() {
 			select {
 			case p := <-pages:
-				if err := a.applyPage(ctx, p); err != nil {
-					return fmt.Errorf("record changes: %w", err)
+				if err := apply(ctx, p); err != nil {
+					return err
 				}
 			case <-wait.C:
 				return nil
@@ -189,8 +195,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case p := <-pages:
-				if err := a.applyPage(ctx, p); err != nil {
-					return fmt.Errorf("record changes: %w", err)
+				if err := apply(ctx, p); err != nil {
+					return err
 				}
 				if !p.resp.More {
 					caughtUp = true

@@ -115,18 +115,7 @@ func TestTreeMovedInSyncsLiveInWindows(t *testing.T) {
 	a := newAgent(t, srv, da, "A", func(c *Config) { c.Watch = true })
 	b := newAgent(t, srv, db, "B", func(c *Config) { c.Watch = true })
 	a.planWindow, b.planWindow = 4, 7
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 2)
-	go func() { done <- a.Run(ctx) }()
-	go func() { done <- b.Run(ctx) }()
-	defer func() {
-		cancel()
-		for range 2 {
-			if err := <-done; err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		}
-	}()
+	runAgents(t, a, b)
 	time.Sleep(300 * time.Millisecond) // both have caught up with the (empty) feed
 	if err := os.Rename(filepath.Join(outside, "tree"), filepath.Join(da, "tree")); err != nil {
 		t.Fatal(err)

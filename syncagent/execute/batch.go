@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"sync"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -103,21 +104,10 @@ func (b *batcher) add(op plan.Op) bool {
 	return true
 }
 
-// hashPrefix is the first 8 bytes of a hex SHA-256 (any string: what is not hex
-// counts as zero bits, which only makes more prefixes alike).
+// hashPrefix is the first 8 bytes of a hex SHA-256; 0 for what does not start with 16
+// hex digits, which only makes more prefixes alike.
 func hashPrefix(h string) uint64 {
-	var v uint64
-	for i := 0; i < 16 && i < len(h); i++ {
-		c := h[i]
-		var d byte
-		switch {
-		case c >= '0' && c <= '9':
-			d = c - '0'
-		case c >= 'a' && c <= 'f':
-			d = c - 'a' + 10
-		}
-		v = v<<4 | uint64(d)
-	}
+	v, _ := strconv.ParseUint(h[:min(16, len(h))], 16, 64)
 	return v
 }
 

@@ -37,13 +37,7 @@ func BenchmarkPlan(b *testing.B) {
 // BenchmarkPlanFirstUpload plans the first upload of a 100,000-file folder: every path
 // gets an op.
 func BenchmarkPlanFirstUpload(b *testing.B) {
-	local := Tree{}
-	for d := range 100 {
-		local[fmt.Sprintf("dir%03d", d)] = dir()
-		for f := range 1000 {
-			local[fmt.Sprintf("dir%03d/file%04d", d, f)] = file("a")
-		}
-	}
+	local := firstUploadTree()
 	opts := Options{AgentID: "me", Now: testNow}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -79,13 +73,7 @@ func BenchmarkQuiet(b *testing.B) {
 // 100,000-file folder: the cost of each of the agent's plans of a large first sync, and
 // what a window holds.
 func BenchmarkPlanWindowFirstUpload(b *testing.B) {
-	local := Tree{}
-	for d := range 100 {
-		local[fmt.Sprintf("dir%03d", d)] = dir()
-		for f := range 1000 {
-			local[fmt.Sprintf("dir%03d/file%04d", d, f)] = file("a")
-		}
-	}
+	local := firstUploadTree()
 	opts := Options{AgentID: "me", Now: testNow}
 	for _, window := range []int{4096, 8192, 16384} {
 		b.Run(fmt.Sprint(window), func(b *testing.B) {
@@ -97,4 +85,16 @@ func BenchmarkPlanWindowFirstUpload(b *testing.B) {
 			}
 		})
 	}
+}
+
+// firstUploadTree is a local tree of 100 dirs of 1,000 files that no other tree holds.
+func firstUploadTree() Tree {
+	local := Tree{}
+	for d := range 100 {
+		local[fmt.Sprintf("dir%03d", d)] = dir()
+		for f := range 1000 {
+			local[fmt.Sprintf("dir%03d/file%04d", d, f)] = file("a")
+		}
+	}
+	return local
 }

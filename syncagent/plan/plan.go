@@ -2,6 +2,7 @@ package plan
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 	"sort"
 	"strconv"
@@ -64,11 +65,7 @@ func Plan(local, remote, synced View, opts Options) []Op {
 
 // planAll is Plan without the shortcut for quiet trees.
 func planAll(local, remote, synced View, opts Options) []Op {
-	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
-		ancestors: map[string]string{}}
-	if p.opts.Mode == "" {
-		p.opts.Mode = TwoWay
-	}
+	p := newPlanner(local, remote, synced, opts)
 	paths := unionPaths(local, remote, synced)
 	// A path where nothing changed (most of a large folder) gets no decision: nil
 	// stands for "none", whose final states are the trees' own.
@@ -95,6 +92,15 @@ func planAll(local, remote, synced View, opts Options) []Op {
 	}
 	p.keepNeededDirs(paths)
 	return p.ordered()
+}
+
+func newPlanner(local, remote, synced View, opts Options) *planner {
+	p := &planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
+		ancestors: map[string]string{}}
+	if p.opts.Mode == "" {
+		p.opts.Mode = TwoWay
+	}
+	return p
 }
 
 // unchanged reports, without allocating, whether decide(q) would be none: both sides
@@ -540,27 +546,38 @@ func (p *planner) ordered() []Op {
 	return ops
 }
 
-// unionPaths returns the paths of all trees, sorted, without building a set: each
-// tree adds the paths that none of the trees before it holds.
+// unionPaths returns the paths of all trees, sorted.
 func unionPaths(trees ...View) []string {
 	n := 0
 	for _, t := range trees {
 		n = max(n, t.Len())
 	}
 	out := make([]string, 0, n)
-	for i, t := range trees {
-	next:
-		for q := range t.All() {
-			for _, before := range trees[:i] {
-				if _, ok := before.Get(q); ok {
-					continue next
-				}
-			}
-			out = append(out, q)
-		}
+	for q := range union(trees...) {
+		out = append(out, q)
 	}
 	sort.Strings(out)
 	return out
+}
+
+// union yields every path of the trees once, in no particular order, without building
+// a set: each tree adds the paths that none of the trees before it holds.
+func union(trees ...View) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		for i, t := range trees {
+		next:
+			for q := range t.All() {
+				for _, before := range trees[:i] {
+					if _, ok := before.Get(q); ok {
+						continue next
+					}
+				}
+				if !yield(q) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // DeleteCounts counts the files and symlinks a plan deletes on disk (local) and on the

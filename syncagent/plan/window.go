@@ -48,42 +48,29 @@ func PlanWindow(local, remote, synced View, opts Options, max int) Window {
 // planWindow returns the first max ops of a plan of more than max creations, or false
 // when the plan is not one.
 func planWindow(local, remote, synced View, opts Options, max int) (Window, bool) {
-	p := planner{local: local, remote: remote, synced: synced, opts: opts, taken: map[string]bool{},
-		ancestors: map[string]string{}}
-	if p.opts.Mode == "" {
-		p.opts.Mode = TwoWay
-	}
+	p := newPlanner(local, remote, synced, opts)
 	// The max first changed paths in path order, from a bounded max-heap: the union of
 	// the paths is neither collected nor sorted.
 	first := &maxPaths{}
 	var count, bytes int64
-	trees := []View{local, remote, synced}
-	for i, t := range trees {
-	next:
-		for q := range t.All() {
-			for _, before := range trees[:i] {
-				if _, ok := before.Get(q); ok {
-					continue next
-				}
-			}
-			if same, _ := p.unchanged(q); same {
-				continue
-			}
-			n, ok := p.creation(q)
-			if !ok {
-				return Window{}, false
-			}
-			count++
-			if n.Type == proto.TypeFile {
-				bytes += n.Size
-			}
-			switch {
-			case first.Len() < max:
-				heap.Push(first, q)
-			case q < (*first)[0]:
-				(*first)[0] = q
-				heap.Fix(first, 0)
-			}
+	for q := range union(local, remote, synced) {
+		if same, _ := p.unchanged(q); same {
+			continue
+		}
+		n, ok := p.creation(q)
+		if !ok {
+			return Window{}, false
+		}
+		count++
+		if n.Type == proto.TypeFile {
+			bytes += n.Size
+		}
+		switch {
+		case first.Len() < max:
+			heap.Push(first, q)
+		case q < (*first)[0]:
+			(*first)[0] = q
+			heap.Fix(first, 0)
 		}
 	}
 	if count <= int64(max) {
