@@ -499,9 +499,12 @@ func (a *Agent) recordRemote(tx *state.Tx, e proto.Entry) error {
 		a.trees.Remote.Delete(e.Path)
 		return tx.DeleteRemote(e.Path)
 	}
-	// Our own commits come back through the feed: a node already held is left alone (a
-	// new one equal to the other sides keeps their strings).
-	if n := state.NodeOf(e); !holds(a.trees.Remote, e.Path, n) {
+	// Our own commits come back through the feed: a node already held is left alone.
+	n, err := state.NodeOf(e)
+	if err != nil {
+		return err
+	}
+	if !holds(a.trees.Remote, e.Path, n) {
 		a.trees.Remote.Set(e.Path, n)
 	}
 	return tx.PutRemote(e)
@@ -615,7 +618,7 @@ func massDeletes(ops []plan.Op) (local, remote int) {
 	if l, r := plan.DeleteCounts(ops); l == 0 && r == 0 {
 		return 0, 0 // no sets of the hashes of a first upload's or download's every file
 	}
-	uploaded, downloaded := map[string]bool{}, map[string]bool{}
+	uploaded, downloaded := map[plan.Hash]bool{}, map[plan.Hash]bool{}
 	for _, op := range ops {
 		switch {
 		case op.Kind == plan.Upload && op.Local != nil && op.Local.Type == proto.TypeFile:

@@ -2,9 +2,9 @@ package execute
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"slices"
-	"strconv"
 	"sync"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -81,7 +81,9 @@ func (b *batcher) add(op plan.Op) bool {
 		if err != nil || len(blocks) != 1 || blocks[0].Size != r.Size {
 			return false
 		}
-		hash = blocks[0].Hash
+		if hash, err = plan.ParseHash(blocks[0].Hash); err != nil {
+			return false
+		}
 	}
 	if b.localHashes == nil {
 		b.localHashes = make([]uint64, 0, x.Trees.Index.Len())
@@ -96,7 +98,7 @@ func (b *batcher) add(op plan.Op) bool {
 		return false // a local file holds the content: the usual path copies it
 	}
 	b.ops = append(b.ops, op)
-	b.hashes = append(b.hashes, hash)
+	b.hashes = append(b.hashes, hash.String())
 	b.bytes += r.Size
 	if len(b.ops) >= batchMaxFiles || b.bytes >= batchMaxBytes {
 		b.flush()
@@ -104,12 +106,8 @@ func (b *batcher) add(op plan.Op) bool {
 	return true
 }
 
-// hashPrefix is the first 8 bytes of a hex SHA-256; 0 for what does not start with 16
-// hex digits, which only makes more prefixes alike.
-func hashPrefix(h string) uint64 {
-	v, _ := strconv.ParseUint(h[:min(16, len(h))], 16, 64)
-	return v
-}
+// hashPrefix is the first 8 bytes of a hash.
+func hashPrefix(h plan.Hash) uint64 { return binary.BigEndian.Uint64(h[:8]) }
 
 // flush fetches the current batch in the background and hands its files to the workers.
 func (b *batcher) flush() {

@@ -93,7 +93,7 @@ func (x *Executor) fetchList(ctx context.Context, op plan.Op, delta bool) (list 
 	if err != nil {
 		return nil, false, fmt.Errorf("block list of %q: %w", op.Path, err)
 	}
-	if e.SHA256 != r.SHA256 || e.Size != r.Size {
+	if e.SHA256 != r.SHA256.String() || e.Size != r.Size {
 		return nil, false, fmt.Errorf("block list of %q: version %d has other content than the feed said", op.Path, r.Seq)
 	}
 	list = e.Blocks

@@ -353,7 +353,7 @@ func isDir(n *plan.Node) bool { return n != nil && n.Type == proto.TypeDir }
 // assembleFetched writes a small file whose one block was fetched in a batch (data,
 // checked against its hash by the client).
 func (x *Executor) assembleFetched(op plan.Op, data []byte) (landed, error) {
-	b := proto.Block{Hash: op.Remote.SHA256, Size: int64(len(data))}
+	b := proto.Block{Hash: op.Remote.SHA256.String(), Size: int64(len(data))}
 	x.Counters.BytesDown.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
 	return x.assembleFrom(op, []proto.Block{b}, &fetchOpts{}, func(_ *fetchOpts, write func([]byte) error) error {
@@ -458,7 +458,7 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 	if err != nil {
 		return landed{}, err
 	}
-	if got != r.SHA256 {
+	if got != r.SHA256.String() {
 		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {

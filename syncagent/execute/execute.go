@@ -257,7 +257,11 @@ func (x *Executor) setRemote(tx *state.Tx, e *proto.Entry, p string) error {
 		}
 		return tx.DeleteRemote(p)
 	}
-	x.Trees.Remote.Set(p, state.NodeOf(*e))
+	n, err := state.NodeOf(*e)
+	if err != nil {
+		return err
+	}
+	x.Trees.Remote.Set(p, n)
 	x.noteOwn(p, e.Seq, !e.BlocksOmitted)
 	return tx.PutRemote(*e)
 }

@@ -108,7 +108,11 @@ func (e *env) pull(t *testing.T) {
 				e.x.Trees.Remote.Delete(en.Path)
 				continue
 			}
-			e.x.Trees.Remote.Set(en.Path, state.NodeOf(en))
+			n, err := state.NodeOf(en)
+			if err != nil {
+				return err
+			}
+			e.x.Trees.Remote.Set(en.Path, n)
 			if err := tx.PutRemote(en); err != nil {
 				return err
 			}
@@ -238,7 +242,7 @@ func TestCorruptDownloadNeverLandsUnderItsName(t *testing.T) {
 	// Make the planned entry claim other content than its blocks hold, as a corrupt
 	// server answer would; no real server sends this, so it is staged in the op.
 	bad := *ops[0].Remote
-	bad.SHA256 = chunk.SumHex([]byte("something else"))
+	bad.SHA256 = plan.HashOf([]byte("something else"))
 	ops[0].Remote = &bad
 	out := e.run(t, ops)
 	if out.Failed != 1 || out.Done != 0 {

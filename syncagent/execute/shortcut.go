@@ -1,6 +1,9 @@
 package execute
 
-import "github.com/syncedfolder/synced-folder/syncserver/proto"
+import (
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
 
 // minDeltaBlocks is the shortest block list sent as a delta; shorter lists cost little.
 const minDeltaBlocks = 8
@@ -15,10 +18,10 @@ type contentSource struct {
 // contentSources indexes the remote tree's files that are larger than what is inlined,
 // by SHA-256, so that an upload of the same content (a rename, a copy, a change of mode
 // or mtime only) can name that version instead of listing its blocks.
-func (x *Executor) contentSources() map[string]contentSource {
-	out := make(map[string]contentSource)
+func (x *Executor) contentSources() map[plan.Hash]contentSource {
+	out := make(map[plan.Hash]contentSource)
 	for p, n := range x.Trees.Remote.All() {
-		if n.Type != proto.TypeFile || n.Seq <= 0 || n.Size <= x.InlineMax || n.SHA256 == "" {
+		if n.Type != proto.TypeFile || n.Seq <= 0 || n.Size <= x.InlineMax || n.SHA256.IsZero() {
 			continue
 		}
 		if cur, ok := out[n.SHA256]; !ok || p < cur.path {
@@ -31,9 +34,9 @@ func (x *Executor) contentSources() map[string]contentSource {
 // shortcut turns p into a reference to stored content where it can: copyFrom a remote
 // version with the same content, else a delta of the block list against the version it
 // replaces. The server checks either; on refusal the whole list goes again.
-func (x *Executor) shortcut(p *pendingUpload, sources map[string]contentSource) {
+func (x *Executor) shortcut(p *pendingUpload, sources map[plan.Hash]contentSource) {
 	it := &p.item
-	if src, ok := sources[it.SHA256]; ok && src.size == it.Size {
+	if src, ok := sources[p.sum]; ok && src.size == it.Size {
 		it.Blocks, it.CopyFrom = nil, &proto.ContentRef{Path: src.path, Seq: src.seq}
 		p.blocks, p.short = nil, true
 		return

@@ -27,6 +27,7 @@ const maxMissingQuery = 10000
 type pendingUpload struct {
 	op     plan.Op
 	item   proto.CommitItem // without Data: an inlined file is read while its commit is sent
+	sum    plan.Hash        // a file's hash, which item spells in hex
 	inline bool
 	blocks []proto.Block // blocks to make sure the server has (nil when inlined)
 	// full is the file's whole block list (nil when inlined); with short, the item
@@ -113,7 +114,7 @@ func dirsFirst(ops []plan.Op) []plan.Op {
 // content the server holds (see shortcut).
 func (x *Executor) prepareSlice(ctx context.Context, ops []plan.Op, short bool, out *Outcome) ([][]*pendingUpload, error) {
 	var pend []*pendingUpload
-	var sources map[string]contentSource
+	var sources map[plan.Hash]contentSource
 	for _, op := range ops {
 		p, err := x.prepareUpload(op)
 		switch {
@@ -276,13 +277,14 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 		item.Target = l.Target
 	case proto.TypeFile:
 		idx, _ := x.Trees.Index.Get(op.Path)
-		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256, idx.MTimeNs
+		p.sum = idx.SHA256
+		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256.String(), idx.MTimeNs
 		if idx.Size <= x.InlineMax {
 			// The content is read (and checked against the index) while the commit is
 			// sent: see inlineItem.
 			p.inline = true
 			if idx.Size > 0 {
-				item.Blocks = []proto.Block{{Hash: idx.SHA256, Size: idx.Size}}
+				item.Blocks = []proto.Block{{Hash: item.SHA256, Size: idx.Size}}
 			}
 		} else {
 			blocks, err := x.State.LocalBlocks(op.Path)
@@ -469,7 +471,7 @@ func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, 
 		return p.item, fmt.Errorf("read: %w", err)
 	}
 	data = data[:n]
-	if int64(n) != p.item.Size || chunk.SumHex(data) != p.item.SHA256 {
+	if int64(n) != p.item.Size || plan.HashOf(data) != p.sum {
 		return p.item, fmt.Errorf("%q: %w (content)", p.op.Path, errChanged)
 	}
 	item := p.item
@@ -558,10 +560,10 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 				x.Log.Info("server refused a reference to stored content; sending the block list", "path", p.op.Path, "err", r.Error)
 				retry = append(retry, p.op)
 			case r.Status == proto.StatusOK && r.Entry != nil:
-				if idx, ok := x.Trees.Index.Get(p.op.Path); ok && idx.SHA256 == r.Entry.SHA256 {
-					r.Entry.SHA256 = idx.SHA256 // one string for the three trees' equal hashes
+				n, err := state.NodeOf(*r.Entry)
+				if err != nil {
+					return err
 				}
-				n := state.NodeOf(*r.Entry)
 				x.Trees.Synced.Set(p.op.Path, n)
 				if err := tx.PutSynced(p.op.Path, n); err != nil {
 					return err

@@ -58,7 +58,7 @@ func BenchmarkQuiet(b *testing.B) {
 		for f := range 100 {
 			q := fmt.Sprintf("%s/f%05d.bin", dirPath, d*100+f)
 			synced[q] = seq(file(fmt.Sprintf("%064x", d*100+f)), int64(1000+d*100+f))
-			remote[q], local[q] = synced[q], file(synced[q].SHA256)
+			remote[q], local[q] = synced[q], file(fmt.Sprintf("%064x", d*100+f))
 		}
 	}
 	b.ReportAllocs()

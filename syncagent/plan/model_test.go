@@ -47,7 +47,7 @@ func clone(t Tree) Tree {
 func content(n Node) string {
 	switch n.Type {
 	case proto.TypeFile:
-		return "file:" + n.SHA256
+		return "file:" + n.SHA256.String()
 	case proto.TypeSymlink:
 		return "link:" + n.Target
 	}
@@ -233,7 +233,7 @@ func drawNode(t *rapid.T, label, fresh string) (Node, bool) {
 		return Node{Type: proto.TypeDir, Mode: rapid.SampledFrom([]uint32{0o755, 0o700}).Draw(t, label+"/mode")}, true
 	case 4:
 		sha := rapid.SampledFrom(shas).Draw(t, label+"/sha")
-		return Node{Type: proto.TypeFile, SHA256: sha, Size: 1, Mode: rapid.SampledFrom([]uint32{0o644, 0o755}).Draw(t, label+"/mode")}, true
+		return Node{Type: proto.TypeFile, SHA256: h(sha), Size: 1, Mode: rapid.SampledFrom([]uint32{0o644, 0o755}).Draw(t, label+"/mode")}, true
 	default:
 		return Node{Type: proto.TypeSymlink, Target: rapid.SampledFrom(targets).Draw(t, label+"/target"), Mode: 0o777}, true
 	}
@@ -539,7 +539,7 @@ func extOf(q string) string {
 // that still has the dir uploads it, which heals the path.
 func TestEntriesUnderANonDirAreReported(t *testing.T) {
 	link := Node{Type: proto.TypeSymlink, Target: "/outside", Mode: 0o777}
-	f := Node{Type: proto.TypeFile, SHA256: "x", Size: 1, Mode: 0o644}
+	f := Node{Type: proto.TypeFile, SHA256: h("x"), Size: 1, Mode: 0o644}
 	d := Node{Type: proto.TypeDir, Mode: 0o755}
 	withSeq := func(n Node, s int64) Node { n.Seq = s; return n }
 	remote := Tree{"x": withSeq(link, 5), "x/f": withSeq(f, 4), "x/sub/g": withSeq(f, 6)}

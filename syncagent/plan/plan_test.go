@@ -8,9 +8,12 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
-func file(sha string) Node { return Node{Type: proto.TypeFile, SHA256: sha, Mode: 0o644, Size: 1} }
-func dir() Node            { return Node{Type: proto.TypeDir, Mode: 0o755} }
-func link(to string) Node  { return Node{Type: proto.TypeSymlink, Target: to, Mode: 0o777} }
+func file(sha string) Node { return Node{Type: proto.TypeFile, SHA256: h(sha), Mode: 0o644, Size: 1} }
+
+// h is a hash standing for the content s.
+func h(s string) Hash     { return HashOf([]byte(s)) }
+func dir() Node           { return Node{Type: proto.TypeDir, Mode: 0o755} }
+func link(to string) Node { return Node{Type: proto.TypeSymlink, Target: to, Mode: 0o777} }
 func seq(n Node, s int64) Node {
 	n.Seq = s
 	return n
@@ -41,14 +44,14 @@ func TestPlanTable(t *testing.T) {
 		{name: "in sync", local: Tree{"f": file("a")}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)}},
 		{name: "remote seq moved, same content", local: Tree{"f": file("a")}, remote: Tree{"f": seq(file("a"), 4)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"record-synced f"}},
-		{name: "mtime alone is no change", local: Tree{"f": {Type: proto.TypeFile, SHA256: "a", Mode: 0o644, MTimeNs: 99}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)}},
+		{name: "mtime alone is no change", local: Tree{"f": {Type: proto.TypeFile, SHA256: h("a"), Mode: 0o644, MTimeNs: 99}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)}},
 		{name: "new local file", local: Tree{"f": file("a")},
 			want: []string{"upload f"}},
 		{name: "local edit", local: Tree{"f": file("b")}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"upload f"}},
-		{name: "local chmod", local: Tree{"f": {Type: proto.TypeFile, SHA256: "a", Mode: 0o755}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
+		{name: "local chmod", local: Tree{"f": {Type: proto.TypeFile, SHA256: h("a"), Mode: 0o755}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"upload f"}},
-		{name: "setuid bit alone is no change", local: Tree{"f": {Type: proto.TypeFile, SHA256: "a", Mode: 0o4644}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)}},
+		{name: "setuid bit alone is no change", local: Tree{"f": {Type: proto.TypeFile, SHA256: h("a"), Mode: 0o4644}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)}},
 		{name: "local delete", remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"delete-remote f"}},
 		{name: "remote edit", local: Tree{"f": file("a")}, remote: Tree{"f": seq(file("b"), 4)}, synced: Tree{"f": seq(file("a"), 3)},
@@ -65,7 +68,7 @@ func TestPlanTable(t *testing.T) {
 			want: []string{"move-to-conflict f->f" + conflictSuffix, "download f"}},
 		{name: "conflict copy name taken", local: Tree{"f": file("b"), "f" + conflictSuffix: file("x")}, remote: Tree{"f": seq(file("c"), 4), "f" + conflictSuffix: seq(file("x"), 2)}, synced: Tree{"f" + conflictSuffix: seq(file("x"), 2)},
 			want: []string{"move-to-conflict f->f.sync-conflict-20261122-043000-me-2", "download f"}},
-		{name: "both changed mode differently, same bytes", local: Tree{"f": {Type: proto.TypeFile, SHA256: "a", Mode: 0o700}}, remote: Tree{"f": seq(Node{Type: proto.TypeFile, SHA256: "a", Mode: 0o755}, 4)}, synced: Tree{"f": seq(file("a"), 3)},
+		{name: "both changed mode differently, same bytes", local: Tree{"f": {Type: proto.TypeFile, SHA256: h("a"), Mode: 0o700}}, remote: Tree{"f": seq(Node{Type: proto.TypeFile, SHA256: h("a"), Mode: 0o755}, 4)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"download f"}},
 		{name: "local delete vs remote edit", remote: Tree{"f": seq(file("b"), 4)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"download f"}},
@@ -114,7 +117,7 @@ func TestPlanTable(t *testing.T) {
 			want: []string{"upload f"}},
 		{name: "receive-only: local edit is moved aside and reverted", mode: ReceiveOnly, local: Tree{"f": file("c")}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"move-to-conflict f->f" + conflictSuffix, "download f"}},
-		{name: "receive-only: local chmod is reverted", mode: ReceiveOnly, local: Tree{"f": {Type: proto.TypeFile, SHA256: "a", Mode: 0o700}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
+		{name: "receive-only: local chmod is reverted", mode: ReceiveOnly, local: Tree{"f": {Type: proto.TypeFile, SHA256: h("a"), Mode: 0o700}}, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"download f"}},
 		{name: "receive-only: local delete is restored", mode: ReceiveOnly, remote: Tree{"f": seq(file("a"), 3)}, synced: Tree{"f": seq(file("a"), 3)},
 			want: []string{"download f"}},
@@ -149,7 +152,7 @@ func TestOpsCarryPlannedStates(t *testing.T) {
 		t.Fatalf("ops = %v", summary(ops))
 	}
 	move, dl := ops[0], ops[1]
-	if move.Local == nil || move.Local.SHA256 != "b" || move.Synced == nil || move.Synced.Seq != 3 {
+	if move.Local == nil || move.Local.SHA256 != h("b") || move.Synced == nil || move.Synced.Seq != 3 {
 		t.Errorf("move carries %+v / %+v", move.Local, move.Synced)
 	}
 	if dl.Local != nil || dl.Remote == nil || dl.Remote.Seq != 4 {

@@ -39,7 +39,7 @@ func drawNearlyQuiet(t *rapid.T) (local, remote, synced Tree) {
 				remote[q] = n
 			}
 		case 3: // the same file on all three, whatever its parents are (maybe a file or link)
-			n := Node{Type: proto.TypeFile, SHA256: "x", Size: 1, Mode: 0o644, Seq: 500}
+			n := Node{Type: proto.TypeFile, SHA256: h("x"), Size: 1, Mode: 0o644, Seq: 500}
 			synced[q], remote[q] = n, n
 			n.Seq = 0
 			local[q] = n

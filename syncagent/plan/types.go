@@ -15,8 +15,8 @@ import (
 type Node struct {
 	// Type is file, dir or symlink.
 	Type proto.EntryType
-	// SHA256 is a file's content hash (lowercase hex).
-	SHA256 string
+	// SHA256 is a file's content hash; zero for other types.
+	SHA256 Hash
 	// Target is a symlink's target.
 	Target string
 	// Mode holds the permission bits.

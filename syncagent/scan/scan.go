@@ -92,7 +92,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 		}
 	}
 	try := func(old string, e trees.IndexEntry) (*Update, bool) {
-		if old == j.path || e.SHA256 == "" || !SameStat(e, j.st) {
+		if old == j.path || e.SHA256.IsZero() || !SameStat(e, j.st) {
 			return nil, false
 		}
 		if fi, err := s.Root.Lstat(old); err == nil {
@@ -460,7 +460,9 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 		return nil
 	}
 	e := j.st
-	e.SHA256 = res.SHA256
+	if e.SHA256, err = plan.ParseHash(res.SHA256); err != nil {
+		return nil
+	}
 	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks}
 }
 

@@ -64,7 +64,7 @@ func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
 	if got := rehashed(ups); len(got) != 3 {
 		t.Fatalf("first scan hashed %v", got)
 	}
-	if localTree(l)["sub/b.txt"].SHA256 != chunk.SumHex([]byte("bravo")) || localTree(l)["sub"].Type != proto.TypeDir {
+	if localTree(l)["sub/b.txt"].SHA256.String() != chunk.SumHex([]byte("bravo")) || localTree(l)["sub"].Type != proto.TypeDir {
 		t.Errorf("tree %+v", localTree(l))
 	}
 	ups, err = s.Full(ctx, l)
@@ -88,7 +88,7 @@ func TestIndexCacheSkipsUnchangedFiles(t *testing.T) {
 	if got := rehashed(ups); len(got) != 2 || got[0] != "a.txt" || got[1] != "sub/b.txt" {
 		t.Errorf("re-hashed %v, want a.txt and sub/b.txt", got)
 	}
-	if localTree(l)["sub/b.txt"].SHA256 != chunk.SumHex([]byte("BRAVO")) || localTree(l)["a.txt"].Mode != 0o600 {
+	if localTree(l)["sub/b.txt"].SHA256.String() != chunk.SumHex([]byte("BRAVO")) || localTree(l)["a.txt"].Mode != 0o600 {
 		t.Errorf("tree not updated: %+v", localTree(l))
 	}
 	if err := os.Remove(filepath.Join(dir, "sub/c.txt")); err != nil {
@@ -201,13 +201,13 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 			got = &ups[i]
 		}
 	}
-	if got == nil || got.Entry.SHA256 != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
+	if got == nil || got.Entry.SHA256.String() != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
 		t.Fatalf("new.bin update %+v; want the old index entry carried over", got)
 	}
 	if _, ok := localTree(l)["old.bin"]; ok {
 		t.Errorf("old.bin still in tree")
 	}
-	if localTree(l)["new.bin"].SHA256 != chunk.SumHex(data) {
+	if localTree(l)["new.bin"].SHA256.String() != chunk.SumHex(data) {
 		t.Errorf("new.bin not in tree")
 	}
 }
@@ -217,7 +217,7 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 // move leaves a Local-tree node without an index entry), and when only one entry of
 // one of them is stale.
 func TestFullDropsEveryEntryNotOnDisk(t *testing.T) {
-	file := trees.IndexEntry{Type: proto.TypeFile, SHA256: "00", Size: 1, Mode: 0o644}
+	file := trees.IndexEntry{Type: proto.TypeFile, SHA256: plan.HashOf([]byte("0")), Size: 1, Mode: 0o644}
 	for _, tc := range []struct {
 		name        string
 		tree, index []string // stale entries added before the scan
@@ -344,7 +344,7 @@ func TestRecordTakesHashedFilesInSlices(t *testing.T) {
 			s.Record = func(_ context.Context, ups []Update) error {
 				slices = append(slices, len(ups))
 				for _, u := range ups {
-					if recorded[u.Path] || u.Entry.SHA256 == "" {
+					if recorded[u.Path] || u.Entry.SHA256.IsZero() {
 						t.Errorf("%s recorded twice or without a hash", u.Path)
 					}
 					recorded[u.Path] = true

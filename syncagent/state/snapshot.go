@@ -75,11 +75,14 @@ const (
 	inIndex
 )
 
-// Hash references of a node: none, the previous hash of the same path, or a literal.
+// Hash references of a node: none, the previous hash of the same path, or the hash:
+// written as its 32 bytes (hashBytes); snapshots of earlier agents spell it in hex
+// (hashLiteral), which is still read.
 const (
 	hashEmpty = iota
 	hashSame
 	hashLiteral
+	hashBytes
 )
 
 // Type codes; typeOther is followed by the type string.
@@ -251,23 +254,21 @@ func encodeSnapshot(t *trees.Trees) []byte {
 		}
 		str(p)
 		b = append(b, bits)
-		prev := ""
-		node := func(typ proto.EntryType, sha, target string, mode uint32, size, mtime int64) {
+		var prev plan.Hash
+		node := func(typ proto.EntryType, sha plan.Hash, target string, mode uint32, size, mtime int64) {
 			c := typeCode(typ)
 			b = append(b, c)
 			if c == typeOther {
 				str(string(typ))
 			}
-			switch sha {
-			case "":
+			switch {
+			case sha.IsZero():
 				b = append(b, hashEmpty)
-			case prev:
+			case sha == prev:
 				b = append(b, hashSame)
 			default:
-				b = append(b, hashLiteral)
-				str(sha)
-			}
-			if sha != "" {
+				b = append(b, hashBytes)
+				b = append(b, sha[:]...)
 				prev = sha
 			}
 			str(target)
@@ -326,7 +327,7 @@ func decodeSnapshotFrom(r io.Reader, size int64) (t *trees.Trees, quiet bool, er
 	for d.left > 0 && !d.bad {
 		p := d.str()
 		bits := d.byte()
-		prev := ""
+		var prev plan.Hash
 		node := func() (n plan.Node) {
 			switch d.byte() {
 			case typeFile:
@@ -345,11 +346,14 @@ func decodeSnapshotFrom(r io.Reader, size int64) (t *trees.Trees, quiet bool, er
 			case hashSame:
 				n.SHA256 = prev
 			case hashLiteral:
-				n.SHA256 = d.str()
+				h, err := plan.ParseHash(d.str())
+				n.SHA256, d.bad = h, d.bad || err != nil
+			case hashBytes:
+				d.read(n.SHA256[:])
 			default:
 				d.bad = true
 			}
-			if n.SHA256 != "" {
+			if !n.SHA256.IsZero() {
 				prev = n.SHA256
 			}
 			n.Target = d.str()
@@ -441,12 +445,24 @@ func (d *snapDecoder) bytes(n int) []byte {
 		return nil
 	}
 	b := make([]byte, n)
-	if _, err := io.ReadFull(d.r, b); err != nil {
-		d.bad = true
+	d.read(b)
+	if d.bad {
 		return nil
 	}
-	d.left -= int64(n)
 	return b
+}
+
+// read fills b.
+func (d *snapDecoder) read(b []byte) {
+	if d.bad || int64(len(b)) > d.left {
+		d.bad = true
+		return
+	}
+	if _, err := io.ReadFull(d.r, b); err != nil {
+		d.bad = true
+		return
+	}
+	d.left -= int64(len(b))
 }
 
 func (d *snapDecoder) uvarint() uint64 {

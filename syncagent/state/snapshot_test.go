@@ -24,7 +24,7 @@ func randomTrees(r *rand.Rand, n int) (synced, remote plan.Tree, index map[strin
 	synced, remote, index = plan.Tree{}, plan.Tree{}, map[string]trees.IndexEntry{}
 	types := []proto.EntryType{proto.TypeFile, proto.TypeDir, proto.TypeSymlink, "fifo"}
 	pick := func(vs ...int64) int64 { return vs[r.IntN(len(vs))] }
-	hashes := []string{"", "aa", "bb", fmt.Sprintf("%064x", r.Uint64())}
+	hashes := []plan.Hash{{}, hashOf("aa"), hashOf("bb"), hashOf(fmt.Sprint(r.Uint64()))}
 	node := func() plan.Node {
 		return plan.Node{Type: types[r.IntN(len(types))], SHA256: hashes[r.IntN(len(hashes))],
 			Target: []string{"", "../x", "ü/ÿ"}[r.IntN(3)], Mode: uint32(pick(0, 0o644, 0o7777, math.MaxUint32)),
@@ -92,8 +92,8 @@ func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]trees.Index
 			}
 		}
 		for p, n := range rm {
-			e := proto.Entry{Path: p, Type: n.Type, SHA256: n.SHA256, Target: n.Target, Mode: n.Mode, Size: n.Size,
-				MTimeNs: n.MTimeNs, Seq: n.Seq, Blocks: []proto.Block{{Hash: "aa", Size: 1}}}
+			e := proto.Entry{Path: p, Type: n.Type, SHA256: n.SHA256.String(), Target: n.Target, Mode: n.Mode, Size: n.Size,
+				MTimeNs: n.MTimeNs, Seq: n.Seq, Blocks: []proto.Block{{Hash: hexOf("aa"), Size: 1}}}
 			if err := tx.PutRemote(e); err != nil {
 				return err
 			}
@@ -145,12 +145,12 @@ func TestSnapshotIsDroppedByEveryTreeWrite(t *testing.T) {
 		{"DeleteSynced", func(tx *Tx) error { return tx.DeleteSynced("new") }},
 		{"PutRemote", func(tx *Tx) error { return tx.PutRemote(proto.Entry{Path: "new", Type: proto.TypeDir, Seq: 3}) }},
 		{"PutRemote again", func(tx *Tx) error {
-			return tx.PutRemote(proto.Entry{Path: "new", Type: proto.TypeFile, SHA256: "cc", Seq: 4, BlocksOmitted: true})
+			return tx.PutRemote(proto.Entry{Path: "new", Type: proto.TypeFile, SHA256: hexOf("cc"), Seq: 4, BlocksOmitted: true})
 		}},
-		{"SetRemoteBlocks", func(tx *Tx) error { return tx.SetRemoteBlocks("new", 4, []proto.Block{{Hash: "cc", Size: 2}}) }},
+		{"SetRemoteBlocks", func(tx *Tx) error { return tx.SetRemoteBlocks("new", 4, []proto.Block{{Hash: hexOf("cc"), Size: 2}}) }},
 		{"DeleteRemote", func(tx *Tx) error { return tx.DeleteRemote("new") }},
 		{"PutIndex", func(tx *Tx) error {
-			return tx.PutIndex("new", trees.IndexEntry{Type: proto.TypeFile, SHA256: "cc", Size: 2}, []proto.Block{{Hash: "cc", Size: 2}})
+			return tx.PutIndex("new", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("cc"), Size: 2}, []proto.Block{{Hash: hexOf("cc"), Size: 2}})
 		}},
 		{"DeleteIndex", func(tx *Tx) error { return tx.DeleteIndex("new") }},
 		{"raw SQL of another build", func(tx *Tx) error {
@@ -347,7 +347,7 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 			for _, d := range []string{"d0", "d1", "d2"} {
 				n := plan.Node{Type: proto.TypeDir, Mode: 0o755, Seq: 4}
 				if r.IntN(8) == 0 {
-					n = plan.Node{Type: proto.TypeFile, SHA256: "ff", Mode: 0o644, Seq: 5}
+					n = plan.Node{Type: proto.TypeFile, SHA256: hashOf("ff"), Mode: 0o644, Seq: 5}
 				}
 				if r.IntN(2) == 0 {
 					s[d], rm[d] = n, n
@@ -370,7 +370,7 @@ func TestSnapshotVerdictIsQuiet(t *testing.T) {
 					ix[p] = e
 				case 4:
 					n := rm[p]
-					n.SHA256 += "x"
+					n.SHA256[0]++
 					rm[p] = n
 				}
 			}

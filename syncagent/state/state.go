@@ -184,8 +184,8 @@ func loadRows(db queryer) (*trees.Trees, error) {
 		}
 		return rows.Err()
 	}
-	// The three tables repeat each path and, mostly, each hash: one string per distinct
-	// value (the store keeps one hash per path when the sides agree).
+	// The three tables repeat each path: one string per distinct value. Hashes are not
+	// interned: the store keeps them as bytes.
 	in := make(interner, max(counts[0], counts[1], counts[2]))
 	var p, typ, sha, target sql.RawBytes
 	scanNode := func(tree trees.Side) func(*sql.Rows) error {
@@ -194,7 +194,11 @@ func loadRows(db queryer) (*trees.Trees, error) {
 			if err := r.Scan(&p, &typ, &sha, &target, &n.Mode, &n.Size, &n.MTimeNs, &n.Seq); err != nil {
 				return err
 			}
-			n.Type, n.SHA256, n.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
+			h, err := plan.ParseHash(string(sha))
+			if err != nil {
+				return fmt.Errorf("path %q: %w", p, err)
+			}
+			n.Type, n.SHA256, n.Target = proto.EntryType(in.get(typ)), h, in.get(target)
 			tree.Set(in.get(p), n)
 			return nil
 		}
@@ -211,7 +215,11 @@ func loadRows(db queryer) (*trees.Trees, error) {
 		if err := r.Scan(&p, &typ, &sha, &target, &e.Mode, &e.Size, &e.MTimeNs, &ino); err != nil {
 			return err
 		}
-		e.Type, e.SHA256, e.Target = proto.EntryType(in.get(typ)), in.get(sha), in.get(target)
+		h, err := plan.ParseHash(string(sha))
+		if err != nil {
+			return fmt.Errorf("path %q: %w", p, err)
+		}
+		e.Type, e.SHA256, e.Target = proto.EntryType(in.get(typ)), h, in.get(target)
 		e.Ino = uint64(ino)
 		t.Index.Set(in.get(p), e)
 		return nil
@@ -401,7 +409,7 @@ func (t *Tx) SetCursor(folderID string, since int64) error {
 // PutSynced sets the merge base of path.
 func (t *Tx) PutSynced(path string, n plan.Node) error {
 	_, err := t.tx.Exec(`INSERT OR REPLACE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		path, string(n.Type), n.SHA256, n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
+		path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
 	if err != nil {
 		return fmt.Errorf("write synced %q: %w", path, err)
 	}
@@ -477,7 +485,7 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block) err
 		return err
 	}
 	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
+		path, string(e.Type), e.SHA256.String(), e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
@@ -534,9 +542,14 @@ func decodeBlocks(raw []byte) ([]proto.Block, error) {
 }
 
 // NodeOf returns e as a tree node. Its type is one of the proto constants, not the
-// decoder's own copy of the string.
-func NodeOf(e proto.Entry) plan.Node {
-	return plan.Node{Type: canonicalType(e.Type), SHA256: e.SHA256, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}
+// decoder's own copy of the string. A hash that is not one (the server checks them) is
+// an error.
+func NodeOf(e proto.Entry) (plan.Node, error) {
+	h, err := plan.ParseHash(e.SHA256)
+	if err != nil {
+		return plan.Node{}, fmt.Errorf("entry %q: %w", e.Path, err)
+	}
+	return plan.Node{Type: canonicalType(e.Type), SHA256: h, Target: e.Target, Mode: e.Mode, Size: e.Size, MTimeNs: e.MTimeNs, Seq: e.Seq}, nil
 }
 
 func canonicalType(t proto.EntryType) proto.EntryType {

@@ -19,13 +19,13 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 	ctx := context.Background()
 	blocks := []proto.Block{{Hash: "aa", Size: 3}, {Hash: "bb", Size: 4}, {Hash: "aa", Size: 3}}
 	err = db.Update(ctx, func(tx *Tx) error {
-		if err := tx.PutSynced("f", plan.Node{Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10}); err != nil {
+		if err := tx.PutSynced("f", plan.Node{Type: proto.TypeFile, SHA256: hashOf("h"), Seq: 7, Size: 10}); err != nil {
 			return err
 		}
-		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: "h", Seq: 7, Size: 10, Blocks: blocks}); err != nil {
+		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: hexOf("h"), Seq: 7, Size: 10, Blocks: blocks}); err != nil {
 			return err
 		}
-		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 10, Ino: 1 << 40}, blocks); err != nil {
+		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 10, Ino: 1 << 40}, blocks); err != nil {
 			return err
 		}
 		return tx.SetCursor("folder-1", 7)
@@ -49,7 +49,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if synced["f"].Seq != 7 || remote["f"].SHA256 != "h" || index["f"].Ino != 1<<40 {
+	if synced["f"].Seq != 7 || remote["f"].SHA256 != hashOf("h") || index["f"].Ino != 1<<40 {
 		t.Errorf("reloaded %+v %+v %+v", synced, remote, index)
 	}
 	if got, _ := db.RemoteBlocks("f"); len(got) != 3 || got[1].Hash != "bb" {
@@ -88,7 +88,7 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 	release := make(chan struct{})
 	wait := db.UpdateLater(ctx, func(tx *Tx) error {
 		<-release // the read below is issued while this transaction is still open
-		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: "h", Size: 7}, blocks)
+		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 7}, blocks)
 	})
 	got := make(chan []proto.Block, 1)
 	go func() {
@@ -115,3 +115,9 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 		t.Errorf("a failed background transaction changed the index: %+v", b)
 	}
 }
+
+// hashOf is a hash to stand for the content s.
+func hashOf(s string) plan.Hash { return plan.HashOf([]byte(s)) }
+
+// hexOf is hashOf(s) as the wire spells it.
+func hexOf(s string) string { return hashOf(s).String() }

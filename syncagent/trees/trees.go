@@ -9,6 +9,7 @@
 // (a change not synced yet, a symlink, an unusual type) is kept whole in a small
 // overflow map of its own. The store keeps records in that shape as sides change: when
 // no side is left on a record's content, one from the overflow takes its place.
+// Records hold no pointers (a plan.Hash is bytes), so the collector does not scan them.
 package trees
 
 import (
@@ -21,7 +22,7 @@ import (
 // IndexEntry is the index cache's record of a path: its stat key and content hash.
 type IndexEntry struct {
 	Type    proto.EntryType
-	SHA256  string
+	SHA256  plan.Hash
 	Target  string
 	Mode    uint32
 	Size    int64
@@ -83,9 +84,9 @@ func typeCode(t proto.EntryType) uint8 {
 var typeOf = [...]proto.EntryType{typeFile: proto.TypeFile, typeDir: proto.TypeDir, typeSymlink: proto.TypeSymlink}
 
 // record is one path: a content, and which sides are present (has) and which of those
-// are that content (inBase; the others are in the overflow). 64 bytes.
+// are that content (inBase; the others are in the overflow). 80 bytes.
 type record struct {
-	sha       string
+	sha       plan.Hash
 	size      int64
 	mtime     int64
 	ino       uint64 // the index's, while the index is in the base
@@ -234,7 +235,7 @@ func fits(s side, e entry) bool {
 	return typeCode(e.n.Type) != typeOther && e.n.Target == "" && (e.n.Seq == 0 || s == remote || s == synced)
 }
 
-// matches reports whether e, on side s, is the record's content.
+// matches reports whether e is the record's content.
 func (r *record) matches(e entry) bool {
 	n := &e.n
 	return typeCode(n.Type) == r.typ && n.Target == "" && n.SHA256 == r.sha && n.Size == r.size &&
@@ -304,7 +305,7 @@ func (t *Trees) delete(s side, p string) {
 		t.overDelete(s, p)
 	}
 	if r.has == 0 {
-		*r = record{} // drops the hash string
+		*r = record{}
 		delete(t.paths, p)
 		t.free = append(t.free, i)
 		return

@@ -17,13 +17,15 @@ type model struct {
 	index                 map[string]IndexEntry
 }
 
+var hashA, hashB = plan.HashOf([]byte("a")), plan.HashOf([]byte("b"))
+
 // drawNode draws nodes that are often equal to each other apart from the Seq (the
 // store's common case) and sometimes not: other contents, links, unusual types, a
 // Local node with a Seq.
 func drawNode(t *rapid.T, label string, seqs bool) plan.Node {
 	n := plan.Node{
 		Type:    rapid.SampledFrom([]proto.EntryType{proto.TypeFile, proto.TypeFile, proto.TypeDir, proto.TypeSymlink, "fifo"}).Draw(t, label+"Type"),
-		SHA256:  rapid.SampledFrom([]string{"", "aa", "bb"}).Draw(t, label+"SHA"),
+		SHA256:  rapid.SampledFrom([]plan.Hash{{}, hashA, hashB}).Draw(t, label+"SHA"),
 		Mode:    rapid.SampledFrom([]uint32{0o644, 0o755}).Draw(t, label+"Mode"),
 		Size:    rapid.Int64Range(0, 2).Draw(t, label+"Size"),
 		MTimeNs: rapid.Int64Range(0, 1).Draw(t, label+"MTime"),
@@ -180,7 +182,7 @@ func popcount(s side) int {
 // record and no overflow, and an edit not yet uploaded sends only the changed sides out.
 func TestTreesSharedContent(t *testing.T) {
 	s := New(0)
-	n := plan.Node{Type: proto.TypeFile, SHA256: "h1", Mode: 0o644, Size: 3, MTimeNs: 5}
+	n := plan.Node{Type: proto.TypeFile, SHA256: hashA, Mode: 0o644, Size: 3, MTimeNs: 5}
 	s.Index.Set("f", IndexEntry{Type: n.Type, SHA256: n.SHA256, Mode: n.Mode, Size: n.Size, MTimeNs: n.MTimeNs, Ino: 9})
 	s.Local.Set("f", n)
 	n.Seq = 4
@@ -189,7 +191,7 @@ func TestTreesSharedContent(t *testing.T) {
 	if r := s.rec(s.paths["f"]); r.inBase != local|remote|synced|index || len(s.overIndex)+len(s.over[0])+len(s.over[1])+len(s.over[2]) != 0 {
 		t.Fatalf("a synced path: base sides %b, overflow %d", r.inBase, len(s.overIndex))
 	}
-	edit := plan.Node{Type: proto.TypeFile, SHA256: "h2", Mode: 0o644, Size: 4, MTimeNs: 6}
+	edit := plan.Node{Type: proto.TypeFile, SHA256: hashB, Mode: 0o644, Size: 4, MTimeNs: 6}
 	s.Local.Set("f", edit)
 	s.Index.Set("f", IndexEntry{Type: edit.Type, SHA256: edit.SHA256, Mode: edit.Mode, Size: edit.Size, MTimeNs: edit.MTimeNs, Ino: 9})
 	if len(s.over[0]) != 1 || len(s.overIndex) != 1 {
@@ -198,7 +200,7 @@ func TestTreesSharedContent(t *testing.T) {
 	edit.Seq = 8
 	s.Synced.Set("f", edit)
 	s.Remote.Set("f", edit)
-	if r := s.rec(s.paths["f"]); r.inBase != local|remote|synced|index || r.sha != "h2" || len(s.over[0])+len(s.overIndex) != 0 {
+	if r := s.rec(s.paths["f"]); r.inBase != local|remote|synced|index || r.sha != hashB || len(s.over[0])+len(s.overIndex) != 0 {
 		t.Fatalf("the edit uploaded: base sides %b, content %q, overflow %d", r.inBase, r.sha, len(s.over[0])+len(s.overIndex))
 	}
 	if got, _ := s.Remote.Get("f"); got != edit {
@@ -211,7 +213,7 @@ func TestTreesManyPaths(t *testing.T) {
 	s := New(0)
 	const n = 3*chunkLen + 5
 	node := func(i int) plan.Node {
-		return plan.Node{Type: proto.TypeFile, SHA256: fmt.Sprint(i), Size: int64(i), Seq: int64(i + 1)}
+		return plan.Node{Type: proto.TypeFile, SHA256: plan.HashOf(fmt.Append(nil, i)), Size: int64(i), Seq: int64(i + 1)}
 	}
 	for i := range n {
 		s.Synced.Set(fmt.Sprint("p", i), node(i))
