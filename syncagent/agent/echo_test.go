@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/execute"
@@ -61,6 +62,29 @@ func TestOwnCommitsEchoIsNotWrittenAgain(t *testing.T) {
 	}
 	if n, _ := a.trees.Remote.Get("f"); n.SHA256.String() != sha("b") || n.Seq != 9 || !slices.Equal(blocks, later.Blocks) {
 		t.Fatalf("a later entry was not recorded: %+v, blocks %v", n, blocks)
+	}
+}
+
+// TestFeedEntryWithABadHashIsRefused: a page with an entry whose hash is not one is an
+// error naming the path, and neither the cursor nor the remote table moves.
+func TestFeedEntryWithABadHashIsRefused(t *testing.T) {
+	srv := startServer(t)
+	a := newAgent(t, srv, t.TempDir(), "A", nil)
+	bad := proto.Entry{Path: "f", Type: proto.TypeFile, Size: 1, SHA256: strings.ToUpper(sha("a")), Seq: 3,
+		Blocks: []proto.Block{{Hash: sha("a"), Size: 1}}}
+	p := page{resp: &proto.ChangesResponse{FolderID: "F", Entries: []proto.Entry{bad}, LastSeq: 3}}
+	err := a.applyPage(context.Background(), p)
+	if err == nil || !strings.Contains(err.Error(), `"f"`) {
+		t.Fatalf("applyPage: %v, want an error naming the path", err)
+	}
+	if a.cursor != 0 {
+		t.Errorf("cursor moved to %d", a.cursor)
+	}
+	if blocks, err := a.db.RemoteBlocks("f"); err == nil && blocks != nil {
+		t.Errorf("the remote table holds the entry: %v", blocks)
+	}
+	if _, ok := a.trees.Remote.Get("f"); ok {
+		t.Error("the remote tree holds the entry")
 	}
 }
 

@@ -3,13 +3,16 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
 	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -60,6 +63,35 @@ func TestSnapshotEncodingRoundTrips(t *testing.T) {
 		if !reflect.DeepEqual(gs, s) || !reflect.DeepEqual(gr, rm) || !reflect.DeepEqual(gi, ix) {
 			t.Fatalf("round %d: decoded trees differ", round)
 		}
+	}
+}
+
+// TestSnapshotOfAnEarlierAgentIsRead: earlier agents spelled hashes in hex
+// (hashLiteral); their snapshot still loads, and a bad hex hash drops it.
+func TestSnapshotOfAnEarlierAgentIsRead(t *testing.T) {
+	legacy := func(sha string) []byte {
+		b := []byte(snapshotMagic)
+		b = binary.AppendUvarint(b, 1) // synced
+		b = binary.AppendUvarint(b, 0)
+		b = binary.AppendUvarint(b, 0)
+		b = binary.AppendUvarint(b, 1)
+		b = append(b, 'f', inSynced, typeFile, hashLiteral)
+		b = binary.AppendUvarint(b, uint64(len(sha)))
+		b = append(b, sha...)
+		b = binary.AppendUvarint(b, 0)     // target
+		b = binary.AppendUvarint(b, 0o644) // mode
+		b = binary.AppendVarint(b, 3)      // size
+		b = binary.AppendVarint(b, 5)      // mtime
+		b = binary.AppendVarint(b, 7)      // seq
+		return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	}
+	synced, _, _, err := decodeMaps(legacy(hexOf("x")))
+	want := plan.Node{Type: proto.TypeFile, SHA256: hashOf("x"), Mode: 0o644, Size: 3, MTimeNs: 5, Seq: 7}
+	if err != nil || synced["f"] != want {
+		t.Fatalf("legacy snapshot: %v, %v; want %v", synced, err, want)
+	}
+	if _, _, _, err := decodeMaps(legacy(strings.ToUpper(hexOf("x")))); err == nil {
+		t.Fatal("a legacy snapshot with an upper-case hash was read")
 	}
 }
 
