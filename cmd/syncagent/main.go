@@ -84,7 +84,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
-	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime: auto (the live heap plus half of it, at least 24MiB more), off, or a size such as 256MiB; GOMEMLIMIT, when set, wins over the default")
+	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime: auto (the live heap plus half of it, at least 16MiB more and at least 36MiB), off, or a size such as 256MiB; GOMEMLIMIT, when set, wins over the default")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&o.logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
 	if err := fs.Parse(args); err != nil {

@@ -110,7 +110,7 @@ func TestMemoryLimit(t *testing.T) {
 	stop := applyMemoryLimit("auto", false, env(""))
 	got := debug.SetMemoryLimit(-1)
 	stop()
-	if got == math.MaxInt64 || got < memlimit.MinHeadroom {
+	if got == math.MaxInt64 || got < memlimit.MinLimit {
 		t.Errorf("auto: limit %d", got)
 	}
 }

@@ -10,8 +10,10 @@ import (
 
 func TestLimit(t *testing.T) {
 	for _, c := range []struct{ live, want int64 }{
-		{0, MinHeadroom},
-		{8 << 20, 8<<20 + MinHeadroom},
+		{0, MinLimit},
+		{8 << 20, MinLimit},
+		{20 << 20, MinLimit},
+		{31 << 20, 47 << 20},
 		{100 << 20, 150 << 20},
 	} {
 		if got := Limit(c.live); got != c.want {
@@ -26,7 +28,7 @@ func TestAutoFollowsTheLiveHeap(t *testing.T) {
 	stop := Auto()
 	defer stop()
 	first := debug.SetMemoryLimit(-1)
-	if first == math.MaxInt64 || first < MinHeadroom {
+	if first == math.MaxInt64 || first < MinLimit {
 		t.Fatalf("limit after Auto: %d", first)
 	}
 	keep := make([][]byte, 0, 64)

@@ -106,7 +106,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.ahead.Stop()
 	a.ahead = nil
 	a.removeTempFiles()
-	pages := make(chan page, 4)
+	// One page waits while the next is fetched: while a window of a first sync runs,
+	// more would only wait in memory (four held 4–6 MB of decoded entries).
+	pages := make(chan page, 1)
 	pullCtx, stopPull := context.WithCancel(ctx)
 	defer stopPull()
 	go a.pull(pullCtx, pages)

@@ -22,8 +22,9 @@ const (
 	batchFileMax  = 256 << 10
 	batchMaxFiles = 256
 	// batchMaxBytes bounds a batch's bytes: with two in flight and one being handed
-	// over, 4 MiB batches held 5.7 MB of a reader's heap at its peak.
-	batchMaxBytes = 1 << 20
+	// over, 4 MiB batches held 5.7 MB of a reader's heap at its peak, 1 MiB ones 4.7 MB
+	// (the block buffers of GetBlocks). 512 KiB is still about 60 of W1's files.
+	batchMaxBytes = 512 << 10
 	// batchesInFlight bounds the batches fetched and not yet handed to the workers, and
 	// so the bytes they hold (with batchMaxBytes).
 	batchesInFlight = 2
