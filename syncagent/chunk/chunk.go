@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 
@@ -38,6 +39,8 @@ const (
 type Result struct {
 	// SHA256 is the lowercase hex SHA-256 of the whole content.
 	SHA256 string
+	// Sum is the same hash as bytes.
+	Sum [sha256.Size]byte
 	// Size is the content's length.
 	Size int64
 	// Blocks lists the content's blocks in order.
@@ -65,7 +68,8 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		data := head[:n]
 		whole.Write(data)
-		res := Result{SHA256: hex.EncodeToString(whole.Sum(nil)), Size: int64(n)}
+		res := Result{Size: int64(n)}
+		res.setSum(whole)
 		if n == 0 {
 			return res, nil
 		}
@@ -161,8 +165,14 @@ loop:
 	if loopErr != nil {
 		return Result{}, loopErr
 	}
-	res.SHA256 = hex.EncodeToString(whole.Sum(nil))
+	res.setSum(whole)
 	return res, nil
+}
+
+// setSum ends the whole-content hash h into Sum and SHA256.
+func (r *Result) setSum(h hash.Hash) {
+	h.Sum(r.Sum[:0])
+	r.SHA256 = hex.EncodeToString(r.Sum[:])
 }
 
 var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxSize); return &b }}

@@ -458,7 +458,7 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 	if err != nil {
 		return landed{}, err
 	}
-	if got != r.SHA256.String() {
+	if got != r.SHA256 {
 		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
@@ -489,19 +489,19 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 type wholeHash struct {
 	h      hash.Hash
 	blocks chan []byte
-	done   chan string
+	done   chan plan.Hash
 }
 
 func newWholeHash(background bool) *wholeHash {
 	w := &wholeHash{h: sha256.New()}
 	if background {
 		w.blocks = make(chan []byte, hashAhead)
-		w.done = make(chan string, 1)
+		w.done = make(chan plan.Hash, 1)
 		go func() {
 			for data := range w.blocks {
 				w.h.Write(data)
 			}
-			w.done <- hex.EncodeToString(w.h.Sum(nil))
+			w.done <- plan.Hash(w.h.Sum(nil))
 		}()
 	}
 	return w
@@ -516,12 +516,12 @@ func (w *wholeHash) write(data []byte) {
 }
 
 // sum ends the hash and returns it; write must not be called afterwards.
-func (w *wholeHash) sum() string {
+func (w *wholeHash) sum() plan.Hash {
 	if w.blocks != nil {
 		close(w.blocks)
 		return <-w.done
 	}
-	return hex.EncodeToString(w.h.Sum(nil))
+	return plan.Hash(w.h.Sum(nil))
 }
 
 type fetched struct {

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // Hash is a SHA-256 content hash. The zero Hash is no hash (a dir's, a link's). The
@@ -50,13 +52,8 @@ func ParseHash(s string) (Hash, error) {
 	if s == "" {
 		return h, nil
 	}
-	if len(s) != 2*len(h) {
+	if !proto.ValidHash(s) {
 		return h, fmt.Errorf("hash %q: %w", s, errBadHash)
-	}
-	for i := range len(s) {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return h, fmt.Errorf("hash %q: %w", s, errBadHash)
-		}
 	}
 	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
 		return h, fmt.Errorf("hash %q: %w", s, err)

@@ -460,9 +460,7 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 		return nil
 	}
 	e := j.st
-	if e.SHA256, err = plan.ParseHash(res.SHA256); err != nil {
-		return nil
-	}
+	e.SHA256 = res.Sum
 	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks}
 }
 

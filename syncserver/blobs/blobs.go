@@ -25,6 +25,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // Errors of the store; every error it returns for these conditions wraps one of them.
@@ -86,20 +88,9 @@ type Store struct {
 	packs    map[uint64]*pack
 }
 
-// ValidHash reports whether h is a block hash: exactly 64 lowercase hex digits. Only
-// such strings ever become file names, so a hash can never traverse out of the store.
-func ValidHash(h string) bool {
-	if len(h) != sha256.Size*2 {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+// ValidHash reports whether h is a block hash (proto.ValidHash). Only such strings ever
+// become file names, so a hash can never traverse out of the store.
+func ValidHash(h string) bool { return proto.ValidHash(h) }
 
 func checkHash(h string) error {
 	if !ValidHash(h) {
