@@ -356,7 +356,9 @@ func (x *Executor) assembleFetched(op plan.Op, data []byte) (landed, error) {
 	b := proto.Block{Hash: op.Remote.SHA256.String(), Size: int64(len(data))}
 	x.Counters.BytesDown.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
-	return x.assembleFrom(op, []proto.Block{b}, &fetchOpts{}, func(_ *fetchOpts, write func([]byte) error) error {
+	// The client checked data against the file's hash (its one block's name) when it
+	// downloaded it: hashing it again before the rename would add nothing.
+	return x.assembleFrom(op, []proto.Block{b}, &fetchOpts{checked: true}, func(_ *fetchOpts, write func([]byte) error) error {
 		return write(data)
 	})
 }
@@ -373,6 +375,9 @@ type fetchOpts struct {
 	verify bool
 	// unverified counts the blocks used without that check.
 	unverified atomic.Int64
+	// checked says that fetch writes content already known to hash to the entry's
+	// SHA-256, so the assembled file is not hashed again.
+	checked bool
 }
 
 // assemble writes a file from blocks (local ones where it can, server ones otherwise)
@@ -438,7 +443,7 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 			_ = t.dir.Remove(t.name)
 		}
 	}()
-	whole := newWholeHash(len(blocks) > 1)
+	whole := newWholeHash(len(blocks) > 1, o.checked)
 	var off, flushed int64
 	err = fetch(o, func(data []byte) error {
 		if _, err := f.Write(data); err != nil {
@@ -454,11 +459,11 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 		}
 		return nil
 	})
-	got := whole.sum()
+	got, hashed := whole.sum()
 	if err != nil {
 		return landed{}, err
 	}
-	if got != r.SHA256 {
+	if hashed && got != r.SHA256 {
 		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
@@ -485,14 +490,18 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 
 // wholeHash is the SHA-256 of a file being assembled. For a file of several blocks it
 // runs on its own goroutine, beside the writes, taking the blocks' bytes as they are
-// written (fresh slices that nobody reuses); a one-block file is hashed in line.
+// written (fresh slices that nobody reuses); a one-block file is hashed in line; content
+// already checked is not hashed.
 type wholeHash struct {
-	h      hash.Hash
+	h      hash.Hash // nil: not hashed
 	blocks chan []byte
 	done   chan plan.Hash
 }
 
-func newWholeHash(background bool) *wholeHash {
+func newWholeHash(background, checked bool) *wholeHash {
+	if checked {
+		return &wholeHash{}
+	}
 	w := &wholeHash{h: sha256.New()}
 	if background {
 		w.blocks = make(chan []byte, hashAhead)
@@ -508,20 +517,25 @@ func newWholeHash(background bool) *wholeHash {
 }
 
 func (w *wholeHash) write(data []byte) {
-	if w.blocks != nil {
+	switch {
+	case w.blocks != nil:
 		w.blocks <- data
-		return
+	case w.h != nil:
+		w.h.Write(data)
 	}
-	w.h.Write(data)
 }
 
-// sum ends the hash and returns it; write must not be called afterwards.
-func (w *wholeHash) sum() plan.Hash {
-	if w.blocks != nil {
+// sum ends the hash and returns it, and whether the content was hashed at all; write
+// must not be called afterwards.
+func (w *wholeHash) sum() (sum plan.Hash, hashed bool) {
+	switch {
+	case w.blocks != nil:
 		close(w.blocks)
-		return <-w.done
+		return <-w.done, true
+	case w.h != nil:
+		return plan.Hash(w.h.Sum(nil)), true
 	}
-	return plan.Hash(w.h.Sum(nil))
+	return plan.Hash{}, false
 }
 
 type fetched struct {

@@ -17,9 +17,9 @@ import (
 )
 
 // A file edited in place with its size and mtime kept passes the stat check of
-// planning; the content read while its commit is sent no longer matches the index.
-// That commit is abandoned (the server applies none of it) and the rest of the batch
-// goes again without the file.
+// planning; the content read while its commit is sent no longer matches the index. The
+// server, which hashes what it receives, refuses that item and applies the others; the
+// agent finds the file changed and skips it for a re-plan.
 func TestUploadSkipsAFileChangedWhileItsCommitIsSent(t *testing.T) {
 	e := newEnv(t)
 	for _, n := range []string{"a", "b", "c"} {

@@ -447,8 +447,8 @@ func (e *itemError) Error() string { return e.err.Error() }
 func (e *itemError) Unwrap() error { return e.err }
 
 // inlineItem returns p's commit item with its content read into *buf, which it reuses:
-// the data is valid until the next call. The content must still be what the index
-// recorded (size and hash); otherwise the file changed since planning (errChanged).
+// the data is valid until the next call. A file whose size is no longer the one the
+// index recorded changed since planning (errChanged); its hash is the server's to check.
 func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, error) {
 	if !p.inline {
 		return p.item, nil
@@ -471,8 +471,12 @@ func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, 
 		return p.item, fmt.Errorf("read: %w", err)
 	}
 	data = data[:n]
-	if int64(n) != p.item.Size || plan.HashOf(data) != p.sum {
-		return p.item, fmt.Errorf("%q: %w (content)", p.op.Path, errChanged)
+	// A file that changed in place since it was hashed, its size kept, is not caught
+	// here: the server hashes what it receives and refuses the item, and recordCommit
+	// then finds the change. Hashing every inlined file again here cost the writer a
+	// SHA-256 pass over all it sent.
+	if int64(n) != p.item.Size {
+		return p.item, fmt.Errorf("%q: %w (size)", p.op.Path, errChanged)
 	}
 	item := p.item
 	item.Data = data
@@ -582,6 +586,8 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 					return err
 				}
 				x.skip(p.op, errors.New("server entry moved on (409)"), out)
+			case r.Status == proto.StatusError && p.inline && x.changedSince(p):
+				x.skip(p.op, fmt.Errorf("%w (content; the server refused it: %s)", errChanged, r.Error), out)
 			default:
 				x.fail(p.op, fmt.Errorf("commit: %s", r.Error), out)
 			}
@@ -589,4 +595,11 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 		return nil
 	})
 	return retry, err
+}
+
+// changedSince reports whether the inlined file of p no longer holds the content it was
+// hashed with (or cannot be read).
+func (x *Executor) changedSince(p *pendingUpload) bool {
+	data, err := x.Root.ReadFile(p.op.Path)
+	return err != nil || plan.HashOf(data) != p.sum
 }

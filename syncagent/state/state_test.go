@@ -3,6 +3,8 @@ package state
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -121,3 +123,66 @@ func hashOf(s string) plan.Hash { return plan.HashOf([]byte(s)) }
 
 // hexOf is hashOf(s) as the wire spells it.
 func hexOf(s string) string { return hashOf(s).String() }
+
+// A file of one block is found as that block's location through its index row, with no
+// blockloc row of its own; a row an earlier agent wrote for it is not listed twice; a
+// new version or a deletion of the file forgets the old content.
+func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
+	db, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	one, two := hashOf("one"), hashOf("two")
+	update := func(fn func(tx *Tx) error) {
+		t.Helper()
+		if err := db.Update(ctx, fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	find := func(h plan.Hash) []BlockLocation {
+		t.Helper()
+		locs, err := db.FindBlock(h.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(locs, func(a, b BlockLocation) int { return strings.Compare(a.Path, b.Path) })
+		return locs
+	}
+	update(func(tx *Tx) error {
+		for _, p := range []string{"a", "b"} {
+			if err := tx.PutIndex(p, trees.IndexEntry{Type: proto.TypeFile, SHA256: one, Size: 3}, []proto.Block{{Hash: one.String(), Size: 3}}); err != nil {
+				return err
+			}
+		}
+		// A symlink whose target hashes alike holds no such block.
+		return tx.PutIndex("l", trees.IndexEntry{Type: proto.TypeSymlink, SHA256: one, Target: "one"}, nil)
+	})
+	var rows int
+	if err := db.db.QueryRow(`SELECT COUNT(*) FROM blockloc`).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("blockloc holds %d rows (%v) for files of one block; want none", rows, err)
+	}
+	if got := find(one); len(got) != 2 || got[0] != (BlockLocation{Path: "a", Size: 3}) || got[1] != (BlockLocation{Path: "b", Size: 3}) {
+		t.Errorf("FindBlock(one) = %+v; want a and b, whole", got)
+	}
+	// The row an earlier agent wrote for a.
+	if _, err := db.db.Exec(`INSERT INTO blockloc (hash, path, off, size) VALUES (?, 'a', 0, 3)`, one.String()); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(one); len(got) != 2 {
+		t.Errorf("FindBlock(one) with an earlier agent's row = %+v; want a and b once each", got)
+	}
+	update(func(tx *Tx) error {
+		if err := tx.PutIndex("a", trees.IndexEntry{Type: proto.TypeFile, SHA256: two, Size: 3}, []proto.Block{{Hash: two.String(), Size: 3}}); err != nil {
+			return err
+		}
+		return tx.DeleteIndex("b")
+	})
+	if got := find(one); len(got) != 0 {
+		t.Errorf("FindBlock(one) after a changed and b deleted = %+v; want none", got)
+	}
+	if got := find(two); len(got) != 1 || got[0].Path != "a" {
+		t.Errorf("FindBlock(two) = %+v; want a", got)
+	}
+}
