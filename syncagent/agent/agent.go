@@ -231,6 +231,9 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 // row of the trees; see state.DB.SaveSnapshot).
 func (a *Agent) Close() error {
 	a.ahead.Stop()
+	if err := a.waitDownloadRecord(); err != nil {
+		a.log.Warn("downloads not recorded; the next start checks those files again", "err", err.Error())
+	}
 	if err := a.waitIndex(); err != nil {
 		a.log.Warn("index not recorded; the next start hashes those files again", "err", err.Error())
 	}
@@ -393,6 +396,9 @@ func (a *Agent) persistIndexLater(ctx context.Context, ups []scan.Update) error 
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
+	if err := a.waitDownloadRecord(); err != nil {
+		return err
+	}
 	a.treesTouched = true
 	var took time.Duration
 	wait := a.db.UpdateLater(ctx, func(tx *state.Tx) error {
@@ -406,6 +412,17 @@ func (a *Agent) persistIndexLater(ctx context.Context, ups []scan.Update) error 
 		return err
 	}
 	return nil
+}
+
+// waitDownloadRecord waits for the record of downloaded files that the executor left
+// running (execute.Executor.WaitRecorded): an index row written before it would be
+// overwritten by the older one it holds, and uploads pair the index's hash in memory
+// with the block list of the row.
+func (a *Agent) waitDownloadRecord() error {
+	if a.exec == nil {
+		return nil
+	}
+	return a.exec.WaitRecorded()
 }
 
 // waitIndex waits for the index record persistIndexLater left running and returns its
@@ -425,6 +442,9 @@ func (a *Agent) waitIndex() error {
 func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
 	if len(ups) == 0 {
 		return nil
+	}
+	if err := a.waitDownloadRecord(); err != nil {
+		return err
 	}
 	a.treesTouched = true
 	return a.db.Update(ctx, func(tx *state.Tx) error { return putIndex(tx, ups) })
@@ -455,6 +475,12 @@ type page struct {
 func (a *Agent) applyPage(ctx context.Context, p page) error {
 	if p.reset || len(p.resp.Entries) > 0 {
 		a.treesTouched = true
+	}
+	if p.reset {
+		// A download record still running would write synced rows after the reset.
+		if err := a.waitDownloadRecord(); err != nil {
+			return err
+		}
 	}
 	return a.db.Update(ctx, func(tx *state.Tx) error {
 		if p.reset {

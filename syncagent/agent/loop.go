@@ -30,6 +30,10 @@ func (a *Agent) Once(ctx context.Context) error {
 	failures := 0
 	for round := 0; round < maxOnceRounds; round++ {
 		done, err := a.onceRound(ctx, &swept)
+		if werr := a.waitDownloadRecord(); err == nil {
+			// A pass is over once its downloads are recorded.
+			err = werr
+		}
 		// A listing made ahead serves the first round's scan only; a round that failed
 		// before its scan does not leave it to a retry seconds later.
 		a.ahead.Stop()
@@ -222,6 +226,13 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-poll.C:
 				if a.st.breakerTripped() && a.resumeWaiting() {
 					remoteCh = true // plan again: the held deletes may now run
+				}
+			case <-a.exec.Recorded():
+				// The last downloads' record ended while the loop had nothing to do.
+				if err := a.waitDownloadRecord(); err != nil {
+					a.log.Warn("downloaded files not recorded; planning them again", "err", err.Error())
+					a.st.setError(err)
+					remoteCh = true
 				}
 			}
 			continue

@@ -143,23 +143,96 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 	batches.wait()
 	close(next)
 	wg.Wait()
-	landedAt := time.Now()
-	if needSync {
-		// One flush for all small files of the slice, before their state says synced.
-		if err := syncFS(x.Root); err != nil {
-			return fmt.Errorf("sync downloaded files: %w", err)
-		}
-	}
-	syncedAt := time.Now()
-	if err := x.recordLanded(ctx, done, out); err != nil {
+	took := time.Since(start)
+	x.noteLanded(done, out)
+	// The slice before this one is recorded first: the state's writes stay in order.
+	if err := x.WaitRecorded(); err != nil {
 		return err
 	}
-	x.Log.Debug("downloaded", "files", len(ops), "took", landedAt.Sub(start).String(),
-		"syncTook", syncedAt.Sub(landedAt).String(), "recordTook", time.Since(syncedAt).String())
+	x.recordLater(done, needSync, len(ops), took)
 	if stopErr != nil {
 		return stopErr
 	}
 	return ctx.Err()
+}
+
+// noteLanded puts landed files in the trees, so that the next plan starts from the disk
+// as it is, and counts them; recordLater records them in the state.
+func (x *Executor) noteLanded(done []landed, out *Outcome) {
+	for _, l := range done {
+		p := l.op.Path
+		x.Trees.Synced.Set(p, *l.op.Remote)
+		x.Trees.Index.Set(p, l.idx)
+		x.Trees.Local.Set(p, l.idx.Node())
+		out.Done++
+		x.Counters.FilesDone.Add(1)
+	}
+}
+
+// recordLater flushes the small files of a download slice (one syncfs, when needSync)
+// and then records the slice in the state, in the background: the agent meanwhile pulls,
+// plans and lands the next slice, instead of waiting for the disk. The state still says
+// synced only once the files are on disk. WaitRecorded collects the outcome; every other
+// write of the state by the executor waits for it first (Run), and so must the agent's
+// own writes that a stale row could contradict (a reset of the trees) and its Close.
+func (x *Executor) recordLater(done []landed, needSync bool, files int, took time.Duration) {
+	if len(done) == 0 && !needSync {
+		return
+	}
+	r := &pendingRecord{done: make(chan struct{}), landed: done}
+	x.recording = r
+	go func() {
+		defer close(r.done)
+		start := time.Now()
+		if needSync {
+			if err := syncFS(x.Root); err != nil {
+				r.err = fmt.Errorf("sync downloaded files: %w", err)
+				return
+			}
+		}
+		synced := time.Now()
+		r.err = x.recordLanded(done)
+		x.Log.Debug("downloaded", "files", files, "took", took.String(),
+			"syncTook", synced.Sub(start).String(), "recordTook", time.Since(synced).String())
+	}()
+}
+
+// pendingRecord is a download slice's record left running by recordLater.
+type pendingRecord struct {
+	done   chan struct{} // closed when it is over
+	err    error         // its outcome, once done is closed
+	landed []landed
+}
+
+// Recorded is closed when the record recordLater left running is over (nil when none
+// is): a loop can wait for it beside other events, then collect it with WaitRecorded.
+func (x *Executor) Recorded() <-chan struct{} {
+	if x.recording == nil {
+		return nil
+	}
+	return x.recording.done
+}
+
+// WaitRecorded waits for the record of the last download slice (recordLater) and returns
+// its error. Should it have failed, the slice's files leave the Synced tree (unless a
+// later op set them anew), so that the next plan looks at them again instead of trusting
+// what the state never got.
+func (x *Executor) WaitRecorded() error {
+	r := x.recording
+	if r == nil {
+		return nil
+	}
+	<-r.done
+	x.recording = nil
+	if r.err == nil {
+		return nil
+	}
+	for _, l := range r.landed {
+		if n, ok := x.Trees.Synced.Get(l.op.Path); ok && n == *l.op.Remote {
+			x.Trees.Synced.Delete(l.op.Path)
+		}
+	}
+	return fmt.Errorf("record downloads: %w", r.err)
 }
 
 // outcome files a non-transient op error under skip or fail.
@@ -171,19 +244,18 @@ func (x *Executor) outcome(op plan.Op, err error, out *Outcome) {
 	}
 }
 
-func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome) error {
+// recordLanded writes landed files to the state. It touches only the state and done (it
+// runs beside the agent's goroutine, which owns the trees).
+func (x *Executor) recordLanded(done []landed) error {
 	if len(done) == 0 {
 		return nil
 	}
-	return x.State.Update(ctx, func(tx *state.Tx) error {
+	return x.State.Update(context.Background(), func(tx *state.Tx) error {
 		for _, l := range done {
 			p := l.op.Path
-			x.Trees.Synced.Set(p, *l.op.Remote)
 			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
 				return err
 			}
-			x.Trees.Index.Set(p, l.idx)
-			x.Trees.Local.Set(p, l.idx.Node())
 			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
 				return err
 			}
@@ -192,8 +264,6 @@ func (x *Executor) recordLanded(ctx context.Context, done []landed, out *Outcome
 					return err
 				}
 			}
-			out.Done++
-			x.Counters.FilesDone.Add(1)
 		}
 		return nil
 	})

@@ -87,6 +87,10 @@ type Executor struct {
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads
 	stage    stageState          // the staging dir of the download under way; see StageDir
+
+	// recording is the record of the last download slice, when recordLater left one
+	// running; see WaitRecorded.
+	recording *pendingRecord
 }
 
 // OwnSeq is what the agent's own commits and deletes told it of one path's remote
@@ -146,6 +150,12 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 		}
 		batch := ops[i:j]
 		i = j
+		if k := batch[0].Kind; k != plan.Download && k != plan.Report {
+			// Every other op writes the state: after the downloads' record, in order.
+			if err := x.WaitRecorded(); err != nil {
+				return out, err
+			}
+		}
 		var err error
 		switch batch[0].Kind {
 		case plan.Upload:

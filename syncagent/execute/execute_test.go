@@ -131,6 +131,9 @@ func (e *env) plan() []plan.Op {
 func (e *env) run(t *testing.T, ops []plan.Op) Outcome {
 	t.Helper()
 	out, err := e.x.Run(context.Background(), ops)
+	if err == nil {
+		err = e.x.WaitRecorded() // the state as the agent has it once a pass is over
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

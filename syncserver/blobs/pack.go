@@ -397,8 +397,9 @@ func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	// Checked under wmu: no other append can store one of these meanwhile, so a block
-	// is packed once. (A concurrent streaming Put may still store it as a file; the
-	// publish step below then drops our copy.)
+	// is packed once. Nor can a concurrent Put store one as a file: blocks of at most
+	// maxPackedBlock bytes are never written as files (putStreamed), only read as files
+	// that an older server wrote, which this check finds.
 	var todo []int
 	size := 0
 	for i, b := range blocks {
@@ -433,28 +434,15 @@ func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created
 		loc.lastUse.Store(now)
 		mu := s.lock(b.Hash)
 		mu.Lock()
-		present, err := s.looseExists(b.Hash)
-		if err == nil {
-			s.pmu.Lock()
-			if present {
-				p.dead[loc.off] = struct{}{}
-				p.deadDirty = true
-			} else {
-				s.index[sums[i]] = loc
-				p.live += loc.recordSize()
-			}
-			s.pmu.Unlock()
-		}
+		s.pmu.Lock()
+		s.index[sums[i]] = loc
+		p.live += loc.recordSize()
+		s.pmu.Unlock()
 		mu.Unlock()
-		if err != nil {
-			return created, createdBytes, err
-		}
-		if !present {
-			created++
-			createdBytes += loc.size
-			s.blocks.Add(1)
-			s.bytes.Add(loc.size)
-		}
+		created++
+		createdBytes += loc.size
+		s.blocks.Add(1)
+		s.bytes.Add(loc.size)
 	}
 	return created, createdBytes, nil
 }

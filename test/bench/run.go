@@ -314,6 +314,12 @@ func (r *runner) change(sys System, dir, workload string, prepare func(stage str
 	if err != nil {
 		return rec, fmt.Errorf("prepare %s: %w", workload, err)
 	}
+	// The generated data goes to disk before the clock starts: otherwise whichever system
+	// flushes the file system (our reader's syncfs) or meets the kernel's writeback of
+	// dirty pages writes the generator's output inside its measured time.
+	if err := syncFS(dir); err != nil {
+		r.logf("flush %s before %s: %v", dir, workload, err)
+	}
 	e.snapshot(sys.Readers())
 	for _, p := range sys.Procs() {
 		p.markCPU()

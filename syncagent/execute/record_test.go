@@ -1,0 +1,133 @@
+package execute
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/state"
+)
+
+// downloadWhileStateHeld uploads three small files, then runs their download on a
+// second executor while a transaction holds its state database (one connection), so
+// that the download's record cannot start before the test says so. It returns that
+// executor's env, the names, and the function that releases the database.
+func downloadWhileStateHeld(t *testing.T) (*env, []string, func()) {
+	t.Helper()
+	up := newEnv(t)
+	names := []string{"a.txt", "d/b.txt", "d/c.txt"}
+	for _, n := range names {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	up.run(t, up.plan())
+
+	down := newEnvOn(t, up.cl.BaseURL())
+	down.pull(t)
+	down.rescan(t)
+	ops := down.plan()
+	held, release := make(chan struct{}), make(chan struct{})
+	holder := make(chan error, 1)
+	go func() {
+		holder <- down.x.State.Update(context.Background(), func(*state.Tx) error {
+			close(held)
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	type result struct {
+		out Outcome
+		err error
+	}
+	ran := make(chan result, 1)
+	go func() {
+		out, err := down.x.Run(context.Background(), ops)
+		ran <- result{out, err}
+	}()
+	var r result
+	select {
+	case r = <-ran:
+	case <-time.After(30 * time.Second):
+		close(release)
+		t.Fatal("Run waited for the state database: the downloads' record is not left running")
+	}
+	if r.err != nil || r.out.Done != len(ops) || r.out.Failed != 0 {
+		t.Fatalf("download while the state is held: %+v, %v", r.out, r.err)
+	}
+	for _, n := range names {
+		if got, err := os.ReadFile(filepath.Join(down.dir, n)); err != nil || string(got) != "content of "+n {
+			t.Errorf("%s on disk: %q, %v", n, got, err)
+		}
+		if _, ok := down.x.Trees.Synced.Get(n); !ok {
+			t.Errorf("%s not in the Synced tree once landed", n)
+		}
+	}
+	select {
+	case <-down.x.Recorded():
+		t.Fatal("the downloads' record ended while the state database was held")
+	default:
+	}
+	var once bool
+	return down, names, func() {
+		if !once {
+			once = true
+			close(release)
+			if err := <-holder; err != nil {
+				t.Errorf("holding transaction: %v", err)
+			}
+		}
+	}
+}
+
+// A download slice is recorded in the background: Run returns with the files landed and
+// in the trees, the state gets them once its database is free, and WaitRecorded says so.
+func TestDownloadIsRecordedBesideWhatFollows(t *testing.T) {
+	down, names, release := downloadWhileStateHeld(t)
+	release()
+	if err := down.x.WaitRecorded(); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := down.x.State.Trees()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		want, _ := down.x.Trees.Synced.Get(n)
+		if got, ok := stored.Synced.Get(n); !ok || got != want {
+			t.Errorf("state's synced %s = %+v, %v; want %+v", n, got, ok, want)
+		}
+		if _, ok := stored.Index.Get(n); !ok {
+			t.Errorf("state's index lacks %s", n)
+		}
+	}
+}
+
+// A record that fails (the database closed under it) is reported by WaitRecorded, and
+// the files leave the Synced tree: the next plan looks at them again rather than trust
+// a state that never got them.
+func TestFailedDownloadRecordForgetsTheSyncedNodes(t *testing.T) {
+	down, names, release := downloadWhileStateHeld(t)
+	closed := make(chan error, 1)
+	go func() { closed <- down.x.State.Close() }()
+	release()
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	if err := down.x.WaitRecorded(); err == nil {
+		t.Fatal("WaitRecorded = nil for a record on a closed database")
+	}
+	for _, n := range names {
+		if _, ok := down.x.Trees.Synced.Get(n); ok {
+			t.Errorf("%s still in the Synced tree after its record failed", n)
+		}
+		if _, ok := down.x.Trees.Index.Get(n); !ok {
+			t.Errorf("%s left the index: the file is on disk", n)
+		}
+	}
+	if err := down.x.WaitRecorded(); err != nil {
+		t.Errorf("second WaitRecorded = %v; want nil (collected)", err)
+	}
+}
