@@ -2,7 +2,9 @@ package bench
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +20,28 @@ func syncFS(dir string) error {
 		return fmt.Errorf("syncfs %q: %w", dir, err)
 	}
 	return nil
+}
+
+// evictCache flushes the file system holding dir, then drops the cached pages of every
+// regular file under dir (posix_fadvise DONTNEED, which drops clean pages only).
+func evictCache(dir string) error {
+	if err := syncFS(dir); err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // a file that went away, or not a file: nothing cached to drop
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil
+		}
+		defer f.Close()
+		if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+			return fmt.Errorf("fadvise %q: %w", p, err)
+		}
+		return nil
+	})
 }
 
 func availBytes(dir string) (int64, error) {
