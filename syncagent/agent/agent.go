@@ -396,7 +396,7 @@ func (a *Agent) persistIndexLater(ctx context.Context, ups []scan.Update) error 
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
-	if err := a.waitDownloadRecord(); err != nil {
+	if err := a.waitDownloadRecordOf(ups); err != nil {
 		return err
 	}
 	a.treesTouched = true
@@ -415,14 +415,29 @@ func (a *Agent) persistIndexLater(ctx context.Context, ups []scan.Update) error 
 }
 
 // waitDownloadRecord waits for the record of downloaded files that the executor left
-// running (execute.Executor.WaitRecorded): an index row written before it would be
-// overwritten by the older one it holds, and uploads pair the index's hash in memory
-// with the block list of the row.
+// running (execute.Executor.WaitRecorded).
 func (a *Agent) waitDownloadRecord() error {
 	if a.exec == nil {
 		return nil
 	}
 	return a.exec.WaitRecorded()
+}
+
+// waitDownloadRecordOf is waitDownloadRecord when the record writes the index of one of
+// the paths of ups: a row written before it would be overwritten by the older one it
+// holds, and uploads pair the index's hash in memory with the row's block list. Other
+// index writes go ahead: the record may be waiting for a flush of the disk, and the
+// watcher reports the dirs the downloads changed at once.
+func (a *Agent) waitDownloadRecordOf(ups []scan.Update) error {
+	if a.exec == nil {
+		return nil
+	}
+	for _, u := range ups {
+		if a.exec.Recording(u.Path) {
+			return a.exec.WaitRecorded()
+		}
+	}
+	return nil
 }
 
 // waitIndex waits for the index record persistIndexLater left running and returns its
@@ -443,7 +458,7 @@ func (a *Agent) persistIndex(ctx context.Context, ups []scan.Update) error {
 	if len(ups) == 0 {
 		return nil
 	}
-	if err := a.waitDownloadRecord(); err != nil {
+	if err := a.waitDownloadRecordOf(ups); err != nil {
 		return err
 	}
 	a.treesTouched = true

@@ -202,6 +202,24 @@ type pendingRecord struct {
 	done   chan struct{} // closed when it is over
 	err    error         // its outcome, once done is closed
 	landed []landed
+	paths  map[string]struct{} // landed's paths, made on the first Recording call
+}
+
+// Recording reports whether the record left running (recordLater) writes the state of
+// p: a write of p's index must wait for it, while others need not.
+func (x *Executor) Recording(p string) bool {
+	r := x.recording
+	if r == nil {
+		return false
+	}
+	if r.paths == nil {
+		r.paths = make(map[string]struct{}, len(r.landed))
+		for _, l := range r.landed {
+			r.paths[l.op.Path] = struct{}{}
+		}
+	}
+	_, ok := r.paths[p]
+	return ok
 }
 
 // Recorded is closed when the record recordLater left running is over (nil when none

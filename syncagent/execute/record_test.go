@@ -86,9 +86,21 @@ func downloadWhileStateHeld(t *testing.T) (*env, []string, func()) {
 // in the trees, the state gets them once its database is free, and WaitRecorded says so.
 func TestDownloadIsRecordedBesideWhatFollows(t *testing.T) {
 	down, names, release := downloadWhileStateHeld(t)
+	// Index writes of these paths must wait for the record; others need not.
+	for _, n := range append([]string{"d"}, names...) { // d: a dir the download made
+		if !down.x.Recording(n) {
+			t.Errorf("Recording(%q) = false while its record waits", n)
+		}
+	}
+	if down.x.Recording("e") || down.x.Recording("other.txt") {
+		t.Error("Recording is true for a path the record does not write")
+	}
 	release()
 	if err := down.x.WaitRecorded(); err != nil {
 		t.Fatal(err)
+	}
+	if down.x.Recording(names[0]) {
+		t.Errorf("Recording(%q) = true once the record is collected", names[0])
 	}
 	stored, err := down.x.State.Trees()
 	if err != nil {
