@@ -1,6 +1,7 @@
 package execute
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -150,11 +151,22 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 		return err
 	}
 	x.recordLater(done, needSync, len(ops), took)
+	if limit := cmp.Or(x.leaveRunning, leaveRunningMax); len(done) > limit {
+		if err := x.WaitRecorded(); err != nil {
+			return err
+		}
+	}
 	if stopErr != nil {
 		return stopErr
 	}
 	return ctx.Err()
 }
+
+// leaveRunningMax is the most landed files whose record is left running beside the next
+// slice: a larger slice's results (≈ 330 bytes a file) would stay in memory beside the
+// next one's (3 MiB more at the peak of a 100,000-file first sync, whose slices hold
+// 10,000), and its one flush is shared by many files anyway.
+const leaveRunningMax = 4096
 
 // noteLanded puts landed files in the trees, so that the next plan starts from the disk
 // as it is, and counts them; recordLater records them in the state.

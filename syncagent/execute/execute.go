@@ -91,6 +91,9 @@ type Executor struct {
 	// recording is the record of the last download slice, when recordLater left one
 	// running; see WaitRecorded.
 	recording *pendingRecord
+	// leaveRunning is the most landed files whose record is left running
+	// (leaveRunningMax when 0).
+	leaveRunning int
 }
 
 // OwnSeq is what the agent's own commits and deletes told it of one path's remote

@@ -143,3 +143,36 @@ func TestFailedDownloadRecordForgetsTheSyncedNodes(t *testing.T) {
 		t.Errorf("second WaitRecorded = %v; want nil (collected)", err)
 	}
 }
+
+// A slice of more files than leaveRunning is recorded before Run returns: its results
+// would otherwise stay in memory beside the next slice's.
+func TestLargeDownloadSliceIsRecordedBeforeRunReturns(t *testing.T) {
+	up := newEnv(t)
+	names := []string{"a.txt", "b.txt", "c.txt"}
+	for _, n := range names {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	up.run(t, up.plan())
+
+	down := newEnvOn(t, up.cl.BaseURL())
+	down.x.leaveRunning = len(names) - 1
+	down.pull(t)
+	down.rescan(t)
+	out, err := down.x.Run(context.Background(), down.plan())
+	if err != nil || out.Done != len(names) {
+		t.Fatalf("download: %+v, %v", out, err)
+	}
+	if down.x.Recorded() != nil {
+		t.Fatal("the record of a slice over leaveRunning was left running")
+	}
+	stored, err := down.x.State.Trees()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if _, ok := stored.Synced.Get(n); !ok {
+			t.Errorf("state's synced lacks %s when Run returned", n)
+		}
+	}
+}
