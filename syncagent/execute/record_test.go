@@ -10,21 +10,27 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 )
 
+// uploaded is an env whose server holds the files names, each with "content of " and
+// its name.
+func uploaded(t *testing.T, names []string) *env {
+	t.Helper()
+	up := newEnv(t)
+	for _, n := range names {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	up.run(t, up.plan())
+	return up
+}
+
 // downloadWhileStateHeld uploads three small files, then runs their download on a
 // second executor while a transaction holds its state database (one connection), so
 // that the download's record cannot start before the test says so. It returns that
 // executor's env, the names, and the function that releases the database.
 func downloadWhileStateHeld(t *testing.T) (*env, []string, func()) {
 	t.Helper()
-	up := newEnv(t)
 	names := []string{"a.txt", "d/b.txt", "d/c.txt"}
-	for _, n := range names {
-		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
-	}
-	up.rescan(t)
-	up.run(t, up.plan())
-
-	down := newEnvOn(t, up.cl.BaseURL())
+	down := newEnvOn(t, uploaded(t, names).cl.BaseURL())
 	down.pull(t)
 	down.rescan(t)
 	ops := down.plan()
@@ -147,15 +153,8 @@ func TestFailedDownloadRecordForgetsTheSyncedNodes(t *testing.T) {
 // A slice of more files than leaveRunning is recorded before Run returns: its results
 // would otherwise stay in memory beside the next slice's.
 func TestLargeDownloadSliceIsRecordedBeforeRunReturns(t *testing.T) {
-	up := newEnv(t)
 	names := []string{"a.txt", "b.txt", "c.txt"}
-	for _, n := range names {
-		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
-	}
-	up.rescan(t)
-	up.run(t, up.plan())
-
-	down := newEnvOn(t, up.cl.BaseURL())
+	down := newEnvOn(t, uploaded(t, names).cl.BaseURL())
 	down.x.leaveRunning = len(names) - 1
 	down.pull(t)
 	down.rescan(t)
