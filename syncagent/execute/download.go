@@ -186,7 +186,8 @@ func (x *Executor) noteLanded(done []landed, out *Outcome) {
 // plans and lands the next slice, instead of waiting for the disk. The state still says
 // synced only once the files are on disk. WaitRecorded collects the outcome; every other
 // write of the state by the executor waits for it first (Run), and so must the agent's
-// own writes that a stale row could contradict (a reset of the trees) and its Close.
+// own writes that a stale row could contradict (an index write of a path it holds, see
+// Recording; a reset of the trees) and its Close.
 func (x *Executor) recordLater(done []landed, needSync bool, files int, took time.Duration) {
 	if len(done) == 0 && !needSync {
 		return

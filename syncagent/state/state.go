@@ -493,15 +493,16 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block) err
 	if err != nil {
 		return err
 	}
+	sum := e.SHA256.String()
 	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		path, string(e.Type), e.SHA256.String(), e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
+		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
 	if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
-	if len(blocks) == 1 && blocks[0].Hash == e.SHA256.String() && blocks[0].Size == e.Size {
+	if len(blocks) == 1 && blocks[0].Hash == sum && blocks[0].Size == e.Size {
 		return nil // found through the local row (see blockloc)
 	}
 	var off int64
