@@ -11,8 +11,10 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,10 +27,6 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
-
-// syncEachAbove is the size above which a downloaded file is fsynced on its own; smaller
-// ones share one syncfs per batch before their state is recorded.
-const syncEachAbove = 4 << 20
 
 // prefetch is how many blocks of one file are fetched ahead of the writer.
 const prefetch = 8
@@ -93,10 +91,9 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
 	start := time.Now()
 	var (
-		mu       sync.Mutex
-		wg       sync.WaitGroup
-		stopErr  error
-		needSync bool
+		mu      sync.Mutex
+		wg      sync.WaitGroup
+		stopErr error
 	)
 	next := make(chan job)
 	for range min(x.Workers, len(ops)) {
@@ -116,7 +113,6 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 				mu.Lock()
 				if err == nil {
 					done = append(done, l)
-					needSync = needSync || op.Remote.Size <= syncEachAbove
 				} else if transient(err) {
 					if stopErr == nil {
 						stopErr = err
@@ -150,7 +146,7 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 	if err := x.WaitRecorded(); err != nil {
 		return err
 	}
-	x.recordLater(done, needSync, len(ops), took)
+	x.recordLater(done, len(ops), took)
 	if limit := cmp.Or(x.leaveRunning, leaveRunningMax); len(done) > limit {
 		if err := x.WaitRecorded(); err != nil {
 			return err
@@ -181,15 +177,15 @@ func (x *Executor) noteLanded(done []landed, out *Outcome) {
 	}
 }
 
-// recordLater flushes the small files of a download slice (one syncfs, when needSync)
-// and then records the slice in the state, in the background: the agent meanwhile pulls,
-// plans and lands the next slice, instead of waiting for the disk. The state still says
-// synced only once the files are on disk. WaitRecorded collects the outcome; every other
-// write of the state by the executor waits for it first (Run), and so must the agent's
-// own writes that a stale row could contradict (an index write of a path it holds, see
-// Recording; a reset of the trees) and its Close.
-func (x *Executor) recordLater(done []landed, needSync bool, files int, took time.Duration) {
-	if len(done) == 0 && !needSync {
+// recordLater flushes a download slice (flushLanded) and then records it in the state,
+// in the background: the agent meanwhile pulls, plans and lands the next slice, instead
+// of waiting for the disk. The state still says synced only once the files are on disk.
+// WaitRecorded collects the outcome; every other write of the state by the executor
+// waits for it first (Run), and so must the agent's own writes that a stale row could
+// contradict (an index write of a path it holds, see Recording; a reset of the trees)
+// and its Close.
+func (x *Executor) recordLater(done []landed, files int, took time.Duration) {
+	if len(done) == 0 {
 		return
 	}
 	r := &pendingRecord{done: make(chan struct{}), landed: done}
@@ -197,17 +193,59 @@ func (x *Executor) recordLater(done []landed, needSync bool, files int, took tim
 	go func() {
 		defer close(r.done)
 		start := time.Now()
-		if needSync {
-			if err := syncFS(x.Root); err != nil {
-				r.err = fmt.Errorf("sync downloaded files: %w", err)
-				return
-			}
+		if err := flushLanded(x.Root, done); err != nil {
+			r.err = fmt.Errorf("sync downloaded files: %w", err)
+			return
 		}
 		synced := time.Now()
 		r.err = x.recordLanded(done)
 		x.Log.Debug("downloaded", "files", files, "took", took.String(),
 			"syncTook", synced.Sub(start).String(), "recordTook", time.Since(synced).String())
 	}()
+}
+
+// flushLanded makes what a download slice landed durable before the state says synced:
+// each file's bytes, and each dir entry a rename or mkdir made. Were an entry lost in a
+// crash, the state would hold the new version while the old file (or none) is back at
+// the path, and the next scan would take that for a local edit or delete, and send it.
+func flushLanded(root *os.Root, done []landed) error {
+	wholeFS, dirs := planFlush(done, haveSyncFS, syncEachAbove)
+	if wholeFS {
+		return syncFS(root)
+	}
+	for _, d := range dirs {
+		if err := syncDir(root, d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// planFlush decides how flushLanded makes done durable: with one syncfs (wholeFS, only
+// when haveSyncFS), or by fsyncing dirs. A file of more than syncEachAbove bytes (every
+// file where syncfs(2) is missing: syncEachAbove < 0) was fsynced before its rename, so
+// only its dir is left;
+// a smaller file, a symlink (which cannot be opened to fsync) or a new dir (whose own
+// entries and inode are new) needs the whole filesystem flushed where syncfs exists, and
+// gets its dir and itself fsynced, as far as it can be opened, where it does not.
+func planFlush(done []landed, haveSyncFS bool, syncEachAbove int64) (wholeFS bool, dirs []string) {
+	set := make(map[string]struct{})
+	for _, l := range done {
+		r := l.op.Remote
+		set[path.Dir(l.op.Path)] = struct{}{}
+		switch {
+		case r.Type == proto.TypeDir:
+			set[l.op.Path] = struct{}{}
+			wholeFS = haveSyncFS
+		case r.Type != proto.TypeFile || r.Size <= syncEachAbove:
+			wholeFS = haveSyncFS
+		}
+		if wholeFS {
+			return true, nil
+		}
+	}
+	dirs = slices.Sorted(maps.Keys(set))
+	return false, dirs
 }
 
 // pendingRecord is a download slice's record left running by recordLater.

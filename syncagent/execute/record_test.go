@@ -4,10 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // uploaded is an env whose server holds the files names, each with "content of " and
@@ -173,5 +176,44 @@ func TestLargeDownloadSliceIsRecordedBeforeRunReturns(t *testing.T) {
 		if _, ok := stored.Synced.Get(n); !ok {
 			t.Errorf("state's synced lacks %s when Run returned", n)
 		}
+	}
+}
+
+// TestPlanFlushMakesEveryLandedEntryDurable: where syncfs exists, a slice holding
+// anything but files fsynced on their own is flushed whole, and a slice of those files
+// gets their dirs fsynced (the renames); where it is missing, every file was fsynced on
+// its own and the dirs of every entry, and each new dir, are fsynced.
+func TestPlanFlushMakesEveryLandedEntryDurable(t *testing.T) {
+	file := func(p string, size int64) landed {
+		return landed{op: plan.Op{Path: p, Remote: &plan.Node{Type: proto.TypeFile, Size: size}}}
+	}
+	dir := func(p string) landed {
+		return landed{op: plan.Op{Path: p, Remote: &plan.Node{Type: proto.TypeDir}}}
+	}
+	link := func(p string) landed {
+		return landed{op: plan.Op{Path: p, Remote: &plan.Node{Type: proto.TypeSymlink, Target: "x"}}}
+	}
+	const big = 5 << 20
+	for _, tc := range []struct {
+		name       string
+		done       []landed
+		haveSyncFS bool
+		eachAbove  int64
+		wholeFS    bool
+		dirs       []string
+	}{
+		{"syncfs, a small file among large ones", []landed{file("a/big", big), file("a/small", 10)}, true, 4 << 20, true, nil},
+		{"syncfs, only large files", []landed{file("a/big", big), file("top", big), file("a/b/big", big), file("a/big2", big)}, true, 4 << 20, false, []string{".", "a", "a/b"}},
+		{"syncfs, a new dir", []landed{file("big", big), dir("d")}, true, 4 << 20, true, nil},
+		{"syncfs, a symlink", []landed{file("big", big), link("d/l")}, true, 4 << 20, true, nil},
+		{"no syncfs", []landed{file("a/small", 10), file("top", big), dir("d/e"), link("l"), file("a/c", 1)}, false, -1, false, []string{".", "a", "d", "d/e"}},
+		{"nothing landed", nil, true, 4 << 20, false, []string{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wholeFS, dirs := planFlush(tc.done, tc.haveSyncFS, tc.eachAbove)
+			if wholeFS != tc.wholeFS || !slices.Equal(dirs, tc.dirs) {
+				t.Errorf("planFlush = %v, %q; want %v, %q", wholeFS, dirs, tc.wholeFS, tc.dirs)
+			}
+		})
 	}
 }

@@ -8,6 +8,13 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// haveSyncFS says that syncFS flushes the whole filesystem in one call.
+const haveSyncFS = true
+
+// syncEachAbove is the size above which a downloaded file is fsynced on its own before
+// its rename; smaller ones share one syncfs per slice before their state is recorded.
+const syncEachAbove = 4 << 20
+
 // syncFS flushes the filesystem that holds root in one call, cheaper than an fsync per
 // small file.
 func syncFS(root *os.Root) error {

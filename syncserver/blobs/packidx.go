@@ -77,7 +77,7 @@ func (s *Store) seal(p *pack) {
 	err := os.WriteFile(tmp, b, 0o644)
 	if err == nil {
 		var f *os.File
-		if f, err = os.Open(tmp); err == nil {
+		if f, err = os.OpenFile(tmp, os.O_WRONLY, 0); err == nil { // Windows flushes only a writable handle
 			err = f.Sync()
 			f.Close()
 		}

@@ -10,7 +10,8 @@ import (
 // syncFiles makes the data of files durable, one fsync each where syncfs(2) is missing.
 func syncFiles(_ string, files []string) error {
 	for _, name := range files {
-		f, err := os.Open(name)
+		// Windows flushes only a handle open for writing ("Access is denied").
+		f, err := os.OpenFile(name, os.O_WRONLY, 0)
 		if err != nil {
 			return fmt.Errorf("sync %q: %w", name, err)
 		}
