@@ -451,7 +451,9 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 	if err != nil {
 		return nil
 	}
-	fi, err := s.Root.Lstat(j.path)
+	// The stat key after is the open file's: the content hashed is that inode's, and a
+	// file renamed over the path since has another inode, which the next scan sees.
+	fi, err := f.Stat()
 	if err != nil {
 		return nil
 	}
@@ -492,9 +494,20 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 			}
 		}
 	}
+	var visitEntry func(p string, e dirEntry) error
 	visitTree = func(p string) error {
 		fi, err := s.Root.Lstat(p)
-		isDir := err == nil && fi.IsDir()
+		e := dirEntry{err: err}
+		if err == nil {
+			e.isDir = fi.IsDir()
+			e.st, e.ok = Stat(fi)
+		}
+		return visitEntry(p, e)
+	}
+	// visitEntry is visitTree of p, whose lstat gave e (the dir's listing does, for
+	// children: one fstatat beside the open dir instead of a walk from the root).
+	visitEntry = func(p string, e dirEntry) error {
+		err, isDir := e.err, e.err == nil && e.isDir
 		if err != nil || s.ignored(p, isDir) {
 			// Gone (or now ignored): drop it and everything under it.
 			drop(p, true)
@@ -508,10 +521,10 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 			// below it, given too, are covered by p).
 			drop(p, false)
 		}
-		// The lstat above is the one the index cache is checked against: a second one
-		// per path cost as much as the rest of a rescan of the agent's own landed files.
-		st, statOK := Stat(fi)
-		j, up, ok, err := s.settle(p, st, statOK, nil, l)
+		// The lstat that gave e is the one the index cache is checked against: a second
+		// one per path cost as much as the rest of a rescan of the agent's own landed
+		// files.
+		j, up, ok, err := s.settle(p, e.st, e.ok, nil, l)
 		if err != nil {
 			return err
 		}
@@ -534,7 +547,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if children == nil {
 			children = childrenOf(l.Local)
 		}
-		entries, err := fs.ReadDir(s.Root.FS(), p)
+		entries, err := s.readDir(p)
 		if err != nil {
 			for _, q := range children[p] {
 				if _, err := s.Root.Lstat(q); err != nil {
@@ -550,7 +563,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if known := children[p]; len(known) > 0 {
 			listed := make(map[string]bool, len(entries))
 			for _, e := range entries {
-				listed[e.Name()] = true
+				listed[e.name] = true
 			}
 			for _, q := range known {
 				if !listed[path.Base(q)] {
@@ -561,7 +574,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 			}
 		}
 		for _, e := range entries {
-			if err := visitTree(p + "/" + e.Name()); err != nil {
+			if err := visitEntry(p+"/"+e.name, e); err != nil {
 				return err
 			}
 		}
