@@ -5,13 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/syncedfolder/synced-folder/internal/entropy"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -29,6 +33,9 @@ type pendingUpload struct {
 	item   proto.CommitItem // without Data: an inlined file is read while its commit is sent
 	sum    plan.Hash        // a file's hash, which item spells in hex
 	inline bool
+	// stat is an inlined file's stat key in the index when planned: the file opened to
+	// be read must still have it (inlineItem).
+	stat   trees.IndexEntry
 	blocks []proto.Block // blocks to make sure the server has (nil when inlined)
 	// full is the file's whole block list (nil when inlined); with short, the item
 	// references stored content instead (copyFrom or blocksDelta) and full goes again
@@ -266,23 +273,29 @@ func (x *Executor) prepareUpload(op plan.Op) (*pendingUpload, error) {
 	if op.Local == nil {
 		return nil, fmt.Errorf("upload of %q without a local node", op.Path)
 	}
-	if err := x.checkDisk(op.Path, op.Local); err != nil {
+	l := op.Local
+	idx, hasIdx := x.Trees.Index.Get(op.Path)
+	if l.Type == proto.TypeFile && hasIdx && idx.Size <= x.InlineMax {
+		// An inlined file is checked when it is opened to be read (inlineItem): its
+		// stat key then, against the index's now, which must still be the plan's.
+		if idx.Type != proto.TypeFile || idx.SHA256 != l.SHA256 {
+			return nil, fmt.Errorf("%q: %w (content)", op.Path, errChanged)
+		}
+	} else if err := x.checkDisk(op.Path, op.Local); err != nil {
 		return nil, err
 	}
-	l := op.Local
 	item := proto.CommitItem{Path: op.Path, BaseSeq: seqOf(op.Remote), Type: l.Type, Mode: l.Mode, MTimeNs: l.MTimeNs}
 	p := &pendingUpload{op: op}
 	switch l.Type {
 	case proto.TypeSymlink:
 		item.Target = l.Target
 	case proto.TypeFile:
-		idx, _ := x.Trees.Index.Get(op.Path)
 		p.sum = idx.SHA256
 		item.Size, item.SHA256, item.MTimeNs = idx.Size, idx.SHA256.String(), idx.MTimeNs
 		if idx.Size <= x.InlineMax {
 			// The content is read (and checked against the index) while the commit is
 			// sent: see inlineItem.
-			p.inline = true
+			p.inline, p.stat = true, idx
 			if idx.Size > 0 {
 				item.Blocks = []proto.Block{{Hash: item.SHA256, Size: idx.Size}}
 			}
@@ -447,13 +460,15 @@ func (e *itemError) Error() string { return e.err.Error() }
 func (e *itemError) Unwrap() error { return e.err }
 
 // inlineItem returns p's commit item with its content read into *buf, which it reuses:
-// the data is valid until the next call. A file whose size is no longer the one the
-// index recorded changed since planning (errChanged); its hash is the server's to check.
+// the data is valid until the next call. A file whose stat key or size is no longer the
+// one the index recorded changed since planning (errChanged); its hash is the server's to
+// check.
 func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, error) {
 	if !p.inline {
 		return p.item, nil
 	}
-	f, err := x.Root.Open(p.op.Path)
+	// O_NONBLOCK: a fifo put at the path since the scan must not block the open.
+	f, err := x.Root.OpenFile(p.op.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if absent(err) {
 			return p.item, fmt.Errorf("%q: %w (gone)", p.op.Path, errChanged)
@@ -461,6 +476,14 @@ func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, 
 		return p.item, fmt.Errorf("read: %w", err)
 	}
 	defer f.Close()
+	// The open file's stat key, not the path's: what is read is that file.
+	fi, err := f.Stat()
+	if err != nil {
+		return p.item, fmt.Errorf("stat: %w", err)
+	}
+	if st, ok := scan.Stat(fi); !ok || !scan.SameStat(st, p.stat) {
+		return p.item, fmt.Errorf("%q: %w (content)", p.op.Path, errChanged)
+	}
 	// One byte more than expected tells a file that grew.
 	if want := int(p.item.Size) + 1; cap(*buf) < want {
 		*buf = make([]byte, max(want, int(x.InlineMax)+1))

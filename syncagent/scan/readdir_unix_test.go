@@ -3,10 +3,14 @@
 package scan
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 )
 
 // readDir's stat keys (fstatat on the open dir) equal Stat's (lstat by path) for every
@@ -49,5 +53,50 @@ func TestReadDirStatKeysMatchStat(t *testing.T) {
 	}
 	if got := filepath.Join(names...); got != filepath.Join("a-dir", "b-file", "c-link", "d-fifo") {
 		t.Errorf("order %v", names)
+	}
+}
+
+// A file replaced by a fifo between its lstat and its hash is given up (the next scan
+// sees the fifo), without blocking on the fifo's open or read; a file replaced by
+// another one is given up too, and the file left as it was is hashed.
+func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
+	dir, s, _ := setup(t)
+	for _, n := range []string{"fifo", "renamed", "kept"} {
+		put(t, filepath.Join(dir, n), "content of "+n)
+	}
+	jobs := map[string]job{}
+	for _, n := range []string{"fifo", "renamed", "kept"} {
+		fi, err := os.Lstat(filepath.Join(dir, n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, _ := Stat(fi)
+		jobs[n] = job{path: n, st: st}
+	}
+	if err := os.Remove(filepath.Join(dir, "fifo")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "renamed.new"), "CONTENT OF renamed")
+	if err := os.Rename(filepath.Join(dir, "renamed.new"), filepath.Join(dir, "renamed")); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"fifo", "renamed"} {
+		done := make(chan *Update, 1)
+		go func() { done <- s.hashOne(context.Background(), jobs[n]) }()
+		select {
+		case u := <-done:
+			if u != nil {
+				t.Errorf("%s: hashed as %+v; want it given up", n, u.Entry)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s: the hash blocked", n)
+		}
+	}
+	u := s.hashOne(context.Background(), jobs["kept"])
+	if u == nil || u.Entry.SHA256.String() != chunk.SumHex([]byte("content of kept")) {
+		t.Errorf("kept: %+v; want its hash", u)
 	}
 }

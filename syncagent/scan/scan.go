@@ -176,6 +176,12 @@ func Stat(fi fs.FileInfo) (trees.IndexEntry, bool) {
 	return e, true
 }
 
+// sameStatAs reports whether fi has the stat key st.
+func sameStatAs(fi fs.FileInfo, st trees.IndexEntry) bool {
+	got, ok := Stat(fi)
+	return ok && SameStat(got, st)
+}
+
 // SameStat reports whether a and b have the same stat key.
 func SameStat(a, b trees.IndexEntry) bool {
 	return a.Type == b.Type && a.Size == b.Size && a.MTimeNs == b.MTimeNs && a.Ino == b.Ino && a.Mode == b.Mode
@@ -436,11 +442,16 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 // hashOne hashes a file and keeps the result only if the file did not change while it
 // was read (same stat key before and after); otherwise the next scan tries again.
 func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
-	f, err := s.Root.Open(j.path)
+	// O_NONBLOCK, and the open file's stat key checked before reading: a fifo put at the
+	// path since its lstat must block neither the open nor a read.
+	f, err := s.Root.OpenFile(j.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !sameStatAs(fi, j.st) {
+		return nil
+	}
 	var each func(proto.Block, []byte) error
 	if s.Preupload != nil {
 		var wait func()
@@ -454,11 +465,7 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 	// The stat key after is the open file's: the content hashed is that inode's, and a
 	// file renamed over the path since has another inode, which the next scan sees.
 	fi, err := f.Stat()
-	if err != nil {
-		return nil
-	}
-	after, ok := Stat(fi)
-	if !ok || !SameStat(after, j.st) || res.Size != j.st.Size {
+	if err != nil || !sameStatAs(fi, j.st) || res.Size != j.st.Size {
 		return nil
 	}
 	e := j.st
