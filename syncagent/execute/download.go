@@ -583,21 +583,17 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 		}
 	}()
 	whole := newWholeHash(len(blocks) > 1, o.checked)
-	var off, flushed int64
+	w := newFileWriter(f, r.Size)
 	err = fetch(o, func(data []byte) error {
-		if _, err := f.Write(data); err != nil {
+		if err := w.write(data); err != nil {
 			return err
 		}
 		whole.write(data)
-		off += int64(len(data))
-		if r.Size > syncEachAbove && off-flushed >= writebackChunk {
-			// Start writing a large file out while it is assembled: the fsync at
-			// the end then waits for the last few MiB, not the whole file.
-			startWriteback(f, flushed, off-flushed)
-			flushed = off
-		}
 		return nil
 	})
+	if err == nil {
+		err = w.finish()
+	}
 	got, hashed := whole.sum()
 	if err != nil {
 		return landed{}, err

@@ -1,0 +1,117 @@
+package execute
+
+import (
+	"os"
+	"sync"
+)
+
+// fileWriter writes the content of a file being assembled, in order.
+type fileWriter interface {
+	write(data []byte) error
+	// finish writes what the writer holds back: the file then holds exactly the bytes
+	// written. Nothing is written after it.
+	finish() error
+}
+
+// newFileWriter returns the writer of f, a new temp file of size bytes. A large file
+// (one fsynced on its own) is written around the page cache where the system allows it
+// (directWriter): it is on disk when its fsync comes, and its bytes are not copied
+// into the cache first, which costs more than the disk itself on the machines measured
+// (docs/benchmarks.md). Anything else is written through the cache.
+func newFileWriter(f *os.File, size int64) fileWriter {
+	if size > syncEachAbove && size >= directMin {
+		if w := newDirectWriter(f); w != nil {
+			return w
+		}
+	}
+	return &cachedWriter{f: f, large: size > syncEachAbove}
+}
+
+// cachedWriter writes through the page cache; a large file's writeback is started every
+// writebackChunk, so that the fsync at the end waits for the last few MiB, not all.
+type cachedWriter struct {
+	f            *os.File
+	large        bool
+	off, flushed int64
+}
+
+func (w *cachedWriter) write(data []byte) error {
+	if _, err := w.f.Write(data); err != nil {
+		return err
+	}
+	w.off += int64(len(data))
+	if w.large && w.off-w.flushed >= writebackChunk {
+		startWriteback(w.f, w.flushed, w.off-w.flushed)
+		w.flushed = w.off
+	}
+	return nil
+}
+
+func (w *cachedWriter) finish() error { return nil }
+
+// directAlign is the alignment of a direct write's memory, offset and length: 4 KiB
+// covers the logical block size of every disk in use.
+const directAlign = 4096
+
+// directChunk is the size of one direct write, and of the buffer each large download
+// holds while it is written.
+const directChunk = 1 << 20
+
+// directMin is the smallest file written directly: below a few chunks the buffer and the
+// padded tail are not worth it.
+const directMin = 4 * directChunk
+
+// directBuffers are the aligned buffers of directWriters.
+var directBuffers sync.Pool
+
+// directWriter gathers a file's bytes into an aligned buffer and writes it in aligned
+// chunks to a file opened for direct I/O (set up by newDirectWriter); the last chunk
+// is padded with zeros to the alignment and the file is then cut to its size.
+type directWriter struct {
+	f       *os.File
+	buf     *[]byte // aligned, directChunk bytes
+	n       int     // bytes waiting in buf
+	written int64   // bytes written to f, padding included
+}
+
+func (w *directWriter) write(data []byte) error {
+	buf := *w.buf
+	for len(data) > 0 {
+		c := copy(buf[w.n:], data)
+		w.n += c
+		data = data[c:]
+		if w.n == len(buf) {
+			if err := w.flush(w.n); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// flush writes the first n bytes of the buffer (a multiple of directAlign).
+func (w *directWriter) flush(n int) error {
+	if err := writeDirect(w.f, (*w.buf)[:n]); err != nil {
+		return err
+	}
+	w.written += int64(n)
+	w.n = 0
+	return nil
+}
+
+func (w *directWriter) finish() error {
+	defer func() {
+		directBuffers.Put(w.buf)
+		w.buf = nil
+	}()
+	if w.n == 0 {
+		return nil
+	}
+	tail := w.n
+	padded := (tail + directAlign - 1) / directAlign * directAlign
+	clear((*w.buf)[tail:padded])
+	if err := w.flush(padded); err != nil {
+		return err
+	}
+	return w.f.Truncate(w.written - int64(padded-tail))
+}
