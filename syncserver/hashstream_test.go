@@ -112,7 +112,9 @@ func TestCommitUsesTheHashOfItsUploadStream(t *testing.T) {
 	}
 
 	// A stream that stops short: the rest is hashed at commit, and a wrong sha256 is
-	// refused whatever part the stream did.
+	// refused whatever part the stream did. Its blocks are read back from the store: the
+	// bytes the streams may hold are spent.
+	e.srv.streams.held.Add(heldBudget)
 	content[0] ^= 1
 	it2, parts2 := fileItem("two.bin", content, bs)
 	for i := 0; i < len(parts2)-3; i++ {
@@ -141,6 +143,7 @@ func TestCommitUsesTheHashOfItsUploadStream(t *testing.T) {
 	if n := streamed(t, logs, "two.bin"); n != 0 {
 		t.Fatalf("a used stream served again (%d blocks)", n)
 	}
+	e.srv.streams.held.Add(-heldBudget)
 
 	// A stream whose blocks are not the list's (another order): not used, and the
 	// commit is checked in full.
@@ -157,6 +160,9 @@ func TestCommitUsesTheHashOfItsUploadStream(t *testing.T) {
 	}
 	if n := streamed(t, logs, "three.bin"); n != 0 {
 		t.Fatalf("a stream in another order served %d blocks", n)
+	}
+	if held := e.srv.streams.held.Load(); held != 0 {
+		t.Errorf("the streams still count %d bytes held after their commits", held)
 	}
 }
 
@@ -251,5 +257,40 @@ func TestEditedFileResumesFromTheHashOfItsUnchangedHead(t *testing.T) {
 	code, body := e.do("GET", proto.RouteFile+"?path=f.bin", nil, nil)
 	if code != http.StatusOK || !bytes.Equal(body, content) {
 		t.Fatalf("GET f.bin: %d, %d bytes; want the last content", code, len(body))
+	}
+}
+
+// The bytes a stream holds for blocks waiting for an earlier one are given back when the
+// stream goes: evicted for newer streams, or broken by too many waiting blocks.
+func TestStreamsGiveBackTheBytesTheyHold(t *testing.T) {
+	hs := newHashStreams(nil, nil)
+	block := func(n int) (proto.Block, *[]byte) {
+		data := hs.hold()
+		if data == nil {
+			t.Fatal("hold refused a buffer within the budget")
+		}
+		*data = append(*data, make([]byte, n)...)
+		return proto.Block{Hash: sha(*data), Size: int64(n)}, data
+	}
+	// Offset 10 waits for the bytes before it, which never come.
+	for i := range 3 {
+		b, data := block(10)
+		hs.add(streamKey{"agent", fmt.Sprintf("old%d", i)}, 10, b, data)
+	}
+	if got := hs.held.Load(); got != 3*maxHeldBlock {
+		t.Fatalf("held %d bytes; want 3 buffers", got)
+	}
+	for i := range maxStreams {
+		hs.get(streamKey{"agent", fmt.Sprintf("new%d", i)}, true)
+	}
+	if got := hs.held.Load(); got != 0 {
+		t.Errorf("held %d bytes after the streams were evicted; want 0", got)
+	}
+	// A block whose bytes are not its size is not held.
+	b, data := block(10)
+	b.Size = 11
+	hs.add(streamKey{"agent", "short"}, 10, b, data)
+	if got := hs.held.Load(); got != 0 {
+		t.Errorf("held %d bytes of a block whose size does not match", got)
 	}
 }

@@ -241,7 +241,20 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q not supported (use zstd or none)", truncateForError(enc)))
 		return
 	}
+	// A stream's block is kept as it is read, so that the stream hashes it without
+	// reading it back from the store (hashstream.go).
+	var held *[]byte
+	var over bool
+	if stream != "" {
+		if held = s.streams.hold(); held != nil {
+			body = io.TeeReader(body, heldWriter{held, &over})
+		}
+	}
 	n, created, err := s.blocks.Put(hash, body, s.cfg.MaxBlockSize)
+	if err != nil || over {
+		s.streams.release(held)
+		held = nil
+	}
 	switch {
 	case err == nil:
 	case errors.Is(err, blobs.ErrHashMismatch):
@@ -265,7 +278,7 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if stream != "" {
-		s.streams.add(streamKey{agentFrom(r.Context()), stream}, streamOff, proto.Block{Hash: hash, Size: n})
+		s.streams.add(streamKey{agentFrom(r.Context()), stream}, streamOff, proto.Block{Hash: hash, Size: n}, held)
 	}
 	status := http.StatusOK
 	if created {

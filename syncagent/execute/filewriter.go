@@ -3,6 +3,8 @@ package execute
 import (
 	"os"
 	"sync"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
 // fileWriter writes the content of a file being assembled, in order.
@@ -49,10 +51,6 @@ func (w *cachedWriter) write(data []byte) error {
 
 func (w *cachedWriter) finish() error { return nil }
 
-// directAlign is the alignment of a direct write's memory, offset and length: 4 KiB
-// covers the logical block size of every disk in use.
-const directAlign = 4096
-
 // directChunk is the size of one direct write, and of the buffer each large download
 // holds while it is written.
 const directChunk = 1 << 20
@@ -62,7 +60,33 @@ const directChunk = 1 << 20
 const directMin = 4 * directChunk
 
 // directBuffers are the aligned buffers of directWriters.
-var directBuffers sync.Pool
+var directBuffers = sync.Pool{New: func() any {
+	b := directio.Buffer(directChunk)
+	return &b
+}}
+
+// newDirectWriter turns on direct I/O for f; nil when the file system refuses it.
+func newDirectWriter(f *os.File) *directWriter {
+	if !directio.Enable(f) {
+		return nil
+	}
+	return &directWriter{f: f, buf: directBuffers.Get().(*[]byte)}
+}
+
+// writeDirect writes b at f's offset. Should the file system refuse a direct write (an
+// alignment it wants larger), direct I/O is turned off for f and b is written through
+// the page cache instead: the content is the same.
+func writeDirect(f *os.File, b []byte) error {
+	_, err := f.Write(b)
+	if err == nil || !directio.Refused(err) {
+		return err
+	}
+	if derr := directio.Disable(f); derr != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	return err
+}
 
 // directWriter gathers a file's bytes into an aligned buffer and writes it in aligned
 // chunks to a file opened for direct I/O (set up by newDirectWriter); the last chunk
@@ -89,7 +113,7 @@ func (w *directWriter) write(data []byte) error {
 	return nil
 }
 
-// flush writes the first n bytes of the buffer (a multiple of directAlign).
+// flush writes the first n bytes of the buffer (a multiple of directio.Align).
 func (w *directWriter) flush(n int) error {
 	if err := writeDirect(w.f, (*w.buf)[:n]); err != nil {
 		return err
@@ -108,7 +132,7 @@ func (w *directWriter) finish() error {
 		return nil
 	}
 	tail := w.n
-	padded := (tail + directAlign - 1) / directAlign * directAlign
+	padded := int(directio.Up(int64(tail)))
 	clear((*w.buf)[tail:padded])
 	if err := w.flush(padded); err != nil {
 		return err

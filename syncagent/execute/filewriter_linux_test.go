@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
 // noDirectIO fails: on Linux the tests' temp dir must take direct I/O, or the direct
@@ -31,9 +33,9 @@ func TestRefusedDirectWriteGoesThroughTheCache(t *testing.T) {
 	if w == nil {
 		noDirectIO(t, p)
 	}
-	buf := *alignedBuffer()
+	buf := directio.Buffer(directChunk)
 	copy(buf, pattern(len(buf)))
-	off := buf[1 : 1+directAlign]
+	off := buf[1 : 1+directio.Align]
 	if err := writeDirect(f, off); err != nil {
 		t.Fatalf("writeDirect of misaligned memory: %v", err)
 	}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
 // fileWriterKinds are the fileWriter implementations, each made for a new file of the
@@ -25,9 +27,9 @@ var fileWriterKinds = map[string]func(f *os.File, size int64) fileWriter{
 // Every fileWriter leaves the file holding exactly the bytes written, whatever the size
 // (around the alignment and the buffer of direct writes) and however they are cut.
 func TestFileWritersWriteExactlyTheirBytes(t *testing.T) {
-	sizes := []int{0, 1, directAlign - 1, directAlign, directAlign + 1, directChunk - 1, directChunk,
-		directChunk + 1, directMin + 12345, 3*directChunk + directAlign}
-	cuts := []int{1, 1000, directAlign, 300_000, directChunk + 7}
+	sizes := []int{0, 1, directio.Align - 1, directio.Align, directio.Align + 1, directChunk - 1, directChunk,
+		directChunk + 1, directMin + 12345, 3*directChunk + directio.Align}
+	cuts := []int{1, 1000, directio.Align, 300_000, directChunk + 7}
 	for name, newWriter := range fileWriterKinds {
 		for _, size := range sizes {
 			t.Run(fmt.Sprintf("%s/%d", name, size), func(t *testing.T) {
