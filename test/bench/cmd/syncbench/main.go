@@ -110,17 +110,21 @@ func run(args []string, stderr io.Writer) int {
 		cfg.Bins.Agent = abs(agentBin)
 	}
 	cfg.Bins.Syncthing = "syncthing"
-	if err := os.MkdirAll(cfg.WorkDir, 0o755); err != nil {
-		fmt.Fprintln(stderr, "syncbench:", err)
-		return 1
+	if jsonPath == "" {
+		jsonPath = filepath.Join(binDir, "bench", "results-"+start.UTC().Format("20060102T150405Z")+".json")
+	}
+	// The report's dirs are made before the run: a run of half an hour must not end
+	// unable to save what it measured.
+	for _, d := range []string{cfg.WorkDir, filepath.Dir(abs(jsonPath)), filepath.Join(binDir, "bench")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			fmt.Fprintln(stderr, "syncbench:", err)
+			return 1
+		}
 	}
 	rep := bench.NewReport(start, reps, peers)
 	rep.Records, err = bench.Run(ctx, cfg)
 	rep.Finished, rep.LoadEnd = time.Now().UTC(), bench.LoadAverage()
 	rep.Summarize()
-	if jsonPath == "" {
-		jsonPath = filepath.Join(binDir, "bench", "results-"+start.UTC().Format("20060102T150405Z")+".json")
-	}
 	if serr := rep.Save(abs(jsonPath)); serr != nil {
 		fmt.Fprintln(stderr, "syncbench:", serr)
 		return 1
