@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/dirsync"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -217,6 +218,19 @@ func flushLanded(root *os.Root, done []landed) error {
 		if err := syncDir(root, d); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// syncDir makes the entries of dir (below root) durable.
+func syncDir(root *os.Root, dir string) error {
+	d, err := root.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %q: %w", dir, err)
+	}
+	defer d.Close()
+	if err := dirsync.Sync(d); err != nil {
+		return fmt.Errorf("sync dir %q: %w", dir, err)
 	}
 	return nil
 }

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/dirsync"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -447,6 +448,19 @@ func (s *Store) walk(ctx context.Context, fn func(hash string, info fs.FileInfo)
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// syncDir makes the directory's entries (a rename into it) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %q: %w", dir, err)
+	}
+	defer d.Close()
+	if err := dirsync.Sync(d); err != nil {
+		return fmt.Errorf("sync directory %q: %w", dir, err)
 	}
 	return nil
 }
