@@ -137,9 +137,6 @@ func (hs *hashStreams) hold() *[]byte {
 		return nil
 	}
 	b := heldBufs.Get().(*[]byte)
-	if cap(*b) < maxHeldBlock {
-		*b = make([]byte, 0, maxHeldBlock)
-	}
 	*b = (*b)[:0]
 	return b
 }
@@ -153,17 +150,13 @@ func (hs *hashStreams) release(data *[]byte) {
 	heldBufs.Put(data)
 }
 
-// heldWriter collects a block's bytes into a buffer from hold; bytes past its capacity
-// (a block too large to hold) leave it marked as not holding the block.
-type heldWriter struct {
-	b    *[]byte
-	over *bool
-}
+// heldWriter collects a block's bytes into a buffer from hold. Bytes past its capacity
+// (a block too large to hold) are left out, so the buffer then falls short of the block's
+// size and add does not use it.
+type heldWriter struct{ b *[]byte }
 
 func (w heldWriter) Write(p []byte) (int, error) {
-	if len(*w.b)+len(p) > cap(*w.b) {
-		*w.over = true
-	} else {
+	if len(*w.b)+len(p) <= cap(*w.b) {
 		*w.b = append(*w.b, p...)
 	}
 	return len(p), nil

@@ -244,14 +244,13 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 	// A stream's block is kept as it is read, so that the stream hashes it without
 	// reading it back from the store (hashstream.go).
 	var held *[]byte
-	var over bool
 	if stream != "" {
 		if held = s.streams.hold(); held != nil {
-			body = io.TeeReader(body, heldWriter{held, &over})
+			body = io.TeeReader(body, heldWriter{held})
 		}
 	}
 	n, created, err := s.blocks.Put(hash, body, s.cfg.MaxBlockSize)
-	if err != nil || over {
+	if err != nil {
 		s.streams.release(held)
 		held = nil
 	}

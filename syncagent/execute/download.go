@@ -238,28 +238,22 @@ func syncDir(root *os.Root, dir string) error {
 // planFlush decides how flushLanded makes done durable: with one syncfs (wholeFS, only
 // when haveSyncFS), or by fsyncing dirs. A file of more than syncEachAbove bytes (every
 // file where syncfs(2) is missing: syncEachAbove < 0) was fsynced before its rename, so
-// only its dir is left;
-// a smaller file, a symlink (which cannot be opened to fsync) or a new dir (whose own
-// entries and inode are new) needs the whole filesystem flushed where syncfs exists, and
-// gets its dir and itself fsynced, as far as it can be opened, where it does not.
+// only its dir is left. A smaller file, a symlink (which cannot be opened to fsync) or a
+// new dir (whose own entries and inode are new) needs the whole filesystem flushed where
+// syncfs exists; where it does not, its dir is fsynced, and a new dir itself too.
 func planFlush(done []landed, haveSyncFS bool, syncEachAbove int64) (wholeFS bool, dirs []string) {
 	set := make(map[string]struct{})
 	for _, l := range done {
 		r := l.op.Remote
-		set[path.Dir(l.op.Path)] = struct{}{}
-		switch {
-		case r.Type == proto.TypeDir:
-			set[l.op.Path] = struct{}{}
-			wholeFS = haveSyncFS
-		case r.Type != proto.TypeFile || r.Size <= syncEachAbove:
-			wholeFS = haveSyncFS
-		}
-		if wholeFS {
+		if haveSyncFS && (r.Type != proto.TypeFile || r.Size <= syncEachAbove) {
 			return true, nil
 		}
+		set[path.Dir(l.op.Path)] = struct{}{}
+		if r.Type == proto.TypeDir {
+			set[l.op.Path] = struct{}{}
+		}
 	}
-	dirs = slices.Sorted(maps.Keys(set))
-	return false, dirs
+	return false, slices.Sorted(maps.Keys(set))
 }
 
 // pendingRecord is a download slice's record left running by recordLater.

@@ -481,7 +481,7 @@ func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, 
 	if err != nil {
 		return p.item, fmt.Errorf("stat: %w", err)
 	}
-	if st, ok := scan.Stat(fi); !ok || !scan.SameStat(st, p.stat) {
+	if !scan.HasStat(fi, p.stat) {
 		return p.item, fmt.Errorf("%q: %w (content)", p.op.Path, errChanged)
 	}
 	// One byte more than expected tells a file that grew.

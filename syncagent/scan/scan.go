@@ -176,8 +176,8 @@ func Stat(fi fs.FileInfo) (trees.IndexEntry, bool) {
 	return e, true
 }
 
-// sameStatAs reports whether fi has the stat key st.
-func sameStatAs(fi fs.FileInfo, st trees.IndexEntry) bool {
+// HasStat reports whether fi has the stat key st.
+func HasStat(fi fs.FileInfo, st trees.IndexEntry) bool {
 	got, ok := Stat(fi)
 	return ok && SameStat(got, st)
 }
@@ -449,7 +449,7 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 		return nil
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !sameStatAs(fi, j.st) {
+	if fi, err := f.Stat(); err != nil || !HasStat(fi, j.st) {
 		return nil
 	}
 	var each func(proto.Block, []byte) error
@@ -465,7 +465,7 @@ func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
 	// The stat key after is the open file's: the content hashed is that inode's, and a
 	// file renamed over the path since has another inode, which the next scan sees.
 	fi, err := f.Stat()
-	if err != nil || !sameStatAs(fi, j.st) || res.Size != j.st.Size {
+	if err != nil || !HasStat(fi, j.st) || res.Size != j.st.Size {
 		return nil
 	}
 	e := j.st
