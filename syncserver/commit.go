@@ -282,7 +282,7 @@ func (s *Server) verifyContent(ctx context.Context, agent string, items []pendin
 
 // verifyAhead is how many blocks verifyFile opens (reads, for packed blocks) ahead of
 // the SHA-256, which is the one part that cannot be spread over cores.
-const verifyAhead = 4
+const verifyAhead = 8
 
 // verifyFile checks that the entry's blocks are stored with their sizes and that their
 // content, in list order, has the entry's SHA-256. The part of the list that the item's
@@ -313,31 +313,36 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 		b   proto.Block
 		err error
 	}
+	// Up to verifyAhead blocks are opened at once, not one after the other: a large
+	// block is read from the disk (blobs, packdirect.go), where several reads in flight
+	// keep up with the hash and one at a time does not.
 	ctx, cancel := context.WithCancel(ctx)
-	ahead := make(chan opened, verifyAhead)
+	ahead := make(chan chan opened, verifyAhead)
 	go func() {
 		defer close(ahead)
 		for _, b := range rest {
-			if err := ctx.Err(); err != nil {
-				ahead <- opened{err: err}
+			c := make(chan opened, 1)
+			select {
+			case ahead <- c:
+			case <-ctx.Done():
 				return
 			}
-			f, err := openBlock(s.blocks, b)
-			ahead <- opened{f, b, err}
-			if err != nil {
-				return
-			}
+			go func() {
+				f, err := openBlock(s.blocks, b)
+				c <- opened{f, b, err}
+			}()
 		}
 	}()
 	defer func() {
 		cancel()
-		for o := range ahead {
-			if o.f != nil {
+		for c := range ahead {
+			if o := <-c; o.f != nil {
 				o.f.Close()
 			}
 		}
 	}()
-	for o := range ahead {
+	for c := range ahead {
+		o := <-c
 		if o.err != nil {
 			var ie *itemError
 			if errors.As(o.err, &ie) {
@@ -354,6 +359,9 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 			return fmt.Errorf("read blocks of %q: %w", e.Path, err)
 		}
 		track.add(o.b, h)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
 		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)

@@ -164,6 +164,7 @@ func (s *Store) Close() error {
 	defer s.pmu.Unlock()
 	var first error
 	for _, p := range s.packs {
+		p.closeDirect()
 		if err := p.f.Close(); err != nil && first == nil {
 			first = fmt.Errorf("close pack %q: %w", p.path, err)
 		}

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
 // Blocks of up to maxPackedBlock go into append-only pack files instead of one file
@@ -64,6 +66,9 @@ type pack struct {
 	id   uint64
 	path string
 	f    *os.File
+	// direct is a second handle on the file, for direct I/O (packdirect.go); nil when
+	// the system refuses it or the pack was not created by this process.
+	direct *os.File
 	// size is where the next record goes: the end of the last valid record for a pack
 	// this process appends to, the file size otherwise.
 	size int64
@@ -132,6 +137,11 @@ func scanPack(b []byte, fn func(off int64, sum [sha256.Size]byte, size int64)) (
 	off := 0
 	resynced := false
 	for off < len(b) {
+		if pad := int(directio.Up(int64(off))) - off; pad > 0 && b[off] == 0 && off+pad <= len(b) && allZero(b[off:off+pad]) {
+			off += pad // the padding after a record written directly (packdirect.go)
+			end = int64(off)
+			continue
+		}
 		sum, size, ok := parseRecord(b[off:])
 		if ok && resynced {
 			data := b[off+recHeaderSize : off+recHeaderSize+int(size)]
@@ -345,6 +355,7 @@ func (s *Store) activePack() (*pack, error) {
 	}
 	s.nextPack++
 	p.f = f
+	p.direct = openDirect(p.path, os.O_RDWR)
 	p.recs = []idxEntry{}
 	s.pmu.Lock()
 	s.packs[id] = p
@@ -486,9 +497,8 @@ func (s *Store) openPacked(hash string) (rc io.ReadSeekCloser, size int64, ok bo
 	// A pooled buffer: the commit's verification and the downloads read every block of
 	// a large file, and fresh 1 MiB buffers cost more than the read.
 	bp := recBufs.Get().(*[]byte)
-	rec := (*bp)[:loc.recordSize()]
 	// Read under the lock: compaction swaps and closes packs under the write lock.
-	_, err = loc.pack.f.ReadAt(rec, loc.off)
+	rec, err := readRecord(loc, *bp)
 	path := loc.pack.path
 	s.pmu.RUnlock()
 	if err != nil {
@@ -545,4 +555,13 @@ func (r *pooledReader) Close() error {
 		r.buf = nil
 	}
 	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

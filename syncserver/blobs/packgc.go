@@ -165,6 +165,7 @@ func (s *Store) compact(id uint64) error {
 	delete(s.packs, id)
 	s.pmu.Unlock()
 
+	p.closeDirect()
 	p.f.Close()
 	if err := s.removeIdx(id); err != nil {
 		return err

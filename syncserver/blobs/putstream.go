@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"io"
 	"sync"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
 // A streamed block (Put) of up to maxPackedBlock bytes is appended to the active pack
@@ -20,9 +22,11 @@ import (
 // client uploads it again. On Linux every append also starts the writeback of its pages
 // (sync_file_range), so that Sync mostly waits for the last few blocks.
 
-// recBufs holds record buffers big enough for the largest packed block.
+// recBufs holds record buffers big enough for the largest packed block, aligned for
+// direct I/O with room for the padding and for a read that starts on the alignment
+// before the record.
 var recBufs = sync.Pool{New: func() any {
-	b := make([]byte, recordSize(maxPackedBlock)+1)
+	b := directio.Buffer(int(directio.Up(recordSize(maxPackedBlock)+1) + directio.Align))
 	return &b
 }}
 
@@ -75,7 +79,13 @@ func (s *Store) appendStreamed(hash string, sum [sha256.Size]byte, rec []byte, s
 	if err != nil || present {
 		return false, err
 	}
-	p, off, err := s.appendRecords(rec, false)
+	var p *pack
+	var off int64
+	if size >= directRecordMin {
+		p, off, err = s.appendDirect(rec)
+	} else {
+		p, off, err = s.appendRecords(rec, false)
+	}
 	if err != nil {
 		return false, err
 	}

@@ -1,0 +1,104 @@
+package blobs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/syncedfolder/synced-folder/internal/directio"
+)
+
+// Large streamed blocks (at least directRecordMin bytes: the chunks of large files) are
+// written to their pack and read back around the page cache where the system allows
+// it. They must reach the disk before their commit anyway (Sync), and on the machines
+// measured (docs/benchmarks.md) copying a page into the cache costs more than the disk
+// write itself: a 1 GiB upload spent 2 CPU-seconds of the server there. Such a record
+// starts at an offset aligned to directio.Align and is padded with zeros to the next
+// one; scanPack skips that padding. Small blocks (PutMany, small streamed ones) are
+// written through the cache as before, where many of them share a page.
+const directRecordMin = 64 << 10
+
+// directPacks turns direct I/O of packs on. Tests turn it off to put the cached path,
+// which systems without direct I/O take, through the same checks.
+var directPacks = true
+
+// openDirect opens a second handle on a pack for direct I/O; nil when the system does
+// not allow it, and the pack is then only read and written through the cache.
+func openDirect(path string, flag int) *os.File {
+	if !directPacks {
+		return nil
+	}
+	f, err := os.OpenFile(path, flag, 0)
+	if err != nil {
+		return nil
+	}
+	if !directio.Enable(f) {
+		f.Close()
+		return nil
+	}
+	return f
+}
+
+// appendDirect appends one record (built in rec, a recBufs buffer whose memory is
+// aligned) to the active pack with a direct write, at the next aligned offset, unsynced.
+// Where the pack has no direct handle, or the write is refused for its alignment, it is
+// appended through the cache. The caller holds wmu.
+func (s *Store) appendDirect(rec []byte) (*pack, int64, error) {
+	p, err := s.activePack()
+	if err != nil {
+		return nil, 0, err
+	}
+	if p.direct == nil {
+		return s.appendRecords(rec, false)
+	}
+	off := directio.Up(p.size)
+	padded := rec[:directio.Up(int64(len(rec)))]
+	clear(padded[len(rec):])
+	if _, err := p.direct.WriteAt(padded, off); err != nil {
+		if directio.Refused(err) {
+			s.pmu.Lock()
+			p.closeDirect()
+			s.pmu.Unlock()
+			return s.appendRecords(rec, false)
+		}
+		s.active = nil
+		return nil, 0, fmt.Errorf("append to pack %q: %w", p.path, err)
+	}
+	s.pmu.Lock()
+	if p.recs != nil {
+		p.recs = append(p.recs, packRecords(rec, off)...)
+	}
+	p.size = off + int64(len(padded))
+	s.pmu.Unlock()
+	return p, off, nil
+}
+
+// readRecord reads the record of loc into buf (a recBufs buffer) and returns it: with a
+// direct read for a large record of a pack that has a direct handle, else through the
+// cache. The caller holds pmu (read).
+func readRecord(loc *packed, buf []byte) ([]byte, error) {
+	n := loc.recordSize()
+	if d := loc.pack.direct; d != nil && loc.size >= directRecordMin {
+		start := loc.off &^ (directio.Align - 1)
+		end := directio.Up(loc.off + n)
+		got, err := d.ReadAt(buf[:end-start], start)
+		if int64(got) >= loc.off-start+n && (err == nil || errors.Is(err, io.EOF)) {
+			return buf[loc.off-start : loc.off-start+n], nil
+		}
+		if err != nil && !directio.Refused(err) {
+			return nil, err
+		}
+	}
+	rec := buf[:n]
+	_, err := loc.pack.f.ReadAt(rec, loc.off)
+	return rec, err
+}
+
+// closeDirect closes the pack's direct handle, if any. The caller holds pmu, or owns p.
+func (p *pack) closeDirect() {
+	if p.direct != nil {
+		p.direct.Close()
+		p.direct = nil
+	}
+}
