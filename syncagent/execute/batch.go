@@ -133,7 +133,7 @@ func (b *batcher) flush() {
 		defer func() { <-b.slots }()
 		var data [][]byte
 		if !b.x.noBatch.Load() { // a batch in flight may have found the server without them
-			data = b.x.fetchBatch(b.ctx, hashes)
+			data = b.x.fetchBatch(b.ctx, hashes, true)
 		}
 		for i, op := range ops {
 			var pre []byte
@@ -156,10 +156,17 @@ func (b *batcher) wait() {
 	b.wg.Wait()
 }
 
-// fetchBatch returns the blocks of hashes, or nil when the batch failed: the files are
-// then downloaded one by one, which retries, reports and falls back as usual.
-func (x *Executor) fetchBatch(ctx context.Context, hashes []string) [][]byte {
-	data, err := x.Server.GetBlocks(ctx, hashes)
+// fetchBatch returns the blocks of hashes, each checked against its hash when check
+// is set, or nil when the batch failed: the blocks are then downloaded one by one,
+// which retries, reports and falls back as usual.
+func (x *Executor) fetchBatch(ctx context.Context, hashes []string, check bool) [][]byte {
+	var data [][]byte
+	var err error
+	if check {
+		data, err = x.Server.GetBlocks(ctx, hashes)
+	} else {
+		data, err = x.Server.GetBlocksUnchecked(ctx, hashes)
+	}
 	if errors.Is(err, client.ErrNotSupported) {
 		x.Log.Info("the server has no batched block downloads; fetching blocks one by one", "err", err.Error())
 		x.noBatch.Store(true)

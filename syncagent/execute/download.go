@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -21,16 +20,12 @@ import (
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/dirsync"
-	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
-
-// prefetch is how many blocks of one file are fetched ahead of the writer.
-const prefetch = 8
 
 // hashAhead is how many written blocks of one file may wait for the whole-file hash.
 const hashAhead = 4
@@ -679,170 +674,6 @@ func (w *wholeHash) sum() (sum plan.Hash, hashed bool) {
 		return plan.Hash(w.h.Sum(nil)), true
 	}
 	return plan.Hash{}, false
-}
-
-type fetched struct {
-	data []byte
-	err  error
-}
-
-// maxBlockBytesInFlight bounds the block bytes that all downloads together hold at once
-// (fetched and not yet written): Workers files, each prefetch blocks of up to
-// chunk.MaxSize ahead, would otherwise hold up to 64 MiB.
-const maxBlockBytesInFlight = 16 << 20
-
-// weight is a block's share of the in-flight budget.
-func weight(b proto.Block) int64 {
-	return min(max(b.Size, 1), maxBlockBytesInFlight)
-}
-
-// fetchBlocks calls write with each block's bytes in order, fetching up to prefetch
-// blocks ahead within the executor's in-flight budget. Each file takes its share of the
-// budget in block order and gives a block's share back once it is written, so a file
-// waiting for its next block never waits on a share that it holds itself.
-func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fetchOpts, write func([]byte) error) error {
-	if len(blocks) == 1 {
-		if err := x.inflight.Acquire(ctx, weight(blocks[0])); err != nil {
-			return err
-		}
-		defer x.inflight.Release(weight(blocks[0]))
-		data, err := x.block(ctx, blocks[0], o)
-		if err != nil {
-			return err
-		}
-		return write(data)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	futures := make([]chan fetched, len(blocks))
-	for i := range futures {
-		futures[i] = make(chan fetched, 1)
-	}
-	window := make(chan struct{}, prefetch)
-	launched, consumed := 0, 0
-	prefetched := make(chan struct{})
-	go func() {
-		defer close(prefetched)
-		for i, b := range blocks {
-			select {
-			case window <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			if err := x.inflight.Acquire(ctx, weight(b)); err != nil {
-				return
-			}
-			launched = i + 1
-			go func() {
-				data, err := x.block(ctx, b, o)
-				futures[i] <- fetched{data, err}
-			}()
-		}
-	}()
-	defer func() {
-		// Give back the shares of blocks fetched (or being fetched) but not written.
-		cancel()
-		<-prefetched
-		for i := consumed; i < launched; i++ {
-			<-futures[i]
-			x.inflight.Release(weight(blocks[i]))
-		}
-	}()
-	for i := range blocks {
-		var f fetched
-		select {
-		case f = <-futures[i]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		consumed = i + 1
-		err := f.err
-		if err == nil {
-			if err = write(f.data); err != nil {
-				err = fmt.Errorf("write temp file: %w", err)
-			}
-		}
-		x.inflight.Release(weight(blocks[i]))
-		<-window
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// block returns a block's bytes, from a local file that held it when indexed if it
-// still does, else from the server: compressed against the local block it replaces
-// (hints) when there is one.
-func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]byte, error) {
-	if data := x.localBlock(b, o.verify); data != nil {
-		if !o.verify {
-			o.unverified.Add(1)
-		}
-		x.Counters.BytesReused.Add(b.Size)
-		x.Counters.BytesDone.Add(b.Size)
-		return data, nil
-	}
-	var data []byte
-	var err error
-	if base, ok := o.hints[b.Hash]; ok {
-		// The client checks the block it decodes against b's hash: a wrong base only
-		// costs the fallback to the plain block.
-		if bd := x.localBlock(base, false); bd != nil {
-			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
-			if err != nil && !transient(err) {
-				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
-				data, err = nil, nil
-			}
-		}
-	}
-	if data == nil && err == nil {
-		if o.verify {
-			data, err = x.Server.GetBlock(ctx, b.Hash)
-		} else {
-			data, err = x.Server.GetBlockUnchecked(ctx, b.Hash)
-			o.unverified.Add(1)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(data)) != b.Size {
-		return nil, fmt.Errorf("block %s: %d bytes, want %d", b.Hash, len(data), b.Size)
-	}
-	x.Counters.BytesDown.Add(b.Size)
-	x.Counters.BytesDone.Add(b.Size)
-	return data, nil
-}
-
-func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
-	f, err := x.Root.Open(l.Path)
-	if err != nil {
-		return nil, false
-	}
-	defer f.Close()
-	data := make([]byte, l.Size)
-	if _, err := f.ReadAt(data, l.Offset); err != nil && (!errors.Is(err, io.EOF) || len(data) != int(l.Size)) {
-		return nil, false
-	}
-	return data, true
-}
-
-// localBlock returns b's bytes from a local file that held it when indexed, or nil;
-// with verify, only bytes that still hash to b.
-func (x *Executor) localBlock(b proto.Block, verify bool) []byte {
-	locs, err := x.State.FindBlock(b.Hash)
-	if err != nil {
-		return nil
-	}
-	for _, l := range locs {
-		if l.Size != b.Size {
-			continue
-		}
-		if data, ok := x.readLocal(l); ok && (!verify || chunk.SumHex(data) == b.Hash) {
-			return data
-		}
-	}
-	return nil
 }
 
 // baseHints pairs the blocks of list that replace blocks of the local file at p (the

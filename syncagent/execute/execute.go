@@ -46,6 +46,9 @@ type Server interface {
 	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
 	// error wrapping client.ErrNotSupported means the server does not have the call.
 	GetBlocks(ctx context.Context, hashes []string) ([][]byte, error)
+	// GetBlocksUnchecked is GetBlocks without hashing each block (the caller checks
+	// the file it assembles).
+	GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }

@@ -120,7 +120,8 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	}
 }
 
-// garblingServer flips a byte of the first block it serves without a check.
+// garblingServer flips a byte of the first block it serves without a check, alone or
+// in a group.
 type garblingServer struct {
 	Server
 	mu       sync.Mutex
@@ -137,6 +138,26 @@ func (g *garblingServer) GetBlockUnchecked(ctx context.Context, hash string) ([]
 		data[len(data)/2] ^= 0xff
 	}
 	return data, err
+}
+
+func (g *garblingServer) GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error) {
+	datas, err := g.Server.GetBlocksUnchecked(ctx, hashes)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, data := range datas {
+		if err == nil && !g.garbled && len(data) > 0 {
+			g.garbled = true
+			data[len(data)/2] ^= 0xff
+		}
+	}
+	return datas, err
+}
+
+func (g *garblingServer) GetBlocks(ctx context.Context, hashes []string) ([][]byte, error) {
+	g.mu.Lock()
+	g.verified++
+	g.mu.Unlock()
+	return g.Server.GetBlocks(ctx, hashes)
 }
 
 func (g *garblingServer) GetBlock(ctx context.Context, hash string) ([]byte, error) {

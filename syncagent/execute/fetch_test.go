@@ -1,0 +1,132 @@
+package execute
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/syncedfolder/synced-folder/internal/testserver"
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// largeFiles writes files of about size bytes (several blocks each) through an
+// uploading agent and returns them.
+func largeFiles(t *testing.T, url string, n, size int) map[string][]byte {
+	t.Helper()
+	up := newEnvOn(t, url)
+	want := map[string][]byte{}
+	for i := range n {
+		// Random bytes: the chunker cuts them into blocks of its average size.
+		data := make([]byte, size+i*4099)
+		_, _ = rand.NewChaCha8([32]byte{byte(i)}).Read(data)
+		name := fmt.Sprintf("large%d.bin", i)
+		want[name] = data
+		if err := os.WriteFile(filepath.Join(up.dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 || out.Done != n {
+		t.Fatalf("upload: %+v", out)
+	}
+	return want
+}
+
+func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// A file of several blocks comes in a few requests of up to fetchGroupBytes, not one
+// request per block; from a server without the batched call, one request per block.
+func TestLargeFileBlocksComeInGroups(t *testing.T) {
+	for _, old := range []bool{false, true} {
+		t.Run(fmt.Sprintf("oldServer=%v", old), func(t *testing.T) {
+			url, _ := testserver.Start(t, t.TempDir(), nil)
+			want := largeFiles(t, url, 2, 6<<20)
+			var rc routeCounter
+			down := newEnvOn(t, rc.start(t, url, old))
+			down.pull(t)
+			down.rescan(t)
+			if out := down.run(t, down.plan()); out.Failed != 0 || out.Done != len(want) {
+				t.Fatalf("download: %+v", out)
+			}
+			checkTree(t, down.dir, want)
+			var blocks, bytes int
+			for _, data := range want {
+				res, err := chunk.Hash(bytesReader(data), nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				blocks += len(res.Blocks)
+				bytes += len(data)
+			}
+			b, s := int(rc.batched.Load()), int(rc.single.Load())
+			if old {
+				// The groups in flight when the refusal comes back may each have
+				// tried the call; then every block is asked for on its own.
+				if b > groupsAhead*len(want) || s != blocks || !down.x.noBatch.Load() {
+					t.Errorf("%d batched and %d single requests for %d blocks; want at most %d batched, then %d single",
+						b, s, blocks, groupsAhead*len(want), blocks)
+				}
+				return
+			}
+			// A group is one request; one of a single block (a file's last, say) is a
+			// plain GET.
+			if most := bytes/fetchGroupBytes + 2*len(want); b+s > most || b < len(want) || s > len(want) {
+				t.Errorf("%d batched and %d single requests for %d blocks of %d bytes; want %d–%d requests, at most %d single",
+					b, s, blocks, bytes, len(want), most, len(want))
+			}
+		})
+	}
+}
+
+// A file whose blocks are partly held by a local file takes those from it and asks
+// the server only for the others, in groups.
+func TestGroupTakesLocalBlocksAndFetchesTheRest(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	want := largeFiles(t, url, 1, 5<<20)
+	var rc routeCounter
+	down := newEnvOn(t, rc.start(t, url, false))
+	// The reader already holds the first 3 MiB of the file, under another name.
+	data := want["large0.bin"]
+	if err := os.WriteFile(filepath.Join(down.dir, "head.bin"), data[:3<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	down.rescan(t)
+	down.pull(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done < 1 {
+		t.Fatalf("download: %+v", out)
+	}
+	got, err := os.ReadFile(filepath.Join(down.dir, "large0.bin"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("large0.bin: %d bytes, %v", len(got), err)
+	}
+	if reused := down.x.Counters.BytesReused.Load(); reused < 2<<20 {
+		t.Errorf("%d bytes taken from the local file; want most of its 3 MiB", reused)
+	}
+	if down := down.x.Counters.BytesDown.Load(); down > int64(len(data))-2<<20 {
+		t.Errorf("%d bytes downloaded; want only the part no local file holds", down)
+	}
+	blocksOf := func(b []byte) []proto.Block {
+		res, err := chunk.Hash(bytesReader(b), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Blocks
+	}
+	held := map[string]bool{}
+	for _, b := range blocksOf(data[:3<<20]) {
+		held[b.Hash] = true
+	}
+	remote := 0
+	for _, b := range blocksOf(data) {
+		if !held[b.Hash] {
+			remote++
+		}
+	}
+	if n := int(rc.single.Load() + rc.batched.Load()); n >= remote || n == 0 {
+		t.Errorf("%d requests for the %d blocks no local file holds; want fewer, in groups", n, remote)
+	}
+}
