@@ -210,22 +210,9 @@ func flushLanded(root *os.Root, done []landed) error {
 		return syncFS(root)
 	}
 	for _, d := range dirs {
-		if err := syncDir(root, d); err != nil {
+		if err := dirsync.SyncPath(root.Open, d); err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-// syncDir makes the entries of dir (below root) durable.
-func syncDir(root *os.Root, dir string) error {
-	d, err := root.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open dir %q: %w", dir, err)
-	}
-	defer d.Close()
-	if err := dirsync.Sync(d); err != nil {
-		return fmt.Errorf("sync dir %q: %w", dir, err)
 	}
 	return nil
 }

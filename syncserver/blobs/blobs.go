@@ -454,14 +454,4 @@ func (s *Store) walk(ctx context.Context, fn func(hash string, info fs.FileInfo)
 }
 
 // syncDir makes the directory's entries (a rename into it) durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %q: %w", dir, err)
-	}
-	defer d.Close()
-	if err := dirsync.Sync(d); err != nil {
-		return fmt.Errorf("sync directory %q: %w", dir, err)
-	}
-	return nil
-}
+func syncDir(dir string) error { return dirsync.SyncPath(os.Open, dir) }

@@ -137,7 +137,7 @@ func scanPack(b []byte, fn func(off int64, sum [sha256.Size]byte, size int64)) (
 	off := 0
 	resynced := false
 	for off < len(b) {
-		if pad := int(directio.Up(int64(off))) - off; pad > 0 && b[off] == 0 && off+pad <= len(b) && allZero(b[off:off+pad]) {
+		if pad := int(directio.Up(int64(off))) - off; pad > 0 && off+pad <= len(b) && allZero(b[off:off+pad]) {
 			off += pad // the padding after a record written directly (packdirect.go)
 			end = int64(off)
 			continue

@@ -40,16 +40,17 @@ func openDirect(path string, flag int) *os.File {
 	return f
 }
 
-// appendDirect appends one record (built in rec, a recBufs buffer whose memory is
-// aligned) to the active pack with a direct write, at the next aligned offset, unsynced.
-// Where the pack has no direct handle, or the write is refused for its alignment, it is
-// appended through the cache. The caller holds wmu.
-func (s *Store) appendDirect(rec []byte) (*pack, int64, error) {
+// appendStreamedRecord appends one record of a streamed block of size bytes (built in
+// rec, a recBufs buffer whose memory is aligned) to the active pack, unsynced: a large
+// one with a direct write at the next aligned offset, the others, or all where the pack
+// has no direct handle or the write is refused for its alignment, through the cache.
+// The caller holds wmu.
+func (s *Store) appendStreamedRecord(rec []byte, size int64) (*pack, int64, error) {
 	p, err := s.activePack()
 	if err != nil {
 		return nil, 0, err
 	}
-	if p.direct == nil {
+	if p.direct == nil || size < directRecordMin {
 		return s.appendRecords(rec, false)
 	}
 	off := directio.Up(p.size)

@@ -43,11 +43,11 @@ func TestRefusedDirectAppendGoesThroughTheCache(t *testing.T) {
 	}
 	var off int64
 	if err == nil {
-		p, off, err = s.appendDirect(rec)
+		p, off, err = s.appendStreamedRecord(rec, int64(len(data)))
 	}
 	s.wmu.Unlock()
 	if err != nil {
-		t.Fatalf("appendDirect of misaligned memory: %v", err)
+		t.Fatalf("appendStreamedRecord of misaligned memory: %v", err)
 	}
 	if p.direct != nil {
 		t.Error("the pack still has a direct handle after a refused direct write")

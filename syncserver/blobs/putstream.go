@@ -79,13 +79,7 @@ func (s *Store) appendStreamed(hash string, sum [sha256.Size]byte, rec []byte, s
 	if err != nil || present {
 		return false, err
 	}
-	var p *pack
-	var off int64
-	if size >= directRecordMin {
-		p, off, err = s.appendDirect(rec)
-	} else {
-		p, off, err = s.appendRecords(rec, false)
-	}
+	p, off, err := s.appendStreamedRecord(rec, size)
 	if err != nil {
 		return false, err
 	}
