@@ -14,12 +14,12 @@ import (
 	"os"
 	"path"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/dirsync"
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -410,39 +410,16 @@ func tempName(p string) string {
 // replaceAt moves the temp file t over the path p, found as name in dir, once the disk
 // at p still equals want; a dir at p (being replaced by a file or link) must be empty by
 // now and is removed first.
-func (x *Executor) replaceAt(dir *os.Root, t tempFile, name, p string, want *plan.Node) error {
-	if err := x.checkDiskAt(dir, name, p, want); err != nil {
+func (x *Executor) replaceAt(dir *dircache.Dir, t tempFile, name, p string, want *plan.Node) error {
+	if err := x.checkDiskAt(dir.Root, name, p, want); err != nil {
 		return err
 	}
 	if want != nil && want.Type == proto.TypeDir {
-		if err := dir.Remove(name); err != nil {
+		if err := dir.Root.Remove(name); err != nil {
 			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
 	}
 	return x.land(t, dir, name, p)
-}
-
-// parentRoot opens the dir of p (creating it when missing) as a root of its own, so that
-// the several calls that land a file resolve its dir once instead of once each (every
-// call through x.Root opens and closes each dir on the way). It returns the root, p's
-// name in it, and the function that closes it; a file at the top comes with x.Root.
-func (x *Executor) parentRoot(p string) (*os.Root, string, func(), error) {
-	dir, name := path.Split(p)
-	if dir == "" {
-		return x.Root, name, func() {}, nil
-	}
-	dir = strings.TrimSuffix(dir, "/")
-	r, err := x.Root.OpenRoot(dir)
-	if absent(err) {
-		if err := x.ensureParent(p); err != nil {
-			return nil, "", nil, err
-		}
-		r, err = x.Root.OpenRoot(dir)
-	}
-	if err != nil {
-		return nil, "", nil, fmt.Errorf("%q: %w (parent dir: %w)", p, errChanged, err)
-	}
-	return r, name, func() { r.Close() }, nil
 }
 
 func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
@@ -467,7 +444,7 @@ func (x *Executor) symlinkVia(op plan.Op, stage bool) (landed, error) {
 		}
 		return landed{}, fmt.Errorf("symlink: %w", err)
 	}
-	if err := x.replaceAt(x.Root, t, op.Path, op.Path, op.Local); err != nil {
+	if err := x.replaceAt(&dircache.Dir{Root: x.Root}, t, op.Path, op.Path, op.Local); err != nil {
 		_ = t.dir.Remove(t.name)
 		return landed{}, err
 	}
@@ -540,11 +517,11 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, 
 	if !covers(blocks, r.Size) {
 		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
 	}
-	dir, name, closeDir, err := x.parentRoot(op.Path)
+	dir, name, release, err := x.parentDir(op.Path)
 	if err != nil {
 		return landed{}, err
 	}
-	defer closeDir()
+	defer release()
 	l, err := x.assembleIn(dir, name, op, blocks, o, fetch, true)
 	if errors.Is(err, errNotStaged) {
 		x.retryUnstaged(op.Path, err)
@@ -555,9 +532,9 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, 
 
 // assembleIn is assembleFrom with op's dir open as dir, op's name there being name; its
 // temp file is in the staging dir when stage is set (and the staging dir is usable).
-func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error, stage bool) (landed, error) {
+func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error, stage bool) (landed, error) {
 	r := op.Remote
-	t := x.newTemp(dir, name, op.Path, stage && !isDir(op.Local))
+	t := x.newTemp(dir.Root, name, op.Path, stage && !isDir(op.Local))
 	f, err := t.dir.OpenFile(t.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		if t.staged {
@@ -610,7 +587,7 @@ func (x *Executor) assembleIn(dir *os.Root, name string, op plan.Op, blocks []pr
 		return landed{}, err
 	}
 	ok = true
-	return x.statAt(dir, name, op, blocks)
+	return x.statAt(dir.Root, name, op, blocks)
 }
 
 // wholeHash is the SHA-256 of a file being assembled. For a file of several blocks it

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -90,6 +91,7 @@ type Executor struct {
 	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
 	noBatch  atomic.Bool         // the server has no batched block downloads
 	stage    stageState          // the staging dir of the download under way; see StageDir
+	dirs     *dircache.Cache     // the dirs the download under way lands files in
 
 	// recording is the record of the last download slice, when recordLater left one
 	// running; see WaitRecorded.

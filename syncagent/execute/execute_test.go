@@ -36,7 +36,7 @@ func newEnv(t *testing.T) *env {
 }
 
 // newEnvOn builds an executor on a fresh folder against the server at url.
-func newEnvOn(t *testing.T, url string) *env {
+func newEnvOn(t testing.TB, url string) *env {
 	t.Helper()
 	cl, err := client.New(client.Options{BaseURL: url, Timeout: 20 * time.Second})
 	if err != nil {
@@ -59,7 +59,7 @@ func newEnvOn(t *testing.T, url string) *env {
 }
 
 // rescan refreshes the local tree and index from disk.
-func (e *env) rescan(t *testing.T) {
+func (e *env) rescan(t testing.TB) {
 	t.Helper()
 	ups, err := e.scan.Full(context.Background(), e.x.Trees)
 	if err != nil {
@@ -83,7 +83,7 @@ func (e *env) rescan(t *testing.T) {
 }
 
 // allEntries reads the server's whole changes feed, page after page.
-func allEntries(t *testing.T, cl *client.Client) []proto.Entry {
+func allEntries(t testing.TB, cl *client.Client) []proto.Entry {
 	t.Helper()
 	var out []proto.Entry
 	for since := int64(0); ; {
@@ -99,7 +99,7 @@ func allEntries(t *testing.T, cl *client.Client) []proto.Entry {
 }
 
 // pull copies the server's entries into the remote tree, as the agent's feed does.
-func (e *env) pull(t *testing.T) {
+func (e *env) pull(t testing.TB) {
 	t.Helper()
 	entries := allEntries(t, e.cl)
 	err := e.x.State.Update(context.Background(), func(tx *state.Tx) error {
@@ -128,7 +128,7 @@ func (e *env) plan() []plan.Op {
 	return plan.Plan(e.x.Trees.Local, e.x.Trees.Remote, e.x.Trees.Synced, plan.Options{AgentID: "t"})
 }
 
-func (e *env) run(t *testing.T, ops []plan.Op) Outcome {
+func (e *env) run(t testing.TB, ops []plan.Op) Outcome {
 	t.Helper()
 	out, err := e.x.Run(context.Background(), ops)
 	if err == nil {
@@ -146,7 +146,7 @@ func nodeAt(tree trees.Side, p string) plan.Node {
 	return n
 }
 
-func writeFile(t *testing.T, path, data string) {
+func writeFile(t testing.TB, path, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)

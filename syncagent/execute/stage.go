@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 )
 
@@ -38,6 +39,7 @@ type tempFile struct {
 // stageState is the executor's staging dir of the download batch under way.
 type stageState struct {
 	root *os.Root // open staging dir; nil: temp files go beside their paths
+	file *os.File // the same dir, for renameAt; nil: renames go through x.Root
 	// rename moves a staged file over its path (both relative to x.Root); nil means
 	// x.Root.Rename. Tests set it to stand in for a rename the kernel refuses.
 	rename func(oldname, newname string) error
@@ -48,9 +50,11 @@ type stageState struct {
 	offLogs int
 }
 
-// openStage makes and opens the staging dir for a download batch. Without one (the
-// folder's root refuses it), temp files go beside their paths.
+// openStage starts a download batch: its cache of the dirs it lands in, and its
+// staging dir. Without a staging dir (the folder's root refuses it), temp files go
+// beside their paths.
 func (x *Executor) openStage() {
+	x.dirs = dircache.New(x.Root)
 	if err := x.Root.Mkdir(StageDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		x.Log.Debug("no staging dir; downloads land beside their paths", "err", err.Error())
 		return
@@ -61,13 +65,25 @@ func (x *Executor) openStage() {
 		return
 	}
 	x.stage.root = r
+	if f, err := r.Open("."); err == nil {
+		x.stage.file = f
+	}
 }
 
-// closeStage closes the staging dir and removes it, empty by now (what a failure left
-// in it goes when the agent starts again).
+// closeStage ends a download batch: it closes the dirs and the staging dir, and removes
+// the staging dir, empty by now (what a failure left in it goes when the agent starts
+// again).
 func (x *Executor) closeStage() {
+	if x.dirs != nil {
+		x.dirs.Close()
+		x.dirs = nil
+	}
 	if x.stage.root == nil {
 		return
+	}
+	if x.stage.file != nil {
+		x.stage.file.Close()
+		x.stage.file = nil
 	}
 	x.stage.root.Close()
 	x.stage.root = nil
@@ -103,20 +119,22 @@ func (x *Executor) unstaged(p string) bool {
 }
 
 // land renames t over name in dir, which is the path p.
-func (x *Executor) land(t tempFile, dir *os.Root, name, p string) error {
+func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string) error {
 	if !t.staged {
-		if err := dir.Rename(t.name, name); err != nil {
+		if err := dir.Root.Rename(t.name, name); err != nil {
 			return fmt.Errorf("rename into place: %w", err)
 		}
 		return nil
 	}
-	rename := x.stage.rename
-	if rename == nil {
-		rename = x.Root.Rename
-	}
-	err := rename(StageDir+"/"+t.name, p)
+	err := x.renameStaged(t.name, dir, name, p)
 	if err == nil {
 		return nil
+	}
+	if absent(err) {
+		// p's dir went away since it was opened (or the temp file did): the next plan
+		// finds p missing and lands it with the dir opened afresh.
+		x.forgetDir(p)
+		return fmt.Errorf("rename %q into place: %w (dir gone: %w)", p, errChanged, err)
 	}
 	if errors.Is(err, syscall.EXDEV) {
 		// Another mount: every file of p's dir (and below) would fail the same way.
@@ -129,6 +147,21 @@ func (x *Executor) land(t tempFile, dir *os.Root, name, p string) error {
 		x.stage.mu.Unlock()
 	}
 	return fmt.Errorf("rename %q into place: %w: %w", p, errNotStaged, err)
+}
+
+// renameStaged moves the staged temp file tname over name in dir (the path p): by
+// descriptor when both dirs are held open, through x.Root otherwise.
+func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string) error {
+	if x.stage.rename != nil {
+		return x.stage.rename(StageDir+"/"+tname, p)
+	}
+	if x.stage.file != nil && dir.File != nil {
+		err := renameAt(x.stage.file, tname, dir.File, name)
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
+	}
+	return x.Root.Rename(StageDir+"/"+tname, p)
 }
 
 // retryUnstaged logs that the download of p is made again beside its path.

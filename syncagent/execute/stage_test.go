@@ -2,6 +2,7 @@ package execute
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -187,6 +188,59 @@ func TestStagedDownloadRefusesAPathThatAppeared(t *testing.T) {
 			if idx, ok := down.x.Trees.Index.Get(op.Path); ok && idx.SHA256 == op.Remote.SHA256 {
 				t.Errorf("%s: recorded as downloaded", op.Path)
 			}
+		}
+	}
+}
+
+// A download batch holds the dirs it lands in open. A dir removed during the batch
+// fails the landing of its next file as a change (skipped, planned again: nothing is
+// written in the removed dir, no temp file is left), and the next plan makes the dir
+// again and lands the file there.
+func TestDirRemovedDuringABatchIsMadeAgain(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	up := newEnvOn(t, url)
+	for _, n := range []string{"d/a.txt", "d/b.txt"} {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	byPath := map[string]plan.Op{}
+	for _, op := range down.plan() {
+		byPath[op.Path] = op
+	}
+	if len(byPath) != 3 {
+		t.Fatalf("plan %v; want d and its two files", byPath)
+	}
+	x := down.x
+	if _, err := x.downloadDir(byPath["d"]); err != nil {
+		t.Fatal(err)
+	}
+	x.openStage()
+	if _, err := x.assembleFetched(byPath["d/a.txt"], []byte("content of d/a.txt")); err != nil {
+		t.Fatalf("land d/a.txt: %v", err)
+	}
+	if err := os.RemoveAll(filepath.Join(down.dir, "d")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := x.assembleFetched(byPath["d/b.txt"], []byte("content of d/b.txt"))
+	x.closeStage()
+	if !errors.Is(err, errChanged) {
+		t.Fatalf("landing in a removed dir: %v; want a change to plan again", err)
+	}
+	noTempFiles(t, down.dir)
+	down.rescan(t)
+	out := down.run(t, down.plan())
+	if out.Failed != 0 || out.Done != 3 {
+		t.Fatalf("the next plan: %+v; want d and its two files landed", out)
+	}
+	for _, n := range []string{"d/a.txt", "d/b.txt"} {
+		if got, err := os.ReadFile(filepath.Join(down.dir, n)); err != nil || string(got) != "content of "+n {
+			t.Errorf("%s: %q, %v", n, got, err)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/syncedfolder/synced-folder/internal/entropy"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -68,8 +69,10 @@ func seqOf(n *plan.Node) int64 {
 // commits of the previous ones are at the server.
 func (x *Executor) upload(ctx context.Context, ops []plan.Op, out *Outcome) error {
 	ops = dirsFirst(ops)
+	dirs := dircache.New(x.Root) // the dirs of the files read to be inlined
+	defer dirs.Close()
 	for _, short := range []bool{true, false} {
-		pipe := &commitPipe{x: x, ctx: ctx, out: out}
+		pipe := &commitPipe{x: x, ctx: ctx, out: out, dirs: dirs}
 		for start, n := 0, firstBatch; start < len(ops) && pipe.err == nil; start, n = start+n, maxBatch {
 			slice := ops[start:min(start+n, len(ops))]
 			batches, err := x.prepareSlice(ctx, slice, short, out)
@@ -211,6 +214,7 @@ type commitPipe struct {
 	x        *Executor
 	ctx      context.Context
 	out      *Outcome
+	dirs     *dircache.Cache
 	inflight []chan sentCommit
 	barrier  bool // the commit in flight creates a dir
 	retry    []plan.Op
@@ -229,7 +233,7 @@ func (c *commitPipe) send(batch []*pendingUpload) {
 		return
 	}
 	ch := make(chan sentCommit, 1)
-	go func() { ch <- c.x.sendCommit(c.ctx, batch) }()
+	go func() { ch <- c.x.sendCommit(c.ctx, c.dirs, batch) }()
 	c.inflight = append(c.inflight, ch)
 	c.barrier = dirs
 }
@@ -463,12 +467,12 @@ func (e *itemError) Unwrap() error { return e.err }
 // the data is valid until the next call. A file whose stat key or size is no longer the
 // one the index recorded changed since planning (errChanged); its hash is the server's to
 // check.
-func (x *Executor) inlineItem(p *pendingUpload, buf *[]byte) (proto.CommitItem, error) {
+func (x *Executor) inlineItem(p *pendingUpload, dirs *dircache.Cache, buf *[]byte) (proto.CommitItem, error) {
 	if !p.inline {
 		return p.item, nil
 	}
 	// O_NONBLOCK: a fifo put at the path since the scan must not block the open.
-	f, err := x.Root.OpenFile(p.op.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := dirs.OpenFile(p.op.Path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		if absent(err) {
 			return p.item, fmt.Errorf("%q: %w (gone)", p.op.Path, errChanged)
@@ -519,12 +523,12 @@ type sentCommit struct {
 // request is sent; a file that changed meanwhile aborts the request (the server applies
 // none of it) and the others are sent again without it. It touches no state of x but
 // the server and the files, so that commits can be in flight together (commitAll).
-func (x *Executor) sendCommit(ctx context.Context, batch []*pendingUpload) sentCommit {
+func (x *Executor) sendCommit(ctx context.Context, dirs *dircache.Cache, batch []*pendingUpload) sentCommit {
 	var buf []byte
 	var sc sentCommit
 	for {
 		res, err := x.Server.CommitFunc(ctx, len(batch), func(i int) (proto.CommitItem, error) {
-			it, err := x.inlineItem(batch[i], &buf)
+			it, err := x.inlineItem(batch[i], dirs, &buf)
 			if err != nil {
 				return it, &itemError{i: i, err: err}
 			}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 )
 
 // readDir's stat keys (fstatat on the open dir) equal Stat's (lstat by path) for every
@@ -83,9 +84,11 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "renamed.new"), filepath.Join(dir, "renamed")); err != nil {
 		t.Fatal(err)
 	}
+	dirs := dircache.New(s.Root)
+	defer dirs.Close()
 	for _, n := range []string{"fifo", "renamed"} {
 		done := make(chan *Update, 1)
-		go func() { done <- s.hashOne(context.Background(), jobs[n]) }()
+		go func() { done <- s.hashOne(context.Background(), dirs, jobs[n]) }()
 		select {
 		case u := <-done:
 			if u != nil {
@@ -95,7 +98,7 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 			t.Fatalf("%s: the hash blocked", n)
 		}
 	}
-	u := s.hashOne(context.Background(), jobs["kept"])
+	u := s.hashOne(context.Background(), dirs, jobs["kept"])
 	if u == nil || u.Entry.SHA256.String() != chunk.SumHex([]byte("content of kept")) {
 		t.Errorf("kept: %+v; want its hash", u)
 	}

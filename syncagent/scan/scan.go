@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -408,6 +409,8 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 		workers = runtime.GOMAXPROCS(0)
 	}
 	results := make([]*Update, len(jobs))
+	dirs := dircache.New(s.Root)
+	defer dirs.Close()
 	var wg sync.WaitGroup
 	next := make(chan int)
 	for range workers {
@@ -416,7 +419,7 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 				if ctx.Err() != nil {
 					continue
 				}
-				results[i] = s.hashOne(ctx, jobs[i])
+				results[i] = s.hashOne(ctx, dirs, jobs[i])
 			}
 		})
 	}
@@ -441,10 +444,10 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 
 // hashOne hashes a file and keeps the result only if the file did not change while it
 // was read (same stat key before and after); otherwise the next scan tries again.
-func (s *Scanner) hashOne(ctx context.Context, j job) *Update {
+func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Update {
 	// O_NONBLOCK, and the open file's stat key checked before reading: a fifo put at the
 	// path since its lstat must block neither the open nor a read.
-	f, err := s.Root.OpenFile(j.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := dirs.OpenFile(j.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
