@@ -5,7 +5,8 @@
 # which renders its table into docs/benchmarks.md. Speed targets live here, never in
 # tests. BENCHTIME (default 1s) and BENCH (a -bench regexp) narrow the Go benchmarks;
 # QUICK=1 (or BENCH_QUICK=1) runs the harness with small sizes; SYNCBENCH_FLAGS passes
-# more flags to it (e.g. "-workloads W1,W2 -reps 5"); SYNCBENCH=0 skips it.
+# more flags to it (e.g. "-workloads W1,W2 -reps 5"); SYNCBENCH=0 skips it; SETTLE
+# (seconds, default 61) is its wait after the Go benchmarks' removals.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,6 +20,11 @@ pkgs=$(go list ./syncserver/... ./syncagent/... ./test/... 2>/dev/null)
 go test -run '^$' -bench "${BENCH:-.}" -benchtime "${BENCHTIME:-1s}" -benchmem $pkgs | tee "$work/bench.txt"
 
 if [ "${SYNCBENCH:-1}" != 0 ]; then
+  # The Go benchmarks removed their temp dirs; on ext4 the files created in the minute
+  # after a flush pay for the removed inodes (docs/benchmarks.md, "Folder removal"), and
+  # W1 runs first: flush, and let that minute pass (SETTLE=0 skips the wait).
+  sync
+  sleep "${SETTLE:-61}"
   echo
   echo "== side-by-side harness (ours, rsync, Syncthing)"
   quick=()
