@@ -28,6 +28,26 @@ type Dir struct {
 	File *os.File
 }
 
+// Open opens the dir name below root (slash-separated) as a Dir.
+func Open(root *os.Root, name string) (*Dir, error) {
+	r, err := root.OpenRoot(name)
+	if err != nil {
+		return nil, err
+	}
+	f, err := r.Open(".")
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return &Dir{Root: r, File: f}, nil
+}
+
+// Close closes both handles of d.
+func (d *Dir) Close() {
+	d.File.Close()
+	d.Root.Close()
+}
+
 // Cache holds dirs of the folder at root open. Its methods are safe for concurrent use;
 // Close ends it.
 type Cache struct {
@@ -54,19 +74,14 @@ func (c *Cache) Get(dir string) (*Dir, func(), error) {
 	defer c.mu.Unlock()
 	h := c.dirs[dir]
 	if h == nil {
-		r, err := c.root.OpenRoot(dir)
+		d, err := Open(c.root, dir)
 		if err != nil {
-			return nil, nil, err
-		}
-		f, err := r.Open(".")
-		if err != nil {
-			r.Close()
 			return nil, nil, err
 		}
 		if len(c.dirs) >= maxOpen {
 			c.closeIdle()
 		}
-		h = &held{Dir: Dir{Root: r, File: f}}
+		h = &held{Dir: *d}
 		c.dirs[dir] = h
 	}
 	h.refs++
@@ -75,7 +90,7 @@ func (c *Cache) Get(dir string) (*Dir, func(), error) {
 		defer c.mu.Unlock()
 		h.refs--
 		if h.forgotten && h.refs == 0 {
-			h.close()
+			h.Close()
 		}
 	}, nil
 }
@@ -104,7 +119,7 @@ func (c *Cache) Forget(dir string) {
 		delete(c.dirs, dir)
 		h.forgotten = true
 		if h.refs == 0 {
-			h.close()
+			h.Close()
 		}
 	}
 }
@@ -114,7 +129,7 @@ func (c *Cache) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for d, h := range c.dirs {
-		h.close()
+		h.Close()
 		delete(c.dirs, d)
 	}
 }
@@ -123,13 +138,8 @@ func (c *Cache) Close() {
 func (c *Cache) closeIdle() {
 	for d, h := range c.dirs {
 		if h.refs == 0 {
-			h.close()
+			h.Close()
 			delete(c.dirs, d)
 		}
 	}
-}
-
-func (h *held) close() {
-	h.File.Close()
-	h.Root.Close()
 }

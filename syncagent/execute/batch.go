@@ -160,13 +160,11 @@ func (b *batcher) wait() {
 // is set, or nil when the batch failed: the blocks are then downloaded one by one,
 // which retries, reports and falls back as usual.
 func (x *Executor) fetchBatch(ctx context.Context, hashes []string, check bool) [][]byte {
-	var data [][]byte
-	var err error
-	if check {
-		data, err = x.Server.GetBlocks(ctx, hashes)
-	} else {
-		data, err = x.Server.GetBlocksUnchecked(ctx, hashes)
+	get := x.Server.GetBlocks
+	if !check {
+		get = x.Server.GetBlocksUnchecked
 	}
+	data, err := get(ctx, hashes)
 	if errors.Is(err, client.ErrNotSupported) {
 		x.Log.Info("the server has no batched block downloads; fetching blocks one by one", "err", err.Error())
 		x.noBatch.Store(true)

@@ -38,8 +38,7 @@ type tempFile struct {
 
 // stageState is the executor's staging dir of the download batch under way.
 type stageState struct {
-	root *os.Root // open staging dir; nil: temp files go beside their paths
-	file *os.File // the same dir, for renameAt; nil: renames go through x.Root
+	dir *dircache.Dir // open staging dir; nil: temp files go beside their paths
 	// rename moves a staged file over its path (both relative to x.Root); nil means
 	// x.Root.Rename. Tests set it to stand in for a rename the kernel refuses.
 	rename func(oldname, newname string) error
@@ -59,15 +58,12 @@ func (x *Executor) openStage() {
 		x.Log.Debug("no staging dir; downloads land beside their paths", "err", err.Error())
 		return
 	}
-	r, err := x.Root.OpenRoot(StageDir)
+	d, err := dircache.Open(x.Root, StageDir)
 	if err != nil {
 		x.Log.Debug("no staging dir; downloads land beside their paths", "err", err.Error())
 		return
 	}
-	x.stage.root = r
-	if f, err := r.Open("."); err == nil {
-		x.stage.file = f
-	}
+	x.stage.dir = d
 }
 
 // closeStage ends a download batch: it closes the dirs and the staging dir, and removes
@@ -78,15 +74,11 @@ func (x *Executor) closeStage() {
 		x.dirs.Close()
 		x.dirs = nil
 	}
-	if x.stage.root == nil {
+	if x.stage.dir == nil {
 		return
 	}
-	if x.stage.file != nil {
-		x.stage.file.Close()
-		x.stage.file = nil
-	}
-	x.stage.root.Close()
-	x.stage.root = nil
+	x.stage.dir.Close()
+	x.stage.dir = nil
 	_ = x.Root.Remove(StageDir)
 }
 
@@ -94,8 +86,8 @@ func (x *Executor) closeStage() {
 // there being name: in the staging dir when stage is set and p's dir can be reached
 // from it, beside p otherwise.
 func (x *Executor) newTemp(dir *os.Root, name, p string, stage bool) tempFile {
-	if stage && x.stage.root != nil && !x.unstaged(p) {
-		return tempFile{dir: x.stage.root, name: tempName(""), staged: true}
+	if stage && x.stage.dir != nil && !x.unstaged(p) {
+		return tempFile{dir: x.stage.dir.Root, name: tempName(""), staged: true}
 	}
 	return tempFile{dir: dir, name: tempName(name)}
 }
@@ -133,7 +125,7 @@ func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string) error {
 	if absent(err) {
 		// p's dir went away since it was opened (or the temp file did): the next plan
 		// finds p missing and lands it with the dir opened afresh.
-		x.forgetDir(p)
+		x.dirs.Forget(path.Dir(p))
 		return fmt.Errorf("rename %q into place: %w (dir gone: %w)", p, errChanged, err)
 	}
 	if errors.Is(err, syscall.EXDEV) {
@@ -150,13 +142,13 @@ func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string) error {
 }
 
 // renameStaged moves the staged temp file tname over name in dir (the path p): by
-// descriptor when both dirs are held open, through x.Root otherwise.
+// descriptor when dir is held open, through x.Root otherwise.
 func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string) error {
 	if x.stage.rename != nil {
 		return x.stage.rename(StageDir+"/"+tname, p)
 	}
-	if x.stage.file != nil && dir.File != nil {
-		err := renameAt(x.stage.file, tname, dir.File, name)
+	if dir.File != nil {
+		err := renameAt(x.stage.dir.File, tname, dir.File, name)
 		if !errors.Is(err, errors.ErrUnsupported) {
 			return err
 		}
