@@ -391,9 +391,14 @@ func (x *Executor) statAt(dir *os.Root, name string, op plan.Op, blocks []proto.
 	if err != nil {
 		return landed{}, fmt.Errorf("stat after landing: %w", err)
 	}
+	return landedOf(fi, op, blocks), nil
+}
+
+// landedOf is what landing op recorded: the stat key fi and the remote content.
+func landedOf(fi os.FileInfo, op plan.Op, blocks []proto.Block) landed {
 	st, _ := scan.Stat(fi)
 	st.SHA256, st.Target = op.Remote.SHA256, op.Remote.Target
-	return landed{op: op, idx: st, blocks: blocks}, nil
+	return landed{op: op, idx: st, blocks: blocks}
 }
 
 func tempName(p string) string {
@@ -411,6 +416,12 @@ func tempName(p string) string {
 // at p still equals want; a dir at p (being replaced by a file or link) must be empty by
 // now and is removed first.
 func (x *Executor) replaceAt(dir *dircache.Dir, t tempFile, name, p string, want *plan.Node) error {
+	if want == nil {
+		// Planned absent: the rename itself refuses to replace what appeared since.
+		if err := x.land(t, dir, name, p, true); !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
+	}
 	if err := x.checkDiskAt(dir.Root, name, p, want); err != nil {
 		return err
 	}
@@ -419,7 +430,7 @@ func (x *Executor) replaceAt(dir *dircache.Dir, t tempFile, name, p string, want
 			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
 	}
-	return x.land(t, dir, name, p)
+	return x.land(t, dir, name, p, false)
 }
 
 func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
@@ -571,6 +582,21 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
 		return landed{}, fmt.Errorf("chmod: %w", err)
 	}
+	// The mtime is set, and the stat key read, on the open file where the system allows
+	// (a rename changes neither): no path is resolved for them.
+	var l landed
+	statted := false
+	err = setMTime(f, r.MTimeNs)
+	if err == nil {
+		statted = true
+		fi, err := f.Stat()
+		if err != nil {
+			return landed{}, fmt.Errorf("stat temp file: %w", err)
+		}
+		l = landedOf(fi, op, blocks)
+	} else if !errors.Is(err, errors.ErrUnsupported) {
+		return landed{}, fmt.Errorf("set mtime: %w", err)
+	}
 	if r.Size > syncEachAbove {
 		if err := f.Sync(); err != nil {
 			return landed{}, fmt.Errorf("fsync: %w", err)
@@ -579,14 +605,19 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	if err := f.Close(); err != nil {
 		return landed{}, fmt.Errorf("close temp file: %w", err)
 	}
-	mt := time.Unix(0, r.MTimeNs)
-	if err := t.dir.Chtimes(t.name, mt, mt); err != nil {
-		return landed{}, fmt.Errorf("set mtime: %w", err)
+	if !statted {
+		mt := time.Unix(0, r.MTimeNs)
+		if err := t.dir.Chtimes(t.name, mt, mt); err != nil {
+			return landed{}, fmt.Errorf("set mtime: %w", err)
+		}
 	}
 	if err := x.replaceAt(dir, t, name, op.Path, op.Local); err != nil {
 		return landed{}, err
 	}
 	ok = true
+	if statted {
+		return l, nil
+	}
 	return x.statAt(dir.Root, name, op, blocks)
 }
 

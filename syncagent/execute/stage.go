@@ -47,6 +47,9 @@ type stageState struct {
 	off     map[string]bool // dirs whose files land beside them (a rename failed with EXDEV)
 	anyOff  atomic.Bool
 	offLogs int
+	// noReplaceOff is set once the file system refused a rename that must not replace
+	// (see land): later landings check the path themselves.
+	noReplaceOff atomic.Bool
 }
 
 // openStage starts a download batch: its cache of the dirs it lands in, and its
@@ -110,25 +113,43 @@ func (x *Executor) unstaged(p string) bool {
 	}
 }
 
-// land renames t over name in dir, which is the path p.
-func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string) error {
-	if !t.staged {
+// land renames t over name in dir, which is the path p. With noReplace the rename fails
+// as a change when something appeared at p since it was planned absent: the kernel
+// checks in the same step (renameat2's RENAME_NOREPLACE), which spares an lstat and
+// leaves no window between the check and the rename. Where that flag cannot be used
+// land returns errors.ErrUnsupported without renaming, and the caller checks p itself.
+func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string, noReplace bool) error {
+	if noReplace && (dir.File == nil || t.staged && x.stage.rename != nil || x.stage.noReplaceOff.Load()) {
+		return errors.ErrUnsupported
+	}
+	var err error
+	switch {
+	case t.staged:
+		err = x.renameStaged(t.name, dir, name, p, noReplace)
+	case noReplace:
+		err = renameAt(dir.File, t.name, dir.File, name, true)
+	default:
 		if err := dir.Root.Rename(t.name, name); err != nil {
 			return fmt.Errorf("rename into place: %w", err)
 		}
 		return nil
 	}
-	err := x.renameStaged(t.name, dir, name, p)
-	if err == nil {
+	switch {
+	case err == nil:
 		return nil
-	}
-	if absent(err) {
+	case noReplace && errors.Is(err, errors.ErrUnsupported):
+		x.stage.noReplaceOff.Store(true) // the system refused the flag: not asked again
+		return err
+	case noReplace && errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%q: %w (appeared)", p, errChanged)
+	case !t.staged:
+		return fmt.Errorf("rename into place: %w", err)
+	case absent(err):
 		// p's dir went away since it was opened (or the temp file did): the next plan
 		// finds p missing and lands it with the dir opened afresh.
 		x.dirs.Forget(path.Dir(p))
 		return fmt.Errorf("rename %q into place: %w (dir gone: %w)", p, errChanged, err)
-	}
-	if errors.Is(err, syscall.EXDEV) {
+	case errors.Is(err, syscall.EXDEV):
 		// Another mount: every file of p's dir (and below) would fail the same way.
 		x.stage.mu.Lock()
 		if x.stage.off == nil {
@@ -142,14 +163,15 @@ func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string) error {
 }
 
 // renameStaged moves the staged temp file tname over name in dir (the path p): by
-// descriptor when dir is held open, through x.Root otherwise.
-func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string) error {
+// descriptor when dir is held open, through x.Root otherwise. noReplace needs the
+// descriptor (see land).
+func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string, noReplace bool) error {
 	if x.stage.rename != nil {
 		return x.stage.rename(StageDir+"/"+tname, p)
 	}
 	if dir.File != nil {
-		err := renameAt(x.stage.dir.File, tname, dir.File, name)
-		if !errors.Is(err, errors.ErrUnsupported) {
+		err := renameAt(x.stage.dir.File, tname, dir.File, name, noReplace)
+		if noReplace || !errors.Is(err, errors.ErrUnsupported) {
 			return err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncedfolder/synced-folder/internal/testserver"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
 )
 
 // stagedTree uploads, through an agent on url, small files, one file of several blocks
@@ -243,4 +244,81 @@ func TestDirRemovedDuringABatchIsMadeAgain(t *testing.T) {
 			t.Errorf("%s: %q, %v", n, got, err)
 		}
 	}
+}
+
+// A file planned absent lands with a rename that must not replace: the kernel refuses
+// it when a file appeared at the path since (there is no check before it that a file
+// could slip past), and where that rename is unsupported the path is checked first.
+// Either way the user's file stays and the landing fails as a change. A file that
+// lands has the stat key of the file now at its path, read from the open temp file.
+func TestFileThatAppearedIsNeverReplaced(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	up := newEnvOn(t, url)
+	for _, n := range []string{"d/a.txt", "d/b.txt", "d/c.txt"} {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	byPath := map[string]plan.Op{}
+	for _, op := range down.plan() {
+		byPath[op.Path] = op
+	}
+	x := down.x
+	if _, err := x.downloadDir(byPath["d"]); err != nil {
+		t.Fatal(err)
+	}
+	x.openStage()
+	defer x.closeStage()
+
+	l, err := x.assembleFetched(byPath["d/a.txt"], []byte("content of d/a.txt"))
+	if err != nil {
+		t.Fatalf("land d/a.txt: %v", err)
+	}
+	fi, err := os.Lstat(filepath.Join(down.dir, "d/a.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := scan.Stat(fi); !scan.SameStat(l.idx, st) || st.MTimeNs != byPath["d/a.txt"].Remote.MTimeNs {
+		t.Errorf("landed stat key %+v; the file's is %+v (mtime wanted %d)", l.idx, st, byPath["d/a.txt"].Remote.MTimeNs)
+	}
+
+	// The rename alone, the destination there: refused, nothing moved.
+	dir, release, err := x.dirs.Get("d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := tempFile{dir: x.stage.dir.Root, name: tempName(""), staged: true}
+	if err := x.stage.dir.Root.WriteFile(tmp.name, []byte("downloaded"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(down.dir, "d/b.txt"), "the user's b")
+	if err := x.land(tmp, dir, "b.txt", "d/b.txt", true); !errors.Is(err, errChanged) {
+		t.Errorf("rename over a file that appeared: %v; want a change", err)
+	}
+	if _, err := x.stage.dir.Root.Stat(tmp.name); err != nil {
+		t.Errorf("the temp file moved: %v", err)
+	}
+	_ = x.stage.dir.Root.Remove(tmp.name)
+	release()
+
+	// A whole landing, with and without the kernel's check.
+	for _, off := range []bool{false, true} {
+		x.stage.noReplaceOff.Store(off)
+		p := map[bool]string{false: "d/b.txt", true: "d/c.txt"}[off]
+		writeFile(t, filepath.Join(down.dir, p), "the user's file")
+		_, err := x.assembleFetched(byPath[p], []byte("content of "+p))
+		if !errors.Is(err, errChanged) {
+			t.Errorf("landing over %s (kernel check off: %v): %v; want a change", p, off, err)
+		}
+		if got, err := os.ReadFile(filepath.Join(down.dir, p)); err != nil || string(got) != "the user's file" {
+			t.Errorf("%s: %q, %v; want the user's content", p, got, err)
+		}
+	}
+	x.closeStage()
+	noTempFiles(t, down.dir)
 }
