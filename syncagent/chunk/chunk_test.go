@@ -22,7 +22,7 @@ func randomBytes(n int, seed uint64) []byte {
 	return b
 }
 
-func mustHash(t testing.TB, data []byte) Result {
+func mustHash(t fataler, data []byte) Result {
 	t.Helper()
 	var seen int64
 	res, err := Hash(bytes.NewReader(data), func(b proto.Block, d []byte) error {

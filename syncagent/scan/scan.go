@@ -73,6 +73,10 @@ type Scanner struct {
 // lookup.
 const renameMinSize = 1 << 20
 
+// rehashMinSize is the size from which a file is cut against the blocks the index holds
+// for its path (chunk.Rehash); below it, the lookup is not worth it.
+const rehashMinSize = 1 << 20
+
 // renames finds, for a file that appeared under a new name, the index entry it had under
 // its old one: same inode, size, mtime and mode, and the old path no longer holds it.
 type renames struct {
@@ -461,7 +465,19 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 		each, wait = s.Preupload(ctx, j.path, j.st.Size)
 		defer wait()
 	}
-	res, err := chunk.Hash(f, each)
+	// A large file the index holds is cut against its indexed blocks: an edit runs the
+	// chunker only around the change. Without them (a lookup failed: the chunker's work
+	// is all it costs) it is cut afresh.
+	var prev []proto.Block
+	if s.Blocks != nil && j.st.Size >= rehashMinSize {
+		prev, _ = s.Blocks(j.path)
+	}
+	var res chunk.Result
+	if len(prev) > 1 {
+		res, err = chunk.Rehash(f, prev, each)
+	} else {
+		res, err = chunk.Hash(f, each)
+	}
 	if err != nil {
 		return nil
 	}

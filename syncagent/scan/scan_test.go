@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -447,4 +448,67 @@ func TestPathsOfADirReplacedByAFileDropsItsContent(t *testing.T) {
 			t.Errorf("%s still in the index", p)
 		}
 	}
+}
+
+// An edited large file is cut against the blocks its path's index entry holds
+// (chunk.Rehash): the blocks are those a fresh cut gives, the unchanged ones the
+// indexed ones.
+func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
+	dir, s, l := setup(t)
+	blocks := map[string][]proto.Block{}
+	var asked []string
+	s.Blocks = func(p string) ([]proto.Block, error) {
+		asked = append(asked, p)
+		return blocks[p], nil
+	}
+	data := make([]byte, 6<<20)
+	for i := range data {
+		data[i] = byte(i*7 ^ i>>11 ^ i>>17)
+	}
+	name := filepath.Join(dir, "big.bin")
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "small.txt"), "small")
+	ctx := context.Background()
+	ups, err := s.Full(ctx, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups {
+		blocks[u.Path] = u.Blocks
+	}
+	if len(blocks["big.bin"]) < 3 {
+		t.Fatalf("big.bin cut into %d blocks; the test needs several", len(blocks["big.bin"]))
+	}
+	data[3<<20] ^= 0xff
+	if err := os.WriteFile(name, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	put(t, filepath.Join(dir, "small.txt"), "small, edited")
+	asked = nil
+	ups, err = s.Paths(ctx, []string{"big.bin", "small.txt"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(asked, []string{"big.bin"}) {
+		t.Errorf("indexed blocks asked for %v; want big.bin's only", asked)
+	}
+	want, err := chunk.Hash(bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups {
+		if u.Path != "big.bin" {
+			continue
+		}
+		if u.Entry.SHA256 != plan.Hash(want.Sum) || !slices.Equal(u.Blocks, want.Blocks) {
+			t.Fatalf("big.bin: %s, %d blocks; want %s, %d blocks", u.Entry.SHA256, len(u.Blocks), want.SHA256, len(want.Blocks))
+		}
+		if n := len(blocks["big.bin"]) - len(u.Blocks); n > 2 || n < -2 {
+			t.Errorf("%d blocks against %d before a one-byte edit", len(u.Blocks), len(blocks["big.bin"]))
+		}
+		return
+	}
+	t.Fatalf("no update of big.bin in %v", rehashed(ups))
 }

@@ -1,0 +1,193 @@
+package chunk
+
+import (
+	"bytes"
+	"errors"
+	"slices"
+	"testing"
+
+	"pgregory.net/rapid"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// drawEdit draws a content of a few blocks and an edit of it: bytes overwritten,
+// inserted or removed anywhere (the start and the end included), a stretch repeated
+// (blocks that occur twice), or the content cut or extended.
+func drawEdit(t *rapid.T) (old, edited []byte) {
+	old = randomBytes(rapid.IntRange(0, 6<<20).Draw(t, "size"), rapid.Uint64().Draw(t, "seed"))
+	if rapid.IntRange(0, 3).Draw(t, "repeat") == 0 && len(old) > 0 {
+		// A stretch of the content again further on: prev holds blocks twice.
+		from := rapid.IntRange(0, len(old)-1).Draw(t, "repeat/from")
+		n := rapid.IntRange(0, min(len(old)-from, 2<<20)).Draw(t, "repeat/len")
+		at := rapid.IntRange(0, len(old)).Draw(t, "repeat/at")
+		old = slices.Insert(slices.Clone(old), at, old[from:from+n]...)
+	}
+	edited = slices.Clone(old)
+	for i := range rapid.IntRange(0, 3).Draw(t, "edits") {
+		at := rapid.IntRange(0, len(edited)).Draw(t, "at")
+		n := rapid.IntRange(0, 300<<10).Draw(t, "n")
+		if i == 0 && rapid.Bool().Draw(t, "at an end") {
+			at = rapid.SampledFrom([]int{0, len(edited)}).Draw(t, "end")
+		}
+		switch rapid.IntRange(0, 3).Draw(t, "kind") {
+		case 0: // overwrite
+			for j := at; j < min(at+max(n, 1), len(edited)); j++ {
+				edited[j] ^= 0x5a
+			}
+		case 1: // insert
+			edited = slices.Insert(edited, at, randomBytes(n, uint64(at))...)
+		case 2: // remove
+			edited = slices.Delete(edited, at, min(at+n, len(edited)))
+		case 3: // cut the content here
+			edited = edited[:at]
+		}
+	}
+	return old, edited
+}
+
+// checkedRehash runs Rehash of data against prev and checks what fn sees: every block, in
+// order, with its bytes.
+func checkedRehash(t fataler, data []byte, prev []proto.Block) Result {
+	t.Helper()
+	res, _ := rehashChunked(t, data, prev)
+	return res
+}
+
+// rehashChunked is checkedRehash that also returns how many bytes the chunker cut.
+func rehashChunked(t fataler, data []byte, prev []proto.Block) (Result, int64) {
+	t.Helper()
+	var seen []proto.Block
+	var off int64
+	res, chunked, err := rehash(bytes.NewReader(data), prev, func(b proto.Block, d []byte) error {
+		if SumHex(d) != b.Hash || int64(len(d)) != b.Size || !bytes.Equal(d, data[off:off+b.Size]) {
+			t.Fatalf("block %d (%s at %d): the bytes handed over are not the content's", len(seen), b.Hash, off)
+		}
+		seen = append(seen, b)
+		off += b.Size
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, res.Blocks) {
+		t.Fatalf("fn saw %d blocks, the result lists %d", len(seen), len(res.Blocks))
+	}
+	return res, chunked
+}
+
+// Rehash cuts an edited content exactly as Hash does, whatever the edit, taking the
+// blocks of the previous version where they come again.
+func TestRehashCutsAsHashDoes(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		old, edited := drawEdit(t)
+		prev := mustHash(t, old).Blocks
+		want := mustHash(t, edited)
+		got := checkedRehash(t, edited, prev)
+		if got.SHA256 != want.SHA256 || got.Sum != want.Sum || got.Size != want.Size {
+			t.Fatalf("Rehash: %s/%d; Hash: %s/%d", got.SHA256, got.Size, want.SHA256, want.Size)
+		}
+		if !slices.Equal(got.Blocks, want.Blocks) {
+			t.Fatalf("Rehash cut %d blocks, Hash %d: %v\nwant %v", len(got.Blocks), len(want.Blocks), got.Blocks, want.Blocks)
+		}
+	})
+}
+
+// A previous list that Hash did not cut (other sizes, wrong hashes, a list of another
+// content) still gives the content's blocks: each block's hash is its bytes', and
+// together they are the content.
+func TestRehashOfAListNotCutByHash(t *testing.T) {
+	data := randomBytes(5<<20+12345, 7)
+	var fixed []proto.Block
+	for off := 0; off < len(data); off += 200 << 10 {
+		end := min(off+200<<10, len(data))
+		fixed = append(fixed, proto.Block{Hash: SumHex(data[off:end]), Size: int64(end - off)})
+	}
+	other := mustHash(t, randomBytes(3<<20, 8)).Blocks
+	garbled := slices.Clone(mustHash(t, data).Blocks)
+	garbled[2].Hash = "not hex"
+	garbled[3].Size = 0
+	garbled[5].Size = 5 << 20
+	for name, prev := range map[string][]proto.Block{"fixed sizes": fixed, "another content": other, "garbled": garbled, "none": nil} {
+		t.Run(name, func(t *testing.T) {
+			got := checkedRehash(t, data, prev)
+			if got.SHA256 != SumHex(data) || got.Size != int64(len(data)) {
+				t.Fatalf("result %s/%d, want %s/%d", got.SHA256, got.Size, SumHex(data), len(data))
+			}
+			var sum int64
+			for _, b := range got.Blocks {
+				sum += b.Size
+			}
+			if sum != got.Size {
+				t.Fatalf("blocks cover %d bytes of %d", sum, got.Size)
+			}
+		})
+	}
+}
+
+// Edits (a byte inserted at the start, one changed in the middle) run the chunker only
+// around them: every other block is one of the previous version's.
+func TestRehashKeepsTheBlocksAroundAnEdit(t *testing.T) {
+	old := randomBytes(16<<20, 9)
+	prev := mustHash(t, old).Blocks
+	edited := slices.Clone(old)
+	edited[8<<20] ^= 1
+	edited = slices.Insert(edited, 0, 'x')
+	got, chunked := rehashChunked(t, edited, prev)
+	if n := changedBytes(Result{Blocks: prev}, got); n == 0 || n > 4*MaxSize {
+		t.Errorf("%d bytes in new blocks; want those around the two edits, at most %d", n, 4*MaxSize)
+	}
+	if chunked > 4*MaxSize {
+		t.Errorf("the chunker cut %d bytes of %d; want only those around the two edits", chunked, len(edited))
+	}
+}
+
+// A failing fn stops Rehash with its error.
+func TestRehashStopsWhenFnFails(t *testing.T) {
+	data := randomBytes(4<<20, 10)
+	prev := mustHash(t, data).Blocks
+	boom := errors.New("boom")
+	calls := 0
+	_, err := Rehash(bytes.NewReader(data), prev, func(proto.Block, []byte) error {
+		calls++
+		if calls == 3 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) || calls != 3 {
+		t.Fatalf("err %v after %d calls; want boom after 3", err, calls)
+	}
+}
+
+// fataler is what the helpers need of a *testing.T, *testing.B or *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// BenchmarkRehash measures a one-byte edit in the middle of 64 MiB: Hash of the edited
+// content against Rehash with the previous version's blocks.
+func BenchmarkRehash(b *testing.B) {
+	old := randomBytes(64<<20, 11)
+	prev := mustHash(b, old).Blocks
+	edited := slices.Clone(old)
+	edited[32<<20] ^= 1
+	b.Run("Hash", func(b *testing.B) {
+		b.SetBytes(int64(len(edited)))
+		for b.Loop() {
+			if _, err := Hash(bytes.NewReader(edited), nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Rehash", func(b *testing.B) {
+		b.SetBytes(int64(len(edited)))
+		for b.Loop() {
+			if _, err := Rehash(bytes.NewReader(edited), prev, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
