@@ -33,12 +33,17 @@ func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", proto.ContentTypeBlocks)
 	h.Add("Vary", "Accept-Encoding")
 	w.WriteHeader(http.StatusOK)
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := getBlocksWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		getBlocksWriters.Put(bw)
+	}()
 	bufp := getBlocksBufs.Get().(*[]byte)
 	defer getBlocksBufs.Put(bufp)
 	var enc *zstd.Encoder
 	if zstdOK {
-		enc = zstdEncoders.Get().(*zstd.Encoder)
+		enc = zstdEncoders.Get()
 		defer zstdEncoders.Put(enc)
 	}
 	var hdr []byte
@@ -96,6 +101,9 @@ func middle(b []byte, n int) []byte {
 	start := len(b)/2 - n/2
 	return b[start : start+n]
 }
+
+// getBlocksWriters holds the write buffers of batched block answers.
+var getBlocksWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // getBlocksBufs holds the read buffers of batched block answers.
 var getBlocksBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1<<20); return &b }}

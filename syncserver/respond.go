@@ -39,7 +39,7 @@ func writeJSONFor(w http.ResponseWriter, r *http.Request, status int, v any) {
 		writeJSON(w, status, v)
 		return
 	}
-	enc := zstdEncoders.Get().(*zstd.Encoder)
+	enc := zstdEncoders.Get()
 	out := enc.EncodeAll(append(raw, '\n'), make([]byte, 0, len(raw)/2+64))
 	zstdEncoders.Put(enc)
 	h := w.Header()
