@@ -90,7 +90,7 @@ func TestGetBlocksAnswersEveryHashInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := cl.GetBlocks(context.Background(), ask)
+	got, err := cl.GetBlocks(context.Background(), ask, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
