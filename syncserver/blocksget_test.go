@@ -223,3 +223,32 @@ func TestCommitFramesMalformed(t *testing.T) {
 		t.Errorf("JSON sent as frames: %d", code)
 	}
 }
+
+// A commit's frames are read into the chunks of an arena: every item keeps its own
+// bytes across chunk ends, and a frame larger than a chunk is read on its own.
+func TestCommitFramesFillAnArena(t *testing.T) {
+	var items []proto.CommitItem
+	var contents [][]byte
+	for i := range 700 {
+		c := bytes.Repeat([]byte{byte(i), byte(i >> 8)}, 1000+i*7) // 2–12 KB each
+		contents = append(contents, c)
+		items = append(items, inlineItem(fmt.Sprintf("f%03d", i), 0, c))
+	}
+	big := bytes.Repeat([]byte("big"), frameChunk/3+1000)
+	contents = append(contents, big)
+	items = append(items, inlineItem("big", 0, big))
+	arena := &frameArena{}
+	defer arena.release()
+	req, err := decodeCommitFrames(bytes.NewReader(frames(false, items...)), 1000, 64<<20, arena)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(arena.chunks) < 2 {
+		t.Errorf("%d chunks for %d MB of frames; want the frames spread over several", len(arena.chunks), 5)
+	}
+	for i, it := range req.Items {
+		if !bytes.Equal(it.Data, contents[i]) {
+			t.Fatalf("item %d (%s): %d bytes, not its content", i, it.Path, len(it.Data))
+		}
+	}
+}

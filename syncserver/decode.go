@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
@@ -86,11 +87,11 @@ func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
 
 // decodeCommitFrames decodes a commit sent as frames (proto.ContentTypeCommit): the same
 // request as decodeCommit's, with each item's inlined content in a frame of its own.
-func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64) (proto.CommitRequest, error) {
+func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64, arena *frameArena) (proto.CommitRequest, error) {
 	var req proto.CommitRequest
 	br := bufio.NewReaderSize(r, 64<<10)
 	frame := func(what string, i int) ([]byte, error) {
-		b, err := proto.ReadFrame(br, maxBody)
+		b, err := proto.ReadFrameWith(br, maxBody, arena.alloc)
 		switch {
 		case isTooLarge(err) || errors.Is(err, proto.ErrFrameTooLarge):
 			return nil, errBodyTooLarge
@@ -464,4 +465,41 @@ func parseEntryQuery(q url.Values) (p string, seq, baseSeq int64, err error) {
 		}
 	}
 	return p, seq, baseSeq, nil
+}
+
+// frameArena holds the frames of one commit request in pooled chunks, so that the
+// content of every small file committed is not a fresh allocation each (the first sync
+// of 10,000 small files allocated its 85 MB that way on the server, and collected it).
+// What decodeCommitFrames returns is valid until release.
+type frameArena struct {
+	chunks []*[]byte
+	free   []byte // the unused end of the last chunk
+}
+
+// frameChunk is the size of an arena's chunks; a larger frame is allocated on its own.
+const frameChunk = 4 << 20
+
+var frameChunks = sync.Pool{New: func() any { b := make([]byte, frameChunk); return &b }}
+
+// alloc returns n bytes of the arena, or nil for a frame larger than a chunk.
+func (a *frameArena) alloc(n int) []byte {
+	if n > frameChunk {
+		return nil
+	}
+	if n > len(a.free) {
+		c := frameChunks.Get().(*[]byte)
+		a.chunks = append(a.chunks, c)
+		a.free = *c
+	}
+	b := a.free[:n:n]
+	a.free = a.free[n:]
+	return b
+}
+
+// release gives the chunks back: nothing decoded into them may be used afterwards.
+func (a *frameArena) release() {
+	for _, c := range a.chunks {
+		frameChunks.Put(c)
+	}
+	a.chunks, a.free = nil, nil
 }

@@ -85,7 +85,9 @@ func FuzzDecodeCommitFrames(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := decodeCommitFrames(bytes.NewReader(body), 100, 1<<20)
+		arena := &frameArena{}
+		defer arena.release()
+		req, err := decodeCommitFrames(bytes.NewReader(body), 100, 1<<20, arena)
 		if err != nil {
 			return
 		}

@@ -426,7 +426,11 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 	var req proto.CommitRequest
 	var err error
 	if mediaType(r) == proto.ContentTypeCommit {
-		req, err = decodeCommitFrames(body, s.cfg.MaxBatchItems, s.cfg.MaxCommitBody)
+		// The items' content stays in the arena until the commit is answered: the
+		// blocks are written to the store (copied) before then.
+		arena := &frameArena{}
+		defer arena.release()
+		req, err = decodeCommitFrames(body, s.cfg.MaxBatchItems, s.cfg.MaxCommitBody, arena)
 	} else {
 		req, err = decodeCommit(body, s.cfg.MaxBatchItems)
 	}

@@ -40,6 +40,12 @@ var ErrFrameTooLarge = errors.New("frame too large")
 // ReadFrame reads one frame of at most max bytes. It returns io.EOF only when r ends
 // before the frame begins, and io.ErrUnexpectedEOF for a cut frame.
 func ReadFrame(r *bufio.Reader, max int64) ([]byte, error) {
+	return ReadFrameWith(r, max, nil)
+}
+
+// ReadFrameWith is ReadFrame that reads the frame into alloc(n) (n bytes long) when
+// alloc is not nil and gives memory for it (not nil).
+func ReadFrameWith(r *bufio.Reader, max int64, alloc func(n int) []byte) ([]byte, error) {
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
 		if errors.Is(err, io.EOF) {
@@ -50,8 +56,14 @@ func ReadFrame(r *bufio.Reader, max int64) ([]byte, error) {
 	if n > uint64(max) {
 		return nil, fmt.Errorf("%w: %d bytes, at most %d", ErrFrameTooLarge, n, max)
 	}
-	// Allocated as the bytes arrive beyond 1 MiB: a length alone commits no memory.
-	b := make([]byte, min(n, 1<<20))
+	var b []byte
+	if alloc != nil {
+		b = alloc(int(n))
+	}
+	if b == nil {
+		// Allocated as the bytes arrive beyond 1 MiB: a length alone commits no memory.
+		b = make([]byte, min(n, 1<<20))
+	}
 	if _, err := io.ReadFull(r, b); err != nil {
 		return nil, cutFrame(err)
 	}
