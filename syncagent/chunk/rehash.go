@@ -108,12 +108,8 @@ func (rh *rehasher) follow() (bool, error) {
 		if int64(len(data)) < b.Size || last && int64(len(data)) != b.Size {
 			return taken, nil
 		}
-		var want [sha256.Size]byte
-		if n, err := hex.Decode(want[:], []byte(b.Hash)); err != nil || n != len(want) {
-			return taken, nil
-		}
 		data = data[:b.Size]
-		if sha256.Sum256(data) != want {
+		if want, ok := proto.DecodeHash(b.Hash); !ok || sha256.Sum256(data) != want {
 			return taken, nil
 		}
 		if err := rh.emit(b, data); err != nil {

@@ -48,15 +48,12 @@ var errBadHash = errors.New("want 64 lowercase hex digits")
 // the server keys content by the lowercase spelling, so another one is not the same
 // content's name.
 func ParseHash(s string) (Hash, error) {
-	var h Hash
 	if s == "" {
-		return h, nil
+		return Hash{}, nil
 	}
-	if !proto.ValidHash(s) {
-		return h, fmt.Errorf("hash %q: %w", s, errBadHash)
+	h, ok := proto.DecodeHash(s)
+	if !ok {
+		return Hash{}, fmt.Errorf("hash %q: %w", s, errBadHash)
 	}
-	if _, err := hex.Decode(h[:], []byte(s)); err != nil {
-		return h, fmt.Errorf("hash %q: %w", s, err)
-	}
-	return h, nil
+	return Hash(h), nil
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -68,7 +67,7 @@ func (c *Client) getBlocks(ctx context.Context, hashes []string, buf []byte, che
 			// A cut answer is the server or the network failing: retry later.
 			return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block %d of %d: %w", i+1, len(hashes), err)}
 		}
-		if wantSum, ok := parseSum(want); !ok || rec.Sum != wantSum {
+		if wantSum, ok := proto.DecodeHash(want); !ok || rec.Sum != wantSum {
 			return nil, fmt.Errorf("get blocks: record %d is block %x, asked for %s", i, rec.Sum, want)
 		}
 		data := rec.Data
@@ -90,17 +89,6 @@ func (c *Client) getBlocks(ctx context.Context, hashes []string, buf []byte, che
 		out[i] = data
 	}
 	return out, nil
-}
-
-// parseSum decodes a hex SHA-256 without allocating.
-func parseSum(h string) (sum [sha256.Size]byte, ok bool) {
-	var src [2 * sha256.Size]byte
-	if len(h) != len(src) {
-		return sum, false
-	}
-	copy(src[:], h)
-	_, err := hex.Decode(sum[:], src[:])
-	return sum, err == nil
 }
 
 // blockReaders holds the read buffers of batched block answers.

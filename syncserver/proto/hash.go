@@ -17,3 +17,23 @@ func ValidHash(h string) bool {
 	}
 	return true
 }
+
+// DecodeHash returns the 32 bytes of a valid hash (see ValidHash) without allocating;
+// ok is false for anything else.
+func DecodeHash(h string) (sum [HashHexLen / 2]byte, ok bool) {
+	if !ValidHash(h) {
+		return sum, false
+	}
+	for i := range sum {
+		sum[i] = unhex(h[2*i])<<4 | unhex(h[2*i+1])
+	}
+	return sum, true
+}
+
+// unhex is the value of a lowercase hex digit.
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
