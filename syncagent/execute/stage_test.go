@@ -198,22 +198,7 @@ func TestStagedDownloadRefusesAPathThatAppeared(t *testing.T) {
 // written in the removed dir, no temp file is left), and the next plan makes the dir
 // again and lands the file there.
 func TestDirRemovedDuringABatchIsMadeAgain(t *testing.T) {
-	url, _ := testserver.Start(t, t.TempDir(), nil)
-	up := newEnvOn(t, url)
-	for _, n := range []string{"d/a.txt", "d/b.txt"} {
-		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
-	}
-	up.rescan(t)
-	if out := up.run(t, up.plan()); out.Failed != 0 {
-		t.Fatalf("upload: %+v", out)
-	}
-	down := newEnvOn(t, url)
-	down.pull(t)
-	down.rescan(t)
-	byPath := map[string]plan.Op{}
-	for _, op := range down.plan() {
-		byPath[op.Path] = op
-	}
+	down, byPath := plannedDownloads(t, "d/a.txt", "d/b.txt")
 	if len(byPath) != 3 {
 		t.Fatalf("plan %v; want d and its two files", byPath)
 	}
@@ -252,22 +237,7 @@ func TestDirRemovedDuringABatchIsMadeAgain(t *testing.T) {
 // Either way the user's file stays and the landing fails as a change. A file that
 // lands has the stat key of the file now at its path, read from the open temp file.
 func TestFileThatAppearedIsNeverReplaced(t *testing.T) {
-	url, _ := testserver.Start(t, t.TempDir(), nil)
-	up := newEnvOn(t, url)
-	for _, n := range []string{"d/a.txt", "d/b.txt", "d/c.txt"} {
-		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
-	}
-	up.rescan(t)
-	if out := up.run(t, up.plan()); out.Failed != 0 {
-		t.Fatalf("upload: %+v", out)
-	}
-	down := newEnvOn(t, url)
-	down.pull(t)
-	down.rescan(t)
-	byPath := map[string]plan.Op{}
-	for _, op := range down.plan() {
-		byPath[op.Path] = op
-	}
+	down, byPath := plannedDownloads(t, "d/a.txt", "d/b.txt", "d/c.txt")
 	x := down.x
 	if _, err := x.downloadDir(byPath["d"]); err != nil {
 		t.Fatal(err)
@@ -321,4 +291,28 @@ func TestFileThatAppearedIsNeverReplaced(t *testing.T) {
 	}
 	x.closeStage()
 	noTempFiles(t, down.dir)
+}
+
+// plannedDownloads uploads files named names (each holding "content of" and its name)
+// through one agent, and returns a second agent that pulled them, with its plan's ops
+// by path (not run).
+func plannedDownloads(t *testing.T, names ...string) (*env, map[string]plan.Op) {
+	t.Helper()
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	up := newEnvOn(t, url)
+	for _, n := range names {
+		writeFile(t, filepath.Join(up.dir, n), "content of "+n)
+	}
+	up.rescan(t)
+	if out := up.run(t, up.plan()); out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	byPath := map[string]plan.Op{}
+	for _, op := range down.plan() {
+		byPath[op.Path] = op
+	}
+	return down, byPath
 }

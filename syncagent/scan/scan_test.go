@@ -165,13 +165,7 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ups, err := s.Full(ctx, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range ups {
-		blocks[u.Path] = u.Blocks
-	}
+	indexInto(t, s, l, blocks)
 	if err := os.Rename(filepath.Join(dir, "old.bin"), filepath.Join(dir, "new.bin")); err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +186,7 @@ func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 	if err := os.Chtimes(filepath.Join(dir, "new.bin"), fi.ModTime(), fi.ModTime()); err != nil {
 		t.Fatal(err)
 	}
-	ups, err = s.Paths(ctx, []string{"new.bin", "old.bin"}, l)
+	ups, err := s.Paths(ctx, []string{"new.bin", "old.bin"}, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,13 +465,7 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	}
 	put(t, filepath.Join(dir, "small.txt"), "small")
 	ctx := context.Background()
-	ups, err := s.Full(ctx, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range ups {
-		blocks[u.Path] = u.Blocks
-	}
+	indexInto(t, s, l, blocks)
 	if len(blocks["big.bin"]) < 3 {
 		t.Fatalf("big.bin cut into %d blocks; the test needs several", len(blocks["big.bin"]))
 	}
@@ -487,7 +475,7 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	}
 	put(t, filepath.Join(dir, "small.txt"), "small, edited")
 	asked = nil
-	ups, err = s.Paths(ctx, []string{"big.bin", "small.txt"}, l)
+	ups, err := s.Paths(ctx, []string{"big.bin", "small.txt"}, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,4 +499,17 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 		return
 	}
 	t.Fatalf("no update of big.bin in %v", rehashed(ups))
+}
+
+// indexInto runs a full scan and keeps the block lists it found in blocks (what the
+// agent's index would hold).
+func indexInto(t *testing.T, s *Scanner, l *trees.Trees, blocks map[string][]proto.Block) {
+	t.Helper()
+	ups, err := s.Full(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups {
+		blocks[u.Path] = u.Blocks
+	}
 }
