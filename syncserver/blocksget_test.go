@@ -90,7 +90,7 @@ func TestGetBlocksAnswersEveryHashInOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := cl.GetBlocks(context.Background(), ask, nil)
+	got, err := cl.GetBlocks(context.Background(), ask)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -32,19 +31,11 @@ const (
 )
 
 // job is one download for a worker; pre, when set, is the file's one block, fetched
-// already in a batch. done, when set, is called once the worker is through with the
-// job (pre is then no longer used).
+// already in a batch.
 type job struct {
-	op   plan.Op
-	pre  []byte
-	done func()
+	op  plan.Op
+	pre []byte
 }
-
-// batchBufs hold the blocks of a batch, so that the bytes of every small file
-// downloaded are not a fresh allocation each (the first sync of 10,000 small files
-// allocated its 85 MB of content one file at a time, and collected it). A batch holds
-// up to batchMaxBytes plus one file.
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, batchMaxBytes+batchFileMax); return &b }}
 
 // batcher groups the small files of a download slice into batched block requests and
 // hands each file, with its block, to the workers.
@@ -141,27 +132,15 @@ func (b *batcher) flush() {
 	b.wg.Go(func() {
 		defer func() { <-b.slots }()
 		var data [][]byte
-		buf := batchBufs.Get().(*[]byte)
 		if !b.x.noBatch.Load() { // a batch in flight may have found the server without them
-			data = b.x.fetchBatch(b.ctx, hashes, true, *buf)
-		}
-		if data == nil {
-			batchBufs.Put(buf)
-			for _, op := range ops {
-				b.next <- job{op: op}
-			}
-			return
-		}
-		// The buffer goes back once every file of the batch is through.
-		var left atomic.Int32
-		left.Store(int32(len(ops)))
-		done := func() {
-			if left.Add(-1) == 0 {
-				batchBufs.Put(buf)
-			}
+			data = b.x.fetchBatch(b.ctx, hashes, true)
 		}
 		for i, op := range ops {
-			b.next <- job{op: op, pre: data[i], done: done}
+			var pre []byte
+			if data != nil {
+				pre = data[i]
+			}
+			b.next <- job{op: op, pre: pre}
 		}
 	})
 }
@@ -177,15 +156,15 @@ func (b *batcher) wait() {
 	b.wg.Wait()
 }
 
-// fetchBatch returns the blocks of hashes (in buf as far as it has room), each checked
-// against its hash when check is set, or nil when the batch failed: the blocks are then downloaded one by one,
+// fetchBatch returns the blocks of hashes, each checked against its hash when check
+// is set, or nil when the batch failed: the blocks are then downloaded one by one,
 // which retries, reports and falls back as usual.
-func (x *Executor) fetchBatch(ctx context.Context, hashes []string, check bool, buf []byte) [][]byte {
+func (x *Executor) fetchBatch(ctx context.Context, hashes []string, check bool) [][]byte {
 	get := x.Server.GetBlocks
 	if !check {
 		get = x.Server.GetBlocksUnchecked
 	}
-	data, err := get(ctx, hashes, buf)
+	data, err := get(ctx, hashes)
 	if errors.Is(err, client.ErrNotSupported) {
 		x.Log.Info("the server has no batched block downloads; fetching blocks one by one", "err", err.Error())
 		x.noBatch.Store(true)

@@ -106,9 +106,6 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 				default:
 					l, err = x.downloadFile(ctx, op)
 				}
-				if j.done != nil {
-					j.done()
-				}
 				mu.Lock()
 				if err == nil {
 					done = append(done, l)

@@ -46,11 +46,10 @@ type Server interface {
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
 	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
 	// error wrapping client.ErrNotSupported means the server does not have the call.
-	// buf, when not nil, holds the blocks' bytes as far as it has room.
-	GetBlocks(ctx context.Context, hashes []string, buf []byte) ([][]byte, error)
+	GetBlocks(ctx context.Context, hashes []string) ([][]byte, error)
 	// GetBlocksUnchecked is GetBlocks without hashing each block (the caller checks
 	// the file it assembles).
-	GetBlocksUnchecked(ctx context.Context, hashes []string, buf []byte) ([][]byte, error)
+	GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }

@@ -159,7 +159,7 @@ func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetch
 		for n, k := range plain {
 			hashes[n] = group[k].Hash
 		}
-		if datas := x.fetchBatch(ctx, hashes, o.verify, nil); datas != nil {
+		if datas := x.fetchBatch(ctx, hashes, o.verify); datas != nil {
 			left := plain[:0]
 			for n, k := range plain {
 				if datas[n] == nil {

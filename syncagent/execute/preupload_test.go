@@ -140,8 +140,8 @@ func (g *garblingServer) GetBlockUnchecked(ctx context.Context, hash string) ([]
 	return data, err
 }
 
-func (g *garblingServer) GetBlocksUnchecked(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
-	datas, err := g.Server.GetBlocksUnchecked(ctx, hashes, buf)
+func (g *garblingServer) GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error) {
+	datas, err := g.Server.GetBlocksUnchecked(ctx, hashes)
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, data := range datas {
@@ -153,11 +153,11 @@ func (g *garblingServer) GetBlocksUnchecked(ctx context.Context, hashes []string
 	return datas, err
 }
 
-func (g *garblingServer) GetBlocks(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
+func (g *garblingServer) GetBlocks(ctx context.Context, hashes []string) ([][]byte, error) {
 	g.mu.Lock()
 	g.verified++
 	g.mu.Unlock()
-	return g.Server.GetBlocks(ctx, hashes, buf)
+	return g.Server.GetBlocks(ctx, hashes)
 }
 
 func (g *garblingServer) GetBlock(ctx context.Context, hash string) ([]byte, error) {

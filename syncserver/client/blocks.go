@@ -20,21 +20,19 @@ var ErrNotSupported = errors.New("not supported by this server")
 // GetBlocks downloads the blocks hashes in one request (POST /v1/blocks/get) and returns
 // their bytes in the same order, nil for a block the server does not hold. Every block is
 // checked against its hash; a server that does not have the call gives an error wrapping
-// ErrNotSupported (use GetBlock then). buf, when not nil, takes the blocks' bytes one
-// after the other as far as it has room (the others are allocated): the blocks returned
-// then share its memory, which the caller may reuse once done with them.
-func (c *Client) GetBlocks(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
-	return c.getBlocks(ctx, hashes, buf, true)
+// ErrNotSupported (use GetBlock then).
+func (c *Client) GetBlocks(ctx context.Context, hashes []string) ([][]byte, error) {
+	return c.getBlocks(ctx, hashes, true)
 }
 
 // GetBlocksUnchecked is GetBlocks without the hash of every block, for a caller that
 // checks what it assembles from them (a file's SHA-256) and fetches again checked
 // should that fail, like GetBlockUnchecked.
-func (c *Client) GetBlocksUnchecked(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
-	return c.getBlocks(ctx, hashes, buf, false)
+func (c *Client) GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error) {
+	return c.getBlocks(ctx, hashes, false)
 }
 
-func (c *Client) getBlocks(ctx context.Context, hashes []string, buf []byte, check bool) ([][]byte, error) {
+func (c *Client) getBlocks(ctx context.Context, hashes []string, check bool) ([][]byte, error) {
 	body, err := json.Marshal(proto.GetBlocksRequest{Hashes: hashes})
 	if err != nil {
 		return nil, fmt.Errorf("get blocks: encode request: %w", err)
@@ -59,10 +57,8 @@ func (c *Client) getBlocks(ctx context.Context, hashes []string, buf []byte, che
 		blockReaders.Put(br)
 	}()
 	out := make([][]byte, len(hashes))
-	used := 0 // bytes of buf the blocks took
 	for i, want := range hashes {
-		room := buf[used:len(buf):len(buf)]
-		rec, err := proto.ReadBlockRecord(br, room, maxBlockBody)
+		rec, err := proto.ReadBlockRecord(br, nil, maxBlockBody)
 		if err != nil {
 			// A cut answer is the server or the network failing: retry later.
 			return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block %d of %d: %w", i+1, len(hashes), err)}
@@ -74,10 +70,6 @@ func (c *Client) getBlocks(ctx context.Context, hashes []string, buf []byte, che
 		switch rec.Kind {
 		case proto.BlockRecordMissing:
 			continue
-		case proto.BlockRecordPlain:
-			if len(data) <= len(room) { // read into buf (ReadBlockRecord uses room when it fits)
-				used += len(data)
-			}
 		case proto.BlockRecordZstd:
 			if data, err = c.decoder.DecodeAll(rec.Data, nil); err != nil {
 				return nil, fmt.Errorf("get blocks: block %s: decode zstd: %w", want, err)

@@ -69,7 +69,7 @@ func TestGetBlocks(t *testing.T) {
 	ctx := context.Background()
 
 	c := newTestClient(t, blocksHandler(t, blocks, "", -1), nil)
-	got, err := c.GetBlocks(ctx, ask, nil)
+	got, err := c.GetBlocks(ctx, ask)
 	if err != nil || len(got) != 4 {
 		t.Fatalf("GetBlocks = %q, %v", got, err)
 	}
@@ -80,19 +80,19 @@ func TestGetBlocks(t *testing.T) {
 	}
 
 	c = newTestClient(t, blocksHandler(t, blocks, hashes[1], -1), nil)
-	if _, err := c.GetBlocks(ctx, ask, nil); err == nil {
+	if _, err := c.GetBlocks(ctx, ask); err == nil {
 		t.Error("bytes that do not hash to their name were accepted")
 	}
 	// Unchecked, the same answer comes back as sent (zstd records decoded): the
 	// caller hashes what it assembles.
-	got, err = c.GetBlocksUnchecked(ctx, ask, nil)
+	got, err = c.GetBlocksUnchecked(ctx, ask)
 	if err != nil || len(got) != 4 || !bytes.Equal(got[2], bytes.ToUpper(blocks[hashes[1]])) ||
 		!bytes.Equal(got[0], blocks[hashes[0]]) || got[1] != nil || !bytes.Equal(got[3], blocks[hashes[2]]) {
 		t.Errorf("GetBlocksUnchecked = %q, %v; want the blocks as sent", got, err)
 	}
 
 	c = newTestClient(t, blocksHandler(t, blocks, "", 2), nil)
-	if _, err := c.GetBlocks(ctx, ask, nil); !IsTransient(err) {
+	if _, err := c.GetBlocks(ctx, ask); !IsTransient(err) {
 		t.Errorf("a cut answer: %v; want a transient error", err)
 	}
 
@@ -100,29 +100,8 @@ func TestGetBlocks(t *testing.T) {
 	c = newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, proto.Error{Error: "method not allowed"})
 	}), nil)
-	if _, err := c.GetBlocks(ctx, ask, nil); !errors.Is(err, ErrNotSupported) {
+	if _, err := c.GetBlocks(ctx, ask); !errors.Is(err, ErrNotSupported) {
 		t.Errorf("older server: %v; want ErrNotSupported", err)
-	}
-
-	// Into a buffer: the plain blocks that fit take it one after the other, the others
-	// are allocated (the handler sends the blocks at odd places plain).
-	c = newTestClient(t, blocksHandler(t, blocks, "", -1), nil)
-	ask = []string{absent, hashes[0], absent, hashes[1], absent, hashes[2]}
-	buf := make([]byte, 42, 100) // the first two blocks (11 + 29 bytes), not the third
-	got, err = c.GetBlocks(ctx, ask, buf)
-	if err != nil || len(got) != len(ask) {
-		t.Fatalf("GetBlocks into a buffer = %q, %v", got, err)
-	}
-	for i, h := range ask {
-		if !bytes.Equal(got[i], blocks[h]) {
-			t.Errorf("block %d into a buffer: %q, want %q", i, got[i], blocks[h])
-		}
-	}
-	if &got[1][0] != &buf[0] || &got[3][0] != &buf[len(got[1])] {
-		t.Error("the first two blocks are not in the buffer, one after the other")
-	}
-	if in := &got[5][0]; in == &buf[:cap(buf)][40] {
-		t.Error("the third block went into the buffer beyond its length")
 	}
 }
 
@@ -133,7 +112,7 @@ func TestGetBlocksRefusesAnotherBlockInItsPlace(t *testing.T) {
 		out := proto.AppendBlockRecordHeader(nil, proto.BlockRecordPlain, sha256.Sum256(b), len(b))
 		_, _ = w.Write(append(out, b...))
 	}), nil)
-	if _, err := c.GetBlocks(context.Background(), []string{hashOf(a)}, nil); err == nil {
+	if _, err := c.GetBlocks(context.Background(), []string{hashOf(a)}); err == nil {
 		t.Error("a record of another block than the one asked for was accepted")
 	}
 }
