@@ -53,6 +53,25 @@ type Result struct {
 // data race all the same.
 var tableMu sync.RWMutex
 
+// newChunker is the FastCDC chunker of r with this package's block sizes (Hash and
+// Rehash cut alike only with the same ones) and a buffer of bufSize bytes.
+func newChunker(r io.Reader, bufSize int) (*fastcdc.Chunker, error) {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	c, err := fastcdc.NewChunker(r, fastcdc.Options{MinSize: MinSize, AverageSize: AvgSize, MaxSize: MaxSize, BufSize: bufSize})
+	if err != nil {
+		return nil, fmt.Errorf("chunker: %w", err)
+	}
+	return c, nil
+}
+
+// next is c.Next with the lookup table held shared.
+func next(c *fastcdc.Chunker) (fastcdc.Chunk, error) {
+	tableMu.RLock()
+	defer tableMu.RUnlock()
+	return c.Next()
+}
+
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return &b }}
 
 // Hash reads r to its end, splitting it into blocks. fn, when not nil, sees every block
@@ -85,12 +104,9 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	if err != nil {
 		return Result{}, fmt.Errorf("read: %w", err)
 	}
-	mr := io.MultiReader(&onceReader{b: head}, r)
-	tableMu.Lock()
-	c, err := fastcdc.NewChunker(mr, fastcdc.Options{MinSize: MinSize, AverageSize: AvgSize, MaxSize: MaxSize, BufSize: 4 * MaxSize})
-	tableMu.Unlock()
+	c, err := newChunker(io.MultiReader(&onceReader{b: head}, r), 4*MaxSize)
 	if err != nil {
-		return Result{}, fmt.Errorf("chunker: %w", err)
+		return Result{}, err
 	}
 	// Three stages on their own goroutines, so that a large file keeps two cores busy:
 	// this one finds the boundaries (FastCDC) and copies each chunk out of the
@@ -137,9 +153,7 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	var loopErr error
 loop:
 	for {
-		tableMu.RLock()
-		ch, err := c.Next()
-		tableMu.RUnlock()
+		ch, err := next(c)
 		if errors.Is(err, io.EOF) {
 			break
 		}

@@ -8,8 +8,6 @@ import (
 	"io"
 	"sync"
 
-	fastcdc "github.com/jotfs/fastcdc-go"
-
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -132,16 +130,12 @@ func (rh *rehasher) chunk() (end bool, err error) {
 			}
 		}
 	}
-	tableMu.Lock()
-	c, err := fastcdc.NewChunker(&windowReader{rh: rh, at: rh.pos}, fastcdc.Options{MinSize: MinSize, AverageSize: AvgSize, MaxSize: MaxSize, BufSize: 2 * MaxSize})
-	tableMu.Unlock()
+	c, err := newChunker(&windowReader{rh: rh, at: rh.pos}, 2*MaxSize)
 	if err != nil {
-		return false, fmt.Errorf("chunker: %w", err)
+		return false, err
 	}
 	for {
-		tableMu.RLock()
-		ch, err := c.Next()
-		tableMu.RUnlock()
+		ch, err := next(c)
 		if errors.Is(err, io.EOF) {
 			return true, nil
 		}

@@ -1,5 +1,7 @@
 package proto
 
+import "encoding/hex"
+
 // HashHexLen is the length of a hash as the protocol spells it.
 const HashHexLen = 64
 
@@ -24,16 +26,8 @@ func DecodeHash(h string) (sum [HashHexLen / 2]byte, ok bool) {
 	if !ValidHash(h) {
 		return sum, false
 	}
-	for i := range sum {
-		sum[i] = unhex(h[2*i])<<4 | unhex(h[2*i+1])
-	}
-	return sum, true
-}
-
-// unhex is the value of a lowercase hex digit.
-func unhex(c byte) byte {
-	if c <= '9' {
-		return c - '0'
-	}
-	return c - 'a' + 10
+	var src [HashHexLen]byte // on the stack: []byte(h) would allocate
+	copy(src[:], h)
+	_, err := hex.Decode(sum[:], src[:])
+	return sum, err == nil
 }
