@@ -5,6 +5,7 @@ import (
 	"sync"
 
 	"github.com/syncedfolder/synced-folder/internal/directio"
+	"github.com/syncedfolder/synced-folder/internal/pagecache"
 )
 
 // fileWriter writes the content of a file being assembled, in order.
@@ -38,7 +39,7 @@ type cachedWriter struct {
 }
 
 func (w *cachedWriter) write(data []byte) error {
-	if _, err := w.f.Write(data); err != nil {
+	if _, err := pagecache.Write(w.f, data); err != nil {
 		return err
 	}
 	w.off += int64(len(data))
@@ -84,7 +85,7 @@ func writeDirect(f *os.File, b []byte) error {
 	if derr := directio.Disable(f); derr != nil {
 		return err
 	}
-	_, err = f.Write(b)
+	_, err = pagecache.Write(f, b)
 	return err
 }
 

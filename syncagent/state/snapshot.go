@@ -17,6 +17,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/syncedfolder/synced-folder/internal/pagecache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -137,7 +138,7 @@ func writeFileAtomic(name string, data []byte) error {
 		return fmt.Errorf("write snapshot file: %w", err)
 	}
 	tmp := f.Name()
-	_, err = f.Write(data)
+	_, err = pagecache.Write(f, data)
 	if err == nil {
 		err = f.Sync()
 	}

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/dirsync"
+	"github.com/syncedfolder/synced-folder/internal/pagecache"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -300,7 +301,7 @@ func (s *Store) Put(hash string, r io.Reader, maxSize int64) (n int64, created b
 			os.Remove(tmp)
 		}
 	}()
-	n, err = s.copyVerified(hash, f, r, maxSize)
+	n, err = s.copyVerified(hash, pagecache.Writer{W: f}, r, maxSize)
 	if err != nil {
 		return n, false, err
 	}

@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/syncedfolder/synced-folder/internal/directio"
+	"github.com/syncedfolder/synced-folder/internal/pagecache"
 )
 
 // Blocks of up to maxPackedBlock go into append-only pack files instead of one file
@@ -309,13 +310,22 @@ func (s *Store) writeDeadList(id uint64, offs []int64) error {
 		b = binary.LittleEndian.AppendUint64(b, uint64(o))
 	}
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	path := s.deadPath(id)
+	if err := replaceFile(s.deadPath(id), b); err != nil {
+		return err
+	}
+	return syncDir(s.packDir)
+}
+
+// replaceFile replaces path with a file holding b: b is written to path+".tmp", fsynced
+// and renamed over path, so a reader finds the old file or the whole new one. Making the
+// rename durable (an fsync of the dir) is the caller's.
+func replaceFile(path string, b []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
 		return fmt.Errorf("create %q: %w", tmp, err)
 	}
-	_, err = f.Write(b)
+	_, err = pagecache.Write(f, b)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -329,7 +339,7 @@ func (s *Store) writeDeadList(id uint64, offs []int64) error {
 		os.Remove(tmp)
 		return fmt.Errorf("write %q: %w", path, err)
 	}
-	return syncDir(s.packDir)
+	return nil
 }
 
 // activePack returns the pack appends go to, creating one when there is none or the
@@ -377,7 +387,7 @@ func (s *Store) appendRecords(buf []byte, durable bool) (*pack, int64, error) {
 		return nil, 0, err
 	}
 	off := p.size
-	_, err = p.f.WriteAt(buf, off)
+	_, err = pagecache.WriteAt(p.f, buf, off)
 	if err == nil && durable {
 		err = p.f.Sync()
 	}

@@ -72,24 +72,11 @@ func (s *Store) seal(p *pack) {
 	}
 	b = binary.LittleEndian.AppendUint64(b, uint64(size))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	path := s.idxPath(p.id)
-	tmp := path + ".tmp"
-	err := os.WriteFile(tmp, b, 0o644)
-	if err == nil {
-		var f *os.File
-		if f, err = os.OpenFile(tmp, os.O_WRONLY, 0); err == nil { // Windows flushes only a writable handle
-			err = f.Sync()
-			f.Close()
-		}
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
+	err := replaceFile(s.idxPath(p.id), b)
 	if err == nil {
 		err = syncDir(s.packDir)
 	}
 	if err != nil {
-		os.Remove(tmp)
 		s.log("sealing a pack: writing its index failed; it will be scanned at the next open", "pack", p.path, "err", err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/syncedfolder/synced-folder/internal/pagecache"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -128,7 +129,7 @@ func (s *Store) putManyFiles(blocks []BlockData) (created int, createdBytes int6
 				return fmt.Errorf("create temp file for block %q: %w", p.hash, err)
 			}
 			p.tmp = f.Name()
-			_, err = f.Write(p.data)
+			_, err = pagecache.Write(f, p.data)
 			if cerr := f.Close(); err == nil {
 				err = cerr
 			}

@@ -1,0 +1,111 @@
+package pagecache
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// pieces records the writes it is given; it fails the write that would take it past
+// failAfter bytes (when failAfter > 0), after taking part of it.
+type pieces struct {
+	sizes     []int
+	got       bytes.Buffer
+	failAfter int
+}
+
+var errFull = errors.New("full")
+
+func (p *pieces) Write(b []byte) (int, error) {
+	p.sizes = append(p.sizes, len(b))
+	if p.failAfter > 0 && p.got.Len()+len(b) > p.failAfter {
+		n := p.failAfter - p.got.Len()
+		p.got.Write(b[:n])
+		return n, errFull
+	}
+	return p.got.Write(b)
+}
+
+func content(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i/251)
+	}
+	return b
+}
+
+func TestWriteHandsOnPiecesOfAtMostMaxWrite(t *testing.T) {
+	for _, size := range []int{0, 1, MaxWrite - 1, MaxWrite, MaxWrite + 1, 5*MaxWrite + 17} {
+		data := content(size)
+		var p pieces
+		n, err := Writer{W: &p}.Write(data)
+		if err != nil || n != size {
+			t.Fatalf("size %d: Write = %d, %v", size, n, err)
+		}
+		if !bytes.Equal(p.got.Bytes(), data) {
+			t.Fatalf("size %d: the writer got other bytes", size)
+		}
+		want := (size + MaxWrite - 1) / MaxWrite
+		if len(p.sizes) != want {
+			t.Fatalf("size %d: %d writes %v, want %d", size, len(p.sizes), p.sizes, want)
+		}
+		for _, s := range p.sizes {
+			if s > MaxWrite || s == 0 {
+				t.Fatalf("size %d: a write of %d bytes", size, s)
+			}
+		}
+	}
+}
+
+func TestWriteStopsAtTheFirstError(t *testing.T) {
+	data := content(3 * MaxWrite)
+	p := pieces{failAfter: MaxWrite + 10}
+	n, err := Write(&p, data)
+	if !errors.Is(err, errFull) || n != MaxWrite+10 {
+		t.Fatalf("Write = %d, %v; want %d, %v", n, err, MaxWrite+10, errFull)
+	}
+	if len(p.sizes) != 2 {
+		t.Fatalf("%d writes after the error's, want none", len(p.sizes)-2)
+	}
+}
+
+func TestWriteAtPlacesEveryPiece(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	head := content(100)
+	if _, err := f.Write(head); err != nil {
+		t.Fatal(err)
+	}
+	data := content(3*MaxWrite + 5)
+	for i := range data {
+		data[i] ^= 0x5a
+	}
+	n, err := WriteAt(f, data, 100)
+	if err != nil || n != len(data) {
+		t.Fatalf("WriteAt = %d, %v", n, err)
+	}
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, append(head, data...)) {
+		t.Fatalf("the file holds other bytes (%d, want %d)", len(got), len(head)+len(data))
+	}
+}
+
+func TestWriteAtReportsTheBytesBeforeAnError(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	n, err := WriteAt(f, content(2*MaxWrite), 0)
+	if err == nil || n != 0 {
+		t.Fatalf("WriteAt on a closed file = %d, %v; want 0 and an error", n, err)
+	}
+}
