@@ -78,6 +78,11 @@ type Store struct {
 	unsyncedMu sync.Mutex
 	unsynced   map[string]struct{}
 
+	// smallFiles is set when Open found a block of at most maxPackedBlock bytes stored
+	// as a file, as servers before packs stored them: only then are small blocks
+	// looked for as files too.
+	smallFiles bool
+
 	// Packed blocks (pack.go). Lock order: wmu, then a hash's stripe lock, then pmu.
 	// wmu serializes appends to the active pack, compaction and dead-list writes; pmu
 	// guards index, packs and every pack's size, live and dead fields.
@@ -140,6 +145,9 @@ func Open(dir string) (*Store, error) {
 	err := s.walk(context.Background(), func(hash string, info fs.FileInfo) error {
 		blocks++
 		bytes += info.Size()
+		if info.Size() <= maxPackedBlock {
+			s.smallFiles = true
+		}
 		if sum, ok := hashKey(hash); ok {
 			loose[sum] = struct{}{}
 		}

@@ -226,6 +226,38 @@ func TestPackDedup(t *testing.T) {
 	wantStats(t, s, 2, int64(len(a)+len(big)))
 }
 
+// A small block that an older server stored as a file is found by a store opened over
+// it: PutMany packs no second copy. A store that found no such file at Open does not
+// look for one (a stat per small block), so a file put behind its back is not seen.
+func TestSmallBlockStoredAsAFileIsFoundAfterOpen(t *testing.T) {
+	s, dir := openStore(t)
+	old, later := randomBytes(t, 3000), randomBytes(t, 5000)
+	asFile := func(s *Store, data []byte) {
+		if err := os.WriteFile(s.path(hashOf(data)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	asFile(s, old)
+	s = reopen(t, s, dir)
+	if created, _, err := s.PutMany([]BlockData{{Hash: hashOf(old), Data: old}}); err != nil || created != 0 {
+		t.Fatalf("PutMany of a block stored as a file: created %d, %v; want 0", created, err)
+	}
+	if n := len(packFiles(t, dir)); n != 0 {
+		t.Fatalf("%d packs after a dedup hit, want none", n)
+	}
+	wantBlock(t, s, old)
+
+	s, dir = openStore(t)
+	asFile(s, later)
+	if created, _, err := s.PutMany([]BlockData{{Hash: hashOf(later), Data: later}}); err != nil || created != 1 {
+		t.Fatalf("PutMany with no small file found at Open: created %d, %v; want 1 (packed)", created, err)
+	}
+	if n := len(packFiles(t, dir)); n != 1 {
+		t.Fatalf("%d packs, want 1", n)
+	}
+	wantBlock(t, s, later)
+}
+
 func TestPackGC(t *testing.T) {
 	s, dir := openStore(t)
 	var blocks [][]byte
