@@ -11,7 +11,11 @@
 // a few more system calls, nothing else.
 package pagecache
 
-import "io"
+import (
+	"fmt"
+	"io"
+	"os"
+)
 
 // MaxWrite is the largest piece handed to the kernel in one write: 64 KiB, one order
 // below the 128 KiB blocks in which free memory is reported.
@@ -53,3 +57,25 @@ type Writer struct {
 
 // Write writes p to w.W in pieces of at most MaxWrite bytes.
 func (w Writer) Write(p []byte) (int, error) { return Write(w.W, p) }
+
+// ReplaceWith writes data to tmp, an open new file beside path, in pieces of at most
+// MaxWrite bytes, fsyncs and closes it, then renames it over path: a reader finds the
+// old file or the whole new one. On failure tmp is closed and removed. Making the
+// rename durable (an fsync of the dir) is the caller's.
+func ReplaceWith(tmp *os.File, path string, data []byte) error {
+	_, err := Write(tmp, data)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return fmt.Errorf("write %q: %w", path, err)
+	}
+	return nil
+}

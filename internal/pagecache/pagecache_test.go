@@ -109,3 +109,43 @@ func TestWriteAtReportsTheBytesBeforeAnError(t *testing.T) {
 		t.Fatalf("WriteAt on a closed file = %d, %v; want 0 and an error", n, err)
 	}
 }
+
+func TestReplaceWithReplacesTheFileWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err := os.Create(path + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := content(2*MaxWrite + 3)
+	if err := ReplaceWith(tmp, path, data); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file holds %d bytes (%v), want the %d written", len(got), err, len(data))
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temp file left: %v", err)
+	}
+
+	// A rename that fails (path is now a non-empty dir) leaves no temp file.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(path, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tmp, err = os.Create(path + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceWith(tmp, path, data); err == nil {
+		t.Fatal("replacing a non-empty dir reported no error")
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temp file left after a failure: %v", err)
+	}
+}

@@ -130,27 +130,15 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	return true, nil
 }
 
-// writeFileAtomic writes data to a temporary file in name's dir, syncs it and renames it
-// to name: a reader finds the old file or the whole new one.
+// writeFileAtomic replaces name with a file holding data, written to a temp file in
+// name's dir first (see pagecache.ReplaceWith).
 func writeFileAtomic(name string, data []byte) error {
 	f, err := os.CreateTemp(filepath.Dir(name), filepath.Base(name)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write snapshot file: %w", err)
 	}
-	tmp := f.Name()
-	_, err = pagecache.Write(f, data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("write snapshot file %q: %w", name, err)
+	if err := pagecache.ReplaceWith(f, name, data); err != nil {
+		return fmt.Errorf("write snapshot file: %w", err)
 	}
 	return nil
 }

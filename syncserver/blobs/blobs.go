@@ -219,6 +219,21 @@ func (s *Store) hasLocked(hash string) (bool, error) {
 	return s.looseExists(hash)
 }
 
+// hasSmallLocked is hasLocked for a block of at most maxPackedBlock bytes. Such blocks
+// are never written as files (putStreamed), only read as files that an older server
+// wrote: the file is looked for only when Open found some (a stat of a missing file per
+// small block was 7 % of a server's CPU in a first sync). The caller holds the hash's
+// lock.
+func (s *Store) hasSmallLocked(hash string) (bool, error) {
+	if s.lookupPacked(hash, true) != nil {
+		return true, nil
+	}
+	if !s.smallFiles {
+		return false, nil
+	}
+	return s.looseExists(hash)
+}
+
 // looseExists stats the block's file and refreshes an old mtime.
 func (s *Store) looseExists(hash string) (bool, error) {
 	p := s.path(hash)

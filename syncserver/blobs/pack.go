@@ -316,30 +316,14 @@ func (s *Store) writeDeadList(id uint64, offs []int64) error {
 	return syncDir(s.packDir)
 }
 
-// replaceFile replaces path with a file holding b: b is written to path+".tmp", fsynced
-// and renamed over path, so a reader finds the old file or the whole new one. Making the
-// rename durable (an fsync of the dir) is the caller's.
+// replaceFile replaces path with a file holding b, written to path+".tmp" first (Open
+// removes what a crash leaves of such files); see pagecache.ReplaceWith.
 func replaceFile(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	tmp, err := os.OpenFile(path+".tmp", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	if err != nil {
-		return fmt.Errorf("create %q: %w", tmp, err)
+		return fmt.Errorf("create %q: %w", path+".tmp", err)
 	}
-	_, err = pagecache.Write(f, b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %q: %w", path, err)
-	}
-	return nil
+	return pagecache.ReplaceWith(tmp, path, b)
 }
 
 // activePack returns the pack appends go to, creating one when there is none or the
@@ -419,20 +403,13 @@ func (s *Store) putPacked(blocks []BlockData, sums [][sha256.Size]byte) (created
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	// Checked under wmu: no other append can store one of these meanwhile, so a block
-	// is packed once. Nor can a concurrent Put store one as a file: blocks of at most
-	// maxPackedBlock bytes are never written as files (putStreamed), only read as files
-	// that an older server wrote, looked for only when Open found some (a stat of a
-	// missing file per small block was 7 % of a server's CPU in a first sync).
+	// is packed once. Nor can a concurrent Put store one as a file (see hasSmallLocked).
 	var todo []int
 	size := 0
 	for i, b := range blocks {
 		mu := s.lock(b.Hash)
 		mu.Lock()
-		present := s.lookupPacked(b.Hash, true) != nil
-		var err error
-		if !present && s.smallFiles {
-			present, err = s.looseExists(b.Hash)
-		}
+		present, err := s.hasSmallLocked(b.Hash)
 		mu.Unlock()
 		if err != nil {
 			return 0, 0, err
