@@ -84,7 +84,7 @@ func (b *batcher) add(op plan.Op) bool {
 		}
 		// One block of the whole file is named by the file's hash: the worker then lands
 		// the downloaded block, checked by the client, without hashing it again. A list
-		// that says otherwise takes the usual path, which checks the file.
+		// that says otherwise takes the usual path, which checks each block.
 		if h, err := plan.ParseHash(blocks[0].Hash); err != nil || h != hash {
 			return false
 		}
@@ -133,7 +133,7 @@ func (b *batcher) flush() {
 		defer func() { <-b.slots }()
 		var data [][]byte
 		if !b.x.noBatch.Load() { // a batch in flight may have found the server without them
-			data = b.x.fetchBatch(b.ctx, hashes, true)
+			data = b.x.fetchBatch(b.ctx, hashes)
 		}
 		for i, op := range ops {
 			var pre []byte
@@ -156,15 +156,11 @@ func (b *batcher) wait() {
 	b.wg.Wait()
 }
 
-// fetchBatch returns the blocks of hashes, each checked against its hash when check
-// is set, or nil when the batch failed: the blocks are then downloaded one by one,
-// which retries, reports and falls back as usual.
-func (x *Executor) fetchBatch(ctx context.Context, hashes []string, check bool) [][]byte {
-	get := x.Server.GetBlocks
-	if !check {
-		get = x.Server.GetBlocksUnchecked
-	}
-	data, err := get(ctx, hashes)
+// fetchBatch returns the blocks of hashes, each checked against its hash, or nil when
+// the batch failed: the blocks are then downloaded one by one, which retries, reports
+// and falls back as usual.
+func (x *Executor) fetchBatch(ctx context.Context, hashes []string) [][]byte {
+	data, err := x.Server.GetBlocks(ctx, hashes)
 	if errors.Is(err, client.ErrNotSupported) {
 		x.Log.Info("the server has no batched block downloads; fetching blocks one by one", "err", err.Error())
 		x.noBatch.Store(true)

@@ -4,18 +4,15 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"hash"
 	"io/fs"
 	"maps"
 	"os"
 	"path"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/dirsync"
@@ -26,9 +23,6 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
-
-// hashAhead is how many written blocks of one file may wait for the whole-file hash.
-const hashAhead = 4
 
 // writebackChunk is how much of a large file is written before its writeback starts.
 const writebackChunk = 8 << 20
@@ -473,77 +467,63 @@ func (x *Executor) assembleFetched(op plan.Op, data []byte) (landed, error) {
 	b := proto.Block{Hash: op.Remote.SHA256.String(), Size: int64(len(data))}
 	x.Counters.BytesDown.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
-	// The client checked data against the file's hash (its one block's name) when it
-	// downloaded it: hashing it again before the rename would add nothing.
-	return x.assembleFrom(op, []proto.Block{b}, &fetchOpts{checked: true}, func(_ *fetchOpts, write func([]byte) error) error {
+	return x.assembleFrom(op, []proto.Block{b}, func(write func([]byte) error) error {
 		return write(data)
 	})
 }
-
-// errContentMismatch is an assembled file whose SHA-256 is not the entry's.
-var errContentMismatch = errors.New("assembled content does not match its sha256")
 
 // fetchOpts is how one assembly gets its blocks.
 type fetchOpts struct {
 	// hints pairs new blocks with the local blocks they replace (baseHints).
 	hints map[string]proto.Block
-	// verify makes every block (read from a local file or downloaded) be hashed
-	// before use.
-	verify bool
-	// unverified counts the blocks used without that check.
-	unverified atomic.Int64
-	// checked says that fetch writes content already known to hash to the entry's
-	// SHA-256, so the assembled file is not hashed again.
-	checked bool
+	// prev is the version of the file on disk that the assembly replaces, or nil.
+	prev *previousFile
 }
 
 // assemble writes a file from blocks (local ones where it can, server ones otherwise)
-// in a temp file beside it, verifies it, then renames it into place. Blocks are first
-// used without hashing each, whether read from local files or downloaded: the file's
-// SHA-256, checked before the rename, covers them, and a download or a rebuild then
-// costs one SHA-256 pass, not two. Should the result not match (a local file changed in
-// place since it was indexed, with its stat key kept; a server or a wire that garbled
-// a block), the file is assembled again with every block checked, which names the bad
-// block.
+// in a temp file beside it, then renames it into place. Every block is checked against
+// its hash on the way (fetchGroup), and the server checked, when the list was
+// committed, that the blocks in order hash to the file's SHA-256; so the assembled file
+// is not hashed again as a whole. That one pass could not be spread over the cores and
+// was the longest stage of a large file's rebuild (docs/benchmarks.md).
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
-	fetch := func(o *fetchOpts, write func([]byte) error) error {
-		o.hints = x.baseHints(op.Path, blocks)
+	prev, local := x.openPrevious(op.Path)
+	defer prev.close()
+	o := &fetchOpts{hints: baseHints(local, blocks), prev: prev}
+	return x.assembleFrom(op, blocks, func(write func([]byte) error) error {
 		return x.fetchBlocks(ctx, blocks, o, write)
-	}
-	o := &fetchOpts{}
-	l, err := x.assembleFrom(op, blocks, o, fetch)
-	if errors.Is(err, errContentMismatch) && o.unverified.Load() > 0 {
-		x.Log.Info("assembled file did not match its hash; assembling it again with each block checked", "path", op.Path)
-		return x.assembleFrom(op, blocks, &fetchOpts{verify: true}, fetch)
-	}
-	return l, err
+	})
 }
 
 // assembleFrom writes the file of op from the bytes fetch passes to write, in a temp
-// file (in the staging dir, else beside it), verifies the whole file's hash, then renames
-// it into place. A file that cannot land through the staging dir is made again beside
-// its path (fetched again, unless fetch holds its bytes).
-func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error) (landed, error) {
+// file (in the staging dir, else beside it), then renames it into place. A file that
+// cannot land through the staging dir is made again beside its path (fetched again,
+// unless fetch holds its bytes).
+func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(write func([]byte) error) error) (landed, error) {
 	r := op.Remote
 	if !covers(blocks, r.Size) {
 		return landed{}, fmt.Errorf("remote entry's blocks do not cover its %d bytes", r.Size)
+	}
+	// The bytes of one block are the whole content: its name is the file's hash.
+	if len(blocks) == 1 && blocks[0].Hash != r.SHA256.String() {
+		return landed{}, fmt.Errorf("remote entry's one block %s is not its content %s", blocks[0].Hash, r.SHA256)
 	}
 	dir, name, release, err := x.parentDir(op.Path)
 	if err != nil {
 		return landed{}, err
 	}
 	defer release()
-	l, err := x.assembleIn(dir, name, op, blocks, o, fetch, true)
+	l, err := x.assembleIn(dir, name, op, blocks, fetch, true)
 	if errors.Is(err, errNotStaged) {
 		x.retryUnstaged(op.Path, err)
-		l, err = x.assembleIn(dir, name, op, blocks, o, fetch, false)
+		l, err = x.assembleIn(dir, name, op, blocks, fetch, false)
 	}
 	return l, err
 }
 
 // assembleIn is assembleFrom with op's dir open as dir, op's name there being name; its
 // temp file is in the staging dir when stage is set (and the staging dir is usable).
-func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, o *fetchOpts, fetch func(o *fetchOpts, write func([]byte) error) error, stage bool) (landed, error) {
+func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, fetch func(write func([]byte) error) error, stage bool) (landed, error) {
 	r := op.Remote
 	t := x.newTemp(dir.Root, name, op.Path, stage && !isDir(op.Local))
 	f, err := t.dir.OpenFile(t.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -560,24 +540,13 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			_ = t.dir.Remove(t.name)
 		}
 	}()
-	whole := newWholeHash(len(blocks) > 1, o.checked)
 	w := newFileWriter(f, r.Size)
-	err = fetch(o, func(data []byte) error {
-		if err := w.write(data); err != nil {
-			return err
-		}
-		whole.write(data)
-		return nil
-	})
+	err = fetch(w.write)
 	if err == nil {
 		err = w.finish()
 	}
-	got, hashed := whole.sum()
 	if err != nil {
 		return landed{}, err
-	}
-	if hashed && got != r.SHA256 {
-		return landed{}, fmt.Errorf("%w: hashes to %s, want %s", errContentMismatch, got, r.SHA256)
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
 		return landed{}, fmt.Errorf("chmod: %w", err)
@@ -621,66 +590,12 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	return x.statAt(dir.Root, name, op, blocks)
 }
 
-// wholeHash is the SHA-256 of a file being assembled. For a file of several blocks it
-// runs on its own goroutine, beside the writes, taking the blocks' bytes as they are
-// written (fresh slices that nobody reuses); a one-block file is hashed in line; content
-// already checked is not hashed.
-type wholeHash struct {
-	h      hash.Hash // nil: not hashed
-	blocks chan []byte
-	done   chan plan.Hash
-}
-
-func newWholeHash(background, checked bool) *wholeHash {
-	if checked {
-		return &wholeHash{}
-	}
-	w := &wholeHash{h: sha256.New()}
-	if background {
-		w.blocks = make(chan []byte, hashAhead)
-		w.done = make(chan plan.Hash, 1)
-		go func() {
-			for data := range w.blocks {
-				w.h.Write(data)
-			}
-			w.done <- plan.Hash(w.h.Sum(nil))
-		}()
-	}
-	return w
-}
-
-func (w *wholeHash) write(data []byte) {
-	switch {
-	case w.blocks != nil:
-		w.blocks <- data
-	case w.h != nil:
-		w.h.Write(data)
-	}
-}
-
-// sum ends the hash and returns it, and whether the content was hashed at all; write
-// must not be called afterwards.
-func (w *wholeHash) sum() (sum plan.Hash, hashed bool) {
-	switch {
-	case w.blocks != nil:
-		close(w.blocks)
-		return <-w.done, true
-	case w.h != nil:
-		return plan.Hash(w.h.Sum(nil)), true
-	}
-	return plan.Hash{}, false
-}
-
-// baseHints pairs the blocks of list that replace blocks of the local file at p (the
-// middle of the two lists, head and tail being equal) with the block each replaces, by
-// position: the server can then send each as a delta of the one the agent holds.
-func (x *Executor) baseHints(p string, list []proto.Block) map[string]proto.Block {
-	idx, ok := x.Trees.Index.Get(p)
-	if !ok || idx.Type != proto.TypeFile {
-		return nil
-	}
-	local, err := x.State.LocalBlocks(p)
-	if err != nil || len(local) == 0 {
+// baseHints pairs the blocks of list that replace blocks of local, the indexed list of
+// the file being replaced (the middle of the two lists, head and tail being equal),
+// with the block each replaces, by position: the server can then send each as a delta
+// of the one the agent holds.
+func baseHints(local, list []proto.Block) map[string]proto.Block {
+	if len(local) == 0 {
 		return nil
 	}
 	d := proto.DiffBlocks(0, local, list)

@@ -34,9 +34,6 @@ type Server interface {
 	// the server hashes in file order so that the commit naming the stream need not.
 	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
-	// GetBlockUnchecked downloads a block without hashing it (the caller checks the
-	// file it assembles).
-	GetBlockUnchecked(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
 	// CommitFunc commits n items made one at a time by item while the request is sent
@@ -47,9 +44,6 @@ type Server interface {
 	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
 	// error wrapping client.ErrNotSupported means the server does not have the call.
 	GetBlocks(ctx context.Context, hashes []string) ([][]byte, error)
-	// GetBlocksUnchecked is GetBlocks without hashing each block (the caller checks
-	// the file it assembles).
-	GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }

@@ -334,11 +334,10 @@ func TestUploadOfABlockChangedInPlaceIsSkipped(t *testing.T) {
 	}
 }
 
-// Local blocks are used without hashing each; the file's SHA-256 checks them. A local
-// file changed in place with its stat key kept (the index still vouches for it) makes
-// the first assembly fail that check: the file is assembled again with every local
-// block checked, and the right content lands.
-func TestLocalBlockChangedInPlaceIsCaughtByTheFileHash(t *testing.T) {
+// A local file changed in place with its stat key kept (the index still vouches for
+// it): the block read from it fails its hash, is fetched from the server instead, and
+// the right content lands.
+func TestLocalBlockChangedInPlaceIsCaughtByItsHash(t *testing.T) {
 	e := newEnv(t)
 	data := make([]byte, 6<<20)
 	if _, err := rand.Read(data); err != nil { // no block repeats elsewhere in the file

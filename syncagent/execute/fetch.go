@@ -2,11 +2,10 @@ package execute
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
 	"fmt"
-	"io"
+	"os"
 
-	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -27,6 +26,8 @@ const (
 type fetched struct {
 	data []byte
 	err  error
+	// pooled says that data goes back to the block buffers once written.
+	pooled bool
 }
 
 // maxBlockBytesInFlight bounds the block bytes that all downloads together hold at once
@@ -120,6 +121,9 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fet
 			if err = write(f.data); err != nil {
 				err = fmt.Errorf("write temp file: %w", err)
 			}
+			if f.pooled {
+				putBlockBuf(f.data)
+			}
 		}
 		x.inflight.Release(weight(blocks[i]))
 		if groupEnd[i] {
@@ -136,7 +140,8 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fet
 // files where they still hold them, with a delta against a local block where there is a
 // hint, and the rest from the server in one request. When that request fails (or the
 // server does not have it, or lacks a block), those blocks are fetched one by one,
-// which also names the block at fault.
+// which also names the block at fault. Every block is checked against its hash here,
+// on the group's goroutine: the groups in flight spread that work over the cores.
 func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetchOpts) []fetched {
 	out := make([]fetched, len(group))
 	var plain []int
@@ -146,9 +151,9 @@ func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetch
 		case len(group) == 1 || hinted:
 			out[k].data, out[k].err = x.block(ctx, b, o)
 		default:
-			if data := x.localBlock(b, o.verify); data != nil {
-				x.usedLocal(b, o)
-				out[k].data = data
+			if data := x.localBlock(b, o, true); data != nil {
+				x.usedLocal(b)
+				out[k].data, out[k].pooled = data, true
 			} else {
 				plain = append(plain, k)
 			}
@@ -159,14 +164,14 @@ func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetch
 		for n, k := range plain {
 			hashes[n] = group[k].Hash
 		}
-		if datas := x.fetchBatch(ctx, hashes, o.verify); datas != nil {
+		if datas := x.fetchBatch(ctx, hashes); datas != nil {
 			left := plain[:0]
 			for n, k := range plain {
 				if datas[n] == nil {
 					left = append(left, k) // the single fetch reports it missing
 					continue
 				}
-				out[k].err = x.usedRemote(group[k], datas[n], o, !o.verify)
+				out[k].err = x.usedRemote(group[k], datas[n])
 				if out[k].err == nil {
 					out[k].data = datas[n]
 				}
@@ -181,34 +186,27 @@ func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetch
 }
 
 // usedLocal counts a block taken from a local file.
-func (x *Executor) usedLocal(b proto.Block, o *fetchOpts) {
-	if !o.verify {
-		o.unverified.Add(1)
-	}
+func (x *Executor) usedLocal(b proto.Block) {
 	x.Counters.BytesReused.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
 }
 
-// usedRemote checks the size of a block the server sent and counts it; unverified says
-// its bytes were not hashed on the way.
-func (x *Executor) usedRemote(b proto.Block, data []byte, o *fetchOpts, unverified bool) error {
+// usedRemote checks the size of a block the server sent and counts it.
+func (x *Executor) usedRemote(b proto.Block, data []byte) error {
 	if int64(len(data)) != b.Size {
 		return fmt.Errorf("block %s: %d bytes, want %d", b.Hash, len(data), b.Size)
-	}
-	if unverified {
-		o.unverified.Add(1)
 	}
 	x.Counters.BytesDown.Add(b.Size)
 	x.Counters.BytesDone.Add(b.Size)
 	return nil
 }
 
-// block returns a block's bytes, from a local file that held it when indexed if it
-// still does, else from the server: compressed against the local block it replaces
-// (hints) when there is one.
+// block returns a block's bytes, checked against its hash: from a local file that held
+// it when indexed if it still does, else from the server, compressed against the local
+// block it replaces (hints) when there is one.
 func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]byte, error) {
-	if data := x.localBlock(b, o.verify); data != nil {
-		x.usedLocal(b, o)
+	if data := x.localBlock(b, o, true); data != nil {
+		x.usedLocal(b)
 		return data, nil
 	}
 	var data []byte
@@ -216,7 +214,7 @@ func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]by
 	if base, ok := o.hints[b.Hash]; ok {
 		// The client checks the block it decodes against b's hash: a wrong base only
 		// costs the fallback to the plain block.
-		if bd := x.localBlock(base, false); bd != nil {
+		if bd := x.localBlock(base, o, false); bd != nil {
 			data, err = x.Server.GetBlockDelta(ctx, b.Hash, base.Hash, bd)
 			if err != nil && !transient(err) {
 				x.Log.Info("block delta failed; fetching the block", "block", b.Hash, "err", err.Error())
@@ -224,51 +222,134 @@ func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]by
 			}
 		}
 	}
-	unverified := false
 	if data == nil && err == nil {
-		if o.verify {
-			data, err = x.Server.GetBlock(ctx, b.Hash)
-		} else {
-			data, err = x.Server.GetBlockUnchecked(ctx, b.Hash)
-			unverified = true
-		}
+		data, err = x.Server.GetBlock(ctx, b.Hash)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if err := x.usedRemote(b, data, o, unverified); err != nil {
+	if err := x.usedRemote(b, data); err != nil {
 		return nil, err
 	}
 	return data, nil
 }
 
+// readLocal returns the bytes at l, or false when l no longer holds as many.
 func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 	f, err := x.Root.Open(l.Path)
 	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
-	data := make([]byte, l.Size)
-	if _, err := f.ReadAt(data, l.Offset); err != nil && (!errors.Is(err, io.EOF) || len(data) != int(l.Size)) {
+	return readBlockAt(f, l.Offset, l.Size)
+}
+
+// readBlockAt reads size bytes at off of f into a block buffer (getBlockBuf); false
+// when f holds fewer.
+func readBlockAt(f *os.File, off, size int64) ([]byte, bool) {
+	data := getBlockBuf(int(size))
+	if n, err := f.ReadAt(data, off); n != len(data) && err != nil {
+		putBlockBuf(data)
 		return nil, false
 	}
 	return data, true
 }
 
-// localBlock returns b's bytes from a local file that held it when indexed, or nil;
-// with verify, only bytes that still hash to b.
-func (x *Executor) localBlock(b proto.Block, verify bool) []byte {
+// localBlock returns b's bytes from a local file that held it when indexed (the file's
+// previous version first), or nil; with check, only bytes that still hash to b. The
+// bytes are in a block buffer, which the caller may give back once done with them.
+func (x *Executor) localBlock(b proto.Block, o *fetchOpts, check bool) []byte {
+	if data := o.prev.read(b); data != nil {
+		if !check || holds(b, data) {
+			return data
+		}
+		putBlockBuf(data)
+	}
 	locs, err := x.State.FindBlock(b.Hash)
 	if err != nil {
 		return nil
 	}
 	for _, l := range locs {
-		if l.Size != b.Size {
+		if l.Size != b.Size || o.prev.tried(b, l) {
 			continue
 		}
-		if data, ok := x.readLocal(l); ok && (!verify || chunk.SumHex(data) == b.Hash) {
+		data, ok := x.readLocal(l)
+		if ok && (!check || holds(b, data)) {
 			return data
+		}
+		if ok {
+			putBlockBuf(data)
 		}
 	}
 	return nil
+}
+
+// holds reports whether data hashes to b's name.
+func holds(b proto.Block, data []byte) bool {
+	want, ok := proto.DecodeHash(b.Hash)
+	return ok && sha256.Sum256(data) == want
+}
+
+// previousFile is the file's version on disk that a download replaces, open once for
+// the whole assembly: most blocks of an edited large file are its blocks, which are
+// read from it at the offsets its index gives, instead of each being looked up in the
+// state and its file opened again. Each block read is checked against its hash (the
+// file may have changed in place since it was indexed, its stat key kept).
+type previousFile struct {
+	path string
+	f    *os.File
+	at   map[string]state.BlockLocation // block hash → where the file held it
+}
+
+// openPrevious opens the file at p when the index holds its block list local, and
+// returns it with that list; nil (and no list) when there is none or it cannot be
+// opened.
+func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
+	idx, ok := x.Trees.Index.Get(p)
+	if !ok || idx.Type != proto.TypeFile {
+		return nil, nil
+	}
+	local, err := x.State.LocalBlocks(p)
+	if err != nil || len(local) == 0 {
+		return nil, nil
+	}
+	f, err := x.Root.Open(p)
+	if err != nil {
+		return nil, local
+	}
+	prev := &previousFile{path: p, f: f, at: make(map[string]state.BlockLocation, len(local))}
+	var off int64
+	for _, b := range local {
+		if _, dup := prev.at[b.Hash]; !dup {
+			prev.at[b.Hash] = state.BlockLocation{Path: p, Offset: off, Size: b.Size}
+		}
+		off += b.Size
+	}
+	return prev, local
+}
+
+// read returns b's bytes where the previous version held it, unchecked; nil when it
+// did not or no longer holds as many bytes. p may be nil.
+func (p *previousFile) read(b proto.Block) []byte {
+	if p == nil {
+		return nil
+	}
+	l, ok := p.at[b.Hash]
+	if !ok || l.Size != b.Size {
+		return nil
+	}
+	data, _ := readBlockAt(p.f, l.Offset, l.Size)
+	return data
+}
+
+// tried reports whether l is where read looked for b already.
+func (p *previousFile) tried(b proto.Block, l state.BlockLocation) bool {
+	return p != nil && p.at[b.Hash] == l
+}
+
+// close closes the file; p may be nil.
+func (p *previousFile) close() {
+	if p != nil {
+		p.f.Close()
+	}
 }

@@ -3,9 +3,13 @@ package execute
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/internal/testserver"
@@ -37,6 +41,16 @@ func largeFiles(t *testing.T, url string, n, size int) map[string][]byte {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+// blocksOf returns the blocks the chunker cuts b into.
+func blocksOf(t *testing.T, b []byte) []proto.Block {
+	t.Helper()
+	res, err := chunk.Hash(bytesReader(b), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res.Blocks
+}
 
 // A file of several blocks comes in a few requests of up to fetchGroupBytes, not one
 // request per block; from a server without the batched call, one request per block.
@@ -109,24 +123,110 @@ func TestGroupTakesLocalBlocksAndFetchesTheRest(t *testing.T) {
 	if down := down.x.Counters.BytesDown.Load(); down > int64(len(data))-2<<20 {
 		t.Errorf("%d bytes downloaded; want only the part no local file holds", down)
 	}
-	blocksOf := func(b []byte) []proto.Block {
-		res, err := chunk.Hash(bytesReader(b), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return res.Blocks
-	}
 	held := map[string]bool{}
-	for _, b := range blocksOf(data[:3<<20]) {
+	for _, b := range blocksOf(t, data[:3<<20]) {
 		held[b.Hash] = true
 	}
 	remote := 0
-	for _, b := range blocksOf(data) {
+	for _, b := range blocksOf(t, data) {
 		if !held[b.Hash] {
 			remote++
 		}
 	}
 	if n := int(rc.single.Load() + rc.batched.Load()); n >= remote || n == 0 {
 		t.Errorf("%d requests for the %d blocks no local file holds; want fewer, in groups", n, remote)
+	}
+}
+
+// A block garbled on the wire (or by the server) fails the client's check of its hash:
+// the group's blocks are then fetched one by one, and only the right content lands.
+func TestGarbledBlockIsFetchedAgain(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	want := largeFiles(t, url, 1, 3<<20)
+	var garbled atomic.Bool
+	down := newEnvOn(t, interpose(t, url, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		if r.URL.Path != proto.RouteBlocksGet || garbled.Load() {
+			proxy.ServeHTTP(w, r)
+			return
+		}
+		r.Header.Del("Accept-Encoding") // the blocks' bytes as they are on the wire
+		rec := httptest.NewRecorder()
+		proxy.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		if rec.Code == http.StatusOK && len(body) > 0 && garbled.CompareAndSwap(false, true) {
+			body[len(body)/2] ^= 0xff
+		}
+		maps.Copy(w.Header(), rec.Header())
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(body)
+	}))
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("outcome %+v", out)
+	}
+	if !garbled.Load() {
+		t.Fatal("no batch of blocks was garbled")
+	}
+	checkTree(t, down.dir, want)
+	noTempFiles(t, down.dir)
+}
+
+// A file edited elsewhere is rebuilt from its version on disk, read at the offsets its
+// index gives; only the changed blocks come from the server. A block of that version
+// changed in place since it was indexed (its stat key kept) fails its hash and comes
+// from the server too.
+func TestEditedFileIsRebuiltFromItsPreviousVersion(t *testing.T) {
+	for _, changedInPlace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("changedInPlace=%v", changedInPlace), func(t *testing.T) {
+			url, _ := testserver.Start(t, t.TempDir(), nil)
+			want := largeFiles(t, url, 1, 6<<20)
+			reader, writer := newEnvOn(t, url), newEnvOn(t, url)
+			for _, e := range []*env{reader, writer} {
+				e.pull(t)
+				e.rescan(t)
+				if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+					t.Fatalf("first download: %+v", out)
+				}
+				e.rescan(t)
+			}
+			data := want["large0.bin"]
+			before := blocksOf(t, data)
+			data[len(data)/2] ^= 0xff
+			if err := os.WriteFile(filepath.Join(writer.dir, "large0.bin"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			writer.rescan(t)
+			if out := writer.run(t, writer.plan()); out.Done != 1 || out.Failed != 0 {
+				t.Fatalf("upload of the edit: %+v", out)
+			}
+			// What must come from the server: the blocks the edit made, and with a
+			// change in place the reader's first block too.
+			held := map[string]bool{}
+			for _, b := range before {
+				held[b.Hash] = true
+			}
+			if changedInPlace {
+				editInPlace(t, filepath.Join(reader.dir, "large0.bin"), 0, []byte("changed in place"))
+				held[before[0].Hash] = false
+			}
+			var wantDown int64
+			for _, b := range blocksOf(t, data) {
+				if !held[b.Hash] {
+					wantDown += b.Size
+				}
+			}
+			reader.pull(t)
+			down, reused := reader.x.Counters.BytesDown.Load(), reader.x.Counters.BytesReused.Load()
+			if out := reader.run(t, reader.plan()); out.Done != 1 || out.Failed != 0 {
+				t.Fatalf("download of the edit: %+v", out)
+			}
+			checkTree(t, reader.dir, want)
+			down, reused = reader.x.Counters.BytesDown.Load()-down, reader.x.Counters.BytesReused.Load()-reused
+			if down != wantDown || reused != int64(len(data))-wantDown {
+				t.Errorf("%d bytes downloaded and %d reused of %d; want %d downloaded, the rest reused",
+					down, reused, len(data), wantDown)
+			}
+		})
 	}
 }

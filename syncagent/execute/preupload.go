@@ -69,7 +69,6 @@ type preBlock struct {
 	b    proto.Block
 	off  int64 // in the file
 	data []byte
-	buf  *[]byte // from blockBufs, holding data
 }
 
 // File starts the pre-upload of one file of size bytes and returns the function the
@@ -101,7 +100,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 	var wg sync.WaitGroup
 	var compress, sampled bool
 	release := func(p preBlock) {
-		blockBufs.Put(p.buf)
+		putBlockBuf(p.data)
 		u.mem.Release(weight(p.b))
 	}
 	for range workers {
@@ -178,9 +177,9 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		if !sampled {
 			sampled, compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])
 		}
-		bp := blockBufs.Get().(*[]byte)
-		*bp = append((*bp)[:0], data...)
-		in <- preBlock{b: b, off: at, data: *bp, buf: bp}
+		buf := getBlockBuf(len(data))
+		copy(buf, data)
+		in <- preBlock{b: b, off: at, data: buf}
 		return nil
 	}
 	wait = func() {

@@ -379,13 +379,13 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	next := make(chan job)
 	for range x.Workers {
 		wg.Go(func() {
-			bp := blockBufs.Get().(*[]byte)
-			defer blockBufs.Put(bp)
+			whole := getBlockBuf(chunk.MaxSize)
+			defer func() { putBlockBuf(whole) }()
 			for j := range next {
-				if int64(cap(*bp)) < j.b.Size {
-					*bp = make([]byte, j.b.Size)
+				if int64(cap(whole)) < j.b.Size {
+					whole = make([]byte, j.b.Size)
 				}
-				buf := (*bp)[:j.b.Size]
+				buf := whole[:j.b.Size]
 				if _, err := f.ReadAt(buf, j.off); err != nil && !errors.Is(err, io.EOF) {
 					setErr(fmt.Errorf("%q: %w (read: %w)", p.op.Path, errChanged, err))
 					continue
@@ -436,9 +436,6 @@ func refused(err error) bool {
 	var e *client.Error
 	return errors.As(err, &e) && e.Status >= 400 && e.Status < 500
 }
-
-// blockBufs holds the read buffers of block uploads, one per worker at a time.
-var blockBufs = sync.Pool{New: func() any { b := make([]byte, 0, chunk.MaxSize); return &b }}
 
 // compressible samples a file: random-looking bytes (already compressed media and
 // archives) are sent as they are, since zstd would only spend CPU on them.

@@ -22,17 +22,6 @@ var ErrNotSupported = errors.New("not supported by this server")
 // checked against its hash; a server that does not have the call gives an error wrapping
 // ErrNotSupported (use GetBlock then).
 func (c *Client) GetBlocks(ctx context.Context, hashes []string) ([][]byte, error) {
-	return c.getBlocks(ctx, hashes, true)
-}
-
-// GetBlocksUnchecked is GetBlocks without the hash of every block, for a caller that
-// checks what it assembles from them (a file's SHA-256) and fetches again checked
-// should that fail, like GetBlockUnchecked.
-func (c *Client) GetBlocksUnchecked(ctx context.Context, hashes []string) ([][]byte, error) {
-	return c.getBlocks(ctx, hashes, false)
-}
-
-func (c *Client) getBlocks(ctx context.Context, hashes []string, check bool) ([][]byte, error) {
 	body, err := json.Marshal(proto.GetBlocksRequest{Hashes: hashes})
 	if err != nil {
 		return nil, fmt.Errorf("get blocks: encode request: %w", err)
@@ -75,7 +64,7 @@ func (c *Client) getBlocks(ctx context.Context, hashes []string, check bool) ([]
 				return nil, fmt.Errorf("get blocks: block %s: decode zstd: %w", want, err)
 			}
 		}
-		if check && sha256.Sum256(data) != rec.Sum {
+		if sha256.Sum256(data) != rec.Sum {
 			return nil, fmt.Errorf("get blocks: block %s: server sent bytes hashing to %x", want, sha256.Sum256(data))
 		}
 		out[i] = data

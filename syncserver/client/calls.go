@@ -80,9 +80,15 @@ func (c *Client) PutStreamBlock(ctx context.Context, hash string, data []byte, c
 
 // GetBlock downloads one block and checks that its bytes hash to hash.
 func (c *Client) GetBlock(ctx context.Context, hash string) ([]byte, error) {
-	data, err := c.GetBlockUnchecked(ctx, hash)
+	r := request{method: http.MethodGet, route: proto.RouteBlocks + url.PathEscape(hash), timeout: c.timeout, acceptZstd: true}
+	resp, err := c.do(ctx, r)
 	if err != nil {
 		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := c.readBody(resp, maxBlockBody)
+	if err != nil {
+		return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block: %w", err)}
 	}
 	sum := sha256.Sum256(data)
 	if got := hex.EncodeToString(sum[:]); got != hash {
