@@ -94,16 +94,11 @@ const maxDeltaBase = 4 << 20
 // a raw dictionary: a block that differs from base by a small edit costs a few dozen
 // bytes. It returns false, having written nothing, when base is not usable.
 func (s *Server) sendBlockDelta(w http.ResponseWriter, r *http.Request, f io.Reader, size int64, base string) bool {
-	bf, bsize, err := s.blocks.Open(base)
-	if err != nil || bsize > maxDeltaBase || size > maxDeltaBase {
-		if err == nil {
-			bf.Close()
-		}
+	if size > maxDeltaBase {
 		return false
 	}
-	dict, err := io.ReadAll(io.LimitReader(bf, bsize+1))
-	bf.Close()
-	if err != nil || int64(len(dict)) != bsize || len(dict) == 0 {
+	dict, err := s.readBase(base, maxDeltaBase)
+	if err != nil || len(dict) == 0 {
 		return false
 	}
 	data, err := io.ReadAll(io.LimitReader(f, size+1))

@@ -37,6 +37,7 @@ func (s *Server) routes() {
 	auth("POST "+proto.RouteBlocksGet, s.handleGetBlocks)
 	auth("PUT "+proto.RouteBlocks+"{hash}", s.handlePutBlock)
 	auth("GET "+proto.RouteBlocks+"{hash}", s.handleGetBlock)
+	auth("GET "+proto.RouteBlocks+"{hash}"+proto.SumsSuffix, s.handleBlockSums)
 	auth("POST "+proto.RouteCommit, s.handleCommit)
 	auth("POST "+proto.RouteDelete, s.handleDelete)
 	auth("GET "+proto.RouteEntry, s.handleEntry)
@@ -239,6 +240,10 @@ func (s *Server) handlePutBlock(w http.ResponseWriter, r *http.Request) {
 		body = decoded
 	default:
 		writeError(w, http.StatusUnsupportedMediaType, fmt.Sprintf("content encoding %q not supported (use zstd or none)", truncateForError(enc)))
+		return
+	}
+	body, ok := s.patchedBody(w, r, body)
+	if !ok {
 		return
 	}
 	// A stream's block is kept as it is read, so that the stream hashes it without

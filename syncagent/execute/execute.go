@@ -33,6 +33,10 @@ type Server interface {
 	// PutStreamBlock uploads a block as the one at offset off of upload stream, which
 	// the server hashes in file order so that the commit naming the stream need not.
 	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
+	// BlockSums and PutStreamBlockPatch upload a block as a patch of a block the
+	// server holds (proto/patch.go).
+	BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error)
+	PutStreamBlockPatch(ctx context.Context, hash string, data []byte, base string, head, tail int64, stream string, off int64) error
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)

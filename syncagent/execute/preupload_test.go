@@ -2,15 +2,20 @@ package execute
 
 import (
 	"context"
-	"crypto/rand"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/internal/testserver"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // countingServer counts the blocks put and the hashes asked about.
@@ -19,6 +24,18 @@ type countingServer struct {
 	mu    sync.Mutex
 	puts  map[string]int
 	asked int
+	// patched and patchBytes count the blocks sent as patches and the bytes sent for
+	// them.
+	patched, patchBytes int
+}
+
+func (c *countingServer) PutStreamBlockPatch(ctx context.Context, hash string, data []byte, base string, head, tail int64, stream string, off int64) error {
+	c.mu.Lock()
+	c.puts[hash]++
+	c.patched++
+	c.patchBytes += len(data) - int(head+tail)
+	c.mu.Unlock()
+	return c.Server.PutStreamBlockPatch(ctx, hash, data, base, head, tail, stream, off)
 }
 
 func (c *countingServer) PutBlock(ctx context.Context, hash string, data []byte, compress bool) error {
@@ -63,9 +80,7 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	e.x.Preupload = pre
 
 	content := make([]byte, PreuploadMin+3<<20)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(content) // the same cut, and edit, every run
 	p := filepath.Join(e.dir, "big.bin")
 	if err := os.WriteFile(p, content, 0o644); err != nil {
 		t.Fatal(err)
@@ -112,10 +127,58 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	if newPuts-puts < 1 || newPuts-puts > 3 || asked-askedBefore > 3 {
 		t.Fatalf("the edit's scan put %d blocks and asked about %d; want the 1–3 new ones", newPuts-puts, asked-askedBefore)
 	}
+	// Each new block went as a patch of the block it replaces: the bytes between the
+	// chunks it shares with it from its start and from its end (two grids of
+	// proto.SumChunk that meet around the changed byte), not the block.
+	if cs.patched != newPuts-puts || cs.patchBytes >= cs.patched*2*proto.SumChunk {
+		t.Fatalf("%d of the %d new blocks sent as patches, %d bytes; want all, under %d bytes each",
+			cs.patched, newPuts-puts, cs.patchBytes, 2*proto.SumChunk)
+	}
 	if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
 		t.Fatalf("outcome of the edit %+v", out)
 	}
 	if after, _ := cs.counts(); after != newPuts {
 		t.Fatalf("the edit's upload put %d blocks again", after-newPuts)
+	}
+}
+
+// A server without patches (it answers 404 to the sums, as one before them does) gets
+// an edited file's new blocks whole.
+func TestPatchFallsBackToTheWholeBlock(t *testing.T) {
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	var sumsAsked atomic.Int32
+	e := newEnvOn(t, interpose(t, url, func(w http.ResponseWriter, r *http.Request, proxy http.Handler) {
+		if strings.HasSuffix(r.URL.Path, proto.SumsSuffix) {
+			sumsAsked.Add(1)
+			http.NotFound(w, r)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	pre := &Preupload{Server: e.x.Server, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
+		Indexed: e.x.State.LocalBlocks}
+	e.scan.Preupload = pre.File
+	e.x.Preupload = pre
+	content := make([]byte, PreuploadMin+1<<20)
+	_, _ = rand.NewChaCha8([32]byte{3}).Read(content)
+	p := filepath.Join(e.dir, "big.bin")
+	for i := range 2 {
+		if i == 1 {
+			content[len(content)/2] ^= 0xff
+		}
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.rescan(t)
+		if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+			t.Fatalf("upload %d: %+v", i, out)
+		}
+	}
+	if sumsAsked.Load() == 0 {
+		t.Fatal("the edit's new block was never offered as a patch")
+	}
+	ent, err := e.cl.Entry(context.Background(), "big.bin")
+	if err != nil || ent.SHA256 != chunk.SumHex(content) {
+		t.Fatalf("big.bin on the server: %+v, %v", ent, err)
 	}
 }

@@ -74,6 +74,12 @@ func (c *Client) PutStreamBlock(ctx context.Context, hash string, data []byte, c
 	if err != nil {
 		return err
 	}
+	return drainClose(resp)
+}
+
+// drainClose reads the rest of an answer's body, so that its connection can be reused,
+// and closes it.
+func drainClose(resp *http.Response) error {
 	_, _ = io.Copy(io.Discard, resp.Body)
 	return resp.Body.Close()
 }
