@@ -347,9 +347,10 @@ func (p *previousFile) tried(b proto.Block, l state.BlockLocation) bool {
 	return p != nil && p.at[b.Hash] == l
 }
 
-// close closes the file; p may be nil.
+// close closes the file; p may be nil, and close may be called again.
 func (p *previousFile) close() {
-	if p != nil {
+	if p != nil && p.f != nil {
 		p.f.Close()
+		p.f = nil
 	}
 }
