@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"golang.org/x/sync/semaphore"
@@ -71,7 +70,7 @@ type preBlock struct {
 	off  int64 // in the file
 	data []byte
 	// base is the block of the indexed version that held the file's bytes at off, or
-	// a zero Block: the server may take b as a patch of it (sendBlock).
+	// a zero Block: b may go as a patch of it (putBlock).
 	base proto.Block
 }
 
@@ -89,18 +88,14 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		workers = 8
 	}
 	var known map[string]bool
-	var old []proto.Block
-	var oldEnds []int64 // oldEnds[i]: where old[i] ends in the indexed version
+	var bases patchBases
 	if u.Indexed != nil {
-		if list, err := u.Indexed(path); err == nil && len(list) > 0 {
-			old = list
+		if old, err := u.Indexed(path); err == nil && len(old) > 0 {
 			known = make(map[string]bool, len(old))
-			var end int64
 			for _, b := range old {
 				known[b.Hash] = true
-				end += b.Size
-				oldEnds = append(oldEnds, end)
 			}
+			bases = newPatchBases(old)
 		}
 	}
 	stream := newStreamID()
@@ -117,7 +112,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		wg.Go(func() {
 			for p := range jobs {
 				if ctx.Err() == nil {
-					if err := u.sendBlock(ctx, p, compress, stream); err != nil {
+					if err := putBlock(ctx, u.Server, u.Log, p.b, p.data, p.base, compress, stream, p.off); err != nil {
 						// A file that changed while being read, a full disk, a lost
 						// connection: the plan's upload deals with it.
 						u.Log.Debug("pre-upload of a block failed", "path", path, "block", p.b.Hash, "err", err)
@@ -189,11 +184,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		}
 		buf := getBlockBuf(len(data))
 		copy(buf, data)
-		p := preBlock{b: b, off: at, data: buf}
-		if i, _ := slices.BinarySearch(oldEnds, at+1); i < len(old) && b.Size >= patchMin {
-			p.base = old[i]
-		}
-		in <- p
+		in <- preBlock{b: b, off: at, data: buf, base: bases.at(at, b.Size)}
 		return nil
 	}
 	wait = func() {
@@ -209,33 +200,6 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		u.mu.Unlock()
 	}
 	return each, wait
-}
-
-// patchMin is the smallest block sent as a patch of the block it replaces: the patch
-// costs a request for the base's sums first.
-const patchMin = 16 << 10
-
-// sendBlock uploads p's block: as a patch of its base when the server holds the base and
-// the patch leaves out at least a quarter of the block (proto/patch.go), else whole.
-// A failed patch (an older server, a base collected since) falls back to the whole
-// block.
-func (u *Preupload) sendBlock(ctx context.Context, p preBlock, compress bool, stream string) error {
-	if p.base.Hash != "" {
-		sums, err := u.Server.BlockSums(ctx, p.base.Hash)
-		if err == nil {
-			head, tail := proto.PatchOf(*sums, p.data)
-			if 4*(head+tail) >= p.b.Size {
-				err = u.Server.PutStreamBlockPatch(ctx, p.b.Hash, p.data, p.base.Hash, head, tail, stream, p.off)
-				if err == nil {
-					return nil
-				}
-			}
-		}
-		if err != nil && ctx.Err() == nil {
-			u.Log.Debug("patch upload of a block failed; sending it whole", "block", p.b.Hash, "base", p.base.Hash, "err", err)
-		}
-	}
-	return u.Server.PutStreamBlock(ctx, p.b.Hash, p.data, compress, stream, p.off)
 }
 
 // PreuploadMin is the file size from which File pre-uploads; below it the index is

@@ -182,3 +182,34 @@ func TestPatchFallsBackToTheWholeBlock(t *testing.T) {
 		t.Fatalf("big.bin on the server: %+v, %v", ent, err)
 	}
 }
+
+// The plan's upload of an edited file (one too small to pre-upload) sends its new
+// blocks as patches of the blocks they replace too.
+func TestEditedBlockIsUploadedAsAPatch(t *testing.T) {
+	e := newEnv(t)
+	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
+	e.x.Server = cs
+	content := make([]byte, 3<<20)
+	_, _ = rand.NewChaCha8([32]byte{5}).Read(content)
+	p := filepath.Join(e.dir, "doc.bin")
+	for i := range 2 {
+		if i == 1 {
+			content[len(content)/2] ^= 0xff
+		}
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.rescan(t)
+		if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+			t.Fatalf("upload %d: %+v", i, out)
+		}
+		e.pull(t)
+	}
+	if cs.patched == 0 || cs.patchBytes >= cs.patched*2*proto.SumChunk {
+		t.Fatalf("%d blocks sent as patches, %d bytes; want the edit's, under %d bytes each", cs.patched, cs.patchBytes, 2*proto.SumChunk)
+	}
+	ent, err := e.cl.Entry(context.Background(), "doc.bin")
+	if err != nil || ent.SHA256 != chunk.SumHex(content) {
+		t.Fatalf("doc.bin on the server: %+v, %v", ent, err)
+	}
+}

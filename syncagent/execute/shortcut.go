@@ -33,7 +33,8 @@ func (x *Executor) contentSources() map[plan.Hash]contentSource {
 
 // shortcut turns p into a reference to stored content where it can: copyFrom a remote
 // version with the same content, else a delta of the block list against the version it
-// replaces. The server checks either; on refusal the whole list goes again.
+// replaces. The server checks either; on refusal the whole list goes again. It also
+// keeps that version's list for the new blocks to go as patches (putBlock).
 func (x *Executor) shortcut(p *pendingUpload, sources map[plan.Hash]contentSource) {
 	it := &p.item
 	if src, ok := sources[p.sum]; ok && src.size == it.Size {
@@ -42,12 +43,16 @@ func (x *Executor) shortcut(p *pendingUpload, sources map[plan.Hash]contentSourc
 		return
 	}
 	r := p.op.Remote
-	if r == nil || r.Type != proto.TypeFile || r.Seq <= 0 || len(p.full) < minDeltaBlocks {
+	if r == nil || r.Type != proto.TypeFile || r.Seq <= 0 {
 		return
 	}
 	base, err := x.State.RemoteBlocks(p.op.Path)
 	if err != nil || !covers(base, r.Size) {
 		return // the feed did not send the list; send ours whole
+	}
+	p.bases = newPatchBases(base)
+	if len(p.full) < minDeltaBlocks {
+		return
 	}
 	d := proto.DiffBlocks(r.Seq, base, p.full)
 	if len(d.Blocks) > len(p.full)/2 {

@@ -45,6 +45,9 @@ type pendingUpload struct {
 	short bool
 	// stream is the upload stream the file's blocks go with (see Preupload).
 	stream string
+	// bases is the block list of the version the upload replaces on the server, when
+	// the agent holds it: a new block goes as a patch of the one it replaces.
+	bases patchBases
 }
 
 // inlineSize is the content an upload inlines into its commit.
@@ -394,7 +397,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 				// and refuses one that does not match its name (400), stores nothing then,
 				// and only then is the block hashed here, to tell a file that changed since
 				// it was indexed from another refusal. One SHA-256 pass less per upload.
-				if err := x.Server.PutStreamBlock(ctx, j.b.Hash, buf, compress, p.stream, j.off); err != nil {
+				if err := putBlock(ctx, x.Server, x.Log, j.b, buf, p.bases.at(j.off, j.b.Size), compress, p.stream, j.off); err != nil {
 					if refused(err) && chunk.SumHex(buf) != j.b.Hash {
 						setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
 					} else {
