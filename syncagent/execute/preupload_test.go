@@ -159,27 +159,34 @@ func TestPatchFallsBackToTheWholeBlock(t *testing.T) {
 		Indexed: e.x.State.LocalBlocks}
 	e.scan.Preupload = pre.File
 	e.x.Preupload = pre
-	content := make([]byte, PreuploadMin+1<<20)
-	_, _ = rand.NewChaCha8([32]byte{3}).Read(content)
-	p := filepath.Join(e.dir, "big.bin")
+	uploadAndEdit(t, e, "big.bin", PreuploadMin+1<<20)
+	if sumsAsked.Load() == 0 {
+		t.Fatal("the edit's new block was never offered as a patch")
+	}
+}
+
+// uploadAndEdit writes a file of size random bytes at name, uploads it, changes the
+// byte in its middle, uploads it again and checks the server holds the edit.
+func uploadAndEdit(t *testing.T, e *env, name string, size int) {
+	t.Helper()
+	content := make([]byte, size)
+	_, _ = rand.NewChaCha8([32]byte{byte(size)}).Read(content)
 	for i := range 2 {
 		if i == 1 {
 			content[len(content)/2] ^= 0xff
 		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(e.dir, name), content, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		e.rescan(t)
 		if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
 			t.Fatalf("upload %d: %+v", i, out)
 		}
+		e.pull(t)
 	}
-	if sumsAsked.Load() == 0 {
-		t.Fatal("the edit's new block was never offered as a patch")
-	}
-	ent, err := e.cl.Entry(context.Background(), "big.bin")
+	ent, err := e.cl.Entry(context.Background(), name)
 	if err != nil || ent.SHA256 != chunk.SumHex(content) {
-		t.Fatalf("big.bin on the server: %+v, %v", ent, err)
+		t.Fatalf("%s on the server: %+v, %v", name, ent, err)
 	}
 }
 
@@ -189,27 +196,8 @@ func TestEditedBlockIsUploadedAsAPatch(t *testing.T) {
 	e := newEnv(t)
 	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
 	e.x.Server = cs
-	content := make([]byte, 3<<20)
-	_, _ = rand.NewChaCha8([32]byte{5}).Read(content)
-	p := filepath.Join(e.dir, "doc.bin")
-	for i := range 2 {
-		if i == 1 {
-			content[len(content)/2] ^= 0xff
-		}
-		if err := os.WriteFile(p, content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		e.rescan(t)
-		if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
-			t.Fatalf("upload %d: %+v", i, out)
-		}
-		e.pull(t)
-	}
+	uploadAndEdit(t, e, "doc.bin", 3<<20)
 	if cs.patched == 0 || cs.patchBytes >= cs.patched*2*proto.SumChunk {
 		t.Fatalf("%d blocks sent as patches, %d bytes; want the edit's, under %d bytes each", cs.patched, cs.patchBytes, 2*proto.SumChunk)
-	}
-	ent, err := e.cl.Entry(context.Background(), "doc.bin")
-	if err != nil || ent.SHA256 != chunk.SumHex(content) {
-		t.Fatalf("doc.bin on the server: %+v, %v", ent, err)
 	}
 }
