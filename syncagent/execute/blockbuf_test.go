@@ -39,7 +39,7 @@ func TestBlockBufIsReused(t *testing.T) {
 }
 
 func TestForeignSliceIsNotPooled(t *testing.T) {
-	putBlockBuf(make([]byte, 100<<10, 100<<10)) // not a class size
+	putBlockBuf(make([]byte, 100<<10)) // its capacity is not a class size
 	for range 10 {
 		if b := getBlockBuf(100 << 10); cap(b) != 128<<10 {
 			t.Fatalf("getBlockBuf(100 KiB) has cap %d; want the class's 128 KiB", cap(b))
