@@ -2,8 +2,10 @@ package execute
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -45,32 +47,64 @@ func (p patchBases) at(off, size int64) proto.Block {
 	return proto.Block{}
 }
 
-// blockPutter is what putBlock needs of the sync server.
+// blockPutter is what a blockSender needs of the sync server.
 type blockPutter interface {
 	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
 	BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error)
 	PutStreamBlockPatch(ctx context.Context, hash string, data []byte, base string, head, tail int64, stream string, off int64) error
 }
 
-// putBlock uploads the block b, whose bytes are data, at offset off of the upload
-// stream: as a patch of base when the server holds base and the patch leaves out at
-// least a quarter of the block, else whole. A patch that fails (an older server, a base
-// collected since) falls back to the whole block.
-func putBlock(ctx context.Context, srv blockPutter, log *slog.Logger, b proto.Block, data []byte, base proto.Block, compress bool, stream string, off int64) error {
-	if base.Hash != "" && base.Hash != b.Hash {
-		sums, err := srv.BlockSums(ctx, base.Hash)
+// patchMisses is how many more of a file's blocks may fail to go as patches than went,
+// before its other blocks go whole without asking.
+const patchMisses = 4
+
+// blockSender uploads the blocks of one file, each at its offset of the file's upload
+// stream: as a patch of the block it replaces (bases) when the server holds that block
+// and the patch leaves out at least a quarter of the new one, else whole. A patch that
+// fails (an older server, a base collected since) falls back to the whole block. Its
+// methods may be called from several goroutines.
+type blockSender struct {
+	srv    blockPutter
+	log    *slog.Logger
+	stream string
+	bases  patchBases
+	// compress is set before the first put.
+	compress bool
+	// tried and paid count the patches asked about and those sent. Once patchMisses
+	// more failed than paid (a file rewritten through: every block new), the others go
+	// whole without asking: each ask costs a request, and the server a read of the base.
+	tried, paid atomic.Int32
+}
+
+// put uploads the block b, whose bytes are data, at offset off of the file.
+func (s *blockSender) put(ctx context.Context, b proto.Block, data []byte, off int64) error {
+	if base := s.bases.at(off, b.Size); base.Hash != "" && base.Hash != b.Hash &&
+		s.tried.Load()-s.paid.Load() < patchMisses {
+		s.tried.Add(1)
+		err := s.putPatch(ctx, b, data, base, off)
 		if err == nil {
-			head, tail := proto.PatchOf(*sums, data)
-			if 4*(head+tail) < b.Size {
-				return srv.PutStreamBlock(ctx, b.Hash, data, compress, stream, off)
-			}
-			if err = srv.PutStreamBlockPatch(ctx, b.Hash, data, base.Hash, head, tail, stream, off); err == nil {
-				return nil
-			}
+			s.paid.Add(1)
+			return nil
 		}
-		if ctx.Err() == nil {
-			log.Debug("patch upload of a block failed; sending it whole", "block", b.Hash, "base", base.Hash, "err", err)
+		if ctx.Err() == nil && !errors.Is(err, errPatchTooLarge) {
+			s.log.Debug("patch upload of a block failed; sending it whole", "block", b.Hash, "base", base.Hash, "err", err)
 		}
 	}
-	return srv.PutStreamBlock(ctx, b.Hash, data, compress, stream, off)
+	return s.srv.PutStreamBlock(ctx, b.Hash, data, s.compress, s.stream, off)
+}
+
+// errPatchTooLarge is a patch that would leave out less than a quarter of its block.
+var errPatchTooLarge = errors.New("the patch would send most of the block")
+
+// putPatch uploads b as a patch of base.
+func (s *blockSender) putPatch(ctx context.Context, b proto.Block, data []byte, base proto.Block, off int64) error {
+	sums, err := s.srv.BlockSums(ctx, base.Hash)
+	if err != nil {
+		return err
+	}
+	head, tail := proto.PatchOf(*sums, data)
+	if 4*(head+tail) < b.Size {
+		return errPatchTooLarge
+	}
+	return s.srv.PutStreamBlockPatch(ctx, b.Hash, data, base.Hash, head, tail, s.stream, off)
 }

@@ -69,9 +69,6 @@ type preBlock struct {
 	b    proto.Block
 	off  int64 // in the file
 	data []byte
-	// base is the block of the indexed version that held the file's bytes at off, or
-	// a zero Block: b may go as a patch of it (putBlock).
-	base proto.Block
 }
 
 // File starts the pre-upload of one file of size bytes and returns the function the
@@ -88,22 +85,22 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		workers = 8
 	}
 	var known map[string]bool
-	var bases patchBases
+	stream := newStreamID()
+	send := &blockSender{srv: u.Server, log: u.Log, stream: stream}
 	if u.Indexed != nil {
 		if old, err := u.Indexed(path); err == nil && len(old) > 0 {
 			known = make(map[string]bool, len(old))
 			for _, b := range old {
 				known[b.Hash] = true
 			}
-			bases = newPatchBases(old)
+			send.bases = newPatchBases(old)
 		}
 	}
-	stream := newStreamID()
 	ctx, cancel := context.WithCancel(ctx)
 	in := make(chan preBlock, 256) // bounded by mem, not by the channel
 	jobs := make(chan preBlock)
 	var wg sync.WaitGroup
-	var compress, sampled bool
+	var sampled bool
 	release := func(p preBlock) {
 		putBlockBuf(p.data)
 		u.mem.Release(weight(p.b))
@@ -112,7 +109,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		wg.Go(func() {
 			for p := range jobs {
 				if ctx.Err() == nil {
-					if err := putBlock(ctx, u.Server, u.Log, p.b, p.data, p.base, compress, stream, p.off); err != nil {
+					if err := send.put(ctx, p.b, p.data, p.off); err != nil {
 						// A file that changed while being read, a full disk, a lost
 						// connection: the plan's upload deals with it.
 						u.Log.Debug("pre-upload of a block failed", "path", path, "block", p.b.Hash, "err", err)
@@ -180,11 +177,11 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 			return nil //nolint:nilerr // only a cancelled ctx: the pre-upload gives up quietly, the scan's own ctx check stops it
 		}
 		if !sampled {
-			sampled, compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])
+			sampled, send.compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])
 		}
 		buf := getBlockBuf(len(data))
 		copy(buf, data)
-		in <- preBlock{b: b, off: at, data: buf, base: bases.at(at, b.Size)}
+		in <- preBlock{b: b, off: at, data: buf}
 		return nil
 	}
 	wait = func() {

@@ -27,6 +27,15 @@ type countingServer struct {
 	// patched and patchBytes count the blocks sent as patches and the bytes sent for
 	// them.
 	patched, patchBytes int
+	// sums counts the requests for a base's sums.
+	sums int
+}
+
+func (c *countingServer) BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error) {
+	c.mu.Lock()
+	c.sums++
+	c.mu.Unlock()
+	return c.Server.BlockSums(ctx, hash)
 }
 
 func (c *countingServer) PutStreamBlockPatch(ctx context.Context, hash string, data []byte, base string, head, tail int64, stream string, off int64) error {
@@ -199,5 +208,32 @@ func TestEditedBlockIsUploadedAsAPatch(t *testing.T) {
 	uploadAndEdit(t, e, "doc.bin", 3<<20)
 	if cs.patched == 0 || cs.patchBytes >= cs.patched*2*proto.SumChunk {
 		t.Fatalf("%d blocks sent as patches, %d bytes; want the edit's, under %d bytes each", cs.patched, cs.patchBytes, 2*proto.SumChunk)
+	}
+}
+
+// A file rewritten through (every block new, none a patch of the one it replaces) asks
+// for the sums of a few bases only: its other blocks go whole without asking.
+func TestRewrittenFileStopsAskingForPatches(t *testing.T) {
+	e := newEnv(t)
+	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
+	e.x.Server = cs
+	p := filepath.Join(e.dir, "doc.bin")
+	var blocks int
+	for i := range 2 {
+		content := make([]byte, 16<<20)
+		_, _ = rand.NewChaCha8([32]byte{byte(i)}).Read(content)
+		if err := os.WriteFile(p, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		blocks = len(blocksOf(t, content))
+		e.rescan(t)
+		if out := e.run(t, e.plan()); out.Done != 1 || out.Failed != 0 {
+			t.Fatalf("upload %d: %+v", i, out)
+		}
+		e.pull(t)
+	}
+	if cs.patched != 0 || cs.sums == 0 || cs.sums > blocks/2 {
+		t.Fatalf("%d sums asked, %d patches sent for a file rewritten through, of %d blocks; want a few asks, no patch",
+			cs.sums, cs.patched, blocks)
 	}
 }

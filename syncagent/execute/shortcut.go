@@ -34,7 +34,7 @@ func (x *Executor) contentSources() map[plan.Hash]contentSource {
 // shortcut turns p into a reference to stored content where it can: copyFrom a remote
 // version with the same content, else a delta of the block list against the version it
 // replaces. The server checks either; on refusal the whole list goes again. It also
-// keeps that version's list for the new blocks to go as patches (putBlock).
+// keeps that version's list for the new blocks to go as patches (blockSender).
 func (x *Executor) shortcut(p *pendingUpload, sources map[plan.Hash]contentSource) {
 	it := &p.item
 	if src, ok := sources[p.sum]; ok && src.size == it.Size {

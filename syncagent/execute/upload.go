@@ -366,7 +366,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 		return fmt.Errorf("%q: %w (open: %w)", p.op.Path, errChanged, err)
 	}
 	defer f.Close()
-	compress := compressible(f, p.item.Size)
+	send := &blockSender{srv: x.Server, log: x.Log, stream: p.stream, bases: p.bases, compress: compressible(f, p.item.Size)}
 	var (
 		wg       sync.WaitGroup
 		firstErr error
@@ -397,7 +397,7 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 				// and refuses one that does not match its name (400), stores nothing then,
 				// and only then is the block hashed here, to tell a file that changed since
 				// it was indexed from another refusal. One SHA-256 pass less per upload.
-				if err := putBlock(ctx, x.Server, x.Log, j.b, buf, p.bases.at(j.off, j.b.Size), compress, p.stream, j.off); err != nil {
+				if err := send.put(ctx, j.b, buf, j.off); err != nil {
 					if refused(err) && chunk.SumHex(buf) != j.b.Hash {
 						setErr(fmt.Errorf("%q: %w (block at %d)", p.op.Path, errChanged, j.off))
 					} else {
