@@ -83,6 +83,18 @@ func (c *checkpoints) put(k prefixKey, h hash.Hash) {
 	}
 }
 
+// lookup returns the SHA-256 state kept for the prefix k, or nil.
+func (c *checkpoints) lookup(k prefixKey) []byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.m[k]
+	if !ok {
+		return nil
+	}
+	c.lru.MoveToFront(el)
+	return el.Value.(*checkpoint).state
+}
+
 // resume returns the hash state after the longest prefix of blocks that has a
 // checkpoint, and the prefix's length in blocks; nil, 0 when none has.
 func (c *checkpoints) resume(blocks []proto.Block) (hash.Hash, int) {

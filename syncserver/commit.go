@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -287,8 +288,7 @@ const verifyAhead = 8
 // verifyFile checks that the entry's blocks are stored with their sizes and that their
 // content, in list order, has the entry's SHA-256. The part of the list that the item's
 // upload stream hashed already, in order, is not read again (hashstream.go), nor a
-// prefix the server hashed before (checkpoint.go). A goroutine opens the blocks ahead,
-// so that reading and checking the records overlaps the hash.
+// prefix the server hashed before (checkpoint.go).
 func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error {
 	e := p.change.Entry
 	var h hash.Hash
@@ -308,28 +308,52 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 	track := prefixTracker{cps: s.checkpoints}
 	track.skip(e.Blocks[:done])
 	rest := e.Blocks[done:]
+	err := hashInOrder(ctx, s.blocks, h, rest, nil, func(i int) { track.add(rest[i], h) })
+	var ie *itemError
+	switch {
+	case err == nil:
+	case errors.As(err, &ie) || ctx.Err() != nil:
+		return err
+	default:
+		return fmt.Errorf("read blocks of %q: %w", e.Path, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
+		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)
+	}
+	return nil
+}
+
+// hashInOrder writes the bytes of blocks to h in list order: held(i) when held is not
+// nil and returns bytes, else the stored block. Up to verifyAhead blocks are opened at
+// once, not one after the other: a large block is read from the disk (blobs,
+// packdirect.go), where several reads in flight keep up with the hash and one at a time
+// does not. after, when not nil, runs once block i is hashed. openBlock's errors come
+// back as they are.
+func hashInOrder(ctx context.Context, store BlockStore, h io.Writer, blocks []proto.Block, held func(i int) []byte, after func(i int)) error {
 	type opened struct {
 		f   io.ReadCloser
-		b   proto.Block
 		err error
 	}
-	// Up to verifyAhead blocks are opened at once, not one after the other: a large
-	// block is read from the disk (blobs, packdirect.go), where several reads in flight
-	// keep up with the hash and one at a time does not.
 	ctx, cancel := context.WithCancel(ctx)
 	ahead := make(chan chan opened, verifyAhead)
 	go func() {
 		defer close(ahead)
-		for _, b := range rest {
+		for i, b := range blocks {
 			c := make(chan opened, 1)
 			select {
 			case ahead <- c:
 			case <-ctx.Done():
 				return
 			}
+			if held != nil {
+				if data := held(i); data != nil {
+					c <- opened{f: io.NopCloser(bytes.NewReader(data))}
+					continue
+				}
+			}
 			go func() {
-				f, err := openBlock(s.blocks, b)
-				c <- opened{f, b, err}
+				f, err := openBlock(store, b)
+				c <- opened{f, err}
 			}()
 		}
 	}()
@@ -341,32 +365,26 @@ func (s *Server) verifyFile(ctx context.Context, agent string, p pending) error 
 			}
 		}
 	}()
+	i := 0
 	for c := range ahead {
 		o := <-c
 		if o.err != nil {
-			var ie *itemError
-			if errors.As(o.err, &ie) {
-				return o.err
-			}
-			return fmt.Errorf("read blocks of %q: %w", e.Path, o.err)
+			return o.err
 		}
 		n, err := io.Copy(h, o.f)
 		o.f.Close()
-		if err == nil && n != o.b.Size {
-			err = fmt.Errorf("block shorter than its size")
+		if err == nil && n != blocks[i].Size {
+			err = fmt.Errorf("block %s is shorter than its size", blocks[i].Hash)
 		}
 		if err != nil {
-			return fmt.Errorf("read blocks of %q: %w", e.Path, err)
+			return err
 		}
-		track.add(o.b, h)
+		if after != nil {
+			after(i)
+		}
+		i++
 	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != e.SHA256 {
-		return itemErrorf("the blocks' content has SHA-256 %s, not the sha256 %s the item names", got, e.SHA256)
-	}
-	return nil
+	return ctx.Err()
 }
 
 // openBlock opens a block of a list, checking that it is stored with the size the list

@@ -81,6 +81,28 @@ func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error
 	return req, nil
 }
 
+// decodeStreamBlocks reads a StreamBlocksRequest and checks its fields.
+func decodeStreamBlocks(r io.Reader) (proto.StreamBlocksRequest, error) {
+	var req proto.StreamBlocksRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if _, err := proto.CleanPath(req.Base.Path); err != nil {
+		return req, fmt.Errorf("base.path: %w", err)
+	}
+	switch {
+	case req.Off < 0:
+		return req, fmt.Errorf("off %d: want ≥ 0", req.Off)
+	case req.Base.Seq < 1:
+		return req, fmt.Errorf("base.seq %d: want ≥ 1", req.Base.Seq)
+	case req.From < 0:
+		return req, fmt.Errorf("from %d: want ≥ 0", req.From)
+	case req.Count < 1 || req.Count > maxStreamPending:
+		return req, fmt.Errorf("count %d: want 1 to %d", req.Count, maxStreamPending)
+	}
+	return req, nil
+}
+
 func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
 	return decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
 }

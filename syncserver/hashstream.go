@@ -1,14 +1,20 @@
 package syncserver
 
 import (
+	"context"
 	"crypto/sha256"
+	"encoding"
+	"errors"
+	"fmt"
 	"hash"
-	"io"
+	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
+	"github.com/syncedfolder/synced-folder/syncserver/store"
 )
 
 // Hash streams let the commit of a large file skip re-reading it. A client that
@@ -30,9 +36,10 @@ const (
 	maxStreams = 64
 	// streamIdle is how long an unused stream is kept.
 	streamIdle = 10 * time.Minute
-	// maxStreamPending bounds the blocks a stream holds that wait for an earlier
-	// offset; a stream over it is dropped.
-	maxStreamPending = 4096
+	// maxStreamPending bounds the blocks a stream holds that are not hashed yet (waiting
+	// for an earlier offset, or queued); a stream over it is dropped. A 1 GiB file is
+	// about 4,096 blocks.
+	maxStreamPending = 8192
 	// maxStreamID bounds a stream's name.
 	maxStreamID = 64
 	// heldBudget bounds the bytes of uploaded blocks all streams hold until their turn
@@ -54,20 +61,38 @@ type pendingBlock struct {
 	data *[]byte // its bytes, verified by the store (nil: read it back)
 }
 
+// queuedBlock is a block of a stream whose blocks before it are all there, waiting to be
+// hashed.
+type queuedBlock struct {
+	pendingBlock
+	key   prefixKey // names the stream's prefix that ends with this block
+	state []byte    // a checkpoint's SHA-256 state after that prefix, when the server has one
+}
+
 type streamKey struct{ agent, id string }
 
 // hashStream is the running SHA-256 of one upload, in file order.
 type hashStream struct {
-	mu      sync.Mutex
-	idle    *sync.Cond // signalled when pumping ends
-	h       hash.Hash  // written only by the goroutine that set pumping
-	next    int64      // offset of the first byte not hashed
-	list    []proto.Block
+	mu    sync.Mutex
+	idle  *sync.Cond    // signalled when pumping ends
+	h     hash.Hash     // written only by the goroutine that set pumping
+	track prefixTracker // written only by the pumping goroutine, like h
+
+	list    []proto.Block // blocks taken for hashing, in order (all hashed when !pumping)
+	queue   []queuedBlock // the blocks after list, in order, not hashed yet
+	end     int64         // offset just after list and queue
+	endKey  prefixKey     // names the prefix list + queue
 	pending map[int64]pendingBlock
+	stored  bool  // blocks were named by reference (addStored): hashing them reads the store
+	missed  int64 // bytes queued since the last one whose prefix has a checkpoint
+	final   bool  // the stream is being taken: hash everything queued
 	pumping bool
 	broken  bool
 	used    time.Time
-	track   prefixTracker // written only by the pumping goroutine, like h
+
+	// base caches the version addStored last resolved.
+	baseRef  proto.ContentRef
+	baseList []proto.Block
 }
 
 // hashStreams holds the server's streams.
@@ -169,12 +194,15 @@ func (hs *hashStreams) drop(st *hashStream) {
 	hs.dropPending(st)
 }
 
-// dropPending releases the stream's pending blocks; the caller holds st.mu.
+// dropPending releases the blocks the stream has not hashed; the caller holds st.mu.
 func (hs *hashStreams) dropPending(st *hashStream) {
 	for _, p := range st.pending {
 		hs.release(p.data)
 	}
-	st.pending = nil
+	for _, q := range st.queue {
+		hs.release(q.data)
+	}
+	st.pending, st.queue = nil, nil
 }
 
 // add records that block b, just stored (or found stored), is at offset off of the
@@ -188,72 +216,161 @@ func (hs *hashStreams) add(k streamKey, off int64, b proto.Block, data *[]byte) 
 	st := hs.get(k, true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.broken || off < st.next {
+	if !hs.put(st, off, b, data) {
 		hs.release(data)
-		return // a block sent again for a part already hashed: the list check decides
+		return
 	}
-	if len(st.pending) >= maxStreamPending {
-		hs.release(data)
+	hs.advance(st)
+}
+
+// put files a block of the stream at off; false when the stream does not take it.
+// The caller holds st.mu.
+func (hs *hashStreams) put(st *hashStream, off int64, b proto.Block, data *[]byte) bool {
+	if st.broken || off < st.end {
+		return false // a block sent again for a part already taken: the list check decides
+	}
+	if len(st.pending)+len(st.queue) >= maxStreamPending {
 		st.broken = true
 		hs.dropPending(st)
-		return
+		return false
 	}
 	if old, ok := st.pending[off]; ok {
 		hs.release(old.data)
 	}
 	st.pending[off] = pendingBlock{b: b, data: data}
-	if !st.pumping {
+	return true
+}
+
+// addStored records that the stream continues at off with blocks the store holds (a
+// run of a committed version's list, StreamBlocksRequest), hashed from the store. It
+// returns the offset after them, or false when the stream does not take them (broken,
+// a part already taken, or over maxStreamPending).
+func (hs *hashStreams) addStored(k streamKey, off int64, blocks []proto.Block) (int64, bool) {
+	st := hs.get(k, true)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.broken || off < st.end || len(st.pending)+len(st.queue)+len(blocks) > maxStreamPending {
+		return 0, false
+	}
+	st.stored = true
+	for _, b := range blocks {
+		hs.put(st, off, b, nil)
+		off += b.Size
+	}
+	hs.advance(st)
+	return off, true
+}
+
+// advance queues the pending blocks that are next in order and starts hashing them.
+// The caller holds st.mu.
+func (hs *hashStreams) advance(st *hashStream) {
+	for !st.broken {
+		p, ok := st.pending[st.end]
+		if !ok {
+			break
+		}
+		delete(st.pending, st.end)
+		st.endKey = st.endKey.next(p.b)
+		q := queuedBlock{pendingBlock: p, key: st.endKey}
+		if hs.cps != nil {
+			q.state = hs.cps.lookup(q.key)
+		}
+		if st.missed += p.b.Size; q.state != nil {
+			st.missed = 0
+		}
+		st.queue = append(st.queue, q)
+		st.end += p.b.Size
+	}
+	if !st.pumping && !st.broken && len(st.queue) > 0 {
 		st.pumping = true
 		go hs.pump(st)
 	}
 }
 
-// pump hashes the stream's blocks while the next one is there.
+// checkpointLag is how much of a stream of stored blocks is left unhashed until more
+// follows: a checkpoint (checkpoint.go) for a prefix up to that far ahead would make
+// hashing it useless. Checkpoints lie at most checkpointEvery plus one block apart.
+func checkpointLag() int64 { return checkpointEvery + maxHeldBlock }
+
+// pump hashes the stream's queued blocks. It first jumps to the furthest queued prefix
+// the server holds a checkpoint of. A stream that names stored blocks (an edit of a
+// large file) keeps checkpointLag bytes queued until the stream is taken, as a
+// checkpoint further on may spare them; not once twice that many have passed without
+// one (the file changed there, so no later prefix was hashed before).
 func (hs *hashStreams) pump(st *hashStream) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	defer st.idle.Broadcast()
+	defer func() { st.pumping = false }()
 	for !st.broken {
-		p, ok := st.pending[st.next]
-		if !ok {
-			break
+		hs.resume(st)
+		n := len(st.queue)
+		if st.stored && !st.final && st.missed < 2*checkpointLag() {
+			for lag := int64(0); n > 0 && lag < checkpointLag(); n-- {
+				lag += st.queue[n-1].b.Size
+			}
 		}
-		delete(st.pending, st.next)
+		if n == 0 {
+			return
+		}
+		todo := st.queue[:n:n]
+		st.queue = slices.Clone(st.queue[n:])
+		for _, q := range todo {
+			st.list = append(st.list, q.b)
+		}
 		st.mu.Unlock()
-		var err error
-		if p.data != nil {
-			st.h.Write(*p.data)
-			hs.release(p.data)
-		} else {
-			err = hashBlock(hs.blocks, st.h, p.b)
-		}
-		if err == nil {
-			st.track.add(p.b, st.h)
-		}
+		err := hs.hashQueued(st, todo)
 		st.mu.Lock()
 		if err != nil {
 			st.broken = true
 			hs.dropPending(st)
-			break
 		}
-		st.list = append(st.list, p.b)
-		st.next += p.b.Size
 	}
-	st.pumping = false
 }
 
-// hashBlock writes a stored block's bytes to h, checking its size.
-func hashBlock(blocks BlockStore, h io.Writer, b proto.Block) error {
-	f, err := openBlock(blocks, b)
-	if err != nil {
-		return err
+// resume moves the stream's hash to the furthest queued block whose prefix has a
+// checkpoint, skipping the blocks up to it. The caller holds st.mu and set pumping.
+func (hs *hashStreams) resume(st *hashStream) {
+	for i := len(st.queue) - 1; i >= 0; i-- {
+		q := st.queue[i]
+		if q.state == nil {
+			continue
+		}
+		h := sha256.New()
+		if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(q.state); err != nil {
+			return
+		}
+		st.h = h
+		st.track.key, st.track.since = q.key, 0
+		for _, s := range st.queue[:i+1] {
+			st.list = append(st.list, s.b)
+			hs.release(s.data)
+		}
+		st.queue = slices.Clone(st.queue[i+1:])
+		return
 	}
-	defer f.Close()
-	n, err := io.Copy(h, f)
-	if err == nil && n != b.Size {
-		return itemErrorf("block %s is shorter than its size", b.Hash)
+}
+
+// hashQueued hashes blocks in order: the bytes a PUT left, or the stored block.
+func (hs *hashStreams) hashQueued(st *hashStream, todo []queuedBlock) error {
+	defer func() {
+		for _, q := range todo {
+			hs.release(q.data)
+		}
+	}()
+	blocks := make([]proto.Block, len(todo))
+	for i, q := range todo {
+		blocks[i] = q.b
 	}
-	return err
+	held := func(i int) []byte {
+		if d := todo[i].data; d != nil {
+			return *d
+		}
+		return nil
+	}
+	return hashInOrder(context.Background(), hs.blocks, st.h, blocks, held, func(i int) {
+		st.track.add(todo[i].b, st.h)
+	})
 }
 
 // take removes the stream and returns its hash state and how many blocks of list it
@@ -269,6 +386,11 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.final = true
+	if !st.pumping && !st.broken && len(st.queue) > 0 {
+		st.pumping = true
+		go hs.pump(st)
+	}
 	for st.pumping {
 		st.idle.Wait()
 	}
@@ -283,4 +405,74 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	}
 	st.broken = true // taken: any late add changes nothing
 	return st.h, len(st.list)
+}
+
+// handleStreamBlocks continues an upload stream with a run of a retained version's
+// blocks (StreamBlocksRequest): the stream hashes them from the store while the client
+// still reads its file.
+func (s *Server) handleStreamBlocks(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !validStreamID(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("stream %q: want a name of at most %d letters, digits, - or _", truncateForError(id), maxStreamID))
+		return
+	}
+	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	if !ok {
+		return
+	}
+	req, err := decodeStreamBlocks(body)
+	done()
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	k := streamKey{agentFrom(r.Context()), id}
+	list, ok := s.streams.base(k, req.Base)
+	if !ok {
+		v, err := s.store.Version(r.Context(), req.Base.Path, req.Base.Seq)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeError(w, http.StatusNotFound, fmt.Sprintf("no retained version %d of %s", req.Base.Seq, req.Base.Path))
+			return
+		case err != nil:
+			s.storeFailed(w, r, "read version", err)
+			return
+		case v.Deleted || v.Type != proto.TypeFile:
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("version %d of %s is not a file", req.Base.Seq, req.Base.Path))
+			return
+		}
+		list = v.Blocks
+		s.streams.setBase(k, req.Base, list)
+	}
+	if req.From > len(list) || req.Count > len(list)-req.From {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("blocks %d to %d do not fit the %d blocks of version %d of %s",
+			req.From, req.From+req.Count-1, len(list), req.Base.Seq, req.Base.Path))
+		return
+	}
+	end, ok := s.streams.addStored(k, req.Off, list[req.From:req.From+req.Count])
+	if !ok {
+		writeError(w, http.StatusConflict, fmt.Sprintf("stream %s takes no blocks at offset %d: it is past it, broken, or holds %d blocks already; commit without it",
+			id, req.Off, maxStreamPending))
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.StreamBlocksResponse{Off: req.Off, End: end})
+}
+
+// base returns the block list of ref that the stream k resolved last, if it is ref's.
+func (hs *hashStreams) base(k streamKey, ref proto.ContentRef) ([]proto.Block, bool) {
+	st := hs.get(k, false)
+	if st == nil {
+		return nil, false
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.baseList, st.baseList != nil && st.baseRef == ref
+}
+
+// setBase keeps the block list of ref for the stream's next runs of it.
+func (hs *hashStreams) setBase(k streamKey, ref proto.ContentRef, list []proto.Block) {
+	st := hs.get(k, true)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.baseRef, st.baseList = ref, list
 }

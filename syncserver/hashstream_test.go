@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
@@ -292,5 +294,133 @@ func TestStreamsGiveBackTheBytesTheyHold(t *testing.T) {
 	hs.add(streamKey{"agent", "short"}, 10, b, data)
 	if got := hs.held.Load(); got != 0 {
 		t.Errorf("held %d bytes of a block whose size does not match", got)
+	}
+}
+
+// countingOpens counts the blocks read from a block store.
+type countingOpens struct {
+	BlockStore
+	n atomic.Int32
+}
+
+func (c *countingOpens) Open(hash string) (io.ReadSeekCloser, int64, error) {
+	c.n.Add(1)
+	return c.BlockStore.Open(hash)
+}
+
+// streamStored names count blocks of version seq of path, from its block from on, as
+// the stream's content at off.
+func (e *testEnv) streamStored(stream string, off int64, path string, seq int64, from, count int) (int, proto.StreamBlocksResponse, []byte) {
+	e.t.Helper()
+	var resp proto.StreamBlocksResponse
+	req := proto.StreamBlocksRequest{Off: off, Base: proto.ContentRef{Path: path, Seq: seq}, From: from, Count: count}
+	code, raw := e.do("POST", proto.RouteStreams+stream+proto.StreamBlocksSuffix, req, &resp)
+	return code, resp, raw
+}
+
+// An edit's upload stream names the unchanged blocks by reference: the stream hashes
+// them before the commit, from the checkpoint of the unchanged head on (the head is
+// not read), and the commit finds the whole file hashed.
+func TestStoredBlocksContinueAStream(t *testing.T) {
+	defer func(v int64) { checkpointEvery = v }(checkpointEvery)
+	const bs = 100 << 10
+	checkpointEvery = 3 * bs // after every third block
+	e, logs := newLoggedEnv(t)
+	opens := &countingOpens{BlockStore: e.srv.streams.blocks}
+	e.srv.streams.blocks = opens
+	content := make([]byte, 40*bs)
+	if _, err := rand.Read(content); err != nil {
+		t.Fatal(err)
+	}
+	it, parts := fileItem("f.bin", content, bs)
+	for _, p := range parts {
+		e.putBlock(p)
+	}
+	r := e.commit(it)[0]
+	if r.Status != proto.StatusOK {
+		t.Fatalf("v1: %+v", r)
+	}
+
+	content[30*bs+7] ^= 1 // block 30 changes
+	it2, parts2 := fileItem("f.bin", content, bs)
+	it2.BaseSeq, it2.Stream = r.Entry.Seq, "s2"
+	if code, resp, raw := e.streamStored("s2", 0, "f.bin", r.Entry.Seq, 0, 30); code != http.StatusOK || resp.End != 30*bs {
+		t.Fatalf("blocks 0–29 to the stream: %d %s", code, raw)
+	}
+	e.putStreamBlock(parts2[30], "s2", 30*bs)
+	opens.n.Store(0)
+	if code, resp, raw := e.streamStored("s2", 31*bs, "f.bin", r.Entry.Seq, 31, 9); code != http.StatusOK || resp.End != 40*bs {
+		t.Fatalf("blocks 31–39 to the stream: %d %s", code, raw)
+	}
+	r2 := e.commit(it2)[0]
+	if r2.Status != proto.StatusOK {
+		t.Fatalf("v2: %+v", r2)
+	}
+	if n := streamed(t, logs, "f.bin"); n != len(parts2) {
+		t.Fatalf("the stream had hashed %d of %d blocks at commit; want all", n, len(parts2))
+	}
+	// Blocks 0–29 end on a checkpoint of v1's list; block 30 came with its PUT.
+	if n := opens.n.Load(); n != 9 {
+		t.Fatalf("the stream read %d stored blocks; want the 9 after the edit", n)
+	}
+
+	// A wrong sha256 over a stream of stored blocks is refused all the same.
+	wrong := it2
+	wrong.BaseSeq, wrong.Stream, wrong.SHA256 = r2.Entry.Seq, "s3", sha([]byte("not this"))
+	e.streamStored("s3", 0, "f.bin", r2.Entry.Seq, 0, 40)
+	before := e.snapshot()
+	if r := e.commit(wrong)[0]; r.Status != proto.StatusError {
+		t.Fatalf("wrong sha256 over a stream of stored blocks: %+v; want an item error", r)
+	}
+	if after := e.snapshot(); after.seq != before.seq {
+		t.Fatal("a refused commit changed the store")
+	}
+	if n := streamed(t, logs, "f.bin"); n != len(parts2) {
+		t.Fatalf("the stream had hashed %d of %d blocks at the refused commit; want all", n, len(parts2))
+	}
+	code, body := e.do("GET", proto.RouteFile+"?path=f.bin", nil, nil)
+	if code != http.StatusOK || !bytes.Equal(body, content) {
+		t.Fatalf("GET f.bin: %d, %d bytes; want v2", code, len(body))
+	}
+}
+
+func TestBadStoredBlocksRefused(t *testing.T) {
+	e := newEnv(t)
+	content := make([]byte, 4<<10)
+	r := e.commitFile("f.bin", 0, content, 1<<10)
+	d := e.commit(proto.CommitItem{Path: "d", Type: proto.TypeDir, Mode: 0o755})[0]
+	if r.Status != proto.StatusOK || d.Status != proto.StatusOK {
+		t.Fatalf("setup: %+v %+v", r, d)
+	}
+	seq := r.Entry.Seq
+	if code, _, raw := e.streamStored("s", 0, "f.bin", seq, 0, 2); code != http.StatusOK {
+		t.Fatalf("a good request: %d %s", code, raw)
+	}
+	before := e.snapshot()
+	for _, c := range []struct {
+		name   string
+		stream string
+		body   any
+		want   int
+	}{
+		{"bad stream name", "a.b", proto.StreamBlocksRequest{Base: proto.ContentRef{Path: "f.bin", Seq: seq}, Count: 1}, http.StatusBadRequest},
+		{"not JSON", "s", "{", http.StatusBadRequest},
+		{"negative off", "s", proto.StreamBlocksRequest{Off: -1, Base: proto.ContentRef{Path: "f.bin", Seq: seq}, Count: 1}, http.StatusBadRequest},
+		{"no seq", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "f.bin"}, Count: 1}, http.StatusBadRequest},
+		{"bad path", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "../f.bin", Seq: seq}, Count: 1}, http.StatusBadRequest},
+		{"negative from", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "f.bin", Seq: seq}, From: -1, Count: 1}, http.StatusBadRequest},
+		{"no count", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "f.bin", Seq: seq}}, http.StatusBadRequest},
+		{"past the list", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "f.bin", Seq: seq}, From: 3, Count: 2}, http.StatusBadRequest},
+		{"no such version", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "f.bin", Seq: 99}, Count: 1}, http.StatusNotFound},
+		{"a dir", "s", proto.StreamBlocksRequest{Off: 4 << 10, Base: proto.ContentRef{Path: "d", Seq: d.Entry.Seq}, Count: 1}, http.StatusBadRequest},
+		{"a part already named", "s", proto.StreamBlocksRequest{Off: 1 << 10, Base: proto.ContentRef{Path: "f.bin", Seq: seq}, From: 1, Count: 1}, http.StatusConflict},
+	} {
+		code, raw := e.do("POST", proto.RouteStreams+c.stream+proto.StreamBlocksSuffix, c.body, nil)
+		if code != c.want || !bytes.Contains(raw, []byte(`"error"`)) {
+			t.Errorf("%s: %d %s; want %d with an error message", c.name, code, raw, c.want)
+		}
+	}
+	if after := e.snapshot(); after != before {
+		t.Fatalf("refused requests changed the store: %+v → %+v", before, after)
 	}
 }

@@ -33,6 +33,9 @@ type Server interface {
 	// PutStreamBlock uploads a block as the one at offset off of upload stream, which
 	// the server hashes in file order so that the commit naming the stream need not.
 	PutStreamBlock(ctx context.Context, hash string, data []byte, compress bool, stream string, off int64) error
+	// StreamStoredBlocks continues upload stream at off with count blocks of the list of
+	// the version base, from its block from on, which the server holds.
+	StreamStoredBlocks(ctx context.Context, stream string, off int64, base proto.ContentRef, from, count int) (int64, error)
 	// BlockSums and PutStreamBlockPatch upload a block as a patch of a block the
 	// server holds (proto/patch.go).
 	BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sync/semaphore"
 
@@ -34,6 +35,13 @@ type Preupload struct {
 	// new blocks, and the plan's upload checks the rest (it names them as the kept part
 	// of a delta against the version the server holds). Nil asks about every block.
 	Indexed func(path string) ([]proto.Block, error)
+	// Base returns the version of a path the server holds, as the state records it
+	// (seq 0: none), and its block list. The file's blocks that stretches of that list
+	// hold are named to the upload stream by reference as the scan reaches them
+	// (Server.StreamStoredBlocks), not sent: the server hashes them from its store while
+	// the scan still reads the file, so the commit of an edit finds the file hashed
+	// instead of reading it all then. Nil names none.
+	Base func(path string) (seq int64, blocks []proto.Block, err error)
 
 	once sync.Once
 	mem  *semaphore.Weighted // block bytes copied and not yet sent, all files together
@@ -69,6 +77,7 @@ type preBlock struct {
 	b    proto.Block
 	off  int64 // in the file
 	data []byte
+	run  *storedRun // instead of a block: stored blocks to name to the stream
 }
 
 // File starts the pre-upload of one file of size bytes and returns the function the
@@ -102,12 +111,33 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 	var wg sync.WaitGroup
 	var sampled bool
 	release := func(p preBlock) {
-		putBlockBuf(p.data)
-		u.mem.Release(weight(p.b))
+		if p.run == nil {
+			putBlockBuf(p.data)
+			u.mem.Release(weight(p.b))
+		}
 	}
+	var runs *storedRuns
+	if u.Base != nil {
+		if seq, list, err := u.Base(path); err == nil && seq > 0 && len(list) > 0 {
+			runs = &storedRuns{base: proto.ContentRef{Path: path, Seq: seq}, list: list}
+		}
+	}
+	var runsFailed atomic.Bool
 	for range workers {
 		wg.Go(func() {
 			for p := range jobs {
+				if p.run != nil {
+					if ctx.Err() == nil && !runsFailed.Load() {
+						r := p.run
+						if _, err := u.Server.StreamStoredBlocks(ctx, stream, r.off, runs.base, r.from, r.count); err != nil {
+							// An older server, a version collected meanwhile: the commit
+							// hashes those blocks itself.
+							u.Log.Debug("pre-upload: naming stored blocks to the stream failed", "path", path, "err", err)
+							runsFailed.Store(true)
+						}
+					}
+					continue
+				}
 				if ctx.Err() == nil {
 					if err := send.put(ctx, p.b, p.data, p.off); err != nil {
 						// A file that changed while being read, a full disk, a lost
@@ -156,6 +186,17 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 			batch = batch[:0]
 		}
 		for p := range in {
+			if p.run != nil {
+				// The blocks asked about come before the stretch: the server's hash of
+				// the stream waits for them.
+				if len(batch) > 0 {
+					flush()
+				}
+				if ctx.Err() == nil {
+					jobs <- p
+				}
+				continue
+			}
 			batch = append(batch, p)
 			// A full batch, or the chunker has nothing more ready: ask now.
 			if len(batch) >= preuploadBatch || len(in) == 0 && len(batch) >= preuploadBatch/2 {
@@ -170,7 +211,19 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 	each = func(b proto.Block, data []byte) error {
 		at := off
 		off += b.Size
-		if ctx.Err() != nil || known[b.Hash] {
+		if ctx.Err() != nil {
+			return nil //nolint:nilerr // cancelled: the pre-upload gives up quietly
+		}
+		if runs != nil {
+			done, held := runs.add(b, at)
+			if done != nil {
+				in <- preBlock{run: done}
+			}
+			if held {
+				return nil // stored: named to the stream with its stretch
+			}
+		}
+		if known[b.Hash] {
 			return nil //nolint:nilerr // nothing to send: cancelled, or the stored version has the block
 		}
 		if err := u.mem.Acquire(ctx, weight(b)); err != nil {
@@ -185,6 +238,11 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 		return nil
 	}
 	wait = func() {
+		if runs != nil {
+			if last := runs.flush(); last != nil && ctx.Err() == nil {
+				in <- preBlock{run: last}
+			}
+		}
 		close(in)
 		<-dispatched
 		wg.Wait()
@@ -202,3 +260,62 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 // PreuploadMin is the file size from which File pre-uploads; below it the index is
 // quick and the plan's upload is enough.
 const PreuploadMin = 8 * chunk.MaxSize
+
+// storedRunBytes is how many bytes of stored blocks go to the stream in one request: a
+// 1 GiB edit costs 16 small requests, and the server starts hashing each stretch while
+// the scan reads the next.
+const storedRunBytes = 64 << 20
+
+// storedRun is a stretch of the base version's list: count blocks from its block from
+// on, at offset off of the file.
+type storedRun struct {
+	from, count int
+	off, size   int64
+}
+
+// storedRuns cuts a file's blocks, in order, into stretches of its base version's list.
+type storedRuns struct {
+	base  proto.ContentRef
+	list  []proto.Block
+	first map[proto.Block]int // each block of list → its first index; built when needed
+	cur   storedRun           // count 0: none
+}
+
+// add takes the file's block b at offset off. held says b is a block of the base list,
+// part of the current stretch; done is a finished stretch to send, or nil.
+func (r *storedRuns) add(b proto.Block, off int64) (done *storedRun, held bool) {
+	c := &r.cur
+	if c.count > 0 && c.off+c.size == off && c.from+c.count < len(r.list) && r.list[c.from+c.count] == b {
+		c.count++
+		c.size += b.Size
+		if c.size >= storedRunBytes {
+			return r.flush(), true
+		}
+		return nil, true
+	}
+	done = r.flush()
+	if r.first == nil {
+		r.first = make(map[proto.Block]int, len(r.list))
+		for i, lb := range r.list {
+			if _, ok := r.first[lb]; !ok {
+				r.first[lb] = i
+			}
+		}
+	}
+	i, ok := r.first[b]
+	if !ok {
+		return done, false
+	}
+	*c = storedRun{from: i, count: 1, off: off, size: b.Size}
+	return done, true
+}
+
+// flush returns the current stretch, if any, and starts none.
+func (r *storedRuns) flush() *storedRun {
+	if r.cur.count == 0 {
+		return nil
+	}
+	done := r.cur
+	r.cur = storedRun{}
+	return &done
+}

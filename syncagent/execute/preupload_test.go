@@ -29,6 +29,21 @@ type countingServer struct {
 	patched, patchBytes int
 	// sums counts the requests for a base's sums.
 	sums int
+	// named counts the stored blocks named to upload streams, streamEnds the offsets
+	// after each stretch the server reported.
+	named      int
+	streamEnds []int64
+}
+
+func (c *countingServer) StreamStoredBlocks(ctx context.Context, stream string, off int64, base proto.ContentRef, from, count int) (int64, error) {
+	end, err := c.Server.StreamStoredBlocks(ctx, stream, off, base, from, count)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.named += count
+		c.streamEnds = append(c.streamEnds, end)
+	}
+	return end, err
 }
 
 func (c *countingServer) BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error) {
@@ -78,13 +93,14 @@ func (c *countingServer) counts() (puts, asked int) {
 }
 
 // A large file's blocks reach the server while the scan indexes it: the upload the
-// plan makes afterwards sends none, and an edit pre-uploads only the new blocks.
+// plan makes afterwards sends none, and an edit pre-uploads only the new blocks and
+// names the others to the upload stream as stretches of the version the server holds.
 func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	e := newEnv(t)
 	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
 	e.x.Server = cs
 	pre := &Preupload{Server: cs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
-		Indexed: e.x.State.LocalBlocks}
+		Indexed: e.x.State.LocalBlocks, Base: e.x.State.RemoteVersion}
 	e.scan.Preupload = pre.File
 	e.x.Preupload = pre
 
@@ -110,8 +126,8 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 		t.Fatalf("after the scan the server lacks %d of %d blocks (%v); want none", len(missing), len(blocks), err)
 	}
 	puts, _ := cs.counts()
-	if puts != len(blocks) {
-		t.Fatalf("the scan put %d blocks; want each of the %d once", puts, len(blocks))
+	if puts != len(blocks) || cs.named != 0 {
+		t.Fatalf("the scan put %d blocks and named %d stored ones; want each of the %d put once", puts, cs.named, len(blocks))
 	}
 
 	if out := e.run(t, e.plan()); out.Done != 2 || out.Failed != 0 {
@@ -135,6 +151,14 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	newPuts, asked := cs.counts()
 	if newPuts-puts < 1 || newPuts-puts > 3 || asked-askedBefore > 3 {
 		t.Fatalf("the edit's scan put %d blocks and asked about %d; want the 1–3 new ones", newPuts-puts, asked-askedBefore)
+	}
+	edited, err := e.x.State.LocalBlocks("big.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.named+newPuts-puts != len(edited) || len(cs.streamEnds) != 2 || cs.streamEnds[1] != int64(len(content)) {
+		t.Fatalf("the edit named %d stored blocks in stretches ending at %v, beside %d new ones; want the other %d of its %d blocks, before and after the edit",
+			cs.named, cs.streamEnds, newPuts-puts, len(edited)-(newPuts-puts), len(edited))
 	}
 	// Each new block went as a patch of the block it replaces: the bytes between the
 	// chunks it shares with it from its start and from its end (two grids of

@@ -257,6 +257,29 @@ func (d *DB) RemoteBlocks(path string) ([]proto.Block, error) {
 	return d.blocks(`SELECT blocks FROM remote WHERE path = ?`, path)
 }
 
+// RemoteVersion returns the seq and block list of the server's entry of path that the
+// state records; seq 0 when there is none, a nil list when the feed left it out.
+func (d *DB) RemoteVersion(path string) (int64, []proto.Block, error) {
+	st, err := d.prepared(`SELECT seq, blocks FROM remote WHERE path = ?`)
+	if err != nil {
+		return 0, nil, fmt.Errorf("read remote %q: %w", path, err)
+	}
+	var seq int64
+	var raw []byte
+	err = st.QueryRow(path).Scan(&seq, &raw)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("read remote %q: %w", path, err)
+	}
+	blocks, err := decodeBlocks(raw)
+	if err != nil {
+		return 0, nil, err
+	}
+	return seq, blocks, nil
+}
+
 // LocalBlocks returns the block list the index cache holds for path.
 func (d *DB) LocalBlocks(path string) ([]proto.Block, error) {
 	return d.blocks(`SELECT blocks FROM local WHERE path = ?`, path)

@@ -48,6 +48,21 @@ func (c *Client) MissingBlocks(ctx context.Context, hashes []string) ([]string, 
 	return out.Missing, nil
 }
 
+// StreamStoredBlocks continues upload stream at off with count blocks of the retained
+// version base's list, from its block from on: blocks the server holds, which it hashes
+// into the stream from its store (proto.StreamBlocksRequest). It returns the offset
+// after them. An error (an older server has no such route) only means that the commit
+// naming the stream hashes those blocks itself.
+func (c *Client) StreamStoredBlocks(ctx context.Context, stream string, off int64, base proto.ContentRef, from, count int) (int64, error) {
+	var out proto.StreamBlocksResponse
+	req := proto.StreamBlocksRequest{Off: off, Base: base, From: from, Count: count}
+	err := c.call(ctx, request{method: http.MethodPost, route: proto.RouteStreams + url.PathEscape(stream) + proto.StreamBlocksSuffix}, req, &out)
+	if err != nil {
+		return 0, err
+	}
+	return out.End, nil
+}
+
 // PutBlock uploads one block; hash must be the SHA-256 of data (the server checks).
 // With compress, the body is sent zstd-compressed when that makes it smaller.
 func (c *Client) PutBlock(ctx context.Context, hash string, data []byte, compress bool) error {

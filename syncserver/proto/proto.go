@@ -18,6 +18,11 @@ const (
 	// RouteBlocks is the prefix of PUT and GET /v1/blocks/{hash}; a PUT body may be
 	// zstd-compressed (Content-Encoding: zstd), a GET answer is when the client accepts it.
 	RouteBlocks = "/v1/blocks/"
+	// RouteStreams is the prefix of POST /v1/streams/{id}/blocks: StreamBlocksRequest →
+	// StreamBlocksResponse (stored blocks that continue an upload stream).
+	RouteStreams = "/v1/streams/"
+	// StreamBlocksSuffix follows the stream's name in RouteStreams.
+	StreamBlocksSuffix = "/blocks"
 	// RouteBlocksGet is POST GetBlocksRequest → the blocks' bytes in one answer, framed as
 	// records (see BlockRecord). Optional: older servers answer 404 or 405.
 	RouteBlocksGet = "/v1/blocks/get"
@@ -178,6 +183,31 @@ type MissingBlocksRequest struct {
 // MissingBlocksResponse lists the hashes of MissingBlocksRequest the server lacks.
 type MissingBlocksResponse struct {
 	Missing []string `json:"missing"`
+}
+
+// StreamBlocksRequest says that an upload stream's content continues at Off with
+// Count blocks of a retained version's list, from its block From on: blocks the server
+// holds, which it hashes into the stream from its store while the client is still
+// reading the file, instead of at the commit. An edit of a large file names its
+// unchanged stretches this way, a few bytes each.
+type StreamBlocksRequest struct {
+	// Off is where the first block goes in the stream's file (≥ 0).
+	Off int64 `json:"off"`
+	// Base is the retained file version whose list holds the blocks.
+	Base ContentRef `json:"base"`
+	// From is the index of the first block in Base's list (≥ 0).
+	From int `json:"from"`
+	// Count is how many blocks follow in Base's list (≥ 1).
+	Count int `json:"count"`
+}
+
+// StreamBlocksResponse answers StreamBlocksRequest: the stream's content is known up to
+// End bytes after Off.
+type StreamBlocksResponse struct {
+	// Off is the request's.
+	Off int64 `json:"off"`
+	// End is the offset just after the last block the request added.
+	End int64 `json:"end"`
 }
 
 // GetBlocksRequest asks for the bytes of Hashes in one answer (RouteBlocksGet).
