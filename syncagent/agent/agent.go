@@ -211,7 +211,7 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 	a.ignore.Store(base)
 	a.reloadIgnore()
 	// The scanner applies Skip itself before asking Ignore: the patterns are enough there.
-	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlocks,
+	a.scanner = &scan.Scanner{Root: a.root, Skip: skip, Ignore: a.ignoredByPatterns, Blocks: a.db.LocalBlockSums,
 		Record: func(ctx context.Context, ups []scan.Update) error {
 			a.rehashed += len(ups)
 			if a.recordLater {
@@ -472,7 +472,7 @@ func putIndex(tx *state.Tx, ups []scan.Update) error {
 		if u.Deleted {
 			err = tx.DeleteIndex(u.Path)
 		} else {
-			err = tx.PutIndex(u.Path, u.Entry, u.Blocks)
+			err = tx.PutIndex(u.Path, u.Entry, u.Blocks, u.Fast)
 		}
 		if err != nil {
 			return err
@@ -791,11 +791,24 @@ func (a *Agent) execute(ctx context.Context, ops []plan.Op) (execute.Outcome, er
 		var o execute.Outcome
 		o, err = a.exec.Run(ctx, part)
 		out.Add(o)
+		if err == nil && len(o.Rescan) > 0 {
+			err = a.rehashDoubted(ctx, o.Rescan)
+		}
 		if len(ops) > n {
 			clear(part)
 		}
 	}
 	return out, err
+}
+
+// rehashDoubted hashes again the files whose commit the server refused for their
+// content (execute.Outcome.Rescan), whatever their stat key says: the plan after it
+// uploads what the files hold now.
+func (a *Agent) rehashDoubted(ctx context.Context, paths []string) error {
+	for _, p := range paths {
+		a.trees.Index.Delete(p)
+	}
+	return a.scanPaths(ctx, paths)
 }
 
 // backoff is an exponential backoff with full jitter.

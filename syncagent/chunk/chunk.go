@@ -24,6 +24,7 @@ import (
 	"sync"
 
 	fastcdc "github.com/jotfs/fastcdc-go"
+	"github.com/zeebo/xxh3"
 
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -45,7 +46,23 @@ type Result struct {
 	Size int64
 	// Blocks lists the content's blocks in order.
 	Blocks []proto.Block
+	// Fast holds each block's FastSum, in the order of Blocks, when the content was cut
+	// into several blocks; nil otherwise. The index keeps it for Rehash.
+	Fast []FastSum
 }
+
+// FastSum is the XXH3 (128 bits) of a block's bytes: a check, at a few percent of
+// SHA-256's cost, that a block read again still holds the bytes it held when its
+// SHA-256 was taken. Other bytes give the same sum by a chance of 2^-128, as unlikely as
+// for a SHA-256 cut to 128 bits; it is not a defence against someone who crafts a
+// collision, who could as well write the file. The writer's scan takes a block of the
+// previous version by it (Rehash), and should that ever be wrong the server refuses the
+// commit: the listed blocks' content does not hash to the file's SHA-256, which is
+// always taken over every byte read.
+type FastSum [16]byte
+
+// FastSumOf returns the FastSum of data.
+func FastSumOf(data []byte) FastSum { return xxh3.Hash128(data).Bytes() }
 
 // tableMu guards fastcdc's package-level lookup table: NewChunker rewrites it (with
 // identical values when Seed is 0) while every chunker's Next reads it, so NewChunker
@@ -111,14 +128,18 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	// Three stages on their own goroutines, so that a large file keeps two cores busy:
 	// this one finds the boundaries (FastCDC) and copies each chunk out of the
 	// chunker's buffer; the next hashes the blocks and hands them to fn, in order; the
-	// last hashes the whole content. Each passes the copy on.
+	// last hashes the whole content and takes the blocks' fast sums (where they cost the
+	// least: about 5 % of Hash's time there, 15 % in the other stages). Each passes the
+	// copy on.
 	hashCh := make(chan *[]byte, 4)
 	wholeCh := make(chan *[]byte, 4)
 	wholeDone := make(chan struct{})
+	var fast []FastSum
 	go func() {
 		defer close(wholeDone)
 		for bp := range wholeCh {
 			whole.Write(*bp)
+			fast = append(fast, FastSumOf(*bp))
 			chunkBufs.Put(bp)
 		}
 	}()
@@ -138,6 +159,7 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 			sum := sha256.Sum256(data)
 			b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
 			res.Blocks = append(res.Blocks, b)
+
 			res.Size += b.Size
 			if fn != nil {
 				if err := fn(b, data); err != nil {
@@ -180,6 +202,7 @@ loop:
 		return Result{}, loopErr
 	}
 	res.setSum(whole)
+	res.Fast = fast
 	return res, nil
 }
 

@@ -25,14 +25,25 @@ import (
 // ends with it too. After a changed region the chunker runs until it cuts a block that
 // prev holds; the block after it in prev is tried next. prev must come from Hash (a list
 // cut with other sizes gives other blocks, which are still the content's).
-func Rehash(r io.Reader, prev []proto.Block, fn func(b proto.Block, data []byte) error) (Result, error) {
-	res, _, err := rehash(r, prev, fn)
+//
+// fast, when it holds a FastSum for each block of prev (Result.Fast of the version
+// prev was cut from), is what a block of prev found again is checked against, instead
+// of its SHA-256: an edit then costs one SHA-256 pass, the whole content's, beside
+// sums that cost a few percent of it. A block taken by its sum keeps prev's hash; should
+// its bytes differ with the same sum (FastSum), the whole content's SHA-256, taken over
+// every byte, no longer matches the list, which the server's check of a commit refuses.
+// Other lengths of fast are ignored.
+func Rehash(r io.Reader, prev []proto.Block, fast []FastSum, fn func(b proto.Block, data []byte) error) (Result, error) {
+	res, _, err := rehash(r, prev, fast, fn)
 	return res, err
 }
 
 // rehash is Rehash that also returns how many bytes the chunker cut.
-func rehash(r io.Reader, prev []proto.Block, fn func(b proto.Block, data []byte) error) (Result, int64, error) {
-	rh := &rehasher{win: window{r: r}, prev: prev, fn: fn, wholeDone: make(chan struct{})}
+func rehash(r io.Reader, prev []proto.Block, fast []FastSum, fn func(b proto.Block, data []byte) error) (Result, int64, error) {
+	if len(fast) != len(prev) {
+		fast = nil
+	}
+	rh := &rehasher{win: window{r: r}, prev: prev, fast: fast, fn: fn, wholeDone: make(chan struct{})}
 	whole := make(chan *[]byte, 4)
 	rh.win.whole = whole
 	go rh.hashWhole(whole)
@@ -50,6 +61,7 @@ func rehash(r io.Reader, prev []proto.Block, fn func(b proto.Block, data []byte)
 type rehasher struct {
 	win  window
 	prev []proto.Block
+	fast []FastSum // prev's FastSums, or nil: check found blocks by their SHA-256
 	fn   func(b proto.Block, data []byte) error
 
 	pos  int64          // where the next block starts
@@ -107,10 +119,15 @@ func (rh *rehasher) follow() (bool, error) {
 			return taken, nil
 		}
 		data = data[:b.Size]
-		if want, ok := proto.DecodeHash(b.Hash); !ok || sha256.Sum256(data) != want {
+		sum := FastSumOf(data)
+		if rh.fast != nil {
+			if sum != rh.fast[rh.next] {
+				return taken, nil
+			}
+		} else if want, ok := proto.DecodeHash(b.Hash); !ok || sha256.Sum256(data) != want {
 			return taken, nil
 		}
-		if err := rh.emit(b, data); err != nil {
+		if err := rh.emit(b, sum, data); err != nil {
 			return taken, err
 		}
 		rh.next++
@@ -145,7 +162,7 @@ func (rh *rehasher) chunk() (end bool, err error) {
 		rh.chunked += int64(len(ch.Data))
 		sum := sha256.Sum256(ch.Data)
 		b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(ch.Data))}
-		if err := rh.emit(b, ch.Data); err != nil {
+		if err := rh.emit(b, FastSumOf(ch.Data), ch.Data); err != nil {
 			return false, err
 		}
 		if i, ok := rh.byID[b.Hash]; ok && i+1 < len(rh.prev) {
@@ -155,13 +172,14 @@ func (rh *rehasher) chunk() (end bool, err error) {
 	}
 }
 
-func (rh *rehasher) emit(b proto.Block, data []byte) error {
+func (rh *rehasher) emit(b proto.Block, fast FastSum, data []byte) error {
 	if rh.fn != nil {
 		if err := rh.fn(b, data); err != nil {
 			return err
 		}
 	}
 	rh.res.Blocks = append(rh.res.Blocks, b)
+	rh.res.Fast = append(rh.res.Fast, fast)
 	rh.res.Size += b.Size
 	rh.pos += b.Size
 	return nil

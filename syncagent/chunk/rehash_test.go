@@ -46,24 +46,26 @@ func drawEdit(t *rapid.T) (old, edited []byte) {
 	return old, edited
 }
 
-// checkedRehash runs Rehash of data against prev and checks what fn sees: every block, in
-// order, with its bytes.
-func checkedRehash(t fataler, data []byte, prev []proto.Block) Result {
+// checkedRehash runs Rehash of data against prev (with its fast sums, or nil) and checks
+// what fn sees: every block, in order, with its bytes; and the result's fast sums.
+func checkedRehash(t fataler, data []byte, prev []proto.Block, fast []FastSum) Result {
 	t.Helper()
-	res, _ := rehashChunked(t, data, prev)
+	res, _ := rehashChunked(t, data, prev, fast)
 	return res
 }
 
 // rehashChunked is checkedRehash that also returns how many bytes the chunker cut.
-func rehashChunked(t fataler, data []byte, prev []proto.Block) (Result, int64) {
+func rehashChunked(t fataler, data []byte, prev []proto.Block, fast []FastSum) (Result, int64) {
 	t.Helper()
 	var seen []proto.Block
+	var sums []FastSum
 	var off int64
-	res, chunked, err := rehash(bytes.NewReader(data), prev, func(b proto.Block, d []byte) error {
+	res, chunked, err := rehash(bytes.NewReader(data), prev, fast, func(b proto.Block, d []byte) error {
 		if SumHex(d) != b.Hash || int64(len(d)) != b.Size || !bytes.Equal(d, data[off:off+b.Size]) {
 			t.Fatalf("block %d (%s at %d): the bytes handed over are not the content's", len(seen), b.Hash, off)
 		}
 		seen = append(seen, b)
+		sums = append(sums, FastSumOf(d))
 		off += b.Size
 		return nil
 	})
@@ -73,6 +75,9 @@ func rehashChunked(t fataler, data []byte, prev []proto.Block) (Result, int64) {
 	if !slices.Equal(seen, res.Blocks) {
 		t.Fatalf("fn saw %d blocks, the result lists %d", len(seen), len(res.Blocks))
 	}
+	if !slices.Equal(sums, res.Fast) {
+		t.Fatalf("the result's fast sums are not its blocks'")
+	}
 	return res, chunked
 }
 
@@ -81,14 +86,19 @@ func rehashChunked(t fataler, data []byte, prev []proto.Block) (Result, int64) {
 func TestRehashCutsAsHashDoes(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		old, edited := drawEdit(t)
-		prev := mustHash(t, old).Blocks
+		prev := mustHash(t, old)
 		want := mustHash(t, edited)
-		got := checkedRehash(t, edited, prev)
+		// Blocks found again checked by their SHA-256, or by their fast sums.
+		fast := rapid.SampledFrom([][]FastSum{nil, prev.Fast}).Draw(t, "fast")
+		got := checkedRehash(t, edited, prev.Blocks, fast)
 		if got.SHA256 != want.SHA256 || got.Sum != want.Sum || got.Size != want.Size {
 			t.Fatalf("Rehash: %s/%d; Hash: %s/%d", got.SHA256, got.Size, want.SHA256, want.Size)
 		}
 		if !slices.Equal(got.Blocks, want.Blocks) {
 			t.Fatalf("Rehash cut %d blocks, Hash %d: %v\nwant %v", len(got.Blocks), len(want.Blocks), got.Blocks, want.Blocks)
+		}
+		if len(want.Blocks) > 1 && !slices.Equal(got.Fast, want.Fast) {
+			t.Fatal("Rehash's fast sums are not Hash's")
 		}
 	})
 }
@@ -110,7 +120,7 @@ func TestRehashOfAListNotCutByHash(t *testing.T) {
 	garbled[5].Size = 5 << 20
 	for name, prev := range map[string][]proto.Block{"fixed sizes": fixed, "another content": other, "garbled": garbled, "none": nil} {
 		t.Run(name, func(t *testing.T) {
-			got := checkedRehash(t, data, prev)
+			got := checkedRehash(t, data, prev, nil)
 			if got.SHA256 != SumHex(data) || got.Size != int64(len(data)) {
 				t.Fatalf("result %s/%d, want %s/%d", got.SHA256, got.Size, SumHex(data), len(data))
 			}
@@ -133,12 +143,40 @@ func TestRehashKeepsTheBlocksAroundAnEdit(t *testing.T) {
 	edited := slices.Clone(old)
 	edited[8<<20] ^= 1
 	edited = slices.Insert(edited, 0, 'x')
-	got, chunked := rehashChunked(t, edited, prev)
+	got, chunked := rehashChunked(t, edited, prev, nil)
 	if n := changedBytes(Result{Blocks: prev}, got); n == 0 || n > 4*MaxSize {
 		t.Errorf("%d bytes in new blocks; want those around the two edits, at most %d", n, 4*MaxSize)
 	}
 	if chunked > 4*MaxSize {
 		t.Errorf("the chunker cut %d bytes of %d; want only those around the two edits", chunked, len(edited))
+	}
+}
+
+// With fast sums, a block found again is taken by its sum and keeps the previous list's
+// hash (the trust the server's check of the commit backs: here the list's hash of block
+// 2 is not its bytes', and the whole content's SHA-256, taken over every byte, is still
+// the content's); without them, by its SHA-256. Sums of another length are ignored.
+func TestRehashTakesFoundBlocksByTheirFastSums(t *testing.T) {
+	data := randomBytes(4<<20, 11)
+	prev := mustHash(t, data)
+	listed := slices.Clone(prev.Blocks)
+	listed[2].Hash = SumHex([]byte("another block"))
+	for _, c := range []struct {
+		name string
+		fast []FastSum
+		want string
+	}{
+		{"fast sums", prev.Fast, listed[2].Hash},
+		{"none", nil, prev.Blocks[2].Hash},
+		{"too few", prev.Fast[1:], prev.Blocks[2].Hash},
+	} {
+		got, err := Rehash(bytes.NewReader(data), listed, c.fast, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Blocks[2].Hash != c.want || got.SHA256 != SumHex(data) {
+			t.Errorf("%s: block 2 listed as %s, content %s; want %s, %s", c.name, got.Blocks[2].Hash, got.SHA256, c.want, SumHex(data))
+		}
 	}
 }
 
@@ -148,7 +186,7 @@ func TestRehashStopsWhenFnFails(t *testing.T) {
 	prev := mustHash(t, data).Blocks
 	boom := errors.New("boom")
 	calls := 0
-	_, err := Rehash(bytes.NewReader(data), prev, func(proto.Block, []byte) error {
+	_, err := Rehash(bytes.NewReader(data), prev, nil, func(proto.Block, []byte) error {
 		calls++
 		if calls == 3 {
 			return boom
@@ -168,10 +206,12 @@ type fataler interface {
 }
 
 // BenchmarkRehash measures a one-byte edit in the middle of 64 MiB: Hash of the edited
-// content against Rehash with the previous version's blocks.
+// content against Rehash with the previous version's blocks, found blocks checked by
+// their SHA-256 or by their fast sums.
 func BenchmarkRehash(b *testing.B) {
 	old := randomBytes(64<<20, 11)
-	prev := mustHash(b, old).Blocks
+	res := mustHash(b, old)
+	prev := res.Blocks
 	edited := slices.Clone(old)
 	edited[32<<20] ^= 1
 	b.Run("Hash", func(b *testing.B) {
@@ -185,7 +225,15 @@ func BenchmarkRehash(b *testing.B) {
 	b.Run("Rehash", func(b *testing.B) {
 		b.SetBytes(int64(len(edited)))
 		for b.Loop() {
-			if _, err := Rehash(bytes.NewReader(edited), prev, nil); err != nil {
+			if _, err := Rehash(bytes.NewReader(edited), prev, nil, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RehashFast", func(b *testing.B) {
+		b.SetBytes(int64(len(edited)))
+		for b.Loop() {
+			if _, err := Rehash(bytes.NewReader(edited), prev, res.Fast, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/dirsync"
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -33,6 +34,9 @@ type landed struct {
 	op     plan.Op
 	idx    trees.IndexEntry
 	blocks []proto.Block
+	// fast holds the blocks' fast sums, taken as they were written (files of several
+	// blocks), or nil.
+	fast []chunk.FastSum
 	// remote is a block list fetched from the server for op.Remote (the feed had
 	// omitted it), to be recorded.
 	remote []proto.Block
@@ -310,7 +314,7 @@ func (x *Executor) recordLanded(done []landed) error {
 			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
 				return err
 			}
-			if err := tx.PutIndex(p, l.idx, l.blocks); err != nil {
+			if err := tx.PutIndex(p, l.idx, l.blocks, l.fast); err != nil {
 				return err
 			}
 			if l.remote != nil {
@@ -556,12 +560,26 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 		}
 	}()
 	w := newFileWriter(f, r.Size)
-	err = fetch(w.write)
+	write := w.write
+	var fast []chunk.FastSum
+	if len(blocks) > 1 {
+		// The fast sums of the blocks as written: a later rebuild of the file checks the
+		// blocks it takes from it by them (previousFile), at a few percent of SHA-256's
+		// cost.
+		write = func(data []byte) error {
+			fast = append(fast, chunk.FastSumOf(data))
+			return w.write(data)
+		}
+	}
+	err = fetch(write)
 	if err == nil {
 		err = w.finish()
 	}
 	if err != nil {
 		return landed{}, err
+	}
+	if len(fast) != len(blocks) {
+		fast = nil // written in other pieces than blocks
 	}
 	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
 		return landed{}, fmt.Errorf("chmod: %w", err)
@@ -578,6 +596,7 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			return landed{}, fmt.Errorf("stat temp file: %w", err)
 		}
 		l = landedOf(fi, op, blocks)
+		l.fast = fast
 	} else if !errors.Is(err, errors.ErrUnsupported) {
 		return landed{}, fmt.Errorf("set mtime: %w", err)
 	}
@@ -602,7 +621,9 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	if statted {
 		return l, nil
 	}
-	return x.statAt(dir.Root, name, op, blocks)
+	l, err = x.statAt(dir.Root, name, op, blocks)
+	l.fast = fast
+	return l, err
 }
 
 // baseHints pairs the blocks of list that replace blocks of local, the indexed list of

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/semaphore"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -125,6 +126,10 @@ type Outcome struct {
 	Failed int
 	// Reports are the Report ops' messages.
 	Reports []plan.Op
+	// Rescan lists files whose commit the server refused for their content: their index
+	// is in doubt, and the agent hashes them again (every block by its SHA-256) before it
+	// plans again.
+	Rescan []string
 }
 
 // Add adds the outcome of a later run (of the next ops of the same plan) to o.
@@ -133,6 +138,7 @@ func (o *Outcome) Add(later Outcome) {
 	o.Replan = o.Replan || later.Replan
 	o.Failed += later.Failed
 	o.Reports = append(o.Reports, later.Reports...)
+	o.Rescan = append(o.Rescan, later.Rescan...)
 }
 
 // errChanged marks a path whose disk state no longer matches the plan.
@@ -372,9 +378,10 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 	out.Done++
 	idx, hadIdx := x.Trees.Index.Get(op.Path)
 	var blocks []proto.Block
+	var fast []chunk.FastSum
 	if hadIdx && idx.Type == proto.TypeFile {
 		var err error
-		if blocks, err = x.State.LocalBlocks(op.Path); err != nil {
+		if blocks, fast, err = x.State.LocalBlockSums(op.Path); err != nil {
 			return err
 		}
 	}
@@ -389,7 +396,7 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 		}
 		if hadIdx {
 			x.Trees.Index.Set(op.NewPath, idx)
-			return tx.PutIndex(op.NewPath, idx, blocks)
+			return tx.PutIndex(op.NewPath, idx, blocks, fast)
 		}
 		return nil
 	})

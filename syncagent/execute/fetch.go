@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
@@ -260,7 +261,7 @@ func readBlockAt(f *os.File, off, size int64) ([]byte, bool) {
 // bytes are in a block buffer, which the caller may give back once done with them.
 func (x *Executor) localBlock(b proto.Block, o *fetchOpts, check bool) []byte {
 	if data := o.prev.read(b); data != nil {
-		if !check || holds(b, data) {
+		if !check || o.prev.holds(b, data) {
 			return data
 		}
 		putBlockBuf(data)
@@ -293,12 +294,14 @@ func holds(b proto.Block, data []byte) bool {
 // previousFile is the file's version on disk that a download replaces, open once for
 // the whole assembly: most blocks of an edited large file are its blocks, which are
 // read from it at the offsets its index gives, instead of each being looked up in the
-// state and its file opened again. Each block read is checked against its hash (the
-// file may have changed in place since it was indexed, its stat key kept).
+// state and its file opened again. Each block read is checked (the file may have
+// changed in place since it was indexed, its stat key kept): by its fast sum when the
+// index has the file's, else against its hash.
 type previousFile struct {
 	path string
 	f    *os.File
 	at   map[string]state.BlockLocation // block hash → where the file held it
+	sums map[string]chunk.FastSum       // block hash → its fast sum, when indexed
 }
 
 // openPrevious opens the file at p when the index holds its block list local, and
@@ -309,7 +312,7 @@ func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
 	if !ok || idx.Type != proto.TypeFile {
 		return nil, nil
 	}
-	local, err := x.State.LocalBlocks(p)
+	local, fast, err := x.State.LocalBlockSums(p)
 	if err != nil || len(local) == 0 {
 		return nil, nil
 	}
@@ -318,14 +321,29 @@ func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
 		return nil, local
 	}
 	prev := &previousFile{path: p, f: f, at: make(map[string]state.BlockLocation, len(local))}
+	if fast != nil {
+		prev.sums = make(map[string]chunk.FastSum, len(local))
+	}
 	var off int64
-	for _, b := range local {
+	for i, b := range local {
 		if _, dup := prev.at[b.Hash]; !dup {
 			prev.at[b.Hash] = state.BlockLocation{Path: p, Offset: off, Size: b.Size}
+			if fast != nil {
+				prev.sums[b.Hash] = fast[i]
+			}
 		}
 		off += b.Size
 	}
 	return prev, local
+}
+
+// holds reports whether data, read where the previous version held b, still is b: by
+// the block's fast sum when the index keeps one (chunk.FastSum), else by its SHA-256.
+func (p *previousFile) holds(b proto.Block, data []byte) bool {
+	if sum, ok := p.sums[b.Hash]; ok {
+		return chunk.FastSumOf(data) == sum
+	}
+	return holds(b, data)
 }
 
 // read returns b's bytes where the previous version held it, unchecked; nil when it

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -174,8 +175,8 @@ func TestGarbledBlockIsFetchedAgain(t *testing.T) {
 
 // A file edited elsewhere is rebuilt from its version on disk, read at the offsets its
 // index gives; only the changed blocks come from the server. A block of that version
-// changed in place since it was indexed (its stat key kept) fails its hash and comes
-// from the server too.
+// changed in place since it was indexed (its stat key kept) fails its check (by the
+// fast sums the download recorded) and comes from the server too.
 func TestEditedFileIsRebuiltFromItsPreviousVersion(t *testing.T) {
 	for _, changedInPlace := range []bool{false, true} {
 		t.Run(fmt.Sprintf("changedInPlace=%v", changedInPlace), func(t *testing.T) {
@@ -192,6 +193,7 @@ func TestEditedFileIsRebuiltFromItsPreviousVersion(t *testing.T) {
 			}
 			data := want["large0.bin"]
 			before := blocksOf(t, data)
+			checkFastSums(t, reader, "large0.bin", data)
 			data[len(data)/2] ^= 0xff
 			if err := os.WriteFile(filepath.Join(writer.dir, "large0.bin"), data, 0o644); err != nil {
 				t.Fatal(err)
@@ -222,11 +224,26 @@ func TestEditedFileIsRebuiltFromItsPreviousVersion(t *testing.T) {
 				t.Fatalf("download of the edit: %+v", out)
 			}
 			checkTree(t, reader.dir, want)
+			checkFastSums(t, reader, "large0.bin", data)
 			down, reused = reader.x.Counters.BytesDown.Load()-down, reader.x.Counters.BytesReused.Load()-reused
 			if down != wantDown || reused != int64(len(data))-wantDown {
 				t.Errorf("%d bytes downloaded and %d reused of %d; want %d downloaded, the rest reused",
 					down, reused, len(data), wantDown)
 			}
 		})
+	}
+}
+
+// checkFastSums checks that the index of e holds, for the file p, the blocks of data
+// and their fast sums.
+func checkFastSums(t *testing.T, e *env, p string, data []byte) {
+	t.Helper()
+	want, err := chunk.Hash(bytes.NewReader(data), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, fast, err := e.x.State.LocalBlockSums(p)
+	if err != nil || !slices.Equal(blocks, want.Blocks) || !slices.Equal(fast, want.Fast) {
+		t.Fatalf("index of %s: %d blocks, %d fast sums, %v; want its %d blocks and their sums", p, len(blocks), len(fast), err, len(want.Blocks))
 	}
 }

@@ -615,6 +615,15 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 				x.skip(p.op, errors.New("server entry moved on (409)"), out)
 			case r.Status == proto.StatusError && p.inline && x.changedSince(p):
 				x.skip(p.op, fmt.Errorf("%w (content; the server refused it: %s)", errChanged, r.Error), out)
+			case r.Status == proto.StatusError && !p.inline && p.item.Type == proto.TypeFile:
+				// The listed blocks may not hold the file: it changed since it was hashed,
+				// or a block the scan took as found again by its fast sum (chunk.FastSum)
+				// was not. Its next hash checks every block by its SHA-256.
+				if err := tx.ForgetFastSums(p.op.Path); err != nil {
+					return err
+				}
+				out.Rescan = append(out.Rescan, p.op.Path)
+				x.fail(p.op, fmt.Errorf("commit: %s", r.Error), out)
 			default:
 				x.fail(p.op, fmt.Errorf("commit: %s", r.Error), out)
 			}

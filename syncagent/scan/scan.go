@@ -42,6 +42,8 @@ type Update struct {
 	Deleted bool
 	Entry   trees.IndexEntry
 	Blocks  []proto.Block
+	// Fast holds the blocks' fast sums, or nil.
+	Fast []chunk.FastSum
 }
 
 // Scanner reads one folder through an os.Root, so no symlink leads it outside.
@@ -54,9 +56,11 @@ type Scanner struct {
 	Skip map[string]bool
 	// Workers hash files in parallel; 0 means GOMAXPROCS.
 	Workers int
-	// Blocks returns the indexed block list of a path (state.DB.LocalBlocks); with it, a
-	// renamed file is recognised by its stat key and not hashed again. Nil turns that off.
-	Blocks func(path string) ([]proto.Block, error)
+	// Blocks returns the indexed block list of a path and the blocks' fast sums, nil when
+	// the index has none (state.DB.LocalBlockSums); with it, a renamed file is recognised
+	// by its stat key and not hashed again, and an edited large file is cut against its
+	// indexed blocks (chunk.Rehash). Nil turns both off.
+	Blocks func(path string) ([]proto.Block, []chunk.FastSum, error)
 	// Preupload, when set, is asked for a callback to hand every block of a file to as
 	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
 	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
@@ -105,7 +109,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 				return nil, false // the old path still holds the file: a hard link
 			}
 		}
-		blocks, err := s.Blocks(old)
+		blocks, fast, err := s.Blocks(old)
 		if err != nil || len(blocks) == 0 {
 			return nil, false
 		}
@@ -116,7 +120,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 		if sum != e.Size {
 			return nil, false
 		}
-		return &Update{Path: j.path, Entry: e, Blocks: blocks}, true
+		return &Update{Path: j.path, Entry: e, Blocks: blocks, Fast: fast}, true
 	}
 	for _, old := range r.byIno[j.st.Ino] {
 		if e, ok := l.Index.Get(old); ok {
@@ -469,12 +473,13 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	// chunker only around the change. Without them (a lookup failed: the chunker's work
 	// is all it costs) it is cut afresh.
 	var prev []proto.Block
+	var fast []chunk.FastSum
 	if s.Blocks != nil && j.st.Size >= rehashMinSize {
-		prev, _ = s.Blocks(j.path)
+		prev, fast, _ = s.Blocks(j.path)
 	}
 	var res chunk.Result
 	if len(prev) > 1 {
-		res, err = chunk.Rehash(f, prev, each)
+		res, err = chunk.Rehash(f, prev, fast, each)
 	} else {
 		res, err = chunk.Hash(f, each)
 	}
@@ -489,7 +494,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	}
 	e := j.st
 	e.SHA256 = res.Sum
-	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks}
+	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Fast: res.Fast}
 }
 
 // Paths rescans the given paths (each with its subtree, and with its parent dirs) and

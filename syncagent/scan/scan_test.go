@@ -156,7 +156,7 @@ func TestPathsRescansSubtrees(t *testing.T) {
 func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 	dir, s, l := setup(t)
 	blocks := map[string][]proto.Block{}
-	s.Blocks = func(p string) ([]proto.Block, error) { return blocks[p], nil }
+	s.Blocks = func(p string) ([]proto.Block, []chunk.FastSum, error) { return blocks[p], nil, nil }
 	data := make([]byte, 3<<20)
 	for i := range data {
 		data[i] = byte(i ^ i>>9)
@@ -450,10 +450,11 @@ func TestPathsOfADirReplacedByAFileDropsItsContent(t *testing.T) {
 func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	dir, s, l := setup(t)
 	blocks := map[string][]proto.Block{}
+	fast := map[string][]chunk.FastSum{}
 	var asked []string
-	s.Blocks = func(p string) ([]proto.Block, error) {
+	s.Blocks = func(p string) ([]proto.Block, []chunk.FastSum, error) {
 		asked = append(asked, p)
-		return blocks[p], nil
+		return blocks[p], fast[p], nil
 	}
 	data := make([]byte, 6<<20)
 	for i := range data {
@@ -465,8 +466,14 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	}
 	put(t, filepath.Join(dir, "small.txt"), "small")
 	ctx := context.Background()
-	indexInto(t, s, l, blocks)
-	if len(blocks["big.bin"]) < 3 {
+	ups, err := s.Full(context.Background(), l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range ups {
+		blocks[u.Path], fast[u.Path] = u.Blocks, u.Fast
+	}
+	if len(blocks["big.bin"]) < 3 || len(fast["big.bin"]) != len(blocks["big.bin"]) {
 		t.Fatalf("big.bin cut into %d blocks; the test needs several", len(blocks["big.bin"]))
 	}
 	data[3<<20] ^= 0xff
@@ -475,7 +482,7 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	}
 	put(t, filepath.Join(dir, "small.txt"), "small, edited")
 	asked = nil
-	ups, err := s.Paths(ctx, []string{"big.bin", "small.txt"}, l)
+	ups, err = s.Paths(ctx, []string{"big.bin", "small.txt"}, l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,8 +497,8 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 		if u.Path != "big.bin" {
 			continue
 		}
-		if u.Entry.SHA256 != plan.Hash(want.Sum) || !slices.Equal(u.Blocks, want.Blocks) {
-			t.Fatalf("big.bin: %s, %d blocks; want %s, %d blocks", u.Entry.SHA256, len(u.Blocks), want.SHA256, len(want.Blocks))
+		if u.Entry.SHA256 != plan.Hash(want.Sum) || !slices.Equal(u.Blocks, want.Blocks) || !slices.Equal(u.Fast, want.Fast) {
+			t.Fatalf("big.bin: %s, %d blocks, %d fast sums; want %s, %d blocks and their sums", u.Entry.SHA256, len(u.Blocks), len(u.Fast), want.SHA256, len(want.Blocks))
 		}
 		if n := len(blocks["big.bin"]) - len(u.Blocks); n > 2 || n < -2 {
 			t.Errorf("%d blocks against %d before a one-byte edit", len(u.Blocks), len(blocks["big.bin"]))

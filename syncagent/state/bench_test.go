@@ -38,7 +38,7 @@ func BenchmarkRecordFiles(b *testing.B) {
 						return err
 					}
 					e := trees.IndexEntry{Type: proto.TypeFile, SHA256: h, Mode: 0o644, Size: 8192, MTimeNs: int64(n), Ino: uint64(n)}
-					if err := tx.PutIndex(p, e, []proto.Block{{Hash: h.String(), Size: 8192}}); err != nil {
+					if err := tx.PutIndex(p, e, []proto.Block{{Hash: h.String(), Size: 8192}}, nil); err != nil {
 						return err
 					}
 				}

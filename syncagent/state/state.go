@@ -22,6 +22,7 @@ import (
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS remote (
 CREATE TABLE IF NOT EXISTS local (
   path TEXT PRIMARY KEY, type TEXT NOT NULL, sha256 TEXT NOT NULL, target TEXT NOT NULL,
   mode INTEGER NOT NULL, size INTEGER NOT NULL, mtime INTEGER NOT NULL, ino INTEGER NOT NULL,
-  blocks BLOB);
+  blocks BLOB, fast BLOB);
 CREATE TABLE IF NOT EXISTS blockloc (hash TEXT NOT NULL, path TEXT NOT NULL, off INTEGER NOT NULL, size INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS blockloc_hash ON blockloc (hash);
 CREATE INDEX IF NOT EXISTS blockloc_path ON blockloc (path);
@@ -113,7 +114,26 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
 	}
+	if err := addFastColumn(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
+	}
 	return &DB{db: db, dir: dir}, nil
+}
+
+// addFastColumn adds the fast sums column to a local table made before it. An older
+// agent that writes a row leaves the column empty (INSERT OR REPLACE), so the sums never
+// describe another list than the row's.
+func addFastColumn(db *sql.DB) error {
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM pragma_table_info('local') WHERE name = 'fast'`).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := db.Exec(`ALTER TABLE local ADD COLUMN fast BLOB`)
+	return err
 }
 
 // Close closes the database.
@@ -278,6 +298,28 @@ func (d *DB) RemoteVersion(path string) (int64, []proto.Block, error) {
 		return 0, nil, err
 	}
 	return seq, blocks, nil
+}
+
+// LocalBlockSums returns the block list the index cache holds for path and the blocks'
+// fast sums (nil when the index has none for them).
+func (d *DB) LocalBlockSums(path string) ([]proto.Block, []chunk.FastSum, error) {
+	st, err := d.prepared(`SELECT blocks, fast FROM local WHERE path = ?`)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read blocks of %q: %w", path, err)
+	}
+	var raw, fast []byte
+	err = st.QueryRow(path).Scan(&raw, &fast)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read blocks of %q: %w", path, err)
+	}
+	blocks, err := decodeBlocks(raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	return blocks, decodeFast(fast, len(blocks)), nil
 }
 
 // LocalBlocks returns the block list the index cache holds for path.
@@ -510,15 +552,15 @@ func (t *Tx) ResetTrees() error {
 }
 
 // PutIndex records what hashing path found at stat key e; blocks may be nil for
-// non-files.
-func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block) error {
+// non-files, fast (the blocks' fast sums) nil or as long as blocks.
+func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, fast []chunk.FastSum) error {
 	raw, err := encodeBlocks(blocks)
 	if err != nil {
 		return err
 	}
 	sum := e.SHA256.String()
-	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw)
+	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeFast(fast, len(blocks)))
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
@@ -538,6 +580,15 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block) err
 			}
 		}
 		off += b.Size
+	}
+	return nil
+}
+
+// ForgetFastSums drops the fast sums the index holds for path's blocks: the next
+// rehash of the file checks each block it finds again by its SHA-256.
+func (t *Tx) ForgetFastSums(path string) error {
+	if _, err := t.tx.Exec(`UPDATE local SET fast = NULL WHERE path = ?`, path); err != nil {
+		return fmt.Errorf("forget fast sums of %q: %w", path, err)
 	}
 	return nil
 }
@@ -564,6 +615,32 @@ func encodeBlocks(b []proto.Block) ([]byte, error) {
 		return nil, fmt.Errorf("encode blocks: %w", err)
 	}
 	return raw, nil
+}
+
+// encodeFast stores fast sums one after the other; nil unless there is one for each of
+// n blocks (a list of one block needs none: Rehash takes lists of several).
+func encodeFast(fast []chunk.FastSum, n int) []byte {
+	if len(fast) != n || n < 2 {
+		return nil
+	}
+	out := make([]byte, 0, len(chunk.FastSum{})*n)
+	for _, f := range fast {
+		out = append(out, f[:]...)
+	}
+	return out
+}
+
+// decodeFast reads what encodeFast stored for n blocks; nil when it is not that.
+func decodeFast(raw []byte, n int) []chunk.FastSum {
+	size := len(chunk.FastSum{})
+	if n < 2 || len(raw) != size*n {
+		return nil
+	}
+	out := make([]chunk.FastSum, n)
+	for i := range out {
+		copy(out[i][:], raw[size*i:])
+	}
+	return out
 }
 
 func decodeBlocks(raw []byte) ([]proto.Block, error) {

@@ -27,7 +27,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: hexOf("h"), Seq: 7, Size: 10, Blocks: blocks}); err != nil {
 			return err
 		}
-		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 10, Ino: 1 << 40}, blocks); err != nil {
+		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 10, Ino: 1 << 40}, blocks, nil); err != nil {
 			return err
 		}
 		return tx.SetCursor("folder-1", 7)
@@ -90,7 +90,7 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 	release := make(chan struct{})
 	wait := db.UpdateLater(ctx, func(tx *Tx) error {
 		<-release // the read below is issued while this transaction is still open
-		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 7}, blocks)
+		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 7}, blocks, nil)
 	})
 	got := make(chan []proto.Block, 1)
 	go func() {
@@ -152,12 +152,12 @@ func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
 	}
 	update(func(tx *Tx) error {
 		for _, p := range []string{"a", "b"} {
-			if err := tx.PutIndex(p, trees.IndexEntry{Type: proto.TypeFile, SHA256: one, Size: 3}, []proto.Block{{Hash: one.String(), Size: 3}}); err != nil {
+			if err := tx.PutIndex(p, trees.IndexEntry{Type: proto.TypeFile, SHA256: one, Size: 3}, []proto.Block{{Hash: one.String(), Size: 3}}, nil); err != nil {
 				return err
 			}
 		}
 		// A symlink whose target hashes alike holds no such block.
-		return tx.PutIndex("l", trees.IndexEntry{Type: proto.TypeSymlink, SHA256: one, Target: "one"}, nil)
+		return tx.PutIndex("l", trees.IndexEntry{Type: proto.TypeSymlink, SHA256: one, Target: "one"}, nil, nil)
 	})
 	var rows int
 	if err := db.db.QueryRow(`SELECT COUNT(*) FROM blockloc`).Scan(&rows); err != nil || rows != 0 {
@@ -174,7 +174,7 @@ func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
 		t.Errorf("FindBlock(one) with an earlier agent's row = %+v; want a and b once each", got)
 	}
 	update(func(tx *Tx) error {
-		if err := tx.PutIndex("a", trees.IndexEntry{Type: proto.TypeFile, SHA256: two, Size: 3}, []proto.Block{{Hash: two.String(), Size: 3}}); err != nil {
+		if err := tx.PutIndex("a", trees.IndexEntry{Type: proto.TypeFile, SHA256: two, Size: 3}, []proto.Block{{Hash: two.String(), Size: 3}}, nil); err != nil {
 			return err
 		}
 		return tx.DeleteIndex("b")
