@@ -85,10 +85,13 @@ type hashStream struct {
 	pending map[int64]pendingBlock
 	stored  bool  // blocks were named by reference (addStored): hashing them reads the store
 	missed  int64 // bytes queued since the last one whose prefix has a checkpoint
-	final   bool  // the stream is being taken: hash everything queued
-	pumping bool
-	broken  bool
-	used    time.Time
+	// diverged says the stream's blocks are no longer the first ones of the base's list
+	// (the edit is behind): no checkpoint of that version lies ahead.
+	diverged bool
+	final    bool // the stream is being taken: hash everything queued
+	pumping  bool
+	broken   bool
+	used     time.Time
 
 	// base caches the version addStored last resolved.
 	baseRef  proto.ContentRef
@@ -270,6 +273,9 @@ func (hs *hashStreams) advance(st *hashStream) {
 			break
 		}
 		delete(st.pending, st.end)
+		if n := len(st.list) + len(st.queue); st.baseList != nil && (n >= len(st.baseList) || st.baseList[n] != p.b) {
+			st.diverged = true
+		}
 		st.endKey = st.endKey.next(p.b)
 		q := queuedBlock{pendingBlock: p, key: st.endKey}
 		if hs.cps != nil {
@@ -295,8 +301,9 @@ func checkpointLag() int64 { return checkpointEvery + maxHeldBlock }
 // pump hashes the stream's queued blocks. It first jumps to the furthest queued prefix
 // the server holds a checkpoint of. A stream that names stored blocks (an edit of a
 // large file) keeps checkpointLag bytes queued until the stream is taken, as a
-// checkpoint further on may spare them; not once twice that many have passed without
-// one (the file changed there, so no later prefix was hashed before).
+// checkpoint further on may spare them; not once its blocks part from the base's list
+// (the edit is behind them: no later prefix of that version can match), nor once twice
+// that many have passed without a checkpoint.
 func (hs *hashStreams) pump(st *hashStream) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -305,7 +312,7 @@ func (hs *hashStreams) pump(st *hashStream) {
 	for !st.broken {
 		hs.resume(st)
 		n := len(st.queue)
-		if st.stored && !st.final && st.missed < 2*checkpointLag() {
+		if st.stored && !st.final && !st.diverged && st.missed < 2*checkpointLag() {
 			for lag := int64(0); n > 0 && lag < checkpointLag(); n-- {
 				lag += st.queue[n-1].b.Size
 			}
@@ -475,4 +482,9 @@ func (hs *hashStreams) setBase(k streamKey, ref proto.ContentRef, list []proto.B
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.baseRef, st.baseList = ref, list
+	taken := append(slices.Clone(st.list), make([]proto.Block, 0, len(st.queue))...)
+	for _, q := range st.queue {
+		taken = append(taken, q.b)
+	}
+	st.diverged = len(taken) > len(list) || !slices.Equal(taken, list[:len(taken)])
 }

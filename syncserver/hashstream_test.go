@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -351,6 +352,13 @@ func TestStoredBlocksContinueAStream(t *testing.T) {
 	opens.n.Store(0)
 	if code, resp, raw := e.streamStored("s2", 31*bs, "f.bin", r.Entry.Seq, 31, 9); code != http.StatusOK || resp.End != 40*bs {
 		t.Fatalf("blocks 31–39 to the stream: %d %s", code, raw)
+	}
+	// Past the edit no checkpoint of v1 can serve: the blocks are hashed before the
+	// commit asks, not held back for one.
+	for deadline := time.Now().Add(10 * time.Second); opens.n.Load() < 9; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream read %d of the 9 blocks after the edit before the commit; want all", opens.n.Load())
+		}
 	}
 	r2 := e.commit(it2)[0]
 	if r2.Status != proto.StatusOK {
