@@ -40,6 +40,9 @@ const (
 	// for an earlier offset, or queued); a stream over it is dropped. A 1 GiB file is
 	// about 4,096 blocks.
 	maxStreamPending = 8192
+	// maxListsKept bounds the version lists kept for the streams' next stretches (a
+	// 1 GiB file's is about 4,096 blocks, 0.5 MB).
+	maxListsKept = 4
 	// maxStreamID bounds a stream's name.
 	maxStreamID = 64
 	// heldBudget bounds the bytes of uploaded blocks all streams hold until their turn
@@ -59,6 +62,9 @@ var heldBufs = sync.Pool{New: func() any {
 type pendingBlock struct {
 	b    proto.Block
 	data *[]byte // its bytes, verified by the store (nil: read it back)
+	// baseIdx is the block's index in the list of the stream's base version when it was
+	// named as such (addStored), else -1.
+	baseIdx int
 }
 
 // queuedBlock is a block of a stream whose blocks before it are all there, waiting to be
@@ -85,17 +91,15 @@ type hashStream struct {
 	pending map[int64]pendingBlock
 	stored  bool  // blocks were named by reference (addStored): hashing them reads the store
 	missed  int64 // bytes queued since the last one whose prefix has a checkpoint
-	// diverged says the stream's blocks are no longer the first ones of the base's list
-	// (the edit is behind): no checkpoint of that version lies ahead.
+	// base is the version whose blocks addStored named first; diverged says the stream's
+	// blocks are no longer the first ones of its list (the edit is behind): no
+	// checkpoint of that version lies ahead.
+	base     proto.ContentRef
 	diverged bool
 	final    bool // the stream is being taken: hash everything queued
 	pumping  bool
 	broken   bool
 	used     time.Time
-
-	// base caches the version addStored last resolved.
-	baseRef  proto.ContentRef
-	baseList []proto.Block
 }
 
 // hashStreams holds the server's streams.
@@ -105,7 +109,14 @@ type hashStreams struct {
 	now    func() time.Time
 	mu     sync.Mutex
 	m      map[streamKey]*hashStream
-	held   atomic.Int64 // bytes of blocks held by pending entries (heldBudget)
+	held   atomic.Int64  // bytes of blocks held by pending entries (heldBudget)
+	lists  []versionList // the version lists addStored resolved last, oldest first
+}
+
+// versionList is the block list of a version.
+type versionList struct {
+	ref    proto.ContentRef
+	blocks []proto.Block
 }
 
 func newHashStreams(blocks BlockStore, cps *checkpoints) *hashStreams {
@@ -219,7 +230,7 @@ func (hs *hashStreams) add(k streamKey, off int64, b proto.Block, data *[]byte) 
 	st := hs.get(k, true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !hs.put(st, off, b, data) {
+	if !hs.put(st, off, pendingBlock{b: b, data: data, baseIdx: -1}) {
 		hs.release(data)
 		return
 	}
@@ -228,7 +239,7 @@ func (hs *hashStreams) add(k streamKey, off int64, b proto.Block, data *[]byte) 
 
 // put files a block of the stream at off; false when the stream does not take it.
 // The caller holds st.mu.
-func (hs *hashStreams) put(st *hashStream, off int64, b proto.Block, data *[]byte) bool {
+func (hs *hashStreams) put(st *hashStream, off int64, p pendingBlock) bool {
 	if st.broken || off < st.end {
 		return false // a block sent again for a part already taken: the list check decides
 	}
@@ -240,24 +251,30 @@ func (hs *hashStreams) put(st *hashStream, off int64, b proto.Block, data *[]byt
 	if old, ok := st.pending[off]; ok {
 		hs.release(old.data)
 	}
-	st.pending[off] = pendingBlock{b: b, data: data}
+	st.pending[off] = p
 	return true
 }
 
-// addStored records that the stream continues at off with blocks the store holds (a
-// run of a committed version's list, StreamBlocksRequest), hashed from the store. It
-// returns the offset after them, or false when the stream does not take them (broken,
-// a part already taken, or over maxStreamPending).
-func (hs *hashStreams) addStored(k streamKey, off int64, blocks []proto.Block) (int64, bool) {
+// addStored records that the stream continues at off with the blocks of base's list
+// from its block from on (a run of a committed version's list, StreamBlocksRequest),
+// hashed from the store. It returns the offset after them, or false when the stream
+// does not take them (broken, a part already taken, or over maxStreamPending).
+func (hs *hashStreams) addStored(k streamKey, off int64, base proto.ContentRef, from int, blocks []proto.Block) (int64, bool) {
 	st := hs.get(k, true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.broken || off < st.end || len(st.pending)+len(st.queue)+len(blocks) > maxStreamPending {
 		return 0, false
 	}
-	st.stored = true
-	for _, b := range blocks {
-		hs.put(st, off, b, nil)
+	if !st.stored {
+		st.stored, st.base = true, base
+	}
+	for i, b := range blocks {
+		idx := from + i
+		if base != st.base {
+			idx = -1
+		}
+		hs.put(st, off, pendingBlock{b: b, baseIdx: idx})
 		off += b.Size
 	}
 	hs.advance(st)
@@ -273,7 +290,7 @@ func (hs *hashStreams) advance(st *hashStream) {
 			break
 		}
 		delete(st.pending, st.end)
-		if n := len(st.list) + len(st.queue); st.baseList != nil && (n >= len(st.baseList) || st.baseList[n] != p.b) {
+		if p.baseIdx != len(st.list)+len(st.queue) {
 			st.diverged = true
 		}
 		st.endKey = st.endKey.next(p.b)
@@ -434,7 +451,7 @@ func (s *Server) handleStreamBlocks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	k := streamKey{agentFrom(r.Context()), id}
-	list, ok := s.streams.base(k, req.Base)
+	list, ok := s.streams.cachedList(req.Base)
 	if !ok {
 		v, err := s.store.Version(r.Context(), req.Base.Path, req.Base.Seq)
 		switch {
@@ -449,14 +466,14 @@ func (s *Server) handleStreamBlocks(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		list = v.Blocks
-		s.streams.setBase(k, req.Base, list)
+		s.streams.keepList(req.Base, list)
 	}
 	if req.From > len(list) || req.Count > len(list)-req.From {
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("blocks %d to %d do not fit the %d blocks of version %d of %s",
 			req.From, req.From+req.Count-1, len(list), req.Base.Seq, req.Base.Path))
 		return
 	}
-	end, ok := s.streams.addStored(k, req.Off, list[req.From:req.From+req.Count])
+	end, ok := s.streams.addStored(k, req.Off, req.Base, req.From, list[req.From:req.From+req.Count])
 	if !ok {
 		writeError(w, http.StatusConflict, fmt.Sprintf("stream %s takes no blocks at offset %d: it is past it, broken, or holds %d blocks already; commit without it",
 			id, req.Off, maxStreamPending))
@@ -465,26 +482,27 @@ func (s *Server) handleStreamBlocks(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, proto.StreamBlocksResponse{Off: req.Off, End: end})
 }
 
-// base returns the block list of ref that the stream k resolved last, if it is ref's.
-func (hs *hashStreams) base(k streamKey, ref proto.ContentRef) ([]proto.Block, bool) {
-	st := hs.get(k, false)
-	if st == nil {
-		return nil, false
+// cachedList returns the block list of the version ref if one of the last lists
+// resolved for streams is its: an edit names its stretches of one version in several
+// requests.
+func (hs *hashStreams) cachedList(ref proto.ContentRef) ([]proto.Block, bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	for _, l := range hs.lists {
+		if l.ref == ref {
+			return l.blocks, true
+		}
 	}
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.baseList, st.baseList != nil && st.baseRef == ref
+	return nil, false
 }
 
-// setBase keeps the block list of ref for the stream's next runs of it.
-func (hs *hashStreams) setBase(k streamKey, ref proto.ContentRef, list []proto.Block) {
-	st := hs.get(k, true)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.baseRef, st.baseList = ref, list
-	taken := append(slices.Clone(st.list), make([]proto.Block, 0, len(st.queue))...)
-	for _, q := range st.queue {
-		taken = append(taken, q.b)
+// keepList keeps the block list of the version ref for cachedList, dropping the oldest
+// beyond maxListsKept.
+func (hs *hashStreams) keepList(ref proto.ContentRef, blocks []proto.Block) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.lists = append(hs.lists, versionList{ref, blocks})
+	if len(hs.lists) > maxListsKept {
+		hs.lists = slices.Delete(hs.lists, 0, len(hs.lists)-maxListsKept)
 	}
-	st.diverged = len(taken) > len(list) || !slices.Equal(taken, list[:len(taken)])
 }
