@@ -52,7 +52,9 @@ func (r *runner) remove(dirs []string, settle bool) {
 	if err := syncFS(r.cfg.WorkDir); err != nil {
 		r.logf("flush %s: %v", r.cfg.WorkDir, err)
 	}
-	wait := r.cfg.Settle - time.Since(t0)
+	// Counted from the end of the removal: the inodes it freed last are the ones new
+	// files would skip longest (a removal of 100,000 files takes minutes here).
+	wait := r.cfg.Settle
 	r.logf("waiting %.0fs for the file system to forget the removed inodes", wait.Seconds())
 	select {
 	case <-r.ctx.Done():
