@@ -304,6 +304,12 @@ func (hs *hashStreams) advance(st *hashStream) {
 		st.queue = append(st.queue, q)
 		st.end += p.b.Size
 	}
+	hs.startPump(st)
+}
+
+// startPump starts hashing the stream's queued blocks unless it is under way. The caller
+// holds st.mu.
+func (hs *hashStreams) startPump(st *hashStream) {
 	if !st.pumping && !st.broken && len(st.queue) > 0 {
 		st.pumping = true
 		go hs.pump(st)
@@ -411,10 +417,7 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.final = true
-	if !st.pumping && !st.broken && len(st.queue) > 0 {
-		st.pumping = true
-		go hs.pump(st)
-	}
+	hs.startPump(st)
 	for st.pumping {
 		st.idle.Wait()
 	}

@@ -222,7 +222,7 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters,
-			Indexed: a.db.LocalBlocks, Base: a.db.RemoteVersion}
+			Base: a.db.RemoteVersion}
 		a.scanner.Preupload = a.preupload.File
 	}
 }

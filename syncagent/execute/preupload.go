@@ -30,11 +30,6 @@ type Preupload struct {
 	Counters *Counters
 	// Workers bounds the block PUTs in flight per file; 0 means 8.
 	Workers int
-	// Indexed returns the block list the index holds for a path (state.DB.LocalBlocks),
-	// or nil. Those blocks are not asked about: an edit of a large file sends only its
-	// new blocks, and the plan's upload checks the rest (it names them as the kept part
-	// of a delta against the version the server holds). Nil asks about every block.
-	Indexed func(path string) ([]proto.Block, error)
 	// Base returns the version of a path the server holds, as the state records it
 	// (seq 0: none), and its block list. The file's blocks that stretches of that list
 	// hold are named to the upload stream by reference as the scan reaches them
@@ -83,8 +78,12 @@ type preBlock struct {
 // File starts the pre-upload of one file of size bytes and returns the function the
 // chunker calls with each block (data valid only during the call; it never fails) and
 // the function that waits until every block handed over is sent or given up. For a file
-// under PreuploadMin each is nil: nothing is sent.
-func (u *Preupload) File(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func()) {
+// under PreuploadMin each is nil: nothing is sent. indexed is the block list the index
+// holds for path, or nil: those blocks are not asked about, as the server holds them
+// (an edit sends only its new blocks; the plan's upload checks the rest, naming them as
+// the kept part of a delta against the version the server holds), and a new block
+// goes as a patch of the indexed one it replaces.
+func (u *Preupload) File(ctx context.Context, path string, size int64, indexed []proto.Block) (each func(b proto.Block, data []byte) error, wait func()) {
 	if size < PreuploadMin {
 		return nil, func() {}
 	}
@@ -96,14 +95,12 @@ func (u *Preupload) File(ctx context.Context, path string, size int64) (each fun
 	var known map[string]bool
 	stream := newStreamID()
 	send := &blockSender{srv: u.Server, log: u.Log, stream: stream}
-	if u.Indexed != nil {
-		if old, err := u.Indexed(path); err == nil && len(old) > 0 {
-			known = make(map[string]bool, len(old))
-			for _, b := range old {
-				known[b.Hash] = true
-			}
-			send.bases = newPatchBases(old)
+	if len(indexed) > 0 {
+		known = make(map[string]bool, len(indexed))
+		for _, b := range indexed {
+			known[b.Hash] = true
 		}
+		send.bases = newPatchBases(indexed)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	in := make(chan preBlock, 256) // bounded by mem, not by the channel

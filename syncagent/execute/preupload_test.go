@@ -100,7 +100,8 @@ func TestLargeFileIsUploadedWhileIndexed(t *testing.T) {
 	cs := &countingServer{Server: e.x.Server, puts: map[string]int{}}
 	e.x.Server = cs
 	pre := &Preupload{Server: cs, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
-		Indexed: e.x.State.LocalBlocks, Base: e.x.State.RemoteVersion}
+		Base: e.x.State.RemoteVersion}
+	e.scan.Blocks = e.x.State.LocalBlockSums
 	e.scan.Preupload = pre.File
 	e.x.Preupload = pre
 
@@ -188,8 +189,8 @@ func TestPatchFallsBackToTheWholeBlock(t *testing.T) {
 		}
 		proxy.ServeHTTP(w, r)
 	}))
-	pre := &Preupload{Server: e.x.Server, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters,
-		Indexed: e.x.State.LocalBlocks}
+	pre := &Preupload{Server: e.x.Server, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Counters: e.x.Counters}
+	e.scan.Blocks = e.x.State.LocalBlockSums
 	e.scan.Preupload = pre.File
 	e.x.Preupload = pre
 	uploadAndEdit(t, e, "big.bin", PreuploadMin+1<<20)

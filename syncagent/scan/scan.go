@@ -64,7 +64,9 @@ type Scanner struct {
 	// Preupload, when set, is asked for a callback to hand every block of a file to as
 	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
 	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
-	Preupload func(ctx context.Context, path string, size int64) (each func(b proto.Block, data []byte) error, wait func())
+	// indexed is the block list the index holds for the path (from Blocks; nil when
+	// none or not looked up).
+	Preupload func(ctx context.Context, path string, size int64, indexed []proto.Block) (each func(b proto.Block, data []byte) error, wait func())
 	// Record, when set, takes the updates of the files a scan hashes as each slice of
 	// hashSlice files is done (the agent persists them), and Full and Paths return only
 	// the other updates: a batch of 100,000 new files then never holds all of its
@@ -463,12 +465,6 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	if fi, err := f.Stat(); err != nil || !HasStat(fi, j.st) {
 		return nil
 	}
-	var each func(proto.Block, []byte) error
-	if s.Preupload != nil {
-		var wait func()
-		each, wait = s.Preupload(ctx, j.path, j.st.Size)
-		defer wait()
-	}
 	// A large file the index holds is cut against its indexed blocks: an edit runs the
 	// chunker only around the change. Without them (a lookup failed: the chunker's work
 	// is all it costs) it is cut afresh.
@@ -476,6 +472,12 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	var fast []chunk.FastSum
 	if s.Blocks != nil && j.st.Size >= rehashMinSize {
 		prev, fast, _ = s.Blocks(j.path)
+	}
+	var each func(proto.Block, []byte) error
+	if s.Preupload != nil {
+		var wait func()
+		each, wait = s.Preupload(ctx, j.path, j.st.Size, prev)
+		defer wait()
 	}
 	var res chunk.Result
 	if len(prev) > 1 {
