@@ -472,7 +472,7 @@ func putIndex(tx *state.Tx, ups []scan.Update) error {
 		if u.Deleted {
 			err = tx.DeleteIndex(u.Path)
 		} else {
-			err = tx.PutIndex(u.Path, u.Entry, u.Blocks, u.Fast)
+			err = tx.PutIndex(u.Path, u.Entry, u.Blocks, u.Sums)
 		}
 		if err != nil {
 			return err

@@ -16,74 +16,117 @@ import (
 
 // A block the scan takes as found again by its fast sum while its bytes did change (a
 // collision of chunk.FastSum, made here by writing the edited block's sum into the
-// index) costs one refused commit: the server finds that the listed blocks do not hash
-// to the file's SHA-256, the agent hashes the file again, every block by its SHA-256,
-// and its next commit holds the edit.
+// index, without the marks: with them, the blocks before the edit vouch for the SHA-256
+// state there, which is the chance of 2^-128 the scan takes) costs one refused commit:
+// the server finds that the listed blocks do not hash to the file's SHA-256, the agent
+// hashes the file again, every block by its SHA-256, and its next commit holds the
+// edit.
 func TestFastSumCollisionCostsOneRefusedCommit(t *testing.T) {
-	srv := startServer(t)
-	wdir, rdir := filepath.Join(t.TempDir(), "w"), filepath.Join(t.TempDir(), "r")
-	var wrec recorder
-	w := newAgent(t, srv, wdir, "writer", recorded(&wrec, srv))
-	r := newAgent(t, srv, rdir, "reader", nil)
+	e := startEditedIndex(t)
+	collided := slices.Clone(e.sums.Fast)
+	collided[e.k] = e.edited.Fast[e.k]
+	e.refusedOnce(t, chunk.Sums{Fast: collided})
+}
+
+// A mark of the index that is a SHA-256 state, but not of its prefix (a damaged state
+// file), costs one refused commit the same way: the whole content's SHA-256 resumed
+// from it is not the listed blocks'.
+func TestDamagedMarkCostsOneRefusedCommit(t *testing.T) {
+	t.Cleanup(setMarkEvery(1 << 20)) // first: restored after the agents stop
+	e := startEditedIndex(t)
+	other, err := chunk.Hash(bytes.NewReader(bytes.Repeat([]byte("other content "), 1<<20)), nil)
+	if err != nil || len(other.Marks) < len(e.sums.Marks) || len(e.sums.Marks) < 4 {
+		t.Fatalf("marks: %d of the file, %d of another content, %v", len(e.sums.Marks), len(other.Marks), err)
+	}
+	e.refusedOnce(t, chunk.Sums{Fast: e.sums.Fast, Marks: other.Marks[:len(e.sums.Marks)]})
+}
+
+// editedIndex is a writer and a reader agent, a large file the writer indexed, and an
+// edit of it written in place: a byte flipped in the middle of block k, which keeps the
+// block's cut.
+type editedIndex struct {
+	srv        *testServer
+	w, r       *Agent
+	wdir, rdir string
+	wrec       *recorder
+	blocks     []proto.Block
+	sums       chunk.Sums
+	k          int
+	edited     chunk.Result
+}
+
+func startEditedIndex(t *testing.T) *editedIndex {
+	e := &editedIndex{srv: startServer(t), wrec: &recorder{}}
+	e.wdir, e.rdir = filepath.Join(t.TempDir(), "w"), filepath.Join(t.TempDir(), "r")
+	e.w = newAgent(t, e.srv, e.wdir, "writer", recorded(e.wrec, e.srv))
+	e.r = newAgent(t, e.srv, e.rdir, "reader", nil)
 	data := make([]byte, 8<<20)
 	_, _ = rand.NewChaCha8([32]byte{5}).Read(data)
-	big := filepath.Join(wdir, "big.bin")
+	big := filepath.Join(e.wdir, "big.bin")
 	if err := os.WriteFile(big, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	once(t, w)
-	blocks, fast, err := w.db.LocalBlockSums("big.bin")
-	if err != nil || len(blocks) < 8 || len(fast) != len(blocks) {
-		t.Fatalf("index of big.bin: %d blocks, %d fast sums, %v", len(blocks), len(fast), err)
+	once(t, e.w)
+	var err error
+	e.blocks, e.sums, err = e.w.db.LocalBlockSums("big.bin")
+	if err != nil || len(e.blocks) < 8 || len(e.sums.Fast) != len(e.blocks) {
+		t.Fatalf("index of big.bin: %d blocks, %d fast sums, %v", len(e.blocks), len(e.sums.Fast), err)
 	}
-
-	// A byte flipped in the middle of a block, where the flip keeps the block's cut.
-	var edited chunk.Result
-	k := len(blocks) / 2
-	for ; k < len(blocks)-1; k++ {
+	for e.k = len(e.blocks) / 2; e.k < len(e.blocks)-1; e.k++ {
 		var off int64
-		for _, b := range blocks[:k] {
+		for _, b := range e.blocks[:e.k] {
 			off += b.Size
 		}
-		off += blocks[k].Size / 2
+		off += e.blocks[e.k].Size / 2
 		data[off] ^= 0xff
-		if edited, err = chunk.Hash(bytes.NewReader(data), nil); err != nil {
+		if e.edited, err = chunk.Hash(bytes.NewReader(data), nil); err != nil {
 			t.Fatal(err)
 		}
-		if len(edited.Blocks) == len(blocks) && edited.Blocks[k].Size == blocks[k].Size && edited.Blocks[k] != blocks[k] {
+		if len(e.edited.Blocks) == len(e.blocks) && e.edited.Blocks[e.k].Size == e.blocks[e.k].Size && e.edited.Blocks[e.k] != e.blocks[e.k] {
 			break
 		}
 		data[off] ^= 0xff
 	}
-	if k == len(blocks)-1 {
+	if e.k == len(e.blocks)-1 {
 		t.Fatal("no block keeps its cut when a byte in its middle changes")
 	}
 	if err := os.WriteFile(big, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	collided := slices.Clone(fast)
-	collided[k] = edited.Fast[k]
-	idx, _ := w.trees.Index.Get("big.bin")
-	if err := w.db.Update(context.Background(), func(tx *state.Tx) error {
-		return tx.PutIndex("big.bin", idx, blocks, collided)
+	return e
+}
+
+// refusedOnce writes sums into the writer's index for the file and checks that its
+// next pass commits the edit after the server refused the list the sums made.
+func (e *editedIndex) refusedOnce(t *testing.T, sums chunk.Sums) {
+	t.Helper()
+	idx, _ := e.w.trees.Index.Get("big.bin")
+	if err := e.w.db.Update(context.Background(), func(tx *state.Tx) error {
+		return tx.PutIndex("big.bin", idx, e.blocks, sums)
 	}); err != nil {
 		t.Fatal(err)
 	}
-
-	wrec.take()
-	once(t, w)
+	e.wrec.take()
+	once(t, e.w)
 	// Refused: the delta, then (as for any refused reference) the whole list; then the
 	// commit after the file was hashed again.
-	if n, _ := count(wrec.take(), "POST", proto.RouteCommit); n != 3 {
+	if n, _ := count(e.wrec.take(), "POST", proto.RouteCommit); n != 3 {
 		t.Errorf("%d commits; want 2 refused ones and the one after the file was hashed again", n)
 	}
-	ent, err := w.cfg.Server.Entry(context.Background(), "big.bin")
-	if err != nil || ent.SHA256 != edited.SHA256 {
+	ent, err := e.w.cfg.Server.Entry(context.Background(), "big.bin")
+	if err != nil || ent.SHA256 != e.edited.SHA256 {
 		t.Fatalf("big.bin on the server: %+v, %v; want the edit", ent, err)
 	}
-	if got, fast, err := w.db.LocalBlockSums("big.bin"); err != nil || !slices.Equal(got, edited.Blocks) || !slices.Equal(fast, edited.Fast) {
-		t.Fatalf("index of big.bin after the refusal: %d blocks, %v; want the edit's blocks and sums", len(got), err)
+	if got, sums, err := e.w.db.LocalBlockSums("big.bin"); err != nil || !slices.Equal(got, e.edited.Blocks) || !slices.Equal(sums.Fast, e.edited.Fast) || len(sums.Marks) != len(e.edited.Marks) {
+		t.Fatalf("index of big.bin after the refusal: %d blocks, %d marks, %v; want the edit's blocks and sums", len(got), len(sums.Marks), err)
 	}
-	once(t, r)
-	sameManifest(t, wdir, rdir)
+	once(t, e.r)
+	sameManifest(t, e.wdir, e.rdir)
+}
+
+// setMarkEvery sets chunk.MarkEvery to n and returns what restores it.
+func setMarkEvery(n int64) func() {
+	old := chunk.MarkEvery
+	chunk.MarkEvery = n
+	return func() { chunk.MarkEvery = old }
 }

@@ -16,6 +16,7 @@ package chunk
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -46,19 +47,77 @@ type Result struct {
 	Size int64
 	// Blocks lists the content's blocks in order.
 	Blocks []proto.Block
-	// Fast holds each block's FastSum, in the order of Blocks, when the content was cut
-	// into several blocks; nil otherwise. The index keeps it for Rehash.
+	// Sums is what the index keeps beside Blocks for Rehash.
+	Sums
+}
+
+// Sums is what Hash and Rehash learn of a content beside its block list, which the
+// index keeps so that the next Rehash of the path is cheaper.
+type Sums struct {
+	// Fast holds each block's FastSum, in the order of the blocks, when the content was
+	// cut into several blocks; nil otherwise.
 	Fast []FastSum
+	// Marks holds the whole content's SHA-256 state every MarkEvery bytes, in order; nil
+	// for content shorter than that.
+	Marks []Mark
+}
+
+// Mark is the state of a content's SHA-256 after its first Off bytes (the binary form of
+// Go's SHA-256, encoding.BinaryMarshaler). Rehash resumes the whole content's hash from
+// the last Mark before an edit, so an edit hashes the content after it, not all of it.
+type Mark struct {
+	Off   int64
+	State []byte
+}
+
+// MarkEvery is how many bytes lie between two Marks: the most an edit costs in bytes
+// hashed again before it, for 14 KiB of index per GiB of content (a variable for tests).
+var MarkEvery int64 = 8 << 20
+
+// marker hashes a content in order and keeps a Mark every MarkEvery bytes.
+type marker struct {
+	h     hash.Hash
+	off   int64
+	marks []Mark
+}
+
+func newMarker() *marker { return &marker{h: sha256.New()} }
+
+// write hashes p, the content's next bytes.
+func (m *marker) write(p []byte) {
+	for len(p) > 0 {
+		next := (m.off/MarkEvery + 1) * MarkEvery
+		if m.off+int64(len(p)) < next {
+			m.h.Write(p)
+			m.off += int64(len(p))
+			return
+		}
+		k := next - m.off
+		m.h.Write(p[:k])
+		m.off, p = next, p[k:]
+		if state, err := m.h.(encoding.BinaryMarshaler).MarshalBinary(); err == nil {
+			m.marks = append(m.marks, Mark{Off: m.off, State: state})
+		}
+	}
+}
+
+// resume sets the hash to mk's state, which must be valid (validMarks).
+func (m *marker) resume(mk Mark, before []Mark) {
+	if err := m.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(mk.State); err != nil {
+		panic(fmt.Sprintf("resume from a mark not checked: %v", err))
+	}
+	m.off = mk.Off
+	m.marks = append(m.marks[:0], before...)
 }
 
 // FastSum is the XXH3 (128 bits) of a block's bytes: a check, at a few percent of
 // SHA-256's cost, that a block read again still holds the bytes it held when its
 // SHA-256 was taken. Other bytes give the same sum by a chance of 2^-128, as unlikely as
-// for a SHA-256 cut to 128 bits; it is not a defence against someone who crafts a
+// for a SHA-256 cut to 128 bits (rsync trusts the same XXH3-128 as its strong checksum,
+// for blocks and whole files); it is not a defence against someone who crafts a
 // collision, who could as well write the file. The writer's scan takes a block of the
-// previous version by it (Rehash), and should that ever be wrong the server refuses the
-// commit: the listed blocks' content does not hash to the file's SHA-256, which is
-// always taken over every byte read.
+// previous version by it, and the previous version's SHA-256 state over a prefix whose
+// blocks all have their sums (Rehash).
 type FastSum [16]byte
 
 // FastSumOf returns the FastSum of data.
@@ -95,7 +154,7 @@ var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return
 // with its bytes; data is only valid during the call. A content of at most MinSize bytes
 // is one block.
 func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
-	whole := sha256.New()
+	whole := newMarker()
 	// Read the first MinSize+1 bytes: most files are small and need no chunker.
 	bp := smallBufs.Get().(*[]byte)
 	defer smallBufs.Put(bp)
@@ -103,9 +162,9 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	n, err := io.ReadFull(r, head)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		data := head[:n]
-		whole.Write(data)
+		whole.write(data)
 		res := Result{Size: int64(n)}
-		res.setSum(whole)
+		res.setSum(whole.h)
 		if n == 0 {
 			return res, nil
 		}
@@ -138,7 +197,7 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	go func() {
 		defer close(wholeDone)
 		for bp := range wholeCh {
-			whole.Write(*bp)
+			whole.write(*bp)
 			fast = append(fast, FastSumOf(*bp))
 			chunkBufs.Put(bp)
 		}
@@ -201,8 +260,8 @@ loop:
 	if loopErr != nil {
 		return Result{}, loopErr
 	}
-	res.setSum(whole)
-	res.Fast = fast
+	res.setSum(whole.h)
+	res.Fast, res.Marks = fast, whole.marks
 	return res, nil
 }
 

@@ -2,6 +2,7 @@ package chunk
 
 import (
 	"crypto/sha256"
+	"encoding"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -26,35 +27,65 @@ import (
 // prev holds; the block after it in prev is tried next. prev must come from Hash (a list
 // cut with other sizes gives other blocks, which are still the content's).
 //
-// fast, when it holds a FastSum for each block of prev (Result.Fast of the version
-// prev was cut from), is what a block of prev found again is checked against, instead
-// of its SHA-256: an edit then costs one SHA-256 pass, the whole content's, beside
-// sums that cost a few percent of it. A block taken by its sum keeps prev's hash; should
-// its bytes differ with the same sum (FastSum), the whole content's SHA-256, taken over
-// every byte, no longer matches the list, which the server's check of a commit refuses.
-// Other lengths of fast are ignored.
-func Rehash(r io.Reader, prev []proto.Block, fast []FastSum, fn func(b proto.Block, data []byte) error) (Result, error) {
-	res, _, err := rehash(r, prev, fast, fn)
+// sums, what the index kept of the version prev was cut from (Result.Sums), makes an
+// edit cheaper twice. Its fast sums, when it holds one for each block of prev, are what
+// a block of prev found again is checked against, instead of its SHA-256: sums that
+// cost a few percent of it. Its marks let the whole content's SHA-256 skip the part
+// before the edit: while the content holds prev's blocks from its start, the hash waits,
+// and it resumes from the last mark those blocks cover, so only the bytes after it are
+// hashed. A block taken by its fast sum keeps prev's hash, and a prefix taken by its
+// blocks' sums keeps prev's hash state: should its bytes differ with the same sums (a
+// chance of 2^-128 per block, FastSum), the list names blocks the file no longer holds,
+// and the server, which hashes the listed blocks' stored bytes, keeps the content of
+// the list. Marks that are not SHA-256 states are ignored, and a mark whose state is
+// not its prefix's (a damaged index) gives a SHA-256 that the listed blocks do not have,
+// which the server's check of a commit refuses. Fast sums of another length than prev
+// are ignored.
+func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
+	res, _, err := rehash(r, prev, sums, fn)
 	return res, err
 }
 
-// rehash is Rehash that also returns how many bytes the chunker cut.
-func rehash(r io.Reader, prev []proto.Block, fast []FastSum, fn func(b proto.Block, data []byte) error) (Result, int64, error) {
+// rehashWork is what one Rehash cost: the bytes the chunker cut, and those the whole
+// content's SHA-256 took.
+type rehashWork struct {
+	chunked, hashed int64
+}
+
+// rehash is Rehash that also returns its work.
+func rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, rehashWork, error) {
+	fast := sums.Fast
 	if len(fast) != len(prev) {
 		fast = nil
 	}
 	rh := &rehasher{win: window{r: r}, prev: prev, fast: fast, fn: fn, wholeDone: make(chan struct{})}
-	whole := make(chan *[]byte, 4)
+	marks := validMarks(sums.Marks)
+	rh.prefix = len(marks) > 0
+	whole := make(chan wholeItem, 4)
 	rh.win.whole = whole
-	go rh.hashWhole(whole)
+	go rh.hashWhole(whole, marks)
 	err := rh.run()
 	close(whole)
 	<-rh.wholeDone
 	if err != nil {
-		return Result{}, 0, err
+		return Result{}, rehashWork{}, err
 	}
 	rh.res.Sum, rh.res.SHA256 = rh.sum, hex.EncodeToString(rh.sum[:])
-	return rh.res, rh.chunked, nil
+	return rh.res, rh.work, nil
+}
+
+// validMarks returns the marks up to the first that is not a SHA-256 state after more
+// bytes than the one before.
+func validMarks(marks []Mark) []Mark {
+	h := sha256.New().(encoding.BinaryUnmarshaler)
+	var off int64
+	for i, mk := range marks {
+		if mk.Off <= off || h.UnmarshalBinary(mk.State) != nil {
+			return marks[:i]
+		}
+		off = mk.Off
+	}
+	return marks
 }
 
 // rehasher is one Rehash.
@@ -68,22 +99,83 @@ type rehasher struct {
 	next int            // the block of prev tried at pos; len(prev): none
 	byID map[string]int // prev's hashes → their first index; built when first needed
 
-	chunked int64 // bytes the chunker cut
+	// prefix is set while every block so far was prev's at the same place: the content's
+	// SHA-256 may then resume from a mark; wholeItems tell hashWhole how far that holds.
+	prefix bool
+
+	work rehashWork
 
 	res       Result
 	sum       [sha256.Size]byte
 	wholeDone chan struct{}
 }
 
-// hashWhole hashes the content in order from the copies the window hands over.
-func (rh *rehasher) hashWhole(whole <-chan *[]byte) {
+// wholeItem is what hashWhole is told, in the content's order: the content's next
+// bytes (data), or that the content holds prev's blocks up to verified, or that it
+// departs from them from here on (diverged).
+type wholeItem struct {
+	data     *[]byte
+	verified int64
+	diverged bool
+}
+
+// hashWhole hashes the content in order from the copies the window hands over. With
+// marks (prev's), it holds the bytes back while they may still be prev's, and resumes
+// from the last mark the content is known to share before hashing the rest.
+func (rh *rehasher) hashWhole(items <-chan wholeItem, marks []Mark) {
 	defer close(rh.wholeDone)
-	h := sha256.New()
-	for bp := range whole {
-		h.Write(*bp)
-		wholeBufs.Put(bp)
+	m := newMarker()
+	waiting := len(marks) > 0
+	var held []*[]byte // the bytes from m.off on, while waiting
+	skip := 0          // bytes of held[0] before m.off
+	write := func(p []byte) {
+		m.write(p)
+		rh.work.hashed += int64(len(p))
 	}
-	h.Sum(rh.sum[:0])
+	flush := func() {
+		for i, bp := range held {
+			if i == 0 {
+				write((*bp)[skip:])
+			} else {
+				write(*bp)
+			}
+			wholeBufs.Put(bp)
+		}
+		held, skip, waiting = nil, 0, false
+	}
+	for it := range items {
+		switch {
+		case it.data != nil && waiting:
+			held = append(held, it.data)
+		case it.data != nil:
+			write(*it.data)
+			wholeBufs.Put(it.data)
+		case it.diverged && waiting:
+			flush()
+		case it.verified > 0 && waiting:
+			k := len(marks)
+			for k > 0 && marks[k-1].Off > it.verified {
+				k--
+			}
+			if k == 0 || marks[k-1].Off <= m.off {
+				continue
+			}
+			mk := marks[k-1]
+			drop := int(mk.Off - m.off)
+			m.resume(mk, marks[:k])
+			for drop > 0 {
+				if n := len(*held[0]) - skip; n <= drop {
+					wholeBufs.Put(held[0])
+					held, skip, drop = held[1:], 0, drop-n
+				} else {
+					skip, drop = skip+drop, 0
+				}
+			}
+		}
+	}
+	flush()
+	m.h.Sum(rh.sum[:0])
+	rh.res.Marks = m.marks
 }
 
 func (rh *rehasher) run() error {
@@ -103,8 +195,14 @@ func (rh *rehasher) run() error {
 
 // follow takes the blocks of prev from rh.next on for as long as the content holds them
 // at rh.pos, and reports whether it took any.
-func (rh *rehasher) follow() (bool, error) {
-	taken := false
+func (rh *rehasher) follow() (taken bool, err error) {
+	defer func() {
+		if rh.prefix && (!taken || rh.next < len(rh.prev)) {
+			// The content no longer holds prev's blocks in prev's places from here.
+			rh.prefix = false
+			rh.win.whole <- wholeItem{diverged: true}
+		}
+	}()
 	for rh.next < len(rh.prev) {
 		b := rh.prev[rh.next]
 		last := rh.next == len(rh.prev)-1
@@ -132,6 +230,9 @@ func (rh *rehasher) follow() (bool, error) {
 		}
 		rh.next++
 		taken = true
+		if rh.prefix {
+			rh.win.whole <- wholeItem{verified: rh.pos}
+		}
 	}
 	return taken, nil
 }
@@ -159,7 +260,7 @@ func (rh *rehasher) chunk() (end bool, err error) {
 		if err != nil {
 			return false, fmt.Errorf("read: %w", err)
 		}
-		rh.chunked += int64(len(ch.Data))
+		rh.work.chunked += int64(len(ch.Data))
 		sum := sha256.Sum256(ch.Data)
 		b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(ch.Data))}
 		if err := rh.emit(b, FastSumOf(ch.Data), ch.Data); err != nil {
@@ -220,7 +321,7 @@ type window struct {
 	store []byte
 	off   int64
 	eof   bool
-	whole chan<- *[]byte
+	whole chan<- wholeItem
 }
 
 // fill drops what lies before from and reads until the window holds the content up to
@@ -242,7 +343,7 @@ func (w *window) fill(from, to int64) ([]byte, error) {
 		if n > 0 {
 			bp := wholeBufs.Get().(*[]byte)
 			*bp = append((*bp)[:0], w.buf[len(w.buf):len(w.buf)+n]...)
-			w.whole <- bp
+			w.whole <- wholeItem{data: bp}
 			w.buf = w.buf[:len(w.buf)+n]
 		}
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {

@@ -46,21 +46,21 @@ func drawEdit(t *rapid.T) (old, edited []byte) {
 	return old, edited
 }
 
-// checkedRehash runs Rehash of data against prev (with its fast sums, or nil) and checks
+// checkedRehash runs Rehash of data against prev (with its sums, or none) and checks
 // what fn sees: every block, in order, with its bytes; and the result's fast sums.
-func checkedRehash(t fataler, data []byte, prev []proto.Block, fast []FastSum) Result {
+func checkedRehash(t fataler, data []byte, prev []proto.Block, prevSums Sums) Result {
 	t.Helper()
-	res, _ := rehashChunked(t, data, prev, fast)
+	res, _ := checkedRehashWork(t, data, prev, prevSums)
 	return res
 }
 
-// rehashChunked is checkedRehash that also returns how many bytes the chunker cut.
-func rehashChunked(t fataler, data []byte, prev []proto.Block, fast []FastSum) (Result, int64) {
+// checkedRehashWork is checkedRehash that also returns its work.
+func checkedRehashWork(t fataler, data []byte, prev []proto.Block, prevSums Sums) (Result, rehashWork) {
 	t.Helper()
 	var seen []proto.Block
 	var sums []FastSum
 	var off int64
-	res, chunked, err := rehash(bytes.NewReader(data), prev, fast, func(b proto.Block, d []byte) error {
+	res, work, err := rehash(bytes.NewReader(data), prev, prevSums, func(b proto.Block, d []byte) error {
 		if SumHex(d) != b.Hash || int64(len(d)) != b.Size || !bytes.Equal(d, data[off:off+b.Size]) {
 			t.Fatalf("block %d (%s at %d): the bytes handed over are not the content's", len(seen), b.Hash, off)
 		}
@@ -78,19 +78,33 @@ func rehashChunked(t fataler, data []byte, prev []proto.Block, fast []FastSum) (
 	if !slices.Equal(sums, res.Fast) {
 		t.Fatalf("the result's fast sums are not its blocks'")
 	}
-	return res, chunked
+	return res, work
 }
 
 // Rehash cuts an edited content exactly as Hash does, whatever the edit, taking the
 // blocks of the previous version where they come again.
+//
+// With marks, the whole content's SHA-256 resumes from the last one the unchanged head
+// covers: exactly the bytes after it are hashed.
 func TestRehashCutsAsHashDoes(t *testing.T) {
+	defer setMarkEvery(512 << 10)()
 	rapid.Check(t, func(t *rapid.T) {
 		old, edited := drawEdit(t)
 		prev := mustHash(t, old)
 		want := mustHash(t, edited)
-		// Blocks found again checked by their SHA-256, or by their fast sums.
-		fast := rapid.SampledFrom([][]FastSum{nil, prev.Fast}).Draw(t, "fast")
-		got := checkedRehash(t, edited, prev.Blocks, fast)
+		// Blocks found again checked by their SHA-256, or by their fast sums; with the
+		// marks or without.
+		sums := Sums{
+			Fast:  rapid.SampledFrom([][]FastSum{nil, prev.Fast}).Draw(t, "fast"),
+			Marks: rapid.SampledFrom([][]Mark{nil, prev.Marks}).Draw(t, "marks"),
+		}
+		got, work := checkedRehashWork(t, edited, prev.Blocks, sums)
+		if resumed := resumedAt(prev, want, sums.Marks); work.hashed != want.Size-resumed {
+			t.Fatalf("the whole content's SHA-256 took %d bytes of %d; want those after %d", work.hashed, want.Size, resumed)
+		}
+		if !equalMarks(got.Marks, want.Marks) {
+			t.Fatalf("Rehash's %d marks are not Hash's %d", len(got.Marks), len(want.Marks))
+		}
 		if got.SHA256 != want.SHA256 || got.Sum != want.Sum || got.Size != want.Size {
 			t.Fatalf("Rehash: %s/%d; Hash: %s/%d", got.SHA256, got.Size, want.SHA256, want.Size)
 		}
@@ -101,6 +115,92 @@ func TestRehashCutsAsHashDoes(t *testing.T) {
 			t.Fatal("Rehash's fast sums are not Hash's")
 		}
 	})
+}
+
+// resumedAt returns where Rehash of want against prev, with marks, resumes the whole
+// content's SHA-256: at the last mark within the blocks of prev that want starts with.
+func resumedAt(prev, want Result, marks []Mark) int64 {
+	var head int64
+	for i, b := range prev.Blocks {
+		lastOfPrev := i == len(prev.Blocks)-1
+		if i >= len(want.Blocks) || want.Blocks[i] != b || lastOfPrev && i != len(want.Blocks)-1 {
+			break
+		}
+		head += b.Size
+	}
+	var at int64
+	for _, mk := range marks {
+		if mk.Off <= head {
+			at = mk.Off
+		}
+	}
+	return at
+}
+
+func equalMarks(a, b []Mark) bool {
+	return slices.EqualFunc(a, b, func(x, y Mark) bool { return x.Off == y.Off && bytes.Equal(x.State, y.State) })
+}
+
+// setMarkEvery sets MarkEvery to n and returns what restores it.
+func setMarkEvery(n int64) func() {
+	old := MarkEvery
+	MarkEvery = n
+	return func() { MarkEvery = old }
+}
+
+// A one-byte edit in the middle of a large content costs the whole content's SHA-256
+// the bytes from the last mark before the edit; the marks of the result are Hash's.
+func TestRehashResumesFromTheLastMarkBeforeAnEdit(t *testing.T) {
+	old := randomBytes(40<<20, 12)
+	prev := mustHash(t, old)
+	if len(prev.Marks) != 5 || prev.Marks[0].Off != MarkEvery {
+		t.Fatalf("Hash of 40 MiB kept %d marks; want one every %d bytes", len(prev.Marks), MarkEvery)
+	}
+	edited := slices.Clone(old)
+	edited[20<<20+5] ^= 1
+	want := mustHash(t, edited)
+	got, work := checkedRehashWork(t, edited, prev.Blocks, prev.Sums)
+	if got.SHA256 != want.SHA256 || !equalMarks(got.Marks, want.Marks) {
+		t.Fatalf("Rehash: %s with %d marks; want %s with Hash's %d", got.SHA256, len(got.Marks), want.SHA256, len(want.Marks))
+	}
+	if work.hashed != 24<<20 {
+		t.Errorf("the whole content's SHA-256 took %d bytes; want the 24 MiB after the mark at 16 MiB", work.hashed)
+	}
+}
+
+// Marks that are not SHA-256 states, or that do not grow, are dropped from the first
+// such one on; the content is then hashed from the last good one. A mark that is a
+// valid state but not its prefix's (a damaged index) gives another SHA-256 than the
+// content's, which the server's check of a commit refuses (the agent then hashes the
+// file again without sums: agent.TestDamagedMarkCostsOneRefusedCommit).
+func TestRehashIgnoresMarksThatAreNotStates(t *testing.T) {
+	old := randomBytes(40<<20, 13)
+	prev := mustHash(t, old)
+	edited := slices.Clone(old)
+	edited[30<<20] ^= 1
+	garbled := slices.Clone(prev.Marks)
+	garbled[1].State = []byte("not a state")
+	shrinking := slices.Clone(prev.Marks)
+	shrinking[2].Off = shrinking[0].Off
+	other := mustHash(t, randomBytes(40<<20, 14)).Marks
+	for _, c := range []struct {
+		name    string
+		marks   []Mark
+		resumed int64
+		right   bool
+	}{
+		{"not a state", garbled, 8 << 20, true},
+		{"not growing", shrinking, 16 << 20, true},
+		{"another content's", other, 24 << 20, false},
+	} {
+		got, work := checkedRehashWork(t, edited, prev.Blocks, Sums{Fast: prev.Fast, Marks: c.marks})
+		if work.hashed != int64(len(edited))-c.resumed {
+			t.Errorf("%s: hashed %d bytes; want those after %d", c.name, work.hashed, c.resumed)
+		}
+		if right := got.SHA256 == SumHex(edited); right != c.right {
+			t.Errorf("%s: SHA-256 %s, content's %s; want them equal: %v", c.name, got.SHA256, SumHex(edited), c.right)
+		}
+	}
 }
 
 // A previous list that Hash did not cut (other sizes, wrong hashes, a list of another
@@ -120,7 +220,7 @@ func TestRehashOfAListNotCutByHash(t *testing.T) {
 	garbled[5].Size = 5 << 20
 	for name, prev := range map[string][]proto.Block{"fixed sizes": fixed, "another content": other, "garbled": garbled, "none": nil} {
 		t.Run(name, func(t *testing.T) {
-			got := checkedRehash(t, data, prev, nil)
+			got := checkedRehash(t, data, prev, Sums{})
 			if got.SHA256 != SumHex(data) || got.Size != int64(len(data)) {
 				t.Fatalf("result %s/%d, want %s/%d", got.SHA256, got.Size, SumHex(data), len(data))
 			}
@@ -143,12 +243,12 @@ func TestRehashKeepsTheBlocksAroundAnEdit(t *testing.T) {
 	edited := slices.Clone(old)
 	edited[8<<20] ^= 1
 	edited = slices.Insert(edited, 0, 'x')
-	got, chunked := rehashChunked(t, edited, prev, nil)
+	got, work := checkedRehashWork(t, edited, prev, Sums{})
 	if n := changedBytes(Result{Blocks: prev}, got); n == 0 || n > 4*MaxSize {
 		t.Errorf("%d bytes in new blocks; want those around the two edits, at most %d", n, 4*MaxSize)
 	}
-	if chunked > 4*MaxSize {
-		t.Errorf("the chunker cut %d bytes of %d; want only those around the two edits", chunked, len(edited))
+	if work.chunked > 4*MaxSize {
+		t.Errorf("the chunker cut %d bytes of %d; want only those around the two edits", work.chunked, len(edited))
 	}
 }
 
@@ -170,7 +270,7 @@ func TestRehashTakesFoundBlocksByTheirFastSums(t *testing.T) {
 		{"none", nil, prev.Blocks[2].Hash},
 		{"too few", prev.Fast[1:], prev.Blocks[2].Hash},
 	} {
-		got, err := Rehash(bytes.NewReader(data), listed, c.fast, nil)
+		got, err := Rehash(bytes.NewReader(data), listed, Sums{Fast: c.fast}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +286,7 @@ func TestRehashStopsWhenFnFails(t *testing.T) {
 	prev := mustHash(t, data).Blocks
 	boom := errors.New("boom")
 	calls := 0
-	_, err := Rehash(bytes.NewReader(data), prev, nil, func(proto.Block, []byte) error {
+	_, err := Rehash(bytes.NewReader(data), prev, Sums{}, func(proto.Block, []byte) error {
 		calls++
 		if calls == 3 {
 			return boom
@@ -225,7 +325,7 @@ func BenchmarkRehash(b *testing.B) {
 	b.Run("Rehash", func(b *testing.B) {
 		b.SetBytes(int64(len(edited)))
 		for b.Loop() {
-			if _, err := Rehash(bytes.NewReader(edited), prev, nil, nil); err != nil {
+			if _, err := Rehash(bytes.NewReader(edited), prev, Sums{}, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -233,7 +333,15 @@ func BenchmarkRehash(b *testing.B) {
 	b.Run("RehashFast", func(b *testing.B) {
 		b.SetBytes(int64(len(edited)))
 		for b.Loop() {
-			if _, err := Rehash(bytes.NewReader(edited), prev, res.Fast, nil); err != nil {
+			if _, err := Rehash(bytes.NewReader(edited), prev, Sums{Fast: res.Fast}, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("RehashMarks", func(b *testing.B) {
+		b.SetBytes(int64(len(edited)))
+		for b.Loop() {
+			if _, err := Rehash(bytes.NewReader(edited), prev, res.Sums, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -314,7 +314,7 @@ func (x *Executor) recordLanded(done []landed) error {
 			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
 				return err
 			}
-			if err := tx.PutIndex(p, l.idx, l.blocks, l.fast); err != nil {
+			if err := tx.PutIndex(p, l.idx, l.blocks, chunk.Sums{Fast: l.fast}); err != nil {
 				return err
 			}
 			if l.remote != nil {

@@ -378,10 +378,10 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 	out.Done++
 	idx, hadIdx := x.Trees.Index.Get(op.Path)
 	var blocks []proto.Block
-	var fast []chunk.FastSum
+	var sums chunk.Sums
 	if hadIdx && idx.Type == proto.TypeFile {
 		var err error
-		if blocks, fast, err = x.State.LocalBlockSums(op.Path); err != nil {
+		if blocks, sums, err = x.State.LocalBlockSums(op.Path); err != nil {
 			return err
 		}
 	}
@@ -396,7 +396,7 @@ func (x *Executor) moveToConflict(ctx context.Context, op plan.Op, out *Outcome)
 		}
 		if hadIdx {
 			x.Trees.Index.Set(op.NewPath, idx)
-			return tx.PutIndex(op.NewPath, idx, blocks, fast)
+			return tx.PutIndex(op.NewPath, idx, blocks, sums)
 		}
 		return nil
 	})

@@ -71,7 +71,7 @@ func (e *env) rescan(t testing.TB) {
 				if err := tx.DeleteIndex(u.Path); err != nil {
 					return err
 				}
-			} else if err := tx.PutIndex(u.Path, u.Entry, u.Blocks, nil); err != nil {
+			} else if err := tx.PutIndex(u.Path, u.Entry, u.Blocks, chunk.Sums{}); err != nil {
 				return err
 			}
 		}

@@ -312,7 +312,7 @@ func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
 	if !ok || idx.Type != proto.TypeFile {
 		return nil, nil
 	}
-	local, fast, err := x.State.LocalBlockSums(p)
+	local, sums, err := x.State.LocalBlockSums(p)
 	if err != nil || len(local) == 0 {
 		return nil, nil
 	}
@@ -321,6 +321,7 @@ func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
 		return nil, local
 	}
 	prev := &previousFile{path: p, f: f, at: make(map[string]state.BlockLocation, len(local))}
+	fast := sums.Fast
 	if fast != nil {
 		prev.sums = make(map[string]chunk.FastSum, len(local))
 	}

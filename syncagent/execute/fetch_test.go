@@ -242,8 +242,8 @@ func checkFastSums(t *testing.T, e *env, p string, data []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks, fast, err := e.x.State.LocalBlockSums(p)
-	if err != nil || !slices.Equal(blocks, want.Blocks) || !slices.Equal(fast, want.Fast) {
-		t.Fatalf("index of %s: %d blocks, %d fast sums, %v; want its %d blocks and their sums", p, len(blocks), len(fast), err, len(want.Blocks))
+	blocks, sums, err := e.x.State.LocalBlockSums(p)
+	if err != nil || !slices.Equal(blocks, want.Blocks) || !slices.Equal(sums.Fast, want.Fast) {
+		t.Fatalf("index of %s: %d blocks, %d fast sums, %v; want its %d blocks and their sums", p, len(blocks), len(sums.Fast), err, len(want.Blocks))
 	}
 }

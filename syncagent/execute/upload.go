@@ -618,8 +618,9 @@ func (x *Executor) recordCommit(ctx context.Context, batch []*pendingUpload, res
 			case r.Status == proto.StatusError && !p.inline && p.item.Type == proto.TypeFile:
 				// The listed blocks may not hold the file: it changed since it was hashed,
 				// or a block the scan took as found again by its fast sum (chunk.FastSum)
-				// was not. Its next hash checks every block by its SHA-256.
-				if err := tx.ForgetFastSums(p.op.Path); err != nil {
+				// was not, or a mark of the index was wrong (chunk.Rehash). Its next hash
+				// checks every block by its SHA-256 and hashes every byte.
+				if err := tx.ForgetSums(p.op.Path); err != nil {
 					return err
 				}
 				out.Rescan = append(out.Rescan, p.op.Path)

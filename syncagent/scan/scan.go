@@ -42,8 +42,8 @@ type Update struct {
 	Deleted bool
 	Entry   trees.IndexEntry
 	Blocks  []proto.Block
-	// Fast holds the blocks' fast sums, or nil.
-	Fast []chunk.FastSum
+	// Sums is what hashing learnt beside Blocks (chunk.Sums), or empty.
+	chunk.Sums
 }
 
 // Scanner reads one folder through an os.Root, so no symlink leads it outside.
@@ -56,11 +56,11 @@ type Scanner struct {
 	Skip map[string]bool
 	// Workers hash files in parallel; 0 means GOMAXPROCS.
 	Workers int
-	// Blocks returns the indexed block list of a path and the blocks' fast sums, nil when
+	// Blocks returns the indexed block list of a path and the sums kept with it, nil when
 	// the index has none (state.DB.LocalBlockSums); with it, a renamed file is recognised
 	// by its stat key and not hashed again, and an edited large file is cut against its
 	// indexed blocks (chunk.Rehash). Nil turns both off.
-	Blocks func(path string) ([]proto.Block, []chunk.FastSum, error)
+	Blocks func(path string) ([]proto.Block, chunk.Sums, error)
 	// Preupload, when set, is asked for a callback to hand every block of a file to as
 	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
 	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
@@ -111,7 +111,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 				return nil, false // the old path still holds the file: a hard link
 			}
 		}
-		blocks, fast, err := s.Blocks(old)
+		blocks, sums, err := s.Blocks(old)
 		if err != nil || len(blocks) == 0 {
 			return nil, false
 		}
@@ -122,7 +122,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 		if sum != e.Size {
 			return nil, false
 		}
-		return &Update{Path: j.path, Entry: e, Blocks: blocks, Fast: fast}, true
+		return &Update{Path: j.path, Entry: e, Blocks: blocks, Sums: sums}, true
 	}
 	for _, old := range r.byIno[j.st.Ino] {
 		if e, ok := l.Index.Get(old); ok {
@@ -469,9 +469,9 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	// chunker only around the change. Without them (a lookup failed: the chunker's work
 	// is all it costs) it is cut afresh.
 	var prev []proto.Block
-	var fast []chunk.FastSum
+	var sums chunk.Sums
 	if s.Blocks != nil && j.st.Size >= rehashMinSize {
-		prev, fast, _ = s.Blocks(j.path)
+		prev, sums, _ = s.Blocks(j.path)
 	}
 	var each func(proto.Block, []byte) error
 	if s.Preupload != nil {
@@ -481,7 +481,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	}
 	var res chunk.Result
 	if len(prev) > 1 {
-		res, err = chunk.Rehash(f, prev, fast, each)
+		res, err = chunk.Rehash(f, prev, sums, each)
 	} else {
 		res, err = chunk.Hash(f, each)
 	}
@@ -496,7 +496,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	}
 	e := j.st
 	e.SHA256 = res.Sum
-	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Fast: res.Fast}
+	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Sums: res.Sums}
 }
 
 // Paths rescans the given paths (each with its subtree, and with its parent dirs) and

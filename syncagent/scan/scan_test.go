@@ -156,7 +156,7 @@ func TestPathsRescansSubtrees(t *testing.T) {
 func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
 	dir, s, l := setup(t)
 	blocks := map[string][]proto.Block{}
-	s.Blocks = func(p string) ([]proto.Block, []chunk.FastSum, error) { return blocks[p], nil, nil }
+	s.Blocks = func(p string) ([]proto.Block, chunk.Sums, error) { return blocks[p], chunk.Sums{}, nil }
 	data := make([]byte, 3<<20)
 	for i := range data {
 		data[i] = byte(i ^ i>>9)
@@ -450,13 +450,13 @@ func TestPathsOfADirReplacedByAFileDropsItsContent(t *testing.T) {
 func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 	dir, s, l := setup(t)
 	blocks := map[string][]proto.Block{}
-	fast := map[string][]chunk.FastSum{}
+	sums := map[string]chunk.Sums{}
 	var asked []string
-	s.Blocks = func(p string) ([]proto.Block, []chunk.FastSum, error) {
+	s.Blocks = func(p string) ([]proto.Block, chunk.Sums, error) {
 		asked = append(asked, p)
-		return blocks[p], fast[p], nil
+		return blocks[p], sums[p], nil
 	}
-	data := make([]byte, 6<<20)
+	data := make([]byte, 10<<20)
 	for i := range data {
 		data[i] = byte(i*7 ^ i>>11 ^ i>>17)
 	}
@@ -471,12 +471,12 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, u := range ups {
-		blocks[u.Path], fast[u.Path] = u.Blocks, u.Fast
+		blocks[u.Path], sums[u.Path] = u.Blocks, u.Sums
 	}
-	if len(blocks["big.bin"]) < 3 || len(fast["big.bin"]) != len(blocks["big.bin"]) {
+	if len(blocks["big.bin"]) < 3 || len(sums["big.bin"].Fast) != len(blocks["big.bin"]) || len(sums["big.bin"].Marks) != 1 {
 		t.Fatalf("big.bin cut into %d blocks; the test needs several", len(blocks["big.bin"]))
 	}
-	data[3<<20] ^= 0xff
+	data[9<<20] ^= 0xff
 	if err := os.WriteFile(name, data, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -497,8 +497,8 @@ func TestEditedLargeFileIsCutAgainstItsIndexedBlocks(t *testing.T) {
 		if u.Path != "big.bin" {
 			continue
 		}
-		if u.Entry.SHA256 != plan.Hash(want.Sum) || !slices.Equal(u.Blocks, want.Blocks) || !slices.Equal(u.Fast, want.Fast) {
-			t.Fatalf("big.bin: %s, %d blocks, %d fast sums; want %s, %d blocks and their sums", u.Entry.SHA256, len(u.Blocks), len(u.Fast), want.SHA256, len(want.Blocks))
+		if u.Entry.SHA256 != plan.Hash(want.Sum) || !slices.Equal(u.Blocks, want.Blocks) || !slices.Equal(u.Fast, want.Fast) || len(u.Marks) != 1 {
+			t.Fatalf("big.bin: %s, %d blocks, %d fast sums, %d marks; want %s, %d blocks, their sums and a mark", u.Entry.SHA256, len(u.Blocks), len(u.Fast), len(u.Marks), want.SHA256, len(want.Blocks))
 		}
 		if n := len(blocks["big.bin"]) - len(u.Blocks); n > 2 || n < -2 {
 			t.Errorf("%d blocks against %d before a one-byte edit", len(u.Blocks), len(blocks["big.bin"]))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -38,7 +39,7 @@ func BenchmarkRecordFiles(b *testing.B) {
 						return err
 					}
 					e := trees.IndexEntry{Type: proto.TypeFile, SHA256: h, Mode: 0o644, Size: 8192, MTimeNs: int64(n), Ino: uint64(n)}
-					if err := tx.PutIndex(p, e, []proto.Block{{Hash: h.String(), Size: 8192}}, nil); err != nil {
+					if err := tx.PutIndex(p, e, []proto.Block{{Hash: h.String(), Size: 8192}}, chunk.Sums{}); err != nil {
 						return err
 					}
 				}

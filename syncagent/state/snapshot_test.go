@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -131,7 +132,7 @@ func fillRandom(t *testing.T, db *DB, s, rm plan.Tree, ix map[string]trees.Index
 			}
 		}
 		for p, e := range ix {
-			if err := tx.PutIndex(p, e, nil, nil); err != nil {
+			if err := tx.PutIndex(p, e, nil, chunk.Sums{}); err != nil {
 				return err
 			}
 		}
@@ -182,7 +183,7 @@ func TestSnapshotIsDroppedByEveryTreeWrite(t *testing.T) {
 		{"SetRemoteBlocks", func(tx *Tx) error { return tx.SetRemoteBlocks("new", 4, []proto.Block{{Hash: hexOf("cc"), Size: 2}}) }},
 		{"DeleteRemote", func(tx *Tx) error { return tx.DeleteRemote("new") }},
 		{"PutIndex", func(tx *Tx) error {
-			return tx.PutIndex("new", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("cc"), Size: 2}, []proto.Block{{Hash: hexOf("cc"), Size: 2}}, nil)
+			return tx.PutIndex("new", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("cc"), Size: 2}, []proto.Block{{Hash: hexOf("cc"), Size: 2}}, chunk.Sums{})
 		}},
 		{"DeleteIndex", func(tx *Tx) error { return tx.DeleteIndex("new") }},
 		{"raw SQL of another build", func(tx *Tx) error {

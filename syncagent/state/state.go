@@ -12,9 +12,11 @@ package state
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -121,7 +123,7 @@ func Open(dir string) (*DB, error) {
 	return &DB{db: db, dir: dir}, nil
 }
 
-// addFastColumn adds the fast sums column to a local table made before it. An older
+// addFastColumn adds the sums column (fast, see encodeSums) to a local table made before it. An older
 // agent that writes a row leaves the column empty (INSERT OR REPLACE), so the sums never
 // describe another list than the row's.
 func addFastColumn(db *sql.DB) error {
@@ -300,26 +302,26 @@ func (d *DB) RemoteVersion(path string) (int64, []proto.Block, error) {
 	return seq, blocks, nil
 }
 
-// LocalBlockSums returns the block list the index cache holds for path and the blocks'
-// fast sums (nil when the index has none for them).
-func (d *DB) LocalBlockSums(path string) ([]proto.Block, []chunk.FastSum, error) {
+// LocalBlockSums returns the block list the index cache holds for path and the sums
+// kept with it (empty when the index has none).
+func (d *DB) LocalBlockSums(path string) ([]proto.Block, chunk.Sums, error) {
 	st, err := d.prepared(`SELECT blocks, fast FROM local WHERE path = ?`)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read blocks of %q: %w", path, err)
+		return nil, chunk.Sums{}, fmt.Errorf("read blocks of %q: %w", path, err)
 	}
-	var raw, fast []byte
-	err = st.QueryRow(path).Scan(&raw, &fast)
+	var raw, sums []byte
+	err = st.QueryRow(path).Scan(&raw, &sums)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil, nil
+		return nil, chunk.Sums{}, nil
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("read blocks of %q: %w", path, err)
+		return nil, chunk.Sums{}, fmt.Errorf("read blocks of %q: %w", path, err)
 	}
 	blocks, err := decodeBlocks(raw)
 	if err != nil {
-		return nil, nil, err
+		return nil, chunk.Sums{}, err
 	}
-	return blocks, decodeFast(fast, len(blocks)), nil
+	return blocks, decodeSums(sums, len(blocks)), nil
 }
 
 // LocalBlocks returns the block list the index cache holds for path.
@@ -552,15 +554,15 @@ func (t *Tx) ResetTrees() error {
 }
 
 // PutIndex records what hashing path found at stat key e; blocks may be nil for
-// non-files, fast (the blocks' fast sums) nil or as long as blocks.
-func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, fast []chunk.FastSum) error {
+// non-files, sums empty (its fast sums are kept only when there is one per block).
+func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, sums chunk.Sums) error {
 	raw, err := encodeBlocks(blocks)
 	if err != nil {
 		return err
 	}
 	sum := e.SHA256.String()
 	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeFast(fast, len(blocks)))
+		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeSums(sums, len(blocks)))
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
@@ -584,11 +586,11 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, fas
 	return nil
 }
 
-// ForgetFastSums drops the fast sums the index holds for path's blocks: the next
-// rehash of the file checks each block it finds again by its SHA-256.
-func (t *Tx) ForgetFastSums(path string) error {
+// ForgetSums drops the sums the index holds for path's blocks: the next rehash of the
+// file checks each block it finds again by its SHA-256, and hashes all of its bytes.
+func (t *Tx) ForgetSums(path string) error {
 	if _, err := t.tx.Exec(`UPDATE local SET fast = NULL WHERE path = ?`, path); err != nil {
-		return fmt.Errorf("forget fast sums of %q: %w", path, err)
+		return fmt.Errorf("forget sums of %q: %w", path, err)
 	}
 	return nil
 }
@@ -617,30 +619,55 @@ func encodeBlocks(b []proto.Block) ([]byte, error) {
 	return raw, nil
 }
 
-// encodeFast stores fast sums one after the other; nil unless there is one for each of
-// n blocks (a list of one block needs none: Rehash takes lists of several).
-func encodeFast(fast []chunk.FastSum, n int) []byte {
-	if len(fast) != n || n < 2 {
+// encodeSums stores the fast sums one after the other, then each mark as its offset,
+// its state's length (both uvarints) and its state; nil unless there is a fast sum for
+// each of n blocks (a list of one block needs none: Rehash takes lists of several).
+func encodeSums(sums chunk.Sums, n int) []byte {
+	if len(sums.Fast) != n || n < 2 {
 		return nil
 	}
-	out := make([]byte, 0, len(chunk.FastSum{})*n)
-	for _, f := range fast {
+	size := len(chunk.FastSum{}) * n
+	for _, mk := range sums.Marks {
+		size += 2*binary.MaxVarintLen64 + len(mk.State)
+	}
+	out := make([]byte, 0, size)
+	for _, f := range sums.Fast {
 		out = append(out, f[:]...)
+	}
+	for _, mk := range sums.Marks {
+		out = binary.AppendUvarint(out, uint64(mk.Off))
+		out = binary.AppendUvarint(out, uint64(len(mk.State)))
+		out = append(out, mk.State...)
 	}
 	return out
 }
 
-// decodeFast reads what encodeFast stored for n blocks; nil when it is not that.
-func decodeFast(raw []byte, n int) []chunk.FastSum {
+// decodeSums reads what encodeSums stored for n blocks: no sums when it is not that, and
+// no marks from the first that is cut short (Rehash checks what they hold).
+func decodeSums(raw []byte, n int) chunk.Sums {
 	size := len(chunk.FastSum{})
-	if n < 2 || len(raw) != size*n {
-		return nil
+	if n < 2 || len(raw) < size*n {
+		return chunk.Sums{}
 	}
-	out := make([]chunk.FastSum, n)
-	for i := range out {
-		copy(out[i][:], raw[size*i:])
+	fast := make([]chunk.FastSum, n)
+	for i := range fast {
+		copy(fast[i][:], raw[size*i:])
 	}
-	return out
+	var marks []chunk.Mark
+	for rest := raw[size*n:]; len(rest) > 0; {
+		off, k := binary.Uvarint(rest)
+		if k <= 0 || off > math.MaxInt64 {
+			break
+		}
+		l, j := binary.Uvarint(rest[k:])
+		if j <= 0 || l > uint64(len(rest)-k-j) {
+			break
+		}
+		state := rest[k+j : k+j+int(l)]
+		marks = append(marks, chunk.Mark{Off: int64(off), State: state})
+		rest = rest[k+j+int(l):]
+	}
+	return chunk.Sums{Fast: fast, Marks: marks}
 }
 
 func decodeBlocks(raw []byte) ([]proto.Block, error) {

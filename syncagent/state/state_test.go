@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/trees"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -27,7 +28,7 @@ func TestStateSurvivesReopenAndResets(t *testing.T) {
 		if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: hexOf("h"), Seq: 7, Size: 10, Blocks: blocks}); err != nil {
 			return err
 		}
-		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 10, Ino: 1 << 40}, blocks, nil); err != nil {
+		if err := tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 10, Ino: 1 << 40}, blocks, chunk.Sums{}); err != nil {
 			return err
 		}
 		return tx.SetCursor("folder-1", 7)
@@ -90,7 +91,7 @@ func TestUpdateLaterIsSeenByEveryLaterUse(t *testing.T) {
 	release := make(chan struct{})
 	wait := db.UpdateLater(ctx, func(tx *Tx) error {
 		<-release // the read below is issued while this transaction is still open
-		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 7}, blocks, nil)
+		return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("h"), Size: 7}, blocks, chunk.Sums{})
 	})
 	got := make(chan []proto.Block, 1)
 	go func() {
@@ -152,12 +153,12 @@ func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
 	}
 	update(func(tx *Tx) error {
 		for _, p := range []string{"a", "b"} {
-			if err := tx.PutIndex(p, trees.IndexEntry{Type: proto.TypeFile, SHA256: one, Size: 3}, []proto.Block{{Hash: one.String(), Size: 3}}, nil); err != nil {
+			if err := tx.PutIndex(p, trees.IndexEntry{Type: proto.TypeFile, SHA256: one, Size: 3}, []proto.Block{{Hash: one.String(), Size: 3}}, chunk.Sums{}); err != nil {
 				return err
 			}
 		}
 		// A symlink whose target hashes alike holds no such block.
-		return tx.PutIndex("l", trees.IndexEntry{Type: proto.TypeSymlink, SHA256: one, Target: "one"}, nil, nil)
+		return tx.PutIndex("l", trees.IndexEntry{Type: proto.TypeSymlink, SHA256: one, Target: "one"}, nil, chunk.Sums{})
 	})
 	var rows int
 	if err := db.db.QueryRow(`SELECT COUNT(*) FROM blockloc`).Scan(&rows); err != nil || rows != 0 {
@@ -174,7 +175,7 @@ func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
 		t.Errorf("FindBlock(one) with an earlier agent's row = %+v; want a and b once each", got)
 	}
 	update(func(tx *Tx) error {
-		if err := tx.PutIndex("a", trees.IndexEntry{Type: proto.TypeFile, SHA256: two, Size: 3}, []proto.Block{{Hash: two.String(), Size: 3}}, nil); err != nil {
+		if err := tx.PutIndex("a", trees.IndexEntry{Type: proto.TypeFile, SHA256: two, Size: 3}, []proto.Block{{Hash: two.String(), Size: 3}}, chunk.Sums{}); err != nil {
 			return err
 		}
 		return tx.DeleteIndex("b")
@@ -184,5 +185,84 @@ func TestFindBlockFindsWholeFilesOfOneBlock(t *testing.T) {
 	}
 	if got := find(two); len(got) != 1 || got[0].Path != "a" {
 		t.Errorf("FindBlock(two) = %+v; want a", got)
+	}
+}
+
+// The sums kept with a block list come back as they were put, across a reopen, and
+// ForgetSums drops them; sums written by an agent before marks (fast sums alone) are
+// read as such, and marks cut short are dropped from there on, the fast sums kept.
+func TestIndexKeepsBlockSums(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	blocks := []proto.Block{{Hash: hexOf("a"), Size: 3 << 20}, {Hash: hexOf("b"), Size: 6 << 20}}
+	sums := chunk.Sums{
+		Fast:  []chunk.FastSum{{1, 2}, {3, 4}},
+		Marks: []chunk.Mark{{Off: 8 << 20, State: []byte("state one")}, {Off: 1 << 40, State: make([]byte, 300)}},
+	}
+	e := trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf("f"), Size: 9 << 20}
+	put := func(s chunk.Sums) {
+		t.Helper()
+		if err := db.Update(ctx, func(tx *Tx) error { return tx.PutIndex("f", e, blocks, s) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	get := func() chunk.Sums {
+		t.Helper()
+		got, s, err := db.LocalBlockSums("f")
+		if err != nil || !slices.Equal(got, blocks) {
+			t.Fatalf("blocks %v, %v", got, err)
+		}
+		return s
+	}
+	equal := func(a, b chunk.Sums) bool {
+		return slices.Equal(a.Fast, b.Fast) && slices.EqualFunc(a.Marks, b.Marks, func(x, y chunk.Mark) bool {
+			return x.Off == y.Off && string(x.State) == string(y.State)
+		})
+	}
+	put(sums)
+	db.Close()
+	if db, err = Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := get(); !equal(got, sums) {
+		t.Errorf("sums after a reopen: %+v; want %+v", got, sums)
+	}
+
+	raw := encodeSums(sums, len(blocks))
+	for _, c := range []struct {
+		name string
+		raw  []byte
+		want chunk.Sums
+	}{
+		{"fast sums alone", raw[:32], chunk.Sums{Fast: sums.Fast}},
+		{"second mark cut short", raw[:len(raw)-1], chunk.Sums{Fast: sums.Fast, Marks: sums.Marks[:1]}},
+		{"too short for the fast sums", raw[:31], chunk.Sums{}},
+	} {
+		if _, err := db.db.Exec(`UPDATE local SET fast = ? WHERE path = 'f'`, c.raw); err != nil {
+			t.Fatal(err)
+		}
+		if got := get(); !equal(got, c.want) {
+			t.Errorf("%s: %+v; want %+v", c.name, got, c.want)
+		}
+	}
+
+	put(sums)
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.ForgetSums("f") }); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got.Fast != nil || got.Marks != nil {
+		t.Errorf("sums after ForgetSums: %+v", got)
+	}
+	// A list of one block keeps no sums.
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.PutIndex("f", e, blocks[:1], sums) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, got, _ := db.LocalBlockSums("f"); got.Fast != nil || got.Marks != nil {
+		t.Errorf("sums of a one-block list: %+v", got)
 	}
 }
