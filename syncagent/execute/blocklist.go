@@ -9,12 +9,17 @@ import (
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
-// downloadFile makes a file equal op.Remote. The block list comes from the changes feed;
+// downloadFile makes a file equal op.Remote: by renaming a file of the same content
+// that the run deletes (landRenamed), else from blocks. The block list comes from the
+// changes feed;
 // when the feed left it out (a large file), the agent first tries a local file with the
 // same content (a rename or a copy: no transfer at all), then asks the server for the
 // list, as a delta against the version it holds when it can.
 func (x *Executor) downloadFile(ctx context.Context, op plan.Op) (landed, error) {
 	r := op.Remote
+	if l, ok, err := x.landRenamed(op); ok {
+		return l, err
+	}
 	blocks, err := x.State.RemoteBlocks(op.Path)
 	if err != nil {
 		return landed{}, err

@@ -34,9 +34,9 @@ type landed struct {
 	op     plan.Op
 	idx    trees.IndexEntry
 	blocks []proto.Block
-	// fast holds the blocks' fast sums, taken as they were written (files of several
-	// blocks), or nil.
-	fast []chunk.FastSum
+	// sums holds the blocks' fast sums, taken as they were written (files of several
+	// blocks), or what the index kept of a file renamed into place (landRenamed).
+	sums chunk.Sums
 	// remote is a block list fetched from the server for op.Remote (the feed had
 	// omitted it), to be recorded.
 	remote []proto.Block
@@ -314,7 +314,7 @@ func (x *Executor) recordLanded(done []landed) error {
 			if err := tx.PutSynced(p, *l.op.Remote); err != nil {
 				return err
 			}
-			if err := tx.PutIndex(p, l.idx, l.blocks, chunk.Sums{Fast: l.fast}); err != nil {
+			if err := tx.PutIndex(p, l.idx, l.blocks, l.sums); err != nil {
 				return err
 			}
 			if l.remote != nil {
@@ -596,7 +596,7 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			return landed{}, fmt.Errorf("stat temp file: %w", err)
 		}
 		l = landedOf(fi, op, blocks)
-		l.fast = fast
+		l.sums.Fast = fast
 	} else if !errors.Is(err, errors.ErrUnsupported) {
 		return landed{}, fmt.Errorf("set mtime: %w", err)
 	}
@@ -622,7 +622,7 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 		return l, nil
 	}
 	l, err = x.statAt(dir.Root, name, op, blocks)
-	l.fast = fast
+	l.sums.Fast = fast
 	return l, err
 }
 

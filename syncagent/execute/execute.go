@@ -94,6 +94,7 @@ type Executor struct {
 	noBatch  atomic.Bool         // the server has no batched block downloads
 	stage    stageState          // the staging dir of the download under way; see StageDir
 	dirs     *dircache.Cache     // the dirs the download under way lands files in
+	renames  *renameSources      // the files the run under way deletes, by content (landRenamed)
 
 	// recording is the record of the last download slice, when recordLater left one
 	// running; see WaitRecorded.
@@ -158,6 +159,8 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	if x.inflight == nil {
 		x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
 	}
+	x.renames = newRenameSources(ops)
+	defer func() { x.renames = nil }()
 	for i := 0; i < len(ops); {
 		j := i + 1
 		for j < len(ops) && ops[j].Kind == ops[i].Kind && batched(ops[i].Kind) {
