@@ -46,10 +46,11 @@ func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, d
 	return res, err
 }
 
-// rehashWork is what one Rehash cost: the bytes the chunker cut, and those the whole
-// content's SHA-256 took.
+// rehashWork is what one Rehash cost: the bytes the chunker cut, those the whole
+// content's SHA-256 took, and the most bytes held back while the hash waited for a mark.
 type rehashWork struct {
 	chunked, hashed int64
+	maxHeld         int
 }
 
 // rehash is Rehash that also returns its work.
@@ -128,6 +129,11 @@ func (rh *rehasher) hashWhole(items <-chan wholeItem, marks []Mark) {
 	waiting := len(marks) > 0
 	var held []*[]byte // the bytes from m.off on, while waiting
 	skip := 0          // bytes of held[0] before m.off
+	heldBytes := 0     // the bytes of held from m.off on
+	// What is held is at most the bytes since the last mark passed and what the window
+	// reads ahead of the blocks it checks; marks further apart than MarkEvery (another
+	// version's) are not waited for beyond that.
+	maxHeld := int(MarkEvery) + 4*MaxSize
 	write := func(p []byte) {
 		m.write(p)
 		rh.work.hashed += int64(len(p))
@@ -141,12 +147,13 @@ func (rh *rehasher) hashWhole(items <-chan wholeItem, marks []Mark) {
 			}
 			wholeBufs.Put(bp)
 		}
-		held, skip, waiting = nil, 0, false
+		held, heldBytes, skip, waiting = nil, 0, 0, false
 	}
 	for it := range items {
 		switch {
 		case it.data != nil && waiting:
 			held = append(held, it.data)
+			heldBytes += len(*it.data)
 		case it.data != nil:
 			write(*it.data)
 			wholeBufs.Put(it.data)
@@ -157,20 +164,26 @@ func (rh *rehasher) hashWhole(items <-chan wholeItem, marks []Mark) {
 			for k > 0 && marks[k-1].Off > it.verified {
 				k--
 			}
-			if k == 0 || marks[k-1].Off <= m.off {
-				continue
-			}
-			mk := marks[k-1]
-			drop := int(mk.Off - m.off)
-			m.resume(mk, marks[:k])
-			for drop > 0 {
-				if n := len(*held[0]) - skip; n <= drop {
-					wholeBufs.Put(held[0])
-					held, skip, drop = held[1:], 0, drop-n
-				} else {
-					skip, drop = skip+drop, 0
+			if k > 0 && marks[k-1].Off > m.off {
+				mk := marks[k-1]
+				drop := int(mk.Off - m.off)
+				m.resume(mk, marks[:k])
+				for drop > 0 {
+					if n := len(*held[0]) - skip; n <= drop {
+						wholeBufs.Put(held[0])
+						held, heldBytes, skip, drop = held[1:], heldBytes-n, 0, drop-n
+					} else {
+						skip, heldBytes, drop = skip+drop, heldBytes-drop, 0
+					}
 				}
 			}
+			if k == len(marks) {
+				flush() // past the last mark: nothing more to skip
+			}
+		}
+		rh.work.maxHeld = max(rh.work.maxHeld, heldBytes)
+		if waiting && heldBytes > maxHeld {
+			flush() // marks too far apart to wait for the next
 		}
 	}
 	flush()

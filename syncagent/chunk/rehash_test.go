@@ -169,10 +169,13 @@ func TestRehashResumesFromTheLastMarkBeforeAnEdit(t *testing.T) {
 }
 
 // Marks that are not SHA-256 states, or that do not grow, are dropped from the first
-// such one on; the content is then hashed from the last good one. A mark that is a
-// valid state but not its prefix's (a damaged index) gives another SHA-256 than the
-// content's, which the server's check of a commit refuses (the agent then hashes the
-// file again without sums: agent.TestDamagedMarkCostsOneRefusedCommit).
+// such one on; the content is then hashed from the last good one, and nothing is held
+// back past it. A mark that is a valid state but not its prefix's (a damaged index)
+// gives another SHA-256 than the content's, which the server's check of a commit
+// refuses (the agent then hashes the file again without sums:
+// agent.TestDamagedMarkCostsOneRefusedCommit). Marks further apart than MarkEvery are
+// waited for up to MarkEvery and four blocks of bytes, then the hash goes on from the
+// last one passed.
 func TestRehashIgnoresMarksThatAreNotStates(t *testing.T) {
 	old := randomBytes(40<<20, 13)
 	prev := mustHash(t, old)
@@ -183,15 +186,21 @@ func TestRehashIgnoresMarksThatAreNotStates(t *testing.T) {
 	shrinking := slices.Clone(prev.Marks)
 	shrinking[2].Off = shrinking[0].Off
 	other := mustHash(t, randomBytes(40<<20, 14)).Marks
+	restore := setMarkEvery(32 << 20)
+	sparse := mustHash(t, old).Marks // one mark, at 32 MiB: past the edit
+	restore()
+	bound := int(MarkEvery) + 3*MaxSize // the marks passed, and what is read ahead
 	for _, c := range []struct {
 		name    string
 		marks   []Mark
 		resumed int64
 		right   bool
+		held    int
 	}{
-		{"not a state", garbled, 8 << 20, true},
-		{"not growing", shrinking, 16 << 20, true},
-		{"another content's", other, 24 << 20, false},
+		{"not a state", garbled, 8 << 20, true, bound},
+		{"not growing", shrinking, 16 << 20, true, bound},
+		{"another content's", other, 24 << 20, false, bound},
+		{"too far apart", sparse, 0, true, int(MarkEvery) + 5*MaxSize},
 	} {
 		got, work := checkedRehashWork(t, edited, prev.Blocks, Sums{Fast: prev.Fast, Marks: c.marks})
 		if work.hashed != int64(len(edited))-c.resumed {
@@ -199,6 +208,9 @@ func TestRehashIgnoresMarksThatAreNotStates(t *testing.T) {
 		}
 		if right := got.SHA256 == SumHex(edited); right != c.right {
 			t.Errorf("%s: SHA-256 %s, content's %s; want them equal: %v", c.name, got.SHA256, SumHex(edited), c.right)
+		}
+		if work.maxHeld > c.held {
+			t.Errorf("%s: held back %d bytes; want at most %d", c.name, work.maxHeld, c.held)
 		}
 	}
 }
