@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		logLevel     slog.Level
 		logFormat    string
 		review       reviewFlags
+		pprofListen  string
 	)
 	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "TCP address to listen on (without --token-file or --tokenreview-audience only a loopback address is allowed)")
 	fs.StringVar(&opts.DataDir, "data-dir", "./data", "directory of the blocks and of the embedded database")
@@ -71,6 +73,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.StringVar(&review.namespace, "tokenreview-namespace", "", "the folder's namespace (default: the namespace of the pod the server runs in)")
 	fs.StringVar(&review.allowed, "allowed-service-accounts", "", `comma list of "namespace/name" or "namespace/*" that may sync (empty: any service account of --tokenreview-namespace)`)
 	fs.StringVar(&review.kubeconfig, "kubeconfig", "", "kubeconfig for TokenReview calls (empty: the pod's in-cluster configuration)")
+	fs.StringVar(&pprofListen, "pprof-listen", "", "loopback TCP address of a listener of its own serving Go's profiles under /debug/pprof/ (debugging; empty: off)")
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "auto", "log format: json, text, or auto (JSON unless stderr is a terminal)")
 
@@ -89,6 +92,10 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return 2
 	}
 	if err := validate(opts, keepVersions, logFormat, review); err != nil {
+		fmt.Fprintf(stderr, "syncserver: %v\n", err)
+		return 2
+	}
+	if err := checkPprofListen(pprofListen); err != nil {
 		fmt.Fprintf(stderr, "syncserver: %v\n", err)
 		return 2
 	}
@@ -114,6 +121,14 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 		return sqlite.Open(filepath.Join(opts.DataDir, "meta.db"))
 	}
 
+	if pprofListen != "" {
+		_, stopPprof, err := servePprof(pprofListen, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "syncserver: %v\n", err)
+			return 1
+		}
+		defer stopPprof()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if err := syncserver.Run(ctx, opts, logger); err != nil {
@@ -171,6 +186,21 @@ func validate(opts syncserver.Options, keepVersions int, logFormat string, revie
 		return err
 	}
 	return syncserver.CheckListen(opts.Listen, opts.TokenFile != "" || review.audience != "")
+}
+
+// checkPprofListen accepts an empty --pprof-listen (off) or a loopback address.
+func checkPprofListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("--pprof-listen %q: %w", addr, err)
+	}
+	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		return fmt.Errorf("--pprof-listen %q: profiles reveal paths and memory, so they are served only on a loopback address (127.0.0.1, ::1 or localhost)", addr)
+	}
+	return nil
 }
 
 // reviewFlags configure Kubernetes TokenReview authentication.

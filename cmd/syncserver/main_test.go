@@ -69,6 +69,9 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"--gc-grace", "1s"},
 		{"--log-format", "xml"},
 		{"--listen", "0.0.0.0:8080"},
+		{"--pprof-listen", "0.0.0.0:6060"},
+		{"--pprof-listen", "example.org:6060"},
+		{"--pprof-listen", "6060"},
 		{"extra-arg"},
 	} {
 		var stderr bytes.Buffer
