@@ -104,7 +104,20 @@ func decodeStreamBlocks(r io.Reader) (proto.StreamBlocksRequest, error) {
 }
 
 func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
-	return decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
+	req, err := decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
+	if err == nil {
+		err = checkCommitDeletes(len(req.Items), len(req.Deletes), maxItems)
+	}
+	return req, err
+}
+
+// checkCommitDeletes checks that a commit's items and deletes together are at most
+// maxItems.
+func checkCommitDeletes(items, deletes, maxItems int) error {
+	if items+deletes > maxItems {
+		return fmt.Errorf("%d items and %d deletes; at most %d per batch", items, deletes, maxItems)
+	}
+	return nil
 }
 
 // decodeCommitFrames decodes a commit sent as frames (proto.ContentTypeCommit): the same
@@ -140,7 +153,10 @@ func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64, arena *frameAr
 	case h.Items > maxItems:
 		return req, fmt.Errorf("%d items; at most %d per batch", h.Items, maxItems)
 	}
-	req.OmitBlocks = h.OmitBlocks
+	if err := checkCommitDeletes(h.Items, len(h.Deletes), maxItems); err != nil {
+		return req, err
+	}
+	req.OmitBlocks, req.Deletes = h.OmitBlocks, h.Deletes
 	req.Items = make([]proto.CommitItem, h.Items)
 	for i := range req.Items {
 		if raw, err = frame("item", i); err != nil {

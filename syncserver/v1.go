@@ -1,6 +1,7 @@
 package syncserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -445,8 +446,8 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
-	results := make([]proto.ItemResult, len(req.Items))
-	items := make([]pending, 0, len(req.Items))
+	results := make([]proto.ItemResult, len(req.Items)+len(req.Deletes))
+	items := make([]pending, 0, len(results))
 	for i, it := range req.Items {
 		results[i].Path = it.Path
 		e, err := validateItem(it, s.cfg)
@@ -473,6 +474,28 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		}
 		items = append(items, pending{idx: i, inline: it.Data, trusted: trusted, stream: it.Stream,
 			change: store.Change{Entry: e, BaseSeq: it.BaseSeq, Action: actionFor(e.Type)}})
+	}
+	var written map[string]bool // the items' paths, which the deletes may not name
+	if len(req.Deletes) > 0 {
+		written = make(map[string]bool, len(req.Items))
+		for _, it := range req.Items {
+			written[it.Path] = true
+		}
+	}
+	for k, it := range req.Deletes {
+		if written[it.Path] {
+			i := len(req.Items) + k
+			results[i].Path, results[i].Status, results[i].Error = it.Path, proto.StatusError, "the commit also writes this path"
+			continue
+		}
+		p, ok, err := s.pendingDelete(r.Context(), it, len(req.Items)+k, results)
+		if err != nil {
+			s.storeFailed(w, r, "read entry", err)
+			return
+		}
+		if ok {
+			items = append(items, p)
+		}
 	}
 	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
 		s.storeFailed(w, r, "commit", err)
@@ -514,41 +537,62 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	results := make([]proto.ItemResult, len(req.Items))
 	items := make([]pending, 0, len(req.Items))
 	for i, it := range req.Items {
-		results[i].Path = it.Path
-		if _, err := proto.CleanPath(it.Path); err != nil {
-			results[i].Status, results[i].Error = proto.StatusError, err.Error()
-			continue
-		}
-		if it.BaseSeq <= 0 {
-			results[i].Status, results[i].Error = proto.StatusError, "baseSeq must be the seq of the live entry to delete"
-			continue
-		}
-		cur, err := s.store.Get(r.Context(), it.Path)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			results[i].Status, results[i].Error = proto.StatusError, "no entry at this path"
-			continue
-		case err != nil:
+		p, ok, err := s.pendingDelete(r.Context(), it, i, results)
+		if err != nil {
 			s.storeFailed(w, r, "read entry", err)
 			return
-		case cur.Deleted && cur.Seq == it.BaseSeq:
-			// Already deleted at the seq the client knows: a retried delete succeeds.
-			results[i].Status, results[i].Entry = proto.StatusOK, &cur
-			continue
-		case cur.Seq != it.BaseSeq:
-			s.metrics.conflicts.Inc()
-			results[i].Status, results[i].Error, results[i].Entry = proto.StatusConflict, "the entry has moved on from baseSeq", &cur
-			continue
 		}
-		items = append(items, pending{idx: i, change: store.Change{
-			Entry:   proto.Entry{Path: it.Path, Type: cur.Type, Mode: cur.Mode, MTimeNs: time.Now().UnixNano(), Deleted: true},
-			BaseSeq: it.BaseSeq, Action: proto.ActionDelete}})
+		if ok {
+			items = append(items, p)
+		}
 	}
 	if err := s.commit(r.Context(), agentFrom(r.Context()), items, results); err != nil {
 		s.storeFailed(w, r, "delete", err)
 		return
 	}
 	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
+}
+
+// pathError returns why p is not a path an item may name, or "".
+func pathError(p string) string {
+	if _, err := proto.CleanPath(p); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+// pendingDelete checks the delete it, whose result is results[i], and returns the change
+// to apply; ok is false when the result is already decided (an error, a conflict, or a
+// delete retried at the seq it deleted). err is a store failure.
+func (s *Server) pendingDelete(ctx context.Context, it proto.DeleteItem, i int, results []proto.ItemResult) (p pending, ok bool, err error) {
+	results[i].Path = it.Path
+	if msg := pathError(it.Path); msg != "" {
+		results[i].Status, results[i].Error = proto.StatusError, msg
+		return p, false, nil
+	}
+	if it.BaseSeq <= 0 {
+		results[i].Status, results[i].Error = proto.StatusError, "baseSeq must be the seq of the live entry to delete"
+		return p, false, nil
+	}
+	cur, err := s.store.Get(ctx, it.Path)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		results[i].Status, results[i].Error = proto.StatusError, "no entry at this path"
+		return p, false, nil
+	case err != nil:
+		return p, false, err
+	case cur.Deleted && cur.Seq == it.BaseSeq:
+		// Already deleted at the seq the client knows: a retried delete succeeds.
+		results[i].Status, results[i].Entry = proto.StatusOK, &cur
+		return p, false, nil
+	case cur.Seq != it.BaseSeq:
+		s.metrics.conflicts.Inc()
+		results[i].Status, results[i].Error, results[i].Entry = proto.StatusConflict, "the entry has moved on from baseSeq", &cur
+		return p, false, nil
+	}
+	return pending{idx: i, change: store.Change{
+		Entry:   proto.Entry{Path: it.Path, Type: cur.Type, Mode: cur.Mode, MTimeNs: time.Now().UnixNano(), Deleted: true},
+		BaseSeq: it.BaseSeq, Action: proto.ActionDelete}}, true, nil
 }
 
 func (s *Server) handleEntry(w http.ResponseWriter, r *http.Request) {

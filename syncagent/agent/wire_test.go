@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -157,14 +158,26 @@ func TestLargeFileChangesSendLittle(t *testing.T) {
 		}
 	})
 
-	// A rename.
+	// A rename: one commit (the new path copying the old one's version, and the old
+	// path's delete), which the reader gets in one pull and carries out as a rename of
+	// its own file.
+	before, err := os.Stat(filepath.Join(rdir, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	wc, rc = step("rename", func() {
 		if err := os.Rename(big, filepath.Join(wdir, "moved.bin")); err != nil {
 			t.Fatal(err)
 		}
 	})
-	if !strings.Contains(string(commitBodies(wc)), `"copyFrom"`) {
-		t.Errorf("rename: commit without copyFrom: %s", commitBodies(wc))
+	if body := string(commitBodies(wc)); !strings.Contains(body, `"copyFrom"`) || !strings.Contains(body, `"deletes"`) {
+		t.Errorf("rename: commit without copyFrom and deletes: %s", body)
+	}
+	if n, _ := count(wc, "POST", proto.RouteDelete); n != 0 {
+		t.Errorf("rename: %d delete requests besides the commit", n)
+	}
+	if after, err := os.Stat(filepath.Join(rdir, "moved.bin")); runtime.GOOS == "linux" && (err != nil || !os.SameFile(before, after)) {
+		t.Errorf("rename: the reader's moved.bin (%v) is not its big.bin renamed", err)
 	}
 	if n, _ := count(wc, "PUT", proto.RouteBlocks); n != 0 {
 		t.Errorf("rename: writer uploaded %d blocks", n)

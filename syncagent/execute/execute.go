@@ -44,10 +44,11 @@ type Server interface {
 	GetBlock(ctx context.Context, hash string) ([]byte, error)
 	// GetBlockDelta fetches a block compressed against a block the agent holds.
 	GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error)
-	// CommitFunc commits n items made one at a time by item while the request is sent
-	// (Data valid until the next call); an error of item aborts the request, which
-	// then changes nothing, and comes back wrapped.
-	CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error)
+	// CommitDeletesFunc commits n items made one at a time by item while the request is
+	// sent (Data valid until the next call), and deletes in the same transaction; an
+	// error of item aborts the request, which then changes nothing, and comes back
+	// wrapped. deleted is nil when the server took none of deletes.
+	CommitDeletesFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) (res, deleted []proto.ItemResult, err error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
 	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
 	// error wrapping client.ErrNotSupported means the server does not have the call.
@@ -95,6 +96,7 @@ type Executor struct {
 	stage    stageState          // the staging dir of the download under way; see StageDir
 	dirs     *dircache.Cache     // the dirs the download under way lands files in
 	renames  *renameSources      // the files the run under way deletes, by content (landRenamed)
+	deletes  *remoteDeletes      // the server entries the run under way deletes (commitDeletes)
 
 	// recording is the record of the last download slice, when recordLater left one
 	// running; see WaitRecorded.
@@ -159,8 +161,8 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	if x.inflight == nil {
 		x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
 	}
-	x.renames = newRenameSources(ops)
-	defer func() { x.renames = nil }()
+	x.renames, x.deletes = newRenameSources(ops), newRemoteDeletes(ops)
+	defer func() { x.renames, x.deletes = nil, nil }()
 	for i := 0; i < len(ops); {
 		j := i + 1
 		for j < len(ops) && ops[j].Kind == ops[i].Kind && batched(ops[i].Kind) {
@@ -410,8 +412,8 @@ func (x *Executor) deleteRemote(ctx context.Context, ops []plan.Op, out *Outcome
 	var items []proto.DeleteItem
 	var sent []plan.Op
 	for _, op := range ops {
-		if op.Remote == nil {
-			continue
+		if op.Remote == nil || x.deletes.isDone(op.Path) {
+			continue // done by the commit of a rename (commitDeletes)
 		}
 		// The path must still be absent here: a file re-created since the plan is
 		// uploaded by the next one instead of deleted.
@@ -436,25 +438,8 @@ func (x *Executor) deleteRemote(ctx context.Context, ops []plan.Op, out *Outcome
 		}
 		err = x.State.Update(ctx, func(tx *state.Tx) error {
 			for i, r := range res {
-				op := sent[start+i]
-				switch r.Status {
-				case proto.StatusOK:
-					x.Trees.Synced.Delete(op.Path)
-					if err := tx.DeleteSynced(op.Path); err != nil {
-						return err
-					}
-					if err := x.setRemote(tx, r.Entry, op.Path); err != nil {
-						return err
-					}
-					out.Done++
-					x.Counters.FilesDone.Add(1)
-				case proto.StatusConflict:
-					if err := x.setRemote(tx, r.Entry, op.Path); err != nil {
-						return err
-					}
-					x.skip(op, fmt.Errorf("server entry moved on"), out)
-				default:
-					x.fail(op, errors.New(r.Error), out)
+				if err := x.recordRemoteDelete(tx, sent[start+i], r, out); err != nil {
+					return err
 				}
 			}
 			return nil

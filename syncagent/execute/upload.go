@@ -515,8 +515,12 @@ func (x *Executor) inlineItem(p *pendingUpload, dirs *dircache.Cache, buf *[]byt
 type sentCommit struct {
 	batch []*pendingUpload
 	res   []proto.ItemResult
-	out   Outcome // skipped and failed items; merged by the caller
-	err   error   // a transport error: nothing of batch was recorded
+	// deletes are the deletes the commit carried (commitDeletes), and deleted their
+	// results.
+	deletes []plan.Op
+	deleted []proto.ItemResult
+	out     Outcome // skipped and failed items; merged by the caller
+	err     error   // a transport error: nothing of batch was recorded
 }
 
 // sendCommit sends one commit request. Inlined content is read file by file while the
@@ -526,14 +530,15 @@ type sentCommit struct {
 func (x *Executor) sendCommit(ctx context.Context, dirs *dircache.Cache, batch []*pendingUpload) sentCommit {
 	var buf []byte
 	var sc sentCommit
+	deletes, deleteOps := x.commitDeletes(batch)
 	for {
-		res, err := x.Server.CommitFunc(ctx, len(batch), func(i int) (proto.CommitItem, error) {
+		res, deleted, err := x.Server.CommitDeletesFunc(ctx, len(batch), func(i int) (proto.CommitItem, error) {
 			it, err := x.inlineItem(batch[i], dirs, &buf)
 			if err != nil {
 				return it, &itemError{i: i, err: err}
 			}
 			return it, nil
-		})
+		}, deletes)
 		var ie *itemError
 		if errors.As(err, &ie) {
 			if errors.Is(ie.err, errChanged) {
@@ -557,6 +562,9 @@ func (x *Executor) sendCommit(ctx context.Context, dirs *dircache.Cache, batch [
 			}
 			return sc
 		}
+		if deleted != nil { // else a server that does not take them: their ops send them
+			sc.deletes, sc.deleted = deleteOps, deleted
+		}
 		sc.batch, sc.res = batch, res
 		return sc
 	}
@@ -576,7 +584,19 @@ func (x *Executor) recordSent(ctx context.Context, sc sentCommit, out *Outcome) 
 			sc.res[i].Entry = &e
 		}
 	}
-	return x.recordCommit(ctx, sc.batch, sc.res, out)
+	retry, err := x.recordCommit(ctx, sc.batch, sc.res, out)
+	if err != nil || len(sc.deletes) == 0 {
+		return retry, err
+	}
+	return retry, x.State.Update(ctx, func(tx *state.Tx) error {
+		for i, op := range sc.deletes {
+			x.deletes.markDone(op.Path)
+			if err := x.recordRemoteDelete(tx, op, sc.deleted[i], out); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // recordCommit records the results of a commit in the trees and the state, and returns

@@ -98,18 +98,54 @@ func cmpErr(err, def error) error {
 // server that reads only JSON refuses that as malformed JSON, and the client then sends
 // this and every later commit as JSON.
 func (c *Client) CommitFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error) {
+	res, _, err := c.CommitDeletesFunc(ctx, n, item, nil)
+	return res, err
+}
+
+// CommitDeletesFunc is CommitFunc that also deletes paths in the same transaction
+// (proto.CommitRequest.Deletes), and returns their results apart. deleted is nil when
+// deletes was not empty and the server deleted nothing, not knowing the field: the
+// caller then sends them with Delete.
+func (c *Client) CommitDeletesFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) (res, deleted []proto.ItemResult, err error) {
+	var out []proto.ItemResult
 	if !c.opts.JSONCommits && !c.jsonCommits.Load() {
-		res, err := c.commitFrames(ctx, n, item)
+		out, err = c.commitFrames(ctx, n, item, deletes)
 		var e *Error
 		if !errors.As(err, &e) || e.Status != http.StatusBadRequest || !strings.HasPrefix(e.Message, "malformed JSON") {
-			return res, err
+			return splitCommitResults(out, err, n, len(deletes))
 		}
 		c.jsonCommits.Store(true)
 	}
+	out, err = c.commitJSON(ctx, n, item, deletes)
+	return splitCommitResults(out, err, n, len(deletes))
+}
+
+// splitCommitResults splits a commit's answer into its items' results and its deletes'.
+func splitCommitResults(out []proto.ItemResult, err error, items, deletes int) (res, deleted []proto.ItemResult, _ error) {
+	switch {
+	case err != nil:
+		return nil, nil, err
+	case len(out) == items+deletes:
+		return out[:items], out[items:], nil
+	case deletes > 0 && len(out) == items:
+		return out, nil, nil // a server without commit deletes
+	}
+	return nil, nil, fmt.Errorf("commit: server answered %d results for %d items and %d deletes", len(out), items, deletes)
+}
+
+// commitJSON sends a commit as one JSON body.
+func (c *Client) commitJSON(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) ([]proto.ItemResult, error) {
 	write := func(w io.Writer) error {
 		open := `{"items":[`
 		if c.opts.OmitCommitBlocks {
 			open = `{"omitBlocks":true,"items":[`
+		}
+		if len(deletes) > 0 {
+			d, err := json.Marshal(deletes)
+			if err != nil {
+				return err
+			}
+			open = open[:1] + `"deletes":` + string(d) + "," + open[1:]
 		}
 		if _, err := io.WriteString(w, open); err != nil {
 			return err
@@ -137,16 +173,13 @@ func (c *Client) CommitFunc(ctx context.Context, n int, item func(i int) (proto.
 	if err := c.call(ctx, r, nil, &out); err != nil {
 		return nil, err
 	}
-	if len(out.Results) != n {
-		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), n)
-	}
 	return out.Results, nil
 }
 
 // commitFrames sends a commit as frames (proto.ContentTypeCommit).
-func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (proto.CommitItem, error)) ([]proto.ItemResult, error) {
+func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) ([]proto.ItemResult, error) {
 	write := func(w io.Writer) error {
-		h, err := json.Marshal(proto.CommitFramesHeader{Items: n, OmitBlocks: c.opts.OmitCommitBlocks})
+		h, err := json.Marshal(proto.CommitFramesHeader{Items: n, OmitBlocks: c.opts.OmitCommitBlocks, Deletes: deletes})
 		if err != nil {
 			return err
 		}
@@ -177,9 +210,6 @@ func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (prot
 	r := request{method: http.MethodPost, route: proto.RouteCommit, bodyFunc: write, contentType: proto.ContentTypeCommit}
 	if err := c.call(ctx, r, nil, &out); err != nil {
 		return nil, err
-	}
-	if len(out.Results) != n {
-		return nil, fmt.Errorf("commit: server answered %d results for %d items", len(out.Results), n)
 	}
 	return out.Results, nil
 }

@@ -178,3 +178,28 @@ func TestCommitFuncAbandonsTheRequestWhenAnItemFails(t *testing.T) {
 		t.Errorf("commit after an abandoned one: %v, %v", res, err)
 	}
 }
+
+// A server from before commit deletes answers for the items only: the client says it
+// deleted nothing (deleted is nil), for the caller to send the deletes on their own.
+// An answer that fits neither count is an error.
+func TestCommitDeletesOnAnOlderServer(t *testing.T) {
+	for _, frames := range []bool{true, false} {
+		var got, framed atomic.Int32
+		var bad atomic.Bool
+		c := newTestClient(t, framesCommitHandler(t, &got, &bad, frames, &framed), func(o *Options) { o.JSONCommits = !frames })
+		item := func(int) (proto.CommitItem, error) {
+			return proto.CommitItem{Path: "p", Type: proto.TypeFile, Data: []byte("data of p")}, nil
+		}
+		res, deleted, err := c.CommitDeletesFunc(context.Background(), 1, item, []proto.DeleteItem{{Path: "q", BaseSeq: 4}})
+		if err != nil || len(res) != 1 || deleted != nil || bad.Load() {
+			t.Errorf("frames=%v: %d results, deleted %v, err %v, bad body %v", frames, len(res), deleted, err, bad.Load())
+		}
+	}
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, proto.CommitResponse{Results: make([]proto.ItemResult, 2)})
+	}), nil)
+	item := func(int) (proto.CommitItem, error) { return proto.CommitItem{Path: "p", Type: proto.TypeFile}, nil }
+	if _, _, err := c.CommitDeletesFunc(context.Background(), 1, item, []proto.DeleteItem{{Path: "q", BaseSeq: 4}, {Path: "r", BaseSeq: 5}}); err == nil {
+		t.Error("2 results for 1 item and 2 deletes: no error")
+	}
+}

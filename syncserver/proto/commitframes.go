@@ -22,6 +22,8 @@ type CommitFramesHeader struct {
 	Items int `json:"items"`
 	// OmitBlocks is CommitRequest.OmitBlocks.
 	OmitBlocks bool `json:"omitBlocks,omitempty"`
+	// Deletes is CommitRequest.Deletes.
+	Deletes []DeleteItem `json:"deletes,omitempty"`
 }
 
 // WriteFrame writes one frame: b's length as a uvarint, then b.

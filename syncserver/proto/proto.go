@@ -251,6 +251,12 @@ type CommitRequest struct {
 	// OmitBlocks asks for the result entries without their block lists (the client
 	// knows them); such entries say BlocksOmitted.
 	OmitBlocks bool `json:"omitBlocks,omitempty"`
+	// Deletes are applied in the same transaction as Items, each as a DeleteRequest's
+	// item would be: a rename (an item copying a version, the delete of its path) then
+	// reaches every reader's feed at once. Their results follow the items' in the
+	// answer; a server that predates the field answers for the items only and deletes
+	// nothing, so a client sends the deletes again on their own.
+	Deletes []DeleteItem `json:"deletes,omitempty"`
 }
 
 // DeleteItem deletes Path when its current Seq equals BaseSeq.
