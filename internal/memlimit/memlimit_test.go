@@ -13,7 +13,8 @@ func TestLimit(t *testing.T) {
 		{0, MinLimit},
 		{8 << 20, MinLimit},
 		{20 << 20, MinLimit},
-		{31 << 20, 47 << 20},
+		{26 << 20, 40 << 20},        // MinHeadroom above it
+		{31 << 20, 31<<20 + 31<<19}, // half of it above it
 		{100 << 20, 150 << 20},
 	} {
 		if got := Limit(c.live); got != c.want {
