@@ -59,15 +59,16 @@ func CheckListen(addr string, authenticated bool) error {
 	if authenticated {
 		return nil
 	}
-	why := fmt.Sprintf("without --token-file or --tokenreview-audience the server has no authentication, so it listens only on a loopback address (127.0.0.1, ::1 or localhost), and %q is not one; give --token-file or listen on 127.0.0.1", addr)
-	if host == "localhost" {
-		return nil
-	}
-	ip := net.ParseIP(host)
-	if ip == nil || !ip.IsLoopback() {
-		return errors.New(why)
+	if !IsLoopbackHost(host) {
+		return fmt.Errorf("without --token-file or --tokenreview-audience the server has no authentication, so it listens only on a loopback address (127.0.0.1, ::1 or localhost), and %q is not one; give --token-file or listen on 127.0.0.1", addr)
 	}
 	return nil
+}
+
+// IsLoopbackHost reports whether host (of a listen address) is localhost or a loopback IP.
+func IsLoopbackHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "localhost" || ip != nil && ip.IsLoopback()
 }
 
 // Run serves until ctx is done, then stops accepting connections, gives in-flight

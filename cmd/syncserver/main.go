@@ -197,7 +197,7 @@ func checkPprofListen(addr string) error {
 	if err != nil {
 		return fmt.Errorf("--pprof-listen %q: %w", addr, err)
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !syncserver.IsLoopbackHost(host) {
 		return fmt.Errorf("--pprof-listen %q: profiles reveal paths and memory, so they are served only on a loopback address (127.0.0.1, ::1 or localhost)", addr)
 	}
 	return nil

@@ -14,7 +14,7 @@ import (
 // servePprof serves Go's profiles under /debug/pprof/ on a listener of their own at
 // addr (--pprof-listen), and returns its address and what stops it. The API listener
 // never carries them: profiles reveal paths and the contents of memory, so the flag
-// takes only a loopback address (checked by validate).
+// takes only a loopback address (checkPprofListen).
 func servePprof(addr string, logger *slog.Logger) (net.Addr, func(), error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {

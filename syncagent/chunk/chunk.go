@@ -154,7 +154,6 @@ var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return
 // with its bytes; data is only valid during the call. A content of at most MinSize bytes
 // is one block.
 func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
-	whole := newMarker()
 	// Read the first MinSize+1 bytes: most files are small and need no chunker.
 	bp := smallBufs.Get().(*[]byte)
 	defer smallBufs.Put(bp)
@@ -162,9 +161,8 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	n, err := io.ReadFull(r, head)
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		data := head[:n]
-		whole.write(data)
-		res := Result{Size: int64(n)}
-		res.setSum(whole.h)
+		res := Result{Size: int64(n), Sum: sha256.Sum256(data)} // too short for a mark
+		res.SHA256 = hex.EncodeToString(res.Sum[:])
 		if n == 0 {
 			return res, nil
 		}
@@ -184,6 +182,7 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	if err != nil {
 		return Result{}, err
 	}
+	whole := newMarker()
 	// Three stages on their own goroutines, so that a large file keeps two cores busy:
 	// this one finds the boundaries (FastCDC) and copies each chunk out of the
 	// chunker's buffer; the next hashes the blocks and hands them to fn, in order; the

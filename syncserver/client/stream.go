@@ -136,18 +136,18 @@ func splitCommitResults(out []proto.ItemResult, err error, items, deletes int) (
 // commitJSON sends a commit as one JSON body.
 func (c *Client) commitJSON(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) ([]proto.ItemResult, error) {
 	write := func(w io.Writer) error {
-		open := `{"items":[`
+		open := []byte("{")
 		if c.opts.OmitCommitBlocks {
-			open = `{"omitBlocks":true,"items":[`
+			open = append(open, `"omitBlocks":true,`...)
 		}
 		if len(deletes) > 0 {
 			d, err := json.Marshal(deletes)
 			if err != nil {
 				return err
 			}
-			open = open[:1] + `"deletes":` + string(d) + "," + open[1:]
+			open = append(append(append(open, `"deletes":`...), d...), ',')
 		}
-		if _, err := io.WriteString(w, open); err != nil {
+		if _, err := w.Write(append(open, `"items":[`...)); err != nil {
 			return err
 		}
 		enc := json.NewEncoder(w)
