@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"crypto/sha256"
 	"encoding"
-	"encoding/binary"
 	"hash"
 	"sync"
 
@@ -29,20 +28,7 @@ const maxCheckpoints = 4096
 var checkpointEvery int64 = 32 << 20
 
 // prefixKey names one prefix of a block list.
-type prefixKey [sha256.Size]byte
-
-// next returns the key of the prefix extended by b.
-func (k prefixKey) next(b proto.Block) prefixKey {
-	h := sha256.New()
-	h.Write(k[:])
-	h.Write([]byte(b.Hash))
-	var sz [8]byte
-	binary.LittleEndian.PutUint64(sz[:], uint64(b.Size))
-	h.Write(sz[:])
-	var out prefixKey
-	h.Sum(out[:0])
-	return out
-}
+type prefixKey = proto.ListKey
 
 type checkpoint struct {
 	key   prefixKey
@@ -101,7 +87,7 @@ func (c *checkpoints) resume(blocks []proto.Block) (hash.Hash, int) {
 	var k prefixKey
 	keys := make([]prefixKey, len(blocks))
 	for i, b := range blocks {
-		k = k.next(b)
+		k = k.Next(b)
 		keys[i] = k
 	}
 	c.mu.Lock()
@@ -136,13 +122,13 @@ type prefixTracker struct {
 // skip advances over blocks hashed before the tracker started (a resumed prefix).
 func (t *prefixTracker) skip(blocks []proto.Block) {
 	for _, b := range blocks {
-		t.key = t.key.next(b)
+		t.key = t.key.Next(b)
 	}
 }
 
 // add records that b's bytes were just written to h.
 func (t *prefixTracker) add(b proto.Block, h hash.Hash) {
-	t.key = t.key.next(b)
+	t.key = t.key.Next(b)
 	t.since += b.Size
 	if t.since >= checkpointEvery {
 		t.since = 0

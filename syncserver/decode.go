@@ -103,6 +103,25 @@ func decodeStreamBlocks(r io.Reader) (proto.StreamBlocksRequest, error) {
 	return req, nil
 }
 
+func decodeStreamSum(r io.Reader) (proto.StreamSumRequest, proto.ListKey, error) {
+	var req proto.StreamSumRequest
+	var key proto.ListKey
+	if err := decodeJSON(r, &req); err != nil {
+		return req, key, err
+	}
+	switch {
+	case req.Size < 1:
+		return req, key, fmt.Errorf("size %d: want ≥ 1", req.Size)
+	case req.Blocks < 1 || int64(req.Blocks) > req.Size:
+		return req, key, fmt.Errorf("blocks %d: want 1 to size (%d)", req.Blocks, req.Size)
+	}
+	sum, ok := proto.DecodeHash(req.List)
+	if !ok {
+		return req, key, fmt.Errorf("list %q: want 64 lowercase hex digits", truncateForError(req.List))
+	}
+	return req, sum, nil
+}
+
 func decodeCommit(r io.Reader, maxItems int) (proto.CommitRequest, error) {
 	req, err := decodeBatch(r, maxItems, func(q proto.CommitRequest) int { return len(q.Items) })
 	if err == nil {

@@ -293,7 +293,7 @@ func (hs *hashStreams) advance(st *hashStream) {
 		if p.baseIdx != len(st.list)+len(st.queue) {
 			st.diverged = true
 		}
-		st.endKey = st.endKey.next(p.b)
+		st.endKey = st.endKey.Next(p.b)
 		q := queuedBlock{pendingBlock: p, key: st.endKey}
 		if hs.cps != nil {
 			q.state = hs.cps.lookup(q.key)

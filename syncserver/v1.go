@@ -40,6 +40,7 @@ func (s *Server) routes() {
 	auth("GET "+proto.RouteBlocks+"{hash}", s.handleGetBlock)
 	auth("GET "+proto.RouteBlocks+"{hash}"+proto.SumsSuffix, s.handleBlockSums)
 	auth("POST "+proto.RouteStreams+"{id}"+proto.StreamBlocksSuffix, s.handleStreamBlocks)
+	auth("POST "+proto.RouteStreams+"{id}"+proto.StreamSumSuffix, s.handleStreamSum)
 	auth("POST "+proto.RouteCommit, s.handleCommit)
 	auth("POST "+proto.RouteDelete, s.handleDelete)
 	auth("GET "+proto.RouteEntry, s.handleEntry)

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
@@ -17,12 +18,14 @@ import (
 // A block the scan takes as found again by its fast sum while its bytes did change (a
 // collision of chunk.FastSum, made here by writing the edited block's sum into the
 // index, without the marks: with them, the blocks before the edit vouch for the SHA-256
-// state there, which is the chance of 2^-128 the scan takes) costs one refused commit:
-// the server finds that the listed blocks do not hash to the file's SHA-256, the agent
+// state there, which is the chance of 2^-128 the scan takes) costs one refused commit
+// when the agent takes the file's SHA-256 itself (a server without stream sums): the
+// server finds that the listed blocks do not hash to the file's SHA-256, the agent
 // hashes the file again, every block by its SHA-256, and its next commit holds the
-// edit.
+// edit. With stream sums the server's SHA-256 is the list's by construction, and the
+// chance of 2^-128 per block is the one the scan takes (TestEditIsHashedByTheServer).
 func TestFastSumCollisionCostsOneRefusedCommit(t *testing.T) {
-	e := startEditedIndex(t)
+	e := startEditedIndex(t, proto.StreamSumSuffix)
 	collided := slices.Clone(e.sums.Fast)
 	collided[e.k] = e.edited.Fast[e.k]
 	e.refusedOnce(t, chunk.Sums{Fast: collided})
@@ -30,10 +33,10 @@ func TestFastSumCollisionCostsOneRefusedCommit(t *testing.T) {
 
 // A mark of the index that is a SHA-256 state, but not of its prefix (a damaged state
 // file), costs one refused commit the same way: the whole content's SHA-256 resumed
-// from it is not the listed blocks'.
+// from it is not the listed blocks'. (With stream sums, marks are not used.)
 func TestDamagedMarkCostsOneRefusedCommit(t *testing.T) {
 	t.Cleanup(setMarkEvery(1 << 20)) // first: restored after the agents stop
-	e := startEditedIndex(t)
+	e := startEditedIndex(t, proto.StreamSumSuffix)
 	other, err := chunk.Hash(bytes.NewReader(bytes.Repeat([]byte("other content "), 1<<20)), nil)
 	if err != nil || len(other.Marks) < len(e.sums.Marks) || len(e.sums.Marks) < 4 {
 		t.Fatalf("marks: %d of the file, %d of another content, %v", len(e.sums.Marks), len(other.Marks), err)
@@ -55,8 +58,10 @@ type editedIndex struct {
 	edited     chunk.Result
 }
 
-func startEditedIndex(t *testing.T) *editedIndex {
-	e := &editedIndex{srv: startServer(t), wrec: &recorder{}}
+// startEditedIndex starts it; the writer's server lacks the routes without names (as
+// recorder.without).
+func startEditedIndex(t *testing.T, without ...string) *editedIndex {
+	e := &editedIndex{srv: startServer(t), wrec: &recorder{without: without}}
 	e.wdir, e.rdir = filepath.Join(t.TempDir(), "w"), filepath.Join(t.TempDir(), "r")
 	e.w = newAgent(t, e.srv, e.wdir, "writer", recorded(e.wrec, e.srv))
 	e.r = newAgent(t, e.srv, e.rdir, "reader", nil)
@@ -129,4 +134,76 @@ func setMarkEvery(n int64) func() {
 	old := chunk.MarkEvery
 	chunk.MarkEvery = n
 	return func() { chunk.MarkEvery = old }
+}
+
+// sumCalls counts the stream sums among calls.
+func sumCalls(calls []call) int {
+	n := 0
+	for _, c := range calls {
+		if c.method == "POST" && strings.HasPrefix(c.path, proto.RouteStreams) && strings.HasSuffix(c.path, proto.StreamSumSuffix) {
+			n++
+		}
+	}
+	return n
+}
+
+// checkEditCommitted checks that the writer's pass committed the edit once, with its
+// blocks and fast sums in the index, and that the reader receives it.
+func (e *editedIndex) checkEditCommitted(t *testing.T, calls []call) {
+	t.Helper()
+	if n, _ := count(calls, "POST", proto.RouteCommit); n != 1 {
+		t.Errorf("%d commits; want 1", n)
+	}
+	ent, err := e.w.cfg.Server.Entry(context.Background(), "big.bin")
+	if err != nil || ent.SHA256 != e.edited.SHA256 {
+		t.Fatalf("big.bin on the server: %v, %v; want the edit's %s", ent, err, e.edited.SHA256)
+	}
+	idx, _ := e.w.trees.Index.Get("big.bin")
+	got, sums, err := e.w.db.LocalBlockSums("big.bin")
+	if err != nil || idx.SHA256 != e.edited.Sum || !slices.Equal(got, e.edited.Blocks) || !slices.Equal(sums.Fast, e.edited.Fast) {
+		t.Fatalf("index of big.bin: %x, %d blocks, %v; want the edit's hash, blocks and fast sums", idx.SHA256, len(got), err)
+	}
+	once(t, e.r)
+	sameManifest(t, e.wdir, e.rdir)
+}
+
+// The rescan of an edited large file leaves the whole content's SHA-256 to the server,
+// which hashed the blocks the pre-upload sent and named to its stream: the writer asks
+// for it once, commits once, and indexes the edit under the server's answer.
+func TestEditIsHashedByTheServer(t *testing.T) {
+	e := startEditedIndex(t)
+	e.wrec.take()
+	once(t, e.w)
+	calls := e.wrec.take()
+	if n := sumCalls(calls); n != 1 {
+		t.Errorf("%d stream sums asked for; want 1", n)
+	}
+	e.checkEditCommitted(t, calls)
+}
+
+// When a block of the edit is one the server holds already (here another file's), the
+// pre-upload does not send it, the stream stops before it, and the writer takes the
+// file's SHA-256 itself without asking.
+func TestEditWithABlockTheServerHoldsIsHashedByTheWriter(t *testing.T) {
+	e := startEditedIndex(t)
+	data, err := os.ReadFile(filepath.Join(e.wdir, "big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var off int64
+	for _, b := range e.edited.Blocks[:e.k] {
+		off += b.Size
+	}
+	// A file of its own cut from the start of a block is that one block.
+	if err := os.WriteFile(filepath.Join(e.rdir, "other.bin"), data[off:off+e.edited.Blocks[e.k].Size], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	once(t, e.r)
+	e.wrec.take()
+	once(t, e.w)
+	calls := e.wrec.take()
+	if n := sumCalls(calls); n != 0 {
+		t.Errorf("%d stream sums asked for a stream with a gap; want none", n)
+	}
+	e.checkEditCommitted(t, calls)
 }

@@ -154,6 +154,20 @@ var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return
 // with its bytes; data is only valid during the call. A content of at most MinSize bytes
 // is one block.
 func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
+	return hashContent(r, fn, true)
+}
+
+// HashBlocks is Hash without the whole content's SHA-256 when the content has more
+// than one block: the result's Sum, SHA256 and Marks are then left empty (one block's
+// hash is the content's). It is for a
+// writer that has the server hash the content of the blocks it sends
+// (proto.StreamSumRequest), as RehashBlocks.
+func HashBlocks(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
+	return hashContent(r, fn, false)
+}
+
+// hashContent is Hash, or HashBlocks without withSum.
+func hashContent(r io.Reader, fn func(b proto.Block, data []byte) error, withSum bool) (Result, error) {
 	// Read the first MinSize+1 bytes: most files are small and need no chunker.
 	bp := smallBufs.Get().(*[]byte)
 	defer smallBufs.Put(bp)
@@ -196,7 +210,9 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 	go func() {
 		defer close(wholeDone)
 		for bp := range wholeCh {
-			whole.write(*bp)
+			if withSum {
+				whole.write(*bp)
+			}
 			fast = append(fast, FastSumOf(*bp))
 			chunkBufs.Put(bp)
 		}
@@ -259,9 +275,27 @@ loop:
 	if loopErr != nil {
 		return Result{}, loopErr
 	}
-	res.setSum(whole.h)
-	res.Fast, res.Marks = fast, whole.marks
+	res.Fast = fast
+	if withSum {
+		res.setSum(whole.h)
+		res.Marks = whole.marks
+	} else {
+		res.setOneBlockSum()
+	}
 	return res, nil
+}
+
+// setOneBlockSum sets Sum and SHA256 of a content of at most one block: its block's
+// hash, or the empty content's.
+func (r *Result) setOneBlockSum() {
+	switch len(r.Blocks) {
+	case 0:
+		r.Sum = sha256.Sum256(nil)
+		r.SHA256 = hex.EncodeToString(r.Sum[:])
+	case 1:
+		r.Sum, _ = proto.DecodeHash(r.Blocks[0].Hash)
+		r.SHA256 = r.Blocks[0].Hash
+	}
 }
 
 // setSum ends the whole-content hash h into Sum and SHA256.

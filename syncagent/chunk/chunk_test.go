@@ -134,3 +134,27 @@ func TestConcurrentHashesAgree(t *testing.T) {
 		}
 	}
 }
+
+// HashBlocks cuts as Hash does, with the same fast sums, and leaves the whole content's
+// SHA-256 out unless the content is one block (whose name is then that hash).
+func TestHashBlocksCutsAsHashDoes(t *testing.T) {
+	for _, n := range []int{0, 1, MinSize, MinSize + 1, 5*MaxSize + 12345} {
+		data := randomBytes(n, uint64(n))
+		want := mustHash(t, data)
+		var seen []proto.Block
+		got, err := HashBlocks(bytes.NewReader(data), func(b proto.Block, d []byte) error {
+			seen = append(seen, b)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Blocks, want.Blocks) || !slices.Equal(seen, want.Blocks) || !slices.Equal(got.Fast, want.Fast) || got.Size != want.Size {
+			t.Fatalf("%d bytes: HashBlocks cut %d blocks (fn saw %d), Hash %d", n, len(got.Blocks), len(seen), len(want.Blocks))
+		}
+		oneBlock := len(want.Blocks) <= 1
+		if oneBlock && got.SHA256 != want.SHA256 || !oneBlock && (got.SHA256 != "" || got.Sum != ([32]byte{}) || got.Marks != nil) {
+			t.Fatalf("%d bytes in %d blocks: HashBlocks gave sum %q and %d marks", n, len(want.Blocks), got.SHA256, len(got.Marks))
+		}
+	}
+}

@@ -42,7 +42,18 @@ import (
 // which the server's check of a commit refuses. Fast sums of another length than prev
 // are ignored.
 func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
-	res, _, err := rehash(r, prev, sums, fn)
+	res, _, err := rehash(r, prev, sums, fn, true)
+	return res, err
+}
+
+// RehashBlocks is Rehash without the whole content's SHA-256: unless the content is one
+// block, the result's Sum, SHA256 and Marks are left empty, and the bytes are not copied
+// for it. It is for a writer
+// that has the server hash the content of the blocks it sends (proto.StreamSumRequest):
+// the SHA-256 pass over the whole content, the longest part of an edit's rescan, then
+// runs on the server's side.
+func RehashBlocks(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
+	res, _, err := rehash(r, prev, sums, fn, false)
 	return res, err
 }
 
@@ -53,13 +64,20 @@ type rehashWork struct {
 	maxHeld         int
 }
 
-// rehash is Rehash that also returns its work.
-func rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, rehashWork, error) {
+// rehash is Rehash, or RehashBlocks without withSum, that also returns its work.
+func rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error, withSum bool) (Result, rehashWork, error) {
 	fast := sums.Fast
 	if len(fast) != len(prev) {
 		fast = nil
 	}
 	rh := &rehasher{win: window{r: r}, prev: prev, fast: fast, fn: fn, wholeDone: make(chan struct{})}
+	if !withSum {
+		if err := rh.run(); err != nil {
+			return Result{}, rehashWork{}, err
+		}
+		rh.res.setOneBlockSum()
+		return rh.res, rh.work, nil
+	}
 	marks := validMarks(sums.Marks)
 	rh.prefix = len(marks) > 0
 	whole := make(chan wholeItem, 4)
@@ -327,7 +345,7 @@ const readSize = 1 << 20
 var wholeBufs = sync.Pool{New: func() any { b := make([]byte, 0, readSize); return &b }}
 
 // window holds a stretch of the content read from r in order, from off on. Every byte
-// read is also handed, once and in order, to whole.
+// read is also handed, once and in order, to whole when it is set.
 type window struct {
 	r     io.Reader
 	buf   []byte // the content from off on, in store
@@ -353,12 +371,12 @@ func (w *window) fill(from, to int64) ([]byte, error) {
 			w.buf = append(w.store[:0], w.buf...)
 		}
 		n, err := io.ReadFull(w.r, w.buf[len(w.buf):len(w.buf)+readSize])
-		if n > 0 {
+		if n > 0 && w.whole != nil {
 			bp := wholeBufs.Get().(*[]byte)
 			*bp = append((*bp)[:0], w.buf[len(w.buf):len(w.buf)+n]...)
 			w.whole <- wholeItem{data: bp}
-			w.buf = w.buf[:len(w.buf)+n]
 		}
+		w.buf = w.buf[:len(w.buf)+n]
 		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 			w.eof = true
 		} else if err != nil {

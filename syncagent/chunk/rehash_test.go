@@ -50,12 +50,13 @@ func drawEdit(t *rapid.T) (old, edited []byte) {
 // what fn sees: every block, in order, with its bytes; and the result's fast sums.
 func checkedRehash(t fataler, data []byte, prev []proto.Block, prevSums Sums) Result {
 	t.Helper()
-	res, _ := checkedRehashWork(t, data, prev, prevSums)
+	res, _ := checkedRehashWork(t, data, prev, prevSums, true)
 	return res
 }
 
-// checkedRehashWork is checkedRehash that also returns its work.
-func checkedRehashWork(t fataler, data []byte, prev []proto.Block, prevSums Sums) (Result, rehashWork) {
+// checkedRehashWork is checkedRehash that also returns its work; without withSum it
+// runs RehashBlocks.
+func checkedRehashWork(t fataler, data []byte, prev []proto.Block, prevSums Sums, withSum bool) (Result, rehashWork) {
 	t.Helper()
 	var seen []proto.Block
 	var sums []FastSum
@@ -68,7 +69,7 @@ func checkedRehashWork(t fataler, data []byte, prev []proto.Block, prevSums Sums
 		sums = append(sums, FastSumOf(d))
 		off += b.Size
 		return nil
-	})
+	}, withSum)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +99,25 @@ func TestRehashCutsAsHashDoes(t *testing.T) {
 			Fast:  rapid.SampledFrom([][]FastSum{nil, prev.Fast}).Draw(t, "fast"),
 			Marks: rapid.SampledFrom([][]Mark{nil, prev.Marks}).Draw(t, "marks"),
 		}
-		got, work := checkedRehashWork(t, edited, prev.Blocks, sums)
+		if !rapid.Bool().Draw(t, "withSum") {
+			// RehashBlocks: the same blocks and sums, no SHA-256 of the whole content
+			// (unless it is one block's).
+			got, work := checkedRehashWork(t, edited, prev.Blocks, sums, false)
+			if len(want.Blocks) <= 1 && got.SHA256 == want.SHA256 && got.Sum == want.Sum {
+				got.SHA256, got.Sum = "", [32]byte{} // at most one block: its hash is the content's
+			}
+			if work.hashed != 0 || got.SHA256 != "" || got.Sum != ([32]byte{}) || got.Marks != nil {
+				t.Fatalf("RehashBlocks hashed %d bytes of the whole content, sum %q, %d marks; want none", work.hashed, got.SHA256, len(got.Marks))
+			}
+			if !slices.Equal(got.Blocks, want.Blocks) || got.Size != want.Size {
+				t.Fatalf("RehashBlocks cut %d blocks, Hash %d", len(got.Blocks), len(want.Blocks))
+			}
+			if len(want.Blocks) > 1 && !slices.Equal(got.Fast, want.Fast) {
+				t.Fatal("RehashBlocks's fast sums are not Hash's")
+			}
+			return
+		}
+		got, work := checkedRehashWork(t, edited, prev.Blocks, sums, true)
 		if resumed := resumedAt(prev, want, sums.Marks); work.hashed != want.Size-resumed {
 			t.Fatalf("the whole content's SHA-256 took %d bytes of %d; want those after %d", work.hashed, want.Size, resumed)
 		}
@@ -159,7 +178,7 @@ func TestRehashResumesFromTheLastMarkBeforeAnEdit(t *testing.T) {
 	edited := slices.Clone(old)
 	edited[20<<20+5] ^= 1
 	want := mustHash(t, edited)
-	got, work := checkedRehashWork(t, edited, prev.Blocks, prev.Sums)
+	got, work := checkedRehashWork(t, edited, prev.Blocks, prev.Sums, true)
 	if got.SHA256 != want.SHA256 || !equalMarks(got.Marks, want.Marks) {
 		t.Fatalf("Rehash: %s with %d marks; want %s with Hash's %d", got.SHA256, len(got.Marks), want.SHA256, len(want.Marks))
 	}
@@ -202,7 +221,7 @@ func TestRehashIgnoresMarksThatAreNotStates(t *testing.T) {
 		{"another content's", other, 24 << 20, false, bound},
 		{"too far apart", sparse, 0, true, int(MarkEvery) + 5*MaxSize},
 	} {
-		got, work := checkedRehashWork(t, edited, prev.Blocks, Sums{Fast: prev.Fast, Marks: c.marks})
+		got, work := checkedRehashWork(t, edited, prev.Blocks, Sums{Fast: prev.Fast, Marks: c.marks}, true)
 		if work.hashed != int64(len(edited))-c.resumed {
 			t.Errorf("%s: hashed %d bytes; want those after %d", c.name, work.hashed, c.resumed)
 		}
@@ -255,7 +274,7 @@ func TestRehashKeepsTheBlocksAroundAnEdit(t *testing.T) {
 	edited := slices.Clone(old)
 	edited[8<<20] ^= 1
 	edited = slices.Insert(edited, 0, 'x')
-	got, work := checkedRehashWork(t, edited, prev, Sums{})
+	got, work := checkedRehashWork(t, edited, prev, Sums{}, true)
 	if n := changedBytes(Result{Blocks: prev}, got); n == 0 || n > 4*MaxSize {
 		t.Errorf("%d bytes in new blocks; want those around the two edits, at most %d", n, 4*MaxSize)
 	}
@@ -354,6 +373,15 @@ func BenchmarkRehash(b *testing.B) {
 		b.SetBytes(int64(len(edited)))
 		for b.Loop() {
 			if _, err := Rehash(bytes.NewReader(edited), prev, res.Sums, nil); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// The blocks alone, the whole content's SHA-256 left to the server.
+	b.Run("RehashBlocks", func(b *testing.B) {
+		b.SetBytes(int64(len(edited)))
+		for b.Loop() {
+			if _, err := RehashBlocks(bytes.NewReader(edited), prev, res.Sums, nil); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -37,6 +37,10 @@ type Server interface {
 	// StreamStoredBlocks continues upload stream at off with count blocks of the list of
 	// the version base, from its block from on, which the server holds.
 	StreamStoredBlocks(ctx context.Context, stream string, off int64, base proto.ContentRef, from, count int) (int64, error)
+	// StreamSum asks for the SHA-256 of the content of blocks, which were all sent or
+	// named to upload stream; an error wrapping client.ErrNotSupported means the server
+	// does not have the call.
+	StreamSum(ctx context.Context, stream string, blocks []proto.Block) (string, error)
 	// BlockSums and PutStreamBlockPatch upload a block as a patch of a block the
 	// server holds (proto/patch.go).
 	BlockSums(ctx context.Context, hash string) (*proto.BlockSums, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/syncedfolder/synced-folder/internal/entropy"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -40,6 +43,9 @@ type Preupload struct {
 
 	once sync.Once
 	mem  *semaphore.Weighted // block bytes copied and not yet sent, all files together
+	// noSums is set once the server said it has no stream sums (an older server): the
+	// scanner then hashes whole files itself.
+	noSums atomic.Bool
 
 	mu      sync.Mutex
 	streams map[string]string // path → upload stream of its last pre-upload
@@ -76,16 +82,18 @@ type preBlock struct {
 }
 
 // File starts the pre-upload of one file of size bytes and returns the function the
-// chunker calls with each block (data valid only during the call; it never fails) and
-// the function that waits until every block handed over is sent or given up. For a file
-// under PreuploadMin each is nil: nothing is sent. indexed is the block list the index
+// chunker calls with each block (data valid only during the call; it never fails), the
+// function that waits until every block handed over is sent or given up, and the one
+// that asks the server for the SHA-256 of the blocks sent (nil for a server known not
+// to answer it). For a file under PreuploadMin it returns nothing: nothing is sent.
+// indexed is the block list the index
 // holds for path, or nil: those blocks are not asked about, as the server holds them
 // (an edit sends only its new blocks; the plan's upload checks the rest, naming them as
 // the kept part of a delta against the version the server holds), and a new block
 // goes as a patch of the indexed one it replaces.
-func (u *Preupload) File(ctx context.Context, path string, size int64, indexed []proto.Block) (each func(b proto.Block, data []byte) error, wait func()) {
+func (u *Preupload) File(ctx context.Context, path string, size int64, indexed []proto.Block) scan.Upload {
 	if size < PreuploadMin {
-		return nil, func() {}
+		return scan.Upload{}
 	}
 	u.once.Do(func() { u.mem = semaphore.NewWeighted(preuploadMemory) })
 	workers := u.Workers
@@ -120,6 +128,10 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		}
 	}
 	var runsFailed atomic.Bool
+	// gap is set once a block is neither sent to the stream nor named to it (the server
+	// holds it already, the file repeats it, a request failed): the server's hash of the
+	// stream then stops before it, and its sum is not asked for.
+	var gap atomic.Bool
 	for range workers {
 		wg.Go(func() {
 			for p := range jobs {
@@ -131,7 +143,10 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 							// hashes those blocks itself.
 							u.Log.Debug("pre-upload: naming stored blocks to the stream failed", "path", path, "err", err)
 							runsFailed.Store(true)
+							gap.Store(true)
 						}
+					} else {
+						gap.Store(true)
 					}
 					continue
 				}
@@ -140,6 +155,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 						// A file that changed while being read, a full disk, a lost
 						// connection: the plan's upload deals with it.
 						u.Log.Debug("pre-upload of a block failed", "path", path, "block", p.b.Hash, "err", err)
+						gap.Store(true)
 						cancel()
 					} else {
 						u.Counters.BytesUp.Add(p.b.Size)
@@ -177,6 +193,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 					sent[p.b.Hash] = true
 					jobs <- p
 				} else {
+					gap.Store(true)
 					release(p)
 				}
 			}
@@ -191,6 +208,8 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 				}
 				if ctx.Err() == nil {
 					jobs <- p
+				} else {
+					gap.Store(true)
 				}
 				continue
 			}
@@ -205,10 +224,11 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		}
 	}()
 	var off int64
-	each = func(b proto.Block, data []byte) error {
+	each := func(b proto.Block, data []byte) error {
 		at := off
 		off += b.Size
 		if ctx.Err() != nil {
+			gap.Store(true)
 			return nil //nolint:nilerr // cancelled: the pre-upload gives up quietly
 		}
 		if runs != nil {
@@ -221,9 +241,11 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 			}
 		}
 		if known[b.Hash] {
+			gap.Store(true)
 			return nil //nolint:nilerr // nothing to send: cancelled, or the stored version has the block
 		}
 		if err := u.mem.Acquire(ctx, weight(b)); err != nil {
+			gap.Store(true)
 			return nil //nolint:nilerr // only a cancelled ctx: the pre-upload gives up quietly, the scan's own ctx check stops it
 		}
 		if !sampled {
@@ -234,7 +256,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		in <- preBlock{b: b, off: at, data: buf}
 		return nil
 	}
-	wait = func() {
+	wait := func() {
 		if runs != nil {
 			if last := runs.flush(); last != nil && ctx.Err() == nil {
 				in <- preBlock{run: last}
@@ -251,7 +273,24 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		u.streams[path] = stream
 		u.mu.Unlock()
 	}
-	return each, wait
+	up := scan.Upload{Each: each, Wait: wait}
+	if !u.noSums.Load() {
+		up.Sum = func(ctx context.Context, blocks []proto.Block) (string, bool) {
+			if gap.Load() {
+				return "", false
+			}
+			sum, err := u.Server.StreamSum(ctx, stream, blocks)
+			if err != nil {
+				if errors.Is(err, client.ErrNotSupported) {
+					u.noSums.Store(true)
+				}
+				u.Log.Debug("pre-upload: the server did not sum the stream", "path", path, "err", err)
+				return "", false
+			}
+			return sum, true
+		}
+	}
+	return up
 }
 
 // PreuploadMin is the file size from which File pre-uploads; below it the index is

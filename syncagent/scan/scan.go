@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
@@ -46,6 +47,22 @@ type Update struct {
 	chunk.Sums
 }
 
+// Upload is where a file's blocks go while it is hashed (Scanner.Preupload).
+type Upload struct {
+	// Each takes every block, in order, as the chunker yields it (data valid only during
+	// the call); nil takes none.
+	Each func(b proto.Block, data []byte) error
+	// Wait waits until every block handed to Each is sent or given up; hashing calls it
+	// before it returns. Nil waits for nothing.
+	Wait func()
+	// Sum, when not nil, asks the server for the SHA-256 of the content of blocks, the
+	// file's whole list, which it hashed from the blocks Each sent; ok is false when it
+	// cannot tell. It is called after Wait. With it, the rescan of an edited file leaves
+	// the whole content's SHA-256 to the server (chunk.RehashBlocks) and takes it itself
+	// only when the server could not tell.
+	Sum func(ctx context.Context, blocks []proto.Block) (sha256 string, ok bool)
+}
+
 // Scanner reads one folder through an os.Root, so no symlink leads it outside.
 type Scanner struct {
 	Root *os.Root
@@ -61,12 +78,11 @@ type Scanner struct {
 	// by its stat key and not hashed again, and an edited large file is cut against its
 	// indexed blocks (chunk.Rehash). Nil turns both off.
 	Blocks func(path string) ([]proto.Block, chunk.Sums, error)
-	// Preupload, when set, is asked for a callback to hand every block of a file to as
-	// the chunker yields it (execute.Preupload.File: large files are uploaded while they
-	// are indexed), and for a wait that hashing calls before it returns. each may be nil.
-	// indexed is the block list the index holds for the path (from Blocks; nil when
-	// none or not looked up).
-	Preupload func(ctx context.Context, path string, size int64, indexed []proto.Block) (each func(b proto.Block, data []byte) error, wait func())
+	// Preupload, when set, is asked, for each file hashed, what to hand its blocks to
+	// as the chunker yields them (execute.Preupload.File: large files are uploaded
+	// while they are indexed). indexed is the block list the index holds for the path
+	// (from Blocks; nil when none or not looked up).
+	Preupload func(ctx context.Context, path string, size int64, indexed []proto.Block) Upload
 	// Record, when set, takes the updates of the files a scan hashes as each slice of
 	// hashSlice files is done (the agent persists them), and Full and Paths return only
 	// the other updates: a batch of 100,000 new files then never holds all of its
@@ -473,17 +489,32 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	if s.Blocks != nil && j.st.Size >= rehashMinSize {
 		prev, sums, _ = s.Blocks(j.path)
 	}
-	var each func(proto.Block, []byte) error
+	var up Upload
 	if s.Preupload != nil {
-		var wait func()
-		each, wait = s.Preupload(ctx, j.path, j.st.Size, prev)
-		defer wait()
+		up = s.Preupload(ctx, j.path, j.st.Size, prev)
 	}
+	waited := false
+	wait := func() {
+		if !waited && up.Wait != nil {
+			up.Wait()
+		}
+		waited = true
+	}
+	defer wait()
 	var res chunk.Result
-	if len(prev) > 1 {
-		res, err = chunk.Rehash(f, prev, sums, each)
-	} else {
-		res, err = chunk.Hash(f, each)
+	switch {
+	case len(prev) > 1 && up.Sum != nil:
+		res, err = sumOnServer(ctx, f, up, wait,
+			func(r io.Reader) (chunk.Result, error) { return chunk.RehashBlocks(r, prev, sums, up.Each) },
+			func(r io.Reader) (chunk.Result, error) { return chunk.Rehash(r, prev, sums, nil) })
+	case len(prev) > 1:
+		res, err = chunk.Rehash(f, prev, sums, up.Each)
+	case up.Sum != nil:
+		res, err = sumOnServer(ctx, f, up, wait,
+			func(r io.Reader) (chunk.Result, error) { return chunk.HashBlocks(r, up.Each) },
+			func(r io.Reader) (chunk.Result, error) { return chunk.Hash(r, nil) })
+	default:
+		res, err = chunk.Hash(f, up.Each)
 	}
 	if err != nil {
 		return nil
@@ -497,6 +528,31 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	e := j.st
 	e.SHA256 = res.Sum
 	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Sums: res.Sums}
+}
+
+// sumOnServer cuts f into blocks without taking its whole SHA-256 (cut: chunk.HashBlocks
+// or chunk.RehashBlocks), and asks the server for it (Upload.Sum) once every block is
+// sent (wait). When the server cannot tell (an older server, a block not sent), f is
+// read again from its start and hashed here (full: chunk.Hash or chunk.Rehash).
+func sumOnServer(ctx context.Context, f io.ReadSeeker, up Upload, wait func(), cut, full func(io.Reader) (chunk.Result, error)) (chunk.Result, error) {
+	res, err := cut(f)
+	if err != nil || res.SHA256 != "" {
+		return res, err // a content of one block: its hash is the block's
+	}
+	wait()
+	if sum, ok := up.Sum(ctx, res.Blocks); ok {
+		if res.Sum, ok = proto.DecodeHash(sum); ok {
+			res.SHA256 = sum
+			return res, nil
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return chunk.Result{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return chunk.Result{}, err
+	}
+	return full(f)
 }
 
 // Paths rescans the given paths (each with its subtree, and with its parent dirs) and

@@ -109,3 +109,36 @@ func TestGetBlocksRefusesAnotherBlockInItsPlace(t *testing.T) {
 		t.Error("a record of another block than the one asked for was accepted")
 	}
 }
+
+func TestStreamSumNamesTheList(t *testing.T) {
+	blocks := []proto.Block{{Hash: hashOf([]byte("a")), Size: 1}, {Hash: hashOf([]byte("bc")), Size: 2}}
+	key := proto.ListKeyOf(blocks)
+	answer := hashOf([]byte("abc"))
+	var got proto.StreamSumRequest
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != proto.RouteStreams+"s1"+proto.StreamSumSuffix {
+			writeJSON(w, http.StatusNotFound, proto.Error{Error: "no route " + r.URL.Path})
+			return
+		}
+		if err := json.NewDecoder(r.Body).Decode(&got); err != nil {
+			writeJSON(w, http.StatusBadRequest, proto.Error{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, proto.StreamSumResponse{SHA256: answer})
+	})
+	c := newTestClient(t, h, nil)
+	sum, err := c.StreamSum(context.Background(), "s1", blocks)
+	if err != nil || sum != answer {
+		t.Fatalf("StreamSum = %q, %v; want %s", sum, err, answer)
+	}
+	if want := (proto.StreamSumRequest{Size: 3, Blocks: 2, List: hex.EncodeToString(key[:])}); got != want {
+		t.Fatalf("request %+v; want %+v", got, want)
+	}
+	if _, err := c.StreamSum(context.Background(), "s2", blocks); !errors.Is(err, ErrNotSupported) {
+		t.Fatalf("StreamSum answered 404: %v; want ErrNotSupported", err)
+	}
+	answer = "not a hash"
+	if _, err := c.StreamSum(context.Background(), "s1", blocks); err == nil {
+		t.Fatal("StreamSum took an answer that is not a SHA-256")
+	}
+}

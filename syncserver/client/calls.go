@@ -63,6 +63,32 @@ func (c *Client) StreamStoredBlocks(ctx context.Context, stream string, off int6
 	return out.End, nil
 }
 
+// StreamSum asks the server for the SHA-256 of the content of blocks, the whole list of
+// a file whose blocks were all sent (PutStreamBlock, PutStreamBlockPatch) or named
+// (StreamStoredBlocks) to stream: the server hashed them as they came. It fails with a
+// 409 (*Error) when the stream does not hold exactly that list (a block never sent, a
+// stream expired), and with an error wrapping ErrNotSupported on a server without sums.
+func (c *Client) StreamSum(ctx context.Context, stream string, blocks []proto.Block) (string, error) {
+	var size int64
+	for _, b := range blocks {
+		size += b.Size
+	}
+	key := proto.ListKeyOf(blocks)
+	req := proto.StreamSumRequest{Size: size, Blocks: len(blocks), List: hex.EncodeToString(key[:])}
+	var out proto.StreamSumResponse
+	r := request{method: http.MethodPost, route: proto.RouteStreams + url.PathEscape(stream) + proto.StreamSumSuffix}
+	if err := c.call(ctx, r, req, &out); err != nil {
+		if s := status(err); s == http.StatusNotFound || s == http.StatusMethodNotAllowed {
+			return "", fmt.Errorf("%s %s: %w (%w)", r.method, r.route, ErrNotSupported, err)
+		}
+		return "", err
+	}
+	if !proto.ValidHash(out.SHA256) {
+		return "", fmt.Errorf("stream sum: the server answered %q, not a SHA-256", out.SHA256)
+	}
+	return out.SHA256, nil
+}
+
 // PutBlock uploads one block; hash must be the SHA-256 of data (the server checks).
 // With compress, the body is sent zstd-compressed when that makes it smaller.
 func (c *Client) PutBlock(ctx context.Context, hash string, data []byte, compress bool) error {

@@ -1,6 +1,10 @@
 package proto
 
-import "encoding/hex"
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+)
 
 // HashHexLen is the length of a hash as the protocol spells it.
 const HashHexLen = 64
@@ -30,4 +34,31 @@ func DecodeHash(h string) (sum [HashHexLen / 2]byte, ok bool) {
 	copy(src[:], h)
 	_, err := hex.Decode(sum[:], src[:])
 	return sum, err == nil
+}
+
+// ListKey names a block list, or a prefix of one: a hash chain over its blocks' hashes
+// and sizes, in order, from the zero key (the empty list). Two lists with the same key
+// are the same list.
+type ListKey [sha256.Size]byte
+
+// Next returns the key of the list k names extended by b.
+func (k ListKey) Next(b Block) ListKey {
+	h := sha256.New()
+	h.Write(k[:])
+	h.Write([]byte(b.Hash))
+	var sz [8]byte
+	binary.LittleEndian.PutUint64(sz[:], uint64(b.Size))
+	h.Write(sz[:])
+	var out ListKey
+	h.Sum(out[:0])
+	return out
+}
+
+// ListKeyOf returns the key of blocks.
+func ListKeyOf(blocks []Block) ListKey {
+	var k ListKey
+	for _, b := range blocks {
+		k = k.Next(b)
+	}
+	return k
 }

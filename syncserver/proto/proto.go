@@ -19,10 +19,16 @@ const (
 	// zstd-compressed (Content-Encoding: zstd), a GET answer is when the client accepts it.
 	RouteBlocks = "/v1/blocks/"
 	// RouteStreams is the prefix of POST /v1/streams/{id}/blocks: StreamBlocksRequest →
-	// StreamBlocksResponse (stored blocks that continue an upload stream).
+	// StreamBlocksResponse (stored blocks that continue an upload stream), and of POST
+	// /v1/streams/{id}/sum (StreamSumSuffix).
 	RouteStreams = "/v1/streams/"
 	// StreamBlocksSuffix follows the stream's name in RouteStreams.
 	StreamBlocksSuffix = "/blocks"
+	// StreamSumSuffix follows the stream's name in RouteStreams for POST
+	// /v1/streams/{id}/sum: StreamSumRequest → StreamSumResponse (the SHA-256 of the
+	// stream's content, computed by the server). Optional: older servers answer 404 or
+	// 405.
+	StreamSumSuffix = "/sum"
 	// RouteBlocksGet is POST GetBlocksRequest → the blocks' bytes in one answer, framed as
 	// records (see BlockRecord). Optional: older servers answer 404 or 405.
 	RouteBlocksGet = "/v1/blocks/get"
@@ -199,6 +205,28 @@ type StreamBlocksRequest struct {
 	From int `json:"from"`
 	// Count is how many blocks follow in Base's list (≥ 1).
 	Count int `json:"count"`
+}
+
+// StreamSumRequest asks for the SHA-256 of an upload stream's content: the blocks the
+// stream was sent (PUT /v1/blocks/{hash}?stream=) and named (StreamBlocksRequest), in
+// file order. The server answers once it hashed them all, and only if they are exactly
+// the list the client names: Blocks blocks, Size bytes in all, whose ListKey is List. A
+// writer that sent every block of a large file to a stream can so leave the whole
+// file's SHA-256 to the server, which hashes it while the writer still reads the file;
+// the commit of the file then finds the stream hashed.
+type StreamSumRequest struct {
+	// Size is the content's length in bytes (≥ 1).
+	Size int64 `json:"size"`
+	// Blocks is how many blocks the content has (≥ 1).
+	Blocks int `json:"blocks"`
+	// List is the ListKey of the content's block list, in hex.
+	List string `json:"list"`
+}
+
+// StreamSumResponse answers StreamSumRequest.
+type StreamSumResponse struct {
+	// SHA256 is the SHA-256 of the stored bytes of the stream's blocks, in order.
+	SHA256 string `json:"sha256"`
 }
 
 // StreamBlocksResponse answers StreamBlocksRequest: the stream's content is known up to
