@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -403,6 +404,16 @@ func (hs *hashStreams) hashQueued(st *hashStream, todo []queuedBlock) error {
 	})
 }
 
+// finish hashes everything the stream holds in order, holding nothing back for a
+// checkpoint from now on, and waits until that is done. The caller holds st.mu.
+func (hs *hashStreams) finish(st *hashStream) {
+	st.final = true
+	hs.startPump(st)
+	for st.pumping {
+		st.idle.Wait()
+	}
+}
+
 // take removes the stream and returns its hash state and how many blocks of list it
 // covers: the longest prefix of list that the stream hashed, in order. It returns nil
 // when the stream is unknown, broken, or does not start as list does.
@@ -416,11 +427,7 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.final = true
-	hs.startPump(st)
-	for st.pumping {
-		st.idle.Wait()
-	}
+	hs.finish(st)
 	hs.dropPending(st) // blocks past a gap: never hashed now
 	if st.broken || len(st.list) == 0 || len(st.list) > len(list) {
 		return nil, 0
@@ -434,16 +441,23 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	return st.h, len(st.list)
 }
 
+// streamRequest checks the stream name of a request to /v1/streams/{id}/… and opens its
+// JSON body; on false it has answered.
+func (s *Server) streamRequest(w http.ResponseWriter, r *http.Request) (id string, body io.Reader, done func(), ok bool) {
+	id = r.PathValue("id")
+	if !validStreamID(id) {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("stream %q: want a name of at most %d letters, digits, - or _", truncateForError(id), maxStreamID))
+		return "", nil, nil, false
+	}
+	body, done, ok = jsonBody(w, r, s.cfg.MaxJSONBody)
+	return id, body, done, ok
+}
+
 // handleStreamBlocks continues an upload stream with a run of a retained version's
 // blocks (StreamBlocksRequest): the stream hashes them from the store while the client
 // still reads its file.
 func (s *Server) handleStreamBlocks(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validStreamID(id) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("stream %q: want a name of at most %d letters, digits, - or _", truncateForError(id), maxStreamID))
-		return
-	}
-	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	id, body, done, ok := s.streamRequest(w, r)
 	if !ok {
 		return
 	}

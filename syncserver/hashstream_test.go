@@ -74,6 +74,16 @@ func streamed(t *testing.T, logs *lockedBuffer, path string) int {
 	return n
 }
 
+// randomContent returns n random bytes.
+func randomContent(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // fileItem cuts content into blocks of size bs and returns its commit item and blocks.
 func fileItem(path string, content []byte, bs int) (proto.CommitItem, [][]byte) {
 	it := proto.CommitItem{Path: path, Type: proto.TypeFile, Size: int64(len(content)), Mode: 0o644, MTimeNs: 1, SHA256: sha(content)}
@@ -96,10 +106,7 @@ func (e *testEnv) putStreamBlock(b []byte, stream string, off int) {
 
 func TestCommitUsesTheHashOfItsUploadStream(t *testing.T) {
 	e, logs := newLoggedEnv(t)
-	content := make([]byte, 1<<20+12345)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
+	content := randomContent(t, 1<<20+12345)
 	const bs = 100 << 10
 	it, parts := fileItem("big.bin", content, bs)
 	// Out of order, as concurrent uploads arrive.
@@ -209,10 +216,7 @@ func TestEditedFileResumesFromTheHashOfItsUnchangedHead(t *testing.T) {
 	const bs = 100 << 10
 	checkpointEvery = 3 * bs // after every third block
 	e, logs := newLoggedEnv(t)
-	content := make([]byte, 20*bs)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
+	content := randomContent(t, 20*bs)
 	commitAll := func(c []byte, mutate func(*proto.CommitItem)) proto.ItemResult {
 		it, parts := fileItem("f.bin", c, bs)
 		for _, p := range parts {
@@ -329,10 +333,7 @@ func TestStoredBlocksContinueAStream(t *testing.T) {
 	e, logs := newLoggedEnv(t)
 	opens := &countingOpens{BlockStore: e.srv.streams.blocks}
 	e.srv.streams.blocks = opens
-	content := make([]byte, 40*bs)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
+	content := randomContent(t, 40*bs)
 	it, parts := fileItem("f.bin", content, bs)
 	for _, p := range parts {
 		e.putBlock(p)

@@ -33,11 +33,7 @@ func (hs *hashStreams) sum(k streamKey, size int64, n int, list proto.ListKey) (
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.final = true
-	hs.startPump(st)
-	for st.pumping {
-		st.idle.Wait()
-	}
+	hs.finish(st)
 	switch {
 	case st.broken:
 		return "", errors.New("it was given up (a block could not be read, or it held too many blocks out of order)")
@@ -51,12 +47,7 @@ func (hs *hashStreams) sum(k streamKey, size int64, n int, list proto.ListKey) (
 
 // handleStreamSum answers the SHA-256 of an upload stream's content (StreamSumRequest).
 func (s *Server) handleStreamSum(w http.ResponseWriter, r *http.Request) {
-	id := r.PathValue("id")
-	if !validStreamID(id) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("stream %q: want a name of at most %d letters, digits, - or _", truncateForError(id), maxStreamID))
-		return
-	}
-	body, done, ok := jsonBody(w, r, s.cfg.MaxJSONBody)
+	id, body, done, ok := s.streamRequest(w, r)
 	if !ok {
 		return
 	}

@@ -2,7 +2,6 @@ package syncserver
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/hex"
 	"net/http"
 	"strings"
@@ -29,10 +28,7 @@ func (e *testEnv) streamSum(stream string, blocks []proto.Block) (int, string, [
 // for the list the stream holds; the stream then serves its commit.
 func TestStreamSumIsTheHashOfTheListedContent(t *testing.T) {
 	e, logs := newLoggedEnv(t)
-	content := make([]byte, 1<<20+12345)
-	if _, err := rand.Read(content); err != nil {
-		t.Fatal(err)
-	}
+	content := randomContent(t, 1<<20+12345)
 	const bs = 100 << 10
 	it, parts := fileItem("big.bin", content, bs)
 	for _, i := range []int{2, 0, 1, 5, 4, 3, 8, 6, 7, 10} { // block 9 not yet

@@ -147,10 +147,17 @@ func sumCalls(calls []call) int {
 	return n
 }
 
-// checkEditCommitted checks that the writer's pass committed the edit once, with its
-// blocks and fast sums in the index, and that the reader receives it.
-func (e *editedIndex) checkEditCommitted(t *testing.T, calls []call) {
+// commitEdit runs the writer's pass over the edit and checks that it asked for
+// wantSums stream sums, committed the edit once, with its blocks and fast sums in the index, and
+// that the reader receives it.
+func (e *editedIndex) commitEdit(t *testing.T, wantSums int) {
 	t.Helper()
+	e.wrec.take()
+	once(t, e.w)
+	calls := e.wrec.take()
+	if n := sumCalls(calls); n != wantSums {
+		t.Errorf("%d stream sums asked for; want %d", n, wantSums)
+	}
 	if n, _ := count(calls, "POST", proto.RouteCommit); n != 1 {
 		t.Errorf("%d commits; want 1", n)
 	}
@@ -172,13 +179,7 @@ func (e *editedIndex) checkEditCommitted(t *testing.T, calls []call) {
 // for it once, commits once, and indexes the edit under the server's answer.
 func TestEditIsHashedByTheServer(t *testing.T) {
 	e := startEditedIndex(t)
-	e.wrec.take()
-	once(t, e.w)
-	calls := e.wrec.take()
-	if n := sumCalls(calls); n != 1 {
-		t.Errorf("%d stream sums asked for; want 1", n)
-	}
-	e.checkEditCommitted(t, calls)
+	e.commitEdit(t, 1)
 }
 
 // When a block of the edit is one the server holds already (here another file's), the
@@ -199,11 +200,5 @@ func TestEditWithABlockTheServerHoldsIsHashedByTheWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	once(t, e.r)
-	e.wrec.take()
-	once(t, e.w)
-	calls := e.wrec.take()
-	if n := sumCalls(calls); n != 0 {
-		t.Errorf("%d stream sums asked for a stream with a gap; want none", n)
-	}
-	e.checkEditCommitted(t, calls)
+	e.commitEdit(t, 0)
 }
