@@ -554,7 +554,8 @@ func (s *Server) handleDelete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, proto.CommitResponse{Results: results})
 }
 
-// pathError returns why p is not a path an item may name, or "".
+// pathError returns why p is not a path an item may name, or "": a bad path is the
+// item's result, not the request's error.
 func pathError(p string) string {
 	if _, err := proto.CleanPath(p); err != nil {
 		return err.Error()

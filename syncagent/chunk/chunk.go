@@ -159,9 +159,8 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 
 // HashBlocks is Hash without the whole content's SHA-256 when the content has more
 // than one block: the result's Sum, SHA256 and Marks are then left empty (one block's
-// hash is the content's). It is for a
-// writer that has the server hash the content of the blocks it sends
-// (proto.StreamSumRequest), as RehashBlocks.
+// hash is the content's). It is for a writer that has the server hash the content of
+// the blocks it sends (proto.StreamSumRequest), as RehashBlocks.
 func HashBlocks(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
 	return hashContent(r, fn, false)
 }

@@ -48,10 +48,9 @@ func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, d
 
 // RehashBlocks is Rehash without the whole content's SHA-256: unless the content is one
 // block, the result's Sum, SHA256 and Marks are left empty, and the bytes are not copied
-// for it. It is for a writer
-// that has the server hash the content of the blocks it sends (proto.StreamSumRequest):
-// the SHA-256 pass over the whole content, the longest part of an edit's rescan, then
-// runs on the server's side.
+// for it. It is for a writer that has the server hash the content of the blocks it
+// sends (proto.StreamSumRequest): the SHA-256 pass over the whole content, the longest
+// part of an edit's rescan, then runs on the server's side.
 func RehashBlocks(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
 	res, _, err := rehash(r, prev, sums, fn, false)
 	return res, err

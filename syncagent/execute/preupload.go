@@ -83,11 +83,11 @@ type preBlock struct {
 
 // File starts the pre-upload of one file of size bytes and returns the function the
 // chunker calls with each block (data valid only during the call; it never fails), the
-// function that waits until every block handed over is sent or given up, and the one
-// that asks the server for the SHA-256 of the blocks sent (nil for a server known not
-// to answer it). For a file under PreuploadMin it returns nothing: nothing is sent.
-// indexed is the block list the index
-// holds for path, or nil: those blocks are not asked about, as the server holds them
+// function that waits until every block handed over is sent or given up (once, however
+// often it is called), and the one that asks the server for the SHA-256 of the blocks
+// sent (nil for a server known not to answer it). For a file under PreuploadMin it
+// returns nothing: nothing is sent. indexed is the block list the index holds for path,
+// or nil: those blocks are not asked about, as the server holds them
 // (an edit sends only its new blocks; the plan's upload checks the rest, naming them as
 // the kept part of a delta against the version the server holds), and a new block
 // goes as a patch of the indexed one it replaces.
@@ -256,7 +256,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		in <- preBlock{b: b, off: at, data: buf}
 		return nil
 	}
-	wait := func() {
+	wait := sync.OnceFunc(func() {
 		if runs != nil {
 			if last := runs.flush(); last != nil && ctx.Err() == nil {
 				in <- preBlock{run: last}
@@ -272,7 +272,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		}
 		u.streams[path] = stream
 		u.mu.Unlock()
-	}
+	})
 	up := scan.Upload{Each: each, Wait: wait}
 	if !u.noSums.Load() {
 		up.Sum = func(ctx context.Context, blocks []proto.Block) (string, bool) {

@@ -53,7 +53,8 @@ type Upload struct {
 	// the call); nil takes none.
 	Each func(b proto.Block, data []byte) error
 	// Wait waits until every block handed to Each is sent or given up; hashing calls it
-	// before it returns. Nil waits for nothing.
+	// before it returns, and before Sum. It may be called more than once. Nil waits for
+	// nothing.
 	Wait func()
 	// Sum, when not nil, asks the server for the SHA-256 of the content of blocks, the
 	// file's whole list, which it hashed from the blocks Each sent; ok is false when it
@@ -493,24 +494,19 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	if s.Preupload != nil {
 		up = s.Preupload(ctx, j.path, j.st.Size, prev)
 	}
-	waited := false
-	wait := func() {
-		if !waited && up.Wait != nil {
-			up.Wait()
-		}
-		waited = true
+	if up.Wait != nil {
+		defer up.Wait()
 	}
-	defer wait()
 	var res chunk.Result
 	switch {
 	case len(prev) > 1 && up.Sum != nil:
-		res, err = sumOnServer(ctx, f, up, wait,
+		res, err = sumOnServer(ctx, f, up,
 			func(r io.Reader) (chunk.Result, error) { return chunk.RehashBlocks(r, prev, sums, up.Each) },
 			func(r io.Reader) (chunk.Result, error) { return chunk.Rehash(r, prev, sums, nil) })
 	case len(prev) > 1:
 		res, err = chunk.Rehash(f, prev, sums, up.Each)
 	case up.Sum != nil:
-		res, err = sumOnServer(ctx, f, up, wait,
+		res, err = sumOnServer(ctx, f, up,
 			func(r io.Reader) (chunk.Result, error) { return chunk.HashBlocks(r, up.Each) },
 			func(r io.Reader) (chunk.Result, error) { return chunk.Hash(r, nil) })
 	default:
@@ -532,14 +528,14 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 
 // sumOnServer cuts f into blocks without taking its whole SHA-256 (cut: chunk.HashBlocks
 // or chunk.RehashBlocks), and asks the server for it (Upload.Sum) once every block is
-// sent (wait). When the server cannot tell (an older server, a block not sent), f is
+// sent (Upload.Wait, which Preupload gives with Sum). When the server cannot tell (an older server, a block not sent), f is
 // read again from its start and hashed here (full: chunk.Hash or chunk.Rehash).
-func sumOnServer(ctx context.Context, f io.ReadSeeker, up Upload, wait func(), cut, full func(io.Reader) (chunk.Result, error)) (chunk.Result, error) {
+func sumOnServer(ctx context.Context, f io.ReadSeeker, up Upload, cut, full func(io.Reader) (chunk.Result, error)) (chunk.Result, error) {
 	res, err := cut(f)
 	if err != nil || res.SHA256 != "" {
 		return res, err // a content of one block: its hash is the block's
 	}
-	wait()
+	up.Wait()
 	if sum, ok := up.Sum(ctx, res.Blocks); ok {
 		if res.Sum, ok = proto.DecodeHash(sum); ok {
 			res.SHA256 = sum
