@@ -23,6 +23,9 @@ type Options struct {
 	Listen string
 	// DataDir holds the blocks (DataDir/blocks) and the embedded database.
 	DataDir string
+	// DirectIO writes and reads the large blocks of streamed uploads around the page
+	// cache (blobs.WithDirectIO).
+	DirectIO bool
 	// OpenStore opens the metadata store; Run closes it when it returns.
 	OpenStore func(ctx context.Context) (store.Store, error)
 	// TokenFile lists the bearer tokens; empty means no authentication, which Run only
@@ -114,7 +117,7 @@ func Run(ctx context.Context, opts Options, logger *slog.Logger) (err error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	blocks, err := blobs.Open(filepath.Join(opts.DataDir, "blocks"))
+	blocks, err := blobs.Open(filepath.Join(opts.DataDir, "blocks"), blobs.WithDirectIO(opts.DirectIO))
 	if err != nil {
 		return fmt.Errorf("open block store: %w", err)
 	}

@@ -57,6 +57,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	)
 	fs.StringVar(&opts.Listen, "listen", "127.0.0.1:8080", "TCP address to listen on (without --token-file or --tokenreview-audience only a loopback address is allowed)")
 	fs.StringVar(&opts.DataDir, "data-dir", "./data", "directory of the blocks and of the embedded database")
+	fs.BoolVar(&opts.DirectIO, "direct-io", false, "write and read the blocks of 64 KiB or more of large files around the page cache (O_DIRECT, where the file system allows it): spares memory and CPU on large uploads, costs a disk read for each download and each commit check of such a block")
 	fs.StringVar(&databaseURL, "database-url", "", "PostgreSQL URL (postgres://...); empty uses the embedded database in --data-dir")
 	fs.StringVar(&opts.TokenFile, "token-file", "", `file of bearer tokens, one "TOKEN NAME" per line (NAME is the agent identity in the audit log)`)
 	fs.StringVar(&opts.TLSCertFile, "tls-cert-file", "", "TLS certificate (PEM); with --tls-key-file serves HTTPS")

@@ -82,6 +82,23 @@ func TestBadFlagsExit2(t *testing.T) {
 	}
 }
 
+// --direct-io takes a boolean, from the command line or the environment.
+func TestDirectIOFlagTakesABoolean(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"--direct-io=maybe"}, nil, `invalid boolean value "maybe" for -direct-io`},
+		{nil, map[string]string{"SYNCSERVER_DIRECT_IO": "sometimes"}, "SYNCSERVER_DIRECT_IO (flag --direct-io)"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(tc.args, func(k string) string { return tc.env[k] }, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("run(%q, %v) = %d, stderr %q; want 2 and %q", tc.args, tc.env, code, stderr.String(), tc.want)
+		}
+	}
+}
+
 func TestTokenReviewFlags(t *testing.T) {
 	env := func(string) string { return "" }
 	for _, tc := range []struct {

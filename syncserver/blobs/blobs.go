@@ -83,6 +83,10 @@ type Store struct {
 	// looked for as files too.
 	smallFiles bool
 
+	// directIO gives each pack this process creates a second handle for direct I/O
+	// (WithDirectIO).
+	directIO bool
+
 	// Packed blocks (pack.go). Lock order: wmu, then a hash's stripe lock, then pmu.
 	// wmu serializes appends to the active pack, compaction and dead-list writes; pmu
 	// guards index, packs and every pack's size, live and dead fields.
@@ -113,11 +117,24 @@ func truncate(s string) string {
 	return s
 }
 
+// Option changes how Open sets up a Store.
+type Option func(*Store)
+
+// WithDirectIO makes the store write the large blocks of streamed uploads to its packs,
+// and read them back, around the page cache where the file system allows it
+// (packdirect.go). Off by default.
+func WithDirectIO(on bool) Option {
+	return func(s *Store) { s.directIO = on }
+}
+
 // Open opens the block store in dir, creating it when needed. It removes the temp files
 // of uploads that a crash interrupted and counts the stored blocks for Stats.
-func Open(dir string) (*Store, error) {
+func Open(dir string, opts ...Option) (*Store, error) {
 	s := &Store{dir: dir, tmpDir: filepath.Join(dir, tmpDirName), now: time.Now, unsynced: map[string]struct{}{},
 		packDir: filepath.Join(dir, packDirName), index: map[[sha256.Size]byte]*packed{}, packs: map[uint64]*pack{}}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create block store %q: %w", dir, err)
 	}

@@ -31,10 +31,10 @@ func randomBytes(t testing.TB, n int) []byte {
 	return b
 }
 
-func openStore(t testing.TB) (*Store, string) {
+func openStore(t testing.TB, opts ...Option) (*Store, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "blocks")
-	s, err := Open(dir)
+	s, err := Open(dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

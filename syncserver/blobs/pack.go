@@ -350,7 +350,9 @@ func (s *Store) activePack() (*pack, error) {
 	}
 	s.nextPack++
 	p.f = f
-	p.direct = openDirect(p.path, os.O_RDWR)
+	if s.directIO {
+		p.direct = openDirect(p.path, os.O_RDWR)
+	}
 	p.recs = []idxEntry{}
 	s.pmu.Lock()
 	s.packs[id] = p

@@ -22,12 +22,12 @@ func packFiles(t *testing.T, dir string) []string {
 	return m
 }
 
-func reopen(t *testing.T, s *Store, dir string) *Store {
+func reopen(t *testing.T, s *Store, dir string, opts ...Option) *Store {
 	t.Helper()
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2, err := Open(dir)
+	s2, err := Open(dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

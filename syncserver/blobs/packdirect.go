@@ -9,26 +9,24 @@ import (
 	"github.com/syncedfolder/synced-folder/internal/directio"
 )
 
-// Large streamed blocks (at least directRecordMin bytes: the chunks of large files) are
-// written to their pack and read back around the page cache where the system allows
-// it. They must reach the disk before their commit anyway (Sync), and on the machines
-// measured (docs/benchmarks.md) copying a page into the cache costs more than the disk
-// write itself: a 1 GiB upload spent 2 CPU-seconds of the server there. Such a record
-// starts at an offset aligned to directio.Align and is padded with zeros to the next
-// one; scanPack skips that padding. Small blocks (PutMany, small streamed ones) are
-// written through the cache as before, where many of them share a page.
+// With WithDirectIO, large streamed blocks (at least directRecordMin bytes: the chunks
+// of large files) are written to their pack and read back around the page cache where
+// the system allows it. They must reach the disk before their commit anyway (Sync), and
+// where copying a page into the cache is dear (a VM whose balloon takes freed pages
+// back), or where the cache counts against a memory limit, skipping it saves the
+// server's CPU and memory on large uploads. The price is a disk read for every download
+// of such a block and every commit check that reads it, where the cache would have
+// served them from memory: on the machines measured (docs/benchmarks.md) that made a
+// 1-byte insertion at the start of a 1 GiB file 0.3–0.4 s slower, so it is off by
+// default. Such a record starts at an offset aligned to directio.Align and is padded
+// with zeros to the next one; scanPack skips that padding, so a store written with
+// either setting opens with the other. Small blocks (PutMany, small streamed ones) are
+// always written through the cache, where many of them share a page.
 const directRecordMin = 64 << 10
-
-// directPacks turns direct I/O of packs on. Tests turn it off to put the cached path,
-// which systems without direct I/O take, through the same checks.
-var directPacks = true
 
 // openDirect opens a second handle on a pack for direct I/O; nil when the system does
 // not allow it, and the pack is then only read and written through the cache.
 func openDirect(path string, flag int) *os.File {
-	if !directPacks {
-		return nil
-	}
 	f, err := os.OpenFile(path, flag, 0)
 	if err != nil {
 		return nil

@@ -30,7 +30,7 @@ func haveDirectIO(t *testing.T) bool {
 // A direct write the file system refuses (EINVAL: here, memory off the alignment) goes
 // through the cache instead, and the pack is only written through the cache after.
 func TestRefusedDirectAppendGoesThroughTheCache(t *testing.T) {
-	s, _ := openStore(t)
+	s, _ := openStore(t, WithDirectIO(true))
 	data := randomBytes(t, 200<<10)
 	sum := sha256.Sum256(data)
 	buf := directio.Buffer(int(directio.Up(recordSize(int64(len(data)))) + directio.Align))

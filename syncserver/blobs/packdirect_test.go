@@ -21,11 +21,11 @@ func captureLog(t *testing.T) *bytes.Buffer {
 	return &buf
 }
 
-// Large streamed records are written and read directly, small ones through the cache,
-// in the same packs; whichever way a record went, it reads back the same, survives a
-// reopen (by scan and by .idx) and a compaction, and the padding after a direct record
-// is not taken for damage. The same checks run with direct I/O off, the path of systems
-// without it.
+// With WithDirectIO, large streamed records are written and read directly, small ones
+// through the cache, in the same packs; whichever way a record went, it reads back the
+// same, survives a reopen (by scan and by .idx) with the other setting and a compaction
+// there, and the padding after a direct record is not taken for damage. The same checks
+// run with direct I/O off, the default and the path of systems without it.
 func TestPacksHoldDirectAndCachedRecords(t *testing.T) {
 	for _, direct := range []bool{true, false} {
 		name := "cached"
@@ -36,12 +36,10 @@ func TestPacksHoldDirectAndCachedRecords(t *testing.T) {
 			if direct && !haveDirectIO(t) {
 				t.Skip("direct I/O is set up on Linux only")
 			}
-			defer func(v bool) { directPacks = v }(directPacks)
-			directPacks = direct
 			defer func(v int64) { packTargetSize = v }(packTargetSize)
 			packTargetSize = 1 << 20 // a few packs, the first ones sealed
 			logs := captureLog(t)
-			s, dir := openStore(t)
+			s, dir := openStore(t, WithDirectIO(direct))
 			var blocks [][]byte
 			var hashes []string
 			// The last pack, which Open scans, ends with a large streamed record and
@@ -73,7 +71,8 @@ func TestPacksHoldDirectAndCachedRecords(t *testing.T) {
 			if n := len(packFiles(t, dir)); n < 3 {
 				t.Fatalf("%d packs; want at least 3, some sealed", n)
 			}
-			s = reopen(t, s, dir)
+			// Reopened with the other setting, which then compacts the packs.
+			s = reopen(t, s, dir, WithDirectIO(!direct))
 			for _, b := range blocks {
 				wantBlock(t, s, b)
 			}
