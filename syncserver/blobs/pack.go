@@ -68,8 +68,9 @@ type pack struct {
 	id   uint64
 	path string
 	f    *os.File
-	// direct is a second handle on the file, for direct I/O (packdirect.go); nil when
-	// the system refuses it or the pack was not created by this process.
+	// direct is a second handle on the file, for direct I/O (packdirect.go); nil without
+	// WithDirectIO, when the system refuses it, or when the pack was not created by this
+	// process.
 	direct *os.File
 	// size is where the next record goes: the end of the last valid record for a pack
 	// this process appends to, the file size otherwise.
