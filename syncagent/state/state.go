@@ -465,6 +465,32 @@ func (t *stmtTx) Exec(q string, args ...any) (sql.Result, error) {
 	return st.Exec(args...)
 }
 
+// insertNew runs insert, an INSERT OR IGNORE, and reports whether it added the row.
+func (t *Tx) insertNew(insert string, args ...any) (bool, error) {
+	res, err := t.tx.Exec(insert, args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n > 0, err
+}
+
+// put writes a row with insert, an INSERT OR IGNORE, and when the row was there already
+// with replace, the same row's INSERT OR REPLACE; it reports whether the row is new.
+//
+// Most rows of a first sync are new, and a plain insert is the cheaper statement: a
+// REPLACE into a table with more than one index keeps a statement journal, because it
+// deletes the old row before it may still fail; that journal and the search for a row
+// to replace were a quarter of BenchmarkRecordFiles.
+func (t *Tx) put(insert, replace string, args ...any) (bool, error) {
+	inserted, err := t.insertNew(insert, args...)
+	if err != nil || inserted {
+		return inserted, err
+	}
+	_, err = t.tx.Exec(replace, args...)
+	return false, err
+}
+
 // SetMeta sets a meta value.
 func (t *Tx) SetMeta(key, value string) error {
 	_, err := t.tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
@@ -484,7 +510,8 @@ func (t *Tx) SetCursor(folderID string, since int64) error {
 
 // PutSynced sets the merge base of path.
 func (t *Tx) PutSynced(path string, n plan.Node) error {
-	_, err := t.tx.Exec(`INSERT OR REPLACE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.put(`INSERT OR IGNORE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT OR REPLACE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
 	if err != nil {
 		return fmt.Errorf("write synced %q: %w", path, err)
@@ -508,13 +535,17 @@ func (t *Tx) PutRemote(e proto.Entry) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.tx.Exec(`INSERT INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	inserted, err := t.insertNew(`INSERT OR IGNORE INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw)
+	if err == nil && !inserted {
+		_, err = t.tx.Exec(`INSERT INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (path) DO UPDATE SET type = excluded.type, target = excluded.target, mode = excluded.mode,
 		  size = excluded.size, mtime = excluded.mtime,
 		  blocks = CASE WHEN excluded.blocks IS NULL AND ? AND remote.seq = excluded.seq AND remote.sha256 = excluded.sha256
 		    THEN remote.blocks ELSE excluded.blocks END,
 		  sha256 = excluded.sha256, seq = excluded.seq`,
-		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw, e.BlocksOmitted)
+			e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw, e.BlocksOmitted)
+	}
 	if err != nil {
 		return fmt.Errorf("write remote %q: %w", e.Path, err)
 	}
@@ -561,13 +592,16 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, sum
 		return err
 	}
 	sum := e.SHA256.String()
-	_, err = t.tx.Exec(`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	inserted, err := t.put(`INSERT OR IGNORE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeSums(sums, len(blocks)))
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
 	}
-	if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
-		return fmt.Errorf("write index %q: %w", path, err)
+	if !inserted {
+		if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
+			return fmt.Errorf("write index %q: %w", path, err)
+		}
 	}
 	if len(blocks) == 1 && blocks[0].Hash == sum && blocks[0].Size == e.Size {
 		return nil // found through the local row (see blockloc)

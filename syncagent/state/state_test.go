@@ -266,3 +266,77 @@ func TestIndexKeepsBlockSums(t *testing.T) {
 		t.Errorf("sums of a one-block list: %+v", got)
 	}
 }
+
+// TestPutOverwritesRows: a put over a path's row replaces it in every table, as a put of
+// a new path adds one (the first is a plain insert, the second a replace); the remote
+// row keeps its block list only for the same version sent without one, and the index
+// forgets where the old content's blocks were.
+func TestPutOverwritesRows(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	old := []proto.Block{{Hash: "aa", Size: 3}, {Hash: "bb", Size: 4}}
+	put := func(seq int64, content string, blocks []proto.Block, omitted bool) {
+		t.Helper()
+		err := db.Update(ctx, func(tx *Tx) error {
+			if err := tx.PutSynced("f", plan.Node{Type: proto.TypeFile, SHA256: hashOf(content), Seq: seq, Size: 7}); err != nil {
+				return err
+			}
+			if err := tx.PutRemote(proto.Entry{Path: "f", Type: proto.TypeFile, SHA256: hexOf(content), Seq: seq, Size: 7, Blocks: blocks, BlocksOmitted: omitted}); err != nil {
+				return err
+			}
+			if omitted {
+				return nil // the index holds what the file holds, never without its list
+			}
+			return tx.PutIndex("f", trees.IndexEntry{Type: proto.TypeFile, SHA256: hashOf(content), Size: 7, Ino: uint64(seq)}, blocks, chunk.Sums{})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(seq int64, content, indexed string, remoteBlocks, indexBlocks []proto.Block) {
+		t.Helper()
+		synced, remote, index, err := treeMaps(db)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(synced) != 1 || synced["f"].Seq != seq || synced["f"].SHA256 != hashOf(content) {
+			t.Errorf("synced = %+v; want f at seq %d holding %q", synced, seq, content)
+		}
+		if len(remote) != 1 || remote["f"].Seq != seq || remote["f"].SHA256 != hashOf(content) {
+			t.Errorf("remote = %+v; want f at seq %d holding %q", remote, seq, content)
+		}
+		if len(index) != 1 || index["f"].SHA256 != hashOf(indexed) {
+			t.Errorf("index = %+v; want f holding %q", index, indexed)
+		}
+		if got, err := db.RemoteBlocks("f"); err != nil || !slices.Equal(got, remoteBlocks) {
+			t.Errorf("remote blocks = %+v, %v; want %+v", got, err, remoteBlocks)
+		}
+		if got, err := db.LocalBlocks("f"); err != nil || !slices.Equal(got, indexBlocks) {
+			t.Errorf("index blocks = %+v, %v; want %+v", got, err, indexBlocks)
+		}
+		var rows int
+		if err := db.db.QueryRow(`SELECT COUNT(*) FROM blockloc WHERE path = 'f'`).Scan(&rows); err != nil || rows != len(indexBlocks) {
+			t.Errorf("blockloc holds %d rows (%v) for f; want %d", rows, err, len(indexBlocks))
+		}
+	}
+	put(1, "one", old, false)
+	check(1, "one", "one", old, old)
+
+	changed := []proto.Block{{Hash: "cc", Size: 5}, {Hash: "dd", Size: 2}}
+	put(2, "two", changed, false)
+	check(2, "two", "two", changed, changed)
+	if locs, err := db.FindBlock("aa"); err != nil || len(locs) != 0 {
+		t.Errorf("FindBlock(aa) after f changed = %+v, %v; want none", locs, err)
+	}
+
+	put(2, "two", nil, true) // the same version again, its list left out
+	check(2, "two", "two", changed, changed)
+
+	put(3, "three", nil, true) // a later version whose list was left out
+	check(3, "three", "two", nil, changed)
+}
