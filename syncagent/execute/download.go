@@ -541,22 +541,30 @@ func (x *Executor) assembleFrom(op plan.Op, blocks []proto.Block, fetch func(wri
 }
 
 // assembleIn is assembleFrom with op's dir open as dir, op's name there being name; its
-// temp file is in the staging dir when stage is set (and the staging dir is usable).
+// temp file is in the staging dir when stage is set (and the staging dir is usable), an
+// unnamed one there when op can be (openAnonFor), linked into place instead of renamed.
 func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, fetch func(write func([]byte) error) error, stage bool) (landed, error) {
 	r := op.Remote
-	t := x.newTemp(dir.Root, name, op.Path, stage && !isDir(op.Local))
-	f, err := t.dir.OpenFile(t.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		if t.staged {
-			return landed{}, fmt.Errorf("create temp file: %w: %w", errNotStaged, err)
+	var t tempFile
+	f, anon := x.openAnonFor(dir, op, stage)
+	if !anon {
+		t = x.newTemp(dir.Root, name, op.Path, stage && !isDir(op.Local))
+		var err error
+		f, err = t.dir.OpenFile(t.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			if t.staged {
+				return landed{}, fmt.Errorf("create temp file: %w: %w", errNotStaged, err)
+			}
+			return landed{}, fmt.Errorf("create temp file: %w", err)
 		}
-		return landed{}, fmt.Errorf("create temp file: %w", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			f.Close()
-			_ = t.dir.Remove(t.name)
+			f.Close() // an unnamed file is gone with its descriptor
+			if !anon {
+				_ = t.dir.Remove(t.name)
+			}
 		}
 	}()
 	w := newFileWriter(f, r.Size)
@@ -571,7 +579,7 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			return w.write(data)
 		}
 	}
-	err = fetch(write)
+	err := fetch(write)
 	if err == nil {
 		err = w.finish()
 	}
@@ -604,6 +612,19 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 		if err := f.Sync(); err != nil {
 			return landed{}, fmt.Errorf("fsync: %w", err)
 		}
+	}
+	if anon {
+		if !statted {
+			return landed{}, errors.New("set mtime: not on the open file")
+		}
+		if err := x.landAnon(f, dir, name, op.Path); err != nil {
+			return landed{}, err
+		}
+		ok = true
+		if err := f.Close(); err != nil {
+			return landed{}, fmt.Errorf("close landed file: %w", err)
+		}
+		return l, nil
 	}
 	if err := f.Close(); err != nil {
 		return landed{}, fmt.Errorf("close temp file: %w", err)

@@ -11,11 +11,13 @@ import (
 	"syscall"
 
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 )
 
 // StageDir is the dir, at the folder's root, in which a download batch writes and
-// verifies its files and links before renaming each into place. A file that lands from
+// verifies its files and links before renaming each into place (or, for a small new
+// file, linking it there: see stageState.anon). A file that lands from
 // there makes one watcher event in its dir (the rename's second half), where a temp file
 // beside it made five (create, write, close, and both halves of the rename): an agent
 // landing 100,000 files filled its watcher's memory with its own events, and overflowed
@@ -36,6 +38,13 @@ type tempFile struct {
 	staged bool     // in the staging dir: renamed across dirs (through x.Root)
 }
 
+// The states of stageState.anon.
+const (
+	anonUnknown int32 = iota // not tried yet: the next openStage tries
+	anonOn                   // new small files are made unnamed in their dir and linked
+	anonOff                  // the folder's file system (or /proc) cannot: staging dir
+)
+
 // stageState is the executor's staging dir of the download batch under way.
 type stageState struct {
 	dir *dircache.Dir // open staging dir; nil: temp files go beside their paths
@@ -50,6 +59,15 @@ type stageState struct {
 	// noReplaceOff is set once the file system refused a rename that must not replace
 	// (see land): later landings check the path themselves.
 	noReplaceOff atomic.Bool
+	// anon says whether a small file planned absent is made unnamed in its own dir and
+	// linked into place (openAnon, linkAnon) instead of made in the staging dir and
+	// renamed out of it: one dir entry made instead of two made and one removed, no
+	// rename between two dirs (which the kernel serializes per file system), and the
+	// staging dir's lock no longer taken by every create (see landAnon).
+	anon atomic.Int32
+	// link gives an unnamed file its name (landAnon); nil means linkAnon. Tests set it to
+	// stand in for a link the kernel refuses.
+	link func(f, dir *os.File, name string) error
 }
 
 // openStage starts a download batch: its cache of the dirs it lands in, and its
@@ -67,6 +85,29 @@ func (x *Executor) openStage() {
 		return
 	}
 	x.stage.dir = d
+	if x.stage.anon.Load() == anonUnknown {
+		if err := tryAnon(d); err != nil {
+			x.stage.anon.Store(anonOff)
+			x.Log.Debug("unnamed files cannot be made here; new files land through the staging dir", "err", err.Error())
+		} else {
+			x.stage.anon.Store(anonOn)
+		}
+	}
+}
+
+// tryAnon makes an unnamed file in the staging dir, links it and removes it: the
+// folder's file system and /proc allow both steps of landAnon.
+func tryAnon(d *dircache.Dir) error {
+	f, err := openAnon(d.File)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	name := tempName("")
+	if err := linkAnon(f, d.File, name); err != nil {
+		return err
+	}
+	return d.Root.Remove(name)
 }
 
 // closeStage ends a download batch: it closes the dirs and the staging dir, and removes
@@ -150,16 +191,21 @@ func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string, noReplace
 		x.dirs.Forget(path.Dir(p))
 		return fmt.Errorf("rename %q into place: %w (dir gone: %w)", p, errChanged, err)
 	case errors.Is(err, syscall.EXDEV):
-		// Another mount: every file of p's dir (and below) would fail the same way.
-		x.stage.mu.Lock()
-		if x.stage.off == nil {
-			x.stage.off = map[string]bool{}
-		}
-		x.stage.off[path.Dir(p)] = true
-		x.stage.anyOff.Store(true)
-		x.stage.mu.Unlock()
+		x.acrossMounts(p)
 	}
 	return fmt.Errorf("rename %q into place: %w: %w", p, errNotStaged, err)
+}
+
+// acrossMounts notes that p's dir is on another mount than the staging dir: every file
+// of that dir (and below) would fail to move from there the same way.
+func (x *Executor) acrossMounts(p string) {
+	x.stage.mu.Lock()
+	defer x.stage.mu.Unlock()
+	if x.stage.off == nil {
+		x.stage.off = map[string]bool{}
+	}
+	x.stage.off[path.Dir(p)] = true
+	x.stage.anyOff.Store(true)
 }
 
 // renameStaged moves the staged temp file tname over name in dir (the path p): by
@@ -176,6 +222,47 @@ func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string,
 		}
 	}
 	return x.Root.Rename(StageDir+"/"+tname, p)
+}
+
+// openAnonFor opens the unnamed file of op, a file to land in dir (op's held dir) from
+// a first try (stage), when it can be one: planned absent (the link never replaces),
+// small (a large file's writer, flush and rename stay as they are), its dir reachable
+// from the staging dir, and unnamed files work here. It is made in the staging dir,
+// which no watcher watches: an unnamed file's writes and mode changes are events in its
+// dir (named "#" and its inode number), three more per file where it lands.
+func (x *Executor) openAnonFor(dir *dircache.Dir, op plan.Op, stage bool) (*os.File, bool) {
+	if !stage || op.Local != nil || op.Remote.Size > syncEachAbove || dir.File == nil || x.stage.dir == nil ||
+		x.stage.anon.Load() != anonOn || x.unstaged(op.Path) {
+		return nil, false
+	}
+	f, err := openAnon(x.stage.dir.File)
+	return f, err == nil
+}
+
+// landAnon links the unnamed file f into dir as name, which is the path p planned
+// absent. As land's rename that must not replace, it fails as a change when something
+// appeared at p since the plan; a dir on another mount makes the download again beside
+// its path (errNotStaged).
+func (x *Executor) landAnon(f *os.File, dir *dircache.Dir, name, p string) error {
+	link := linkAnon
+	if x.stage.link != nil {
+		link = x.stage.link
+	}
+	err := link(f, dir.File, name)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%q: %w (appeared)", p, errChanged)
+	case absent(err):
+		// p's dir went away since it was opened: the next plan lands p in a dir made
+		// and opened afresh.
+		x.dirs.Forget(path.Dir(p))
+		return fmt.Errorf("link %q into place: %w (dir gone: %w)", p, errChanged, err)
+	case errors.Is(err, syscall.EXDEV):
+		x.acrossMounts(p)
+	}
+	return fmt.Errorf("link %q into place: %w: %w", p, errNotStaged, err)
 }
 
 // retryUnstaged logs that the download of p is made again beside its path.

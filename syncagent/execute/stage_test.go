@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"syscall"
@@ -134,7 +135,8 @@ func TestStagedRenameThatFailsFallsBackToATempFileBeside(t *testing.T) {
 			url, _ := testserver.Start(t, t.TempDir(), nil)
 			want := stagedTree(t, url, "m", "n")
 			down := newEnvOn(t, url)
-			down.x.Workers = 1 // one landing at a time: the count of renames tried is exact
+			down.x.Workers = 1               // one landing at a time: the count of renames tried is exact
+			down.x.stage.anon.Store(anonOff) // new files renamed too (see the test below)
 			var calls atomic.Int64
 			down.x.stage.rename = func(oldname, newname string) error {
 				calls.Add(1)
@@ -153,6 +155,67 @@ func TestStagedRenameThatFailsFallsBackToATempFileBeside(t *testing.T) {
 			if _, err := os.Lstat(filepath.Join(down.dir, StageDir)); !os.IsNotExist(err) {
 				t.Errorf("staging dir left: %v", err)
 			}
+		})
+	}
+}
+
+// A new file of at most syncEachAbove bytes is made unnamed in the staging dir and
+// linked into place (where the system allows: Linux), a link stays a rename from the
+// staging dir. A link that fails (EXDEV: the path's dir is on another mount, which the
+// test cannot mount, so the link stands in for the kernel's; or any other error) makes
+// the download again beside its path, and after EXDEV the files of that dir and below
+// go there at once. Nothing is left behind either way.
+func TestNewSmallFilesLandAsUnnamedFilesLinkedIntoPlace(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		err         syscall.Errno // 0: the kernel's link
+		wantLinks   int64
+		wantRenames int64 // the symlinks'
+	}{
+		{"linked", 0, 2 * 3, 2},                // a.txt, sub/b.txt and big.bin of m and n
+		{"across mounts", syscall.EXDEV, 2, 0}, // the first file of m and of n; the rest beside
+		{"another error", syscall.EACCES, 2 * 3, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			url, _ := testserver.Start(t, t.TempDir(), nil)
+			want := stagedTree(t, url, "m", "n")
+			down := newEnvOn(t, url)
+			down.x.Workers = 1 // one landing at a time: the count of links tried is exact
+			var links, renames atomic.Int64
+			down.x.stage.link = func(f, dir *os.File, name string) error {
+				links.Add(1)
+				if tc.err != 0 {
+					return &os.LinkError{Op: "linkat", Old: f.Name(), New: name, Err: tc.err}
+				}
+				return linkAnon(f, dir, name)
+			}
+			down.x.stage.rename = func(oldname, newname string) error {
+				renames.Add(1)
+				return down.x.Root.Rename(oldname, newname)
+			}
+			down.pull(t)
+			down.rescan(t)
+			if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
+				t.Fatalf("download: %+v", out)
+			}
+			checkTree(t, down.dir, want)
+			checkLinks(t, down.dir, "m", "n")
+			if runtime.GOOS != "linux" {
+				if links.Load() != 0 || down.x.stage.anon.Load() != anonOff {
+					t.Errorf("%d links tried, unnamed files %d; want none here", links.Load(), down.x.stage.anon.Load())
+				}
+				return
+			}
+			if got := links.Load(); got != tc.wantLinks {
+				t.Errorf("%d links of unnamed files, want %d", got, tc.wantLinks)
+			}
+			if got := renames.Load(); got != tc.wantRenames {
+				t.Errorf("%d renames out of the staging dir, want %d", got, tc.wantRenames)
+			}
+			if _, err := os.Lstat(filepath.Join(down.dir, StageDir)); !os.IsNotExist(err) {
+				t.Errorf("staging dir left: %v", err)
+			}
+			noTempFiles(t, down.dir)
 		})
 	}
 }
@@ -278,7 +341,12 @@ func TestFileThatAppearedIsNeverReplaced(t *testing.T) {
 
 	// A whole landing, with and without the kernel's check.
 	for _, off := range []bool{false, true} {
+		// With the kernel's check, the file is unnamed and linked where the system
+		// allows; without it, made in the staging dir and renamed after a check.
 		x.stage.noReplaceOff.Store(off)
+		if off {
+			x.stage.anon.Store(anonOff)
+		}
 		p := map[bool]string{false: "d/b.txt", true: "d/c.txt"}[off]
 		writeFile(t, filepath.Join(down.dir, p), "the user's file")
 		_, err := x.assembleFetched(byPath[p], []byte("content of "+p))
