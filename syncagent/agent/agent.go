@@ -110,6 +110,15 @@ type Agent struct {
 	// entries or a reset, an index update of a scan, an executed op). While it is not,
 	// the trees are the ones the verdict is about, and a plan need not look at them.
 	quietAtLoad, treesTouched bool
+	// quietAt is the trees' change count (trees.Trees.Changes) when a plan last found
+	// them quiet (plan.Quiet), and quietSeen whether one did: while the count stays, the
+	// trees are the ones found quiet. A writer whose commits come back through the feed,
+	// each page of them skipped, went over its three trees once per page (7 % of its
+	// CPU in W1).
+	quietAt   uint64
+	quietSeen bool
+	// quietChecks counts the plan.Quiet passes made (tests).
+	quietChecks int
 
 	counters   execute.Counters
 	rehashed   int // files the scanner hashed and recorded (scan.Scanner.Record), for logs
@@ -585,15 +594,21 @@ func (a *Agent) catchUp(ctx context.Context) error {
 // filter only reads them (and the ignore patterns), and nothing else writes them while
 // the loop plans. Trees that agree everywhere (plan.Quiet) plan nothing whatever the
 // filter removes, so an unchanged folder is neither filtered nor planned; and trees
-// untouched since the snapshot found them quiet are not even checked again (an
-// unchanged --once pass). The Local tree then is the index's, as New built it, unless a
-// scan changed it, which it does only with index updates.
+// untouched since the snapshot or the last plan found them quiet are not even checked
+// again (an unchanged --once pass; the echo of our own commits). The Local tree of a
+// snapshot's is the index's, as New built it, unless a scan changed it, which it does
+// only with index updates.
 //
 // A first sync of a large tree (a plan of creations only) comes in windows of
 // planWindow ops (plan.PlanWindow); runPlan plans the next one when a window ran.
 func (a *Agent) planNow() plan.Window {
 	t := a.trees
-	if a.quietAtLoad && !a.treesTouched && t.Local.Len() == t.Index.Len() || plan.Quiet(t.Local, t.Remote, t.Synced) {
+	if a.quietAtLoad && !a.treesTouched && t.Local.Len() == t.Index.Len() || a.quietSeen && a.quietAt == t.Changes() {
+		return plan.Window{}
+	}
+	a.quietChecks++
+	if plan.Quiet(t.Local, t.Remote, t.Synced) {
+		a.quietAt, a.quietSeen = t.Changes(), true
 		return plan.Window{}
 	}
 	var remote, synced plan.View

@@ -120,6 +120,8 @@ type Trees struct {
 	over  [3]map[string]plan.Node // the Local, Remote and Synced nodes not in the base
 	// overIndex holds the index entries not in the base.
 	overIndex map[string]IndexEntry
+	// changes counts the calls of set and of delete that found something to delete.
+	changes uint64
 }
 
 // New returns an empty store with room for about n paths.
@@ -153,6 +155,10 @@ func (t *Trees) newRec() int32 {
 	t.used++
 	return i
 }
+
+// Changes counts the changes made to the store so far: while it stays the same, so do
+// the trees and the index (a Set of what a path already holds counts too).
+func (t *Trees) Changes() uint64 { return t.changes }
 
 // Paths counts the paths present on any side.
 func (t *Trees) Paths() int { return len(t.paths) }
@@ -262,6 +268,7 @@ func (r *record) join(s side, e entry) {
 }
 
 func (t *Trees) set(s side, p string, e entry) {
+	t.changes++
 	i, ok := t.paths[p]
 	if !ok {
 		i = t.newRec()
@@ -297,6 +304,7 @@ func (t *Trees) delete(s side, p string) {
 	if r.has&s == 0 {
 		return
 	}
+	t.changes++
 	t.count[s.slot()]--
 	r.has &^= s
 	if r.inBase&s != 0 {

@@ -47,6 +47,7 @@ func TestTreesReadBackAsFourMaps(t *testing.T) {
 		for step := range rapid.IntRange(1, 60).Draw(t, "steps") {
 			p := path.Draw(t, "path")
 			label := fmt.Sprint(step)
+			before, changes := m.clone(), s.Changes()
 			switch rapid.IntRange(0, 9).Draw(t, "op") {
 			case 0:
 				n := drawNode(t, label, false)
@@ -100,8 +101,22 @@ func TestTreesReadBackAsFourMaps(t *testing.T) {
 				}
 			}
 			check(t, s, &m)
+			// A change of any side moves the count (the agent trusts a verdict on the
+			// trees while it stays).
+			if !m.equal(before) && s.Changes() == changes {
+				t.Fatalf("the step changed the store; its change count stayed %d", changes)
+			}
 		}
 	})
+}
+
+func (m *model) clone() model {
+	return model{maps.Clone(m.local), maps.Clone(m.remote), maps.Clone(m.synced), maps.Clone(m.index)}
+}
+
+func (m *model) equal(o model) bool {
+	return maps.Equal(m.local, o.local) && maps.Equal(m.remote, o.remote) && maps.Equal(m.synced, o.synced) &&
+		maps.Equal(m.index, o.index)
 }
 
 func check(t *rapid.T, s *Trees, m *model) {
