@@ -25,12 +25,18 @@ func openAnon(dir *os.File) (*os.File, error) {
 	return os.NewFile(uintptr(fd), dir.Name()+"/(unnamed)"), nil
 }
 
-// linkAnon gives the file openAnon made the name name in the open dir (linkat(2)
-// through /proc/self/fd, which needs no privilege, unlike AT_EMPTY_PATH). Like a rename
-// that must not replace, it fails with EEXIST when name exists, checked by the kernel
-// in the same step.
-func linkAnon(f *os.File, dir *os.File, name string) error {
-	err := unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), int(dir.Fd()), name, unix.AT_SYMLINK_FOLLOW)
+// linkAnon gives the file openAnon made the name name in the open dir (linkat(2)). Like
+// a rename that must not replace, it fails with EEXIST when name exists, checked by the
+// kernel in the same step. The file is named by its descriptor (AT_EMPTY_PATH), which
+// Linux allows without privilege since 6.10, or with viaProc by its /proc/self/fd path,
+// which needs /proc but no privilege (and costs a walk of /proc on every link).
+func linkAnon(f *os.File, dir *os.File, name string, viaProc bool) error {
+	var err error
+	if viaProc {
+		err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(int(f.Fd())), int(dir.Fd()), name, unix.AT_SYMLINK_FOLLOW)
+	} else {
+		err = unix.Linkat(int(f.Fd()), "", int(dir.Fd()), name, unix.AT_EMPTY_PATH)
+	}
 	if err != nil {
 		return &os.LinkError{Op: "linkat", Old: f.Name(), New: name, Err: err}
 	}

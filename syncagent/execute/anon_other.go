@@ -11,4 +11,4 @@ import (
 func openAnon(*os.File) (*os.File, error) { return nil, errors.ErrUnsupported }
 
 // linkAnon is missing here, as openAnon is.
-func linkAnon(*os.File, *os.File, string) error { return errors.ErrUnsupported }
+func linkAnon(*os.File, *os.File, string, bool) error { return errors.ErrUnsupported }

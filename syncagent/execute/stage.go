@@ -41,8 +41,9 @@ type tempFile struct {
 // The states of stageState.anon.
 const (
 	anonUnknown int32 = iota // not tried yet: the next openStage tries
-	anonOn                   // new small files are made unnamed in their dir and linked
-	anonOff                  // the folder's file system (or /proc) cannot: staging dir
+	anonOn                   // new small files are made unnamed and linked by descriptor
+	anonViaProc              // the same, linked by their /proc/self/fd path (Linux < 6.10)
+	anonOff                  // the folder's file system (or the kernel) cannot: renamed
 )
 
 // stageState is the executor's staging dir of the download batch under way.
@@ -67,7 +68,7 @@ type stageState struct {
 	anon atomic.Int32
 	// link gives an unnamed file its name (landAnon); nil means linkAnon. Tests set it to
 	// stand in for a link the kernel refuses.
-	link func(f, dir *os.File, name string) error
+	link func(f, dir *os.File, name string, viaProc bool) error
 }
 
 // openStage starts a download batch: its cache of the dirs it lands in, and its
@@ -86,25 +87,31 @@ func (x *Executor) openStage() {
 	}
 	x.stage.dir = d
 	if x.stage.anon.Load() == anonUnknown {
-		if err := tryAnon(d); err != nil {
-			x.stage.anon.Store(anonOff)
-			x.Log.Debug("unnamed files cannot be made here; new files land through the staging dir", "err", err.Error())
-		} else {
-			x.stage.anon.Store(anonOn)
+		state := anonOff
+		var err error
+		for _, try := range []int32{anonOn, anonViaProc} {
+			if err = tryAnon(d, try == anonViaProc); err == nil {
+				state = try
+				break
+			}
 		}
+		if state == anonOff {
+			x.Log.Debug("unnamed files cannot be made and linked here; new files are renamed out of the staging dir", "err", err.Error())
+		}
+		x.stage.anon.Store(state)
 	}
 }
 
-// tryAnon makes an unnamed file in the staging dir, links it and removes it: the
-// folder's file system and /proc allow both steps of landAnon.
-func tryAnon(d *dircache.Dir) error {
+// tryAnon makes an unnamed file in the staging dir, links it (viaProc: see linkAnon)
+// and removes it: the folder's file system and the kernel allow both steps of landAnon.
+func tryAnon(d *dircache.Dir, viaProc bool) error {
 	f, err := openAnon(d.File)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	name := tempName("")
-	if err := linkAnon(f, d.File, name); err != nil {
+	if err := linkAnon(f, d.File, name, viaProc); err != nil {
 		return err
 	}
 	return d.Root.Remove(name)
@@ -232,7 +239,7 @@ func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string,
 // dir (named "#" and its inode number), three more per file where it lands.
 func (x *Executor) openAnonFor(dir *dircache.Dir, op plan.Op, stage bool) (*os.File, bool) {
 	if !stage || op.Local != nil || op.Remote.Size > syncEachAbove || dir.File == nil || x.stage.dir == nil ||
-		x.stage.anon.Load() != anonOn || x.unstaged(op.Path) {
+		(x.stage.anon.Load() != anonOn && x.stage.anon.Load() != anonViaProc) || x.unstaged(op.Path) {
 		return nil, false
 	}
 	f, err := openAnon(x.stage.dir.File)
@@ -248,7 +255,7 @@ func (x *Executor) landAnon(f *os.File, dir *dircache.Dir, name, p string) error
 	if x.stage.link != nil {
 		link = x.stage.link
 	}
-	err := link(f, dir.File, name)
+	err := link(f, dir.File, name, x.stage.anon.Load() == anonViaProc)
 	switch {
 	case err == nil:
 		return nil

@@ -169,25 +169,33 @@ func TestNewSmallFilesLandAsUnnamedFilesLinkedIntoPlace(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
 		err         syscall.Errno // 0: the kernel's link
+		viaProc     bool          // linked by /proc/self/fd path, as before Linux 6.10
 		wantLinks   int64
 		wantRenames int64 // the symlinks'
 	}{
-		{"linked", 0, 2 * 3, 2},                // a.txt, sub/b.txt and big.bin of m and n
-		{"across mounts", syscall.EXDEV, 2, 0}, // the first file of m and of n; the rest beside
-		{"another error", syscall.EACCES, 2 * 3, 2},
+		{"linked", 0, false, 2 * 3, 2}, // a.txt, sub/b.txt and big.bin of m and n
+		{"linked through /proc", 0, true, 2 * 3, 2},
+		{"across mounts", syscall.EXDEV, false, 2, 0}, // the first file of m and of n; the rest beside
+		{"another error", syscall.EACCES, false, 2 * 3, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			url, _ := testserver.Start(t, t.TempDir(), nil)
 			want := stagedTree(t, url, "m", "n")
 			down := newEnvOn(t, url)
 			down.x.Workers = 1 // one landing at a time: the count of links tried is exact
-			var links, renames atomic.Int64
-			down.x.stage.link = func(f, dir *os.File, name string) error {
+			var links, renames, wrongWay atomic.Int64
+			if tc.viaProc && runtime.GOOS == "linux" {
+				down.x.stage.anon.Store(anonViaProc) // not tried again by the batch
+			}
+			down.x.stage.link = func(f, dir *os.File, name string, viaProc bool) error {
 				links.Add(1)
+				if viaProc != tc.viaProc {
+					wrongWay.Add(1)
+				}
 				if tc.err != 0 {
 					return &os.LinkError{Op: "linkat", Old: f.Name(), New: name, Err: tc.err}
 				}
-				return linkAnon(f, dir, name)
+				return linkAnon(f, dir, name, viaProc)
 			}
 			down.x.stage.rename = func(oldname, newname string) error {
 				renames.Add(1)
@@ -206,8 +214,8 @@ func TestNewSmallFilesLandAsUnnamedFilesLinkedIntoPlace(t *testing.T) {
 				}
 				return
 			}
-			if got := links.Load(); got != tc.wantLinks {
-				t.Errorf("%d links of unnamed files, want %d", got, tc.wantLinks)
+			if got := links.Load(); got != tc.wantLinks || wrongWay.Load() != 0 {
+				t.Errorf("%d links of unnamed files, %d of them not through /proc = %v; want %d, all so", got, wrongWay.Load(), tc.viaProc, tc.wantLinks)
 			}
 			if got := renames.Load(); got != tc.wantRenames {
 				t.Errorf("%d renames out of the staging dir, want %d", got, tc.wantRenames)
