@@ -192,27 +192,30 @@ func (x *Executor) land(t tempFile, dir *dircache.Dir, name, p string, noReplace
 		return fmt.Errorf("%q: %w (appeared)", p, errChanged)
 	case !t.staged:
 		return fmt.Errorf("rename into place: %w", err)
+	}
+	return x.notLanded("rename", p, err)
+}
+
+// notLanded is the error of a rename or a link (op) out of the staging dir into p that
+// failed with err, other than because something appeared at p.
+func (x *Executor) notLanded(op, p string, err error) error {
+	switch {
 	case absent(err):
 		// p's dir went away since it was opened (or the temp file did): the next plan
 		// finds p missing and lands it with the dir opened afresh.
 		x.dirs.Forget(path.Dir(p))
-		return fmt.Errorf("rename %q into place: %w (dir gone: %w)", p, errChanged, err)
+		return fmt.Errorf("%s %q into place: %w (dir gone: %w)", op, p, errChanged, err)
 	case errors.Is(err, syscall.EXDEV):
-		x.acrossMounts(p)
+		// Another mount: every file of p's dir (and below) would fail the same way.
+		x.stage.mu.Lock()
+		if x.stage.off == nil {
+			x.stage.off = map[string]bool{}
+		}
+		x.stage.off[path.Dir(p)] = true
+		x.stage.anyOff.Store(true)
+		x.stage.mu.Unlock()
 	}
-	return fmt.Errorf("rename %q into place: %w: %w", p, errNotStaged, err)
-}
-
-// acrossMounts notes that p's dir is on another mount than the staging dir: every file
-// of that dir (and below) would fail to move from there the same way.
-func (x *Executor) acrossMounts(p string) {
-	x.stage.mu.Lock()
-	defer x.stage.mu.Unlock()
-	if x.stage.off == nil {
-		x.stage.off = map[string]bool{}
-	}
-	x.stage.off[path.Dir(p)] = true
-	x.stage.anyOff.Store(true)
+	return fmt.Errorf("%s %q into place: %w: %w", op, p, errNotStaged, err)
 }
 
 // renameStaged moves the staged temp file tname over name in dir (the path p): by
@@ -261,15 +264,8 @@ func (x *Executor) landAnon(f *os.File, dir *dircache.Dir, name, p string) error
 		return nil
 	case errors.Is(err, fs.ErrExist):
 		return fmt.Errorf("%q: %w (appeared)", p, errChanged)
-	case absent(err):
-		// p's dir went away since it was opened: the next plan lands p in a dir made
-		// and opened afresh.
-		x.dirs.Forget(path.Dir(p))
-		return fmt.Errorf("link %q into place: %w (dir gone: %w)", p, errChanged, err)
-	case errors.Is(err, syscall.EXDEV):
-		x.acrossMounts(p)
 	}
-	return fmt.Errorf("link %q into place: %w: %w", p, errNotStaged, err)
+	return x.notLanded("link", p, err)
 }
 
 // retryUnstaged logs that the download of p is made again beside its path.

@@ -51,6 +51,19 @@ func stagedTree(t *testing.T, url string, top ...string) map[string][]byte {
 	return want
 }
 
+// landStagedTree downloads into down what stagedTree uploaded under m and n (want) and
+// checks that it all landed.
+func landStagedTree(t *testing.T, down *env, want map[string][]byte) {
+	t.Helper()
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
+	checkLinks(t, down.dir, "m", "n")
+}
+
 // checkLinks checks the link each of top holds.
 func checkLinks(t *testing.T, dir string, top ...string) {
 	t.Helper()
@@ -142,13 +155,7 @@ func TestStagedRenameThatFailsFallsBackToATempFileBeside(t *testing.T) {
 				calls.Add(1)
 				return &os.LinkError{Op: "renameat", Old: oldname, New: newname, Err: tc.err}
 			}
-			down.pull(t)
-			down.rescan(t)
-			if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
-				t.Fatalf("download: %+v", out)
-			}
-			checkTree(t, down.dir, want)
-			checkLinks(t, down.dir, "m", "n")
+			landStagedTree(t, down, want)
 			if got := calls.Load(); got != tc.wantCalls {
 				t.Errorf("%d renames out of the staging dir, want %d", got, tc.wantCalls)
 			}
@@ -201,13 +208,7 @@ func TestNewSmallFilesLandAsUnnamedFilesLinkedIntoPlace(t *testing.T) {
 				renames.Add(1)
 				return down.x.Root.Rename(oldname, newname)
 			}
-			down.pull(t)
-			down.rescan(t)
-			if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
-				t.Fatalf("download: %+v", out)
-			}
-			checkTree(t, down.dir, want)
-			checkLinks(t, down.dir, "m", "n")
+			landStagedTree(t, down, want)
 			if runtime.GOOS != "linux" {
 				if links.Load() != 0 || down.x.stage.anon.Load() != anonOff {
 					t.Errorf("%d links tried, unnamed files %d; want none here", links.Load(), down.x.stage.anon.Load())
