@@ -114,7 +114,9 @@ type Agent struct {
 	// them quiet (plan.Quiet), and quietSeen whether one did: while the count stays, the
 	// trees are the ones found quiet. A writer whose commits come back through the feed,
 	// each page of them skipped, went over its three trees once per page (7 % of its
-	// CPU in W1).
+	// CPU in W1). It stands beside quietAtLoad rather than replacing it: a scan sets
+	// again every node it finds unchanged, which moves the count but leaves
+	// treesTouched, and an unchanged --once pass keeps the snapshot's verdict.
 	quietAt   uint64
 	quietSeen bool
 	// quietChecks counts the plan.Quiet passes made (tests).

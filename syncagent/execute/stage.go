@@ -60,11 +60,11 @@ type stageState struct {
 	// noReplaceOff is set once the file system refused a rename that must not replace
 	// (see land): later landings check the path themselves.
 	noReplaceOff atomic.Bool
-	// anon says whether a small file planned absent is made unnamed in its own dir and
-	// linked into place (openAnon, linkAnon) instead of made in the staging dir and
-	// renamed out of it: one dir entry made instead of two made and one removed, no
-	// rename between two dirs (which the kernel serializes per file system), and the
-	// staging dir's lock no longer taken by every create (see landAnon).
+	// anon says whether, and how, a small file planned absent is made unnamed in the
+	// staging dir and linked into place (openAnonFor, landAnon) instead of made there
+	// with a name and renamed out: one dir entry made instead of two made and one
+	// removed, no rename between two dirs (which the kernel serializes per file
+	// system), and the staging dir's lock no longer taken by every create.
 	anon atomic.Int32
 	// link gives an unnamed file its name (landAnon); nil means linkAnon. Tests set it to
 	// stand in for a link the kernel refuses.
@@ -241,8 +241,9 @@ func (x *Executor) renameStaged(tname string, dir *dircache.Dir, name, p string,
 // which no watcher watches: an unnamed file's writes and mode changes are events in its
 // dir (named "#" and its inode number), three more per file where it lands.
 func (x *Executor) openAnonFor(dir *dircache.Dir, op plan.Op, stage bool) (*os.File, bool) {
+	way := x.stage.anon.Load()
 	if !stage || op.Local != nil || op.Remote.Size > syncEachAbove || dir.File == nil || x.stage.dir == nil ||
-		(x.stage.anon.Load() != anonOn && x.stage.anon.Load() != anonViaProc) || x.unstaged(op.Path) {
+		way != anonOn && way != anonViaProc || x.unstaged(op.Path) {
 		return nil, false
 	}
 	f, err := openAnon(x.stage.dir.File)

@@ -465,6 +465,14 @@ func (t *stmtTx) Exec(q string, args ...any) (sql.Result, error) {
 	return st.Exec(args...)
 }
 
+// The rows the Put methods write, after INSERT and its conflict clause (constants, so
+// that each statement's text is made once, at compile time).
+const (
+	syncedRow = `synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	remoteRow = `remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	localRow  = `local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+)
+
 // insertNew runs insert, an INSERT OR IGNORE, and reports whether it added the row.
 func (t *Tx) insertNew(insert string, args ...any) (bool, error) {
 	res, err := t.tx.Exec(insert, args...)
@@ -510,8 +518,7 @@ func (t *Tx) SetCursor(folderID string, since int64) error {
 
 // PutSynced sets the merge base of path.
 func (t *Tx) PutSynced(path string, n plan.Node) error {
-	_, err := t.put(`INSERT OR IGNORE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		`INSERT OR REPLACE INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.put(`INSERT OR IGNORE INTO `+syncedRow, `INSERT OR REPLACE INTO `+syncedRow,
 		path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
 	if err != nil {
 		return fmt.Errorf("write synced %q: %w", path, err)
@@ -535,10 +542,10 @@ func (t *Tx) PutRemote(e proto.Entry) error {
 	if err != nil {
 		return err
 	}
-	inserted, err := t.insertNew(`INSERT OR IGNORE INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	inserted, err := t.insertNew(`INSERT OR IGNORE INTO `+remoteRow,
 		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw)
 	if err == nil && !inserted {
-		_, err = t.tx.Exec(`INSERT INTO remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+		_, err = t.tx.Exec(`INSERT INTO `+remoteRow+`
 		ON CONFLICT (path) DO UPDATE SET type = excluded.type, target = excluded.target, mode = excluded.mode,
 		  size = excluded.size, mtime = excluded.mtime,
 		  blocks = CASE WHEN excluded.blocks IS NULL AND ? AND remote.seq = excluded.seq AND remote.sha256 = excluded.sha256
@@ -592,8 +599,7 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, sum
 		return err
 	}
 	sum := e.SHA256.String()
-	inserted, err := t.put(`INSERT OR IGNORE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		`INSERT OR REPLACE INTO local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	inserted, err := t.put(`INSERT OR IGNORE INTO `+localRow, `INSERT OR REPLACE INTO `+localRow,
 		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeSums(sums, len(blocks)))
 	if err != nil {
 		return fmt.Errorf("write index %q: %w", path, err)
