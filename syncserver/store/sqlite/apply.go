@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,17 +32,74 @@ func multiRow(prefix string, cols, rows int, suffix string) string {
 	return b.String()
 }
 
-// inserts runs a multi-row statement over rows in chunks of rowsPerStatement.
-func (s *Store) inserts(ctx context.Context, tx *sql.Tx, prefix string, cols int, suffix string, rows [][]any) error {
+// insertSpec is a multi-row INSERT: prefix, then "(?, …)" with cols marks for each row,
+// then suffix.
+type insertSpec struct {
+	prefix string
+	cols   int
+	suffix string
+}
+
+// The multi-row INSERTs of Apply.
+var (
+	insertVersions = insertSpec{`INSERT INTO versions (seq, path, type, size, mode, mtime_ns, sha256, blocks, target, deleted, conflict, modified_by, modified_at) VALUES `, 13, ``}
+	insertCurrent  = insertSpec{`INSERT INTO current (path, seq) VALUES `, 2, ` ON CONFLICT (path) DO UPDATE SET seq = excluded.seq`}
+	insertAudit    = insertSpec{`INSERT INTO audit (action, path, seq, sha256, prev_sha256, size, agent, ts) VALUES `, 8, ``}
+)
+
+// chunkRows are the row counts of the statements inserts runs, largest first. A batch
+// goes in chunks of these sizes, whose statements are prepared once (prepareInserts):
+// parsing a statement of 256 rows for every batch was 6 % of a server's CPU in the first
+// sync of 10,000 small files.
+var chunkRows = [...]int{rowsPerStatement, 64, 16, 4, 1}
+
+// insertStmts holds an insertSpec's statement for each of chunkRows.
+type insertStmts [len(chunkRows)]*sql.Stmt
+
+// prepareInserts prepares the statements of Apply's inserts on the writer connection.
+// A transaction reuses a statement prepared on its connection (sql.Tx.StmtContext).
+func (s *Store) prepareInserts(ctx context.Context) error {
+	s.inserted = map[insertSpec]*insertStmts{}
+	for _, spec := range []insertSpec{insertVersions, insertCurrent, insertAudit} {
+		var st insertStmts
+		for k, n := range chunkRows {
+			var err error
+			if st[k], err = s.w.PrepareContext(ctx, multiRow(spec.prefix, spec.cols, n, spec.suffix)); err != nil {
+				return fmt.Errorf("prepare insert of %d rows: %w", n, err)
+			}
+		}
+		s.inserted[spec] = &st
+	}
+	return nil
+}
+
+// closeInserts closes what prepareInserts prepared.
+func (s *Store) closeInserts() error {
+	var errs []error
+	for _, st := range s.inserted {
+		for _, stmt := range st {
+			if stmt != nil {
+				errs = append(errs, stmt.Close())
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// inserts writes rows with spec's statements, in chunks of chunkRows.
+func (s *Store) inserts(ctx context.Context, tx *sql.Tx, spec insertSpec, rows [][]any) error {
+	st := s.inserted[spec]
 	for len(rows) > 0 {
-		n := min(len(rows), rowsPerStatement)
-		args := make([]any, 0, n*cols)
+		k := 0
+		for chunkRows[k] > len(rows) {
+			k++
+		}
+		n := chunkRows[k]
+		args := make([]any, 0, n*spec.cols)
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		// One prepare per statement and batch; a statement cache on the writer would
-		// have to be prepared outside the transaction that holds the only connection.
-		if _, err := tx.ExecContext(ctx, multiRow(prefix, cols, n, suffix), args...); err != nil {
+		if _, err := tx.StmtContext(ctx, st[k]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -223,7 +281,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 		return results, nil // nothing to commit; the deferred Rollback ends the transaction
 	}
 
-	if err := s.inserts(ctx, tx, `INSERT INTO versions (seq, path, type, size, mode, mtime_ns, sha256, blocks, target, deleted, conflict, modified_by, modified_at) VALUES `, 13, ``, versionRows); err != nil {
+	if err := s.inserts(ctx, tx, insertVersions, versionRows); err != nil {
 		return nil, fmt.Errorf("apply batch: insert versions: %w", err)
 	}
 	currentRows := make([][]any, 0, len(newHead))
@@ -232,10 +290,10 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 			currentRows = append(currentRows, []any{p, sq})
 		}
 	}
-	if err := s.inserts(ctx, tx, `INSERT INTO current (path, seq) VALUES `, 2, ` ON CONFLICT (path) DO UPDATE SET seq = excluded.seq`, currentRows); err != nil {
+	if err := s.inserts(ctx, tx, insertCurrent, currentRows); err != nil {
 		return nil, fmt.Errorf("apply batch: set current versions: %w", err)
 	}
-	if err := s.inserts(ctx, tx, `INSERT INTO audit (action, path, seq, sha256, prev_sha256, size, agent, ts) VALUES `, 8, ``, auditRows); err != nil {
+	if err := s.inserts(ctx, tx, insertAudit, auditRows); err != nil {
 		return nil, fmt.Errorf("apply batch: insert audit rows: %w", err)
 	}
 	if err := tx.Commit(); err != nil {

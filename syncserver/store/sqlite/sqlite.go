@@ -42,6 +42,8 @@ type Store struct {
 	folderID string
 	w        *sql.DB // the single writer connection
 	r        *sql.DB // read-only connections
+	// inserted holds Apply's multi-row INSERTs, prepared on w (prepareInserts).
+	inserted map[insertSpec]*insertStmts
 
 	// writeMu orders batches: seq assignment, the commit and the counters below change
 	// together under it.
@@ -74,6 +76,11 @@ func Open(path string) (*Store, error) {
 	s.w.SetConnMaxLifetime(0)
 	s.w.SetConnMaxIdleTime(0)
 	if err := s.init(); err != nil {
+		s.w.Close()
+		return nil, fmt.Errorf("open sqlite store %q: %w", path, err)
+	}
+	if err := s.prepareInserts(context.Background()); err != nil {
+		_ = s.closeInserts()
 		s.w.Close()
 		return nil, fmt.Errorf("open sqlite store %q: %w", path, err)
 	}
@@ -211,7 +218,7 @@ func (s *Store) Close() error {
 	if s.r != nil {
 		errs = append(errs, s.r.Close())
 	}
-	errs = append(errs, s.w.Close())
+	errs = append(errs, s.closeInserts(), s.w.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("close sqlite store %q: %w", s.path, err)
 	}

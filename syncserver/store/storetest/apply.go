@@ -396,3 +396,63 @@ func (s *suite) testPing(t *testing.T) {
 		t.Fatalf("Ping: %v", err)
 	}
 }
+
+// testBatchesOfAnySize commits batches of sizes around the ones a store may cut its
+// writes at (multi-row statements, round trips): every item of each batch must be stored,
+// in order, once, with its audit row and the counters, and the items that replace an
+// earlier version must replace it.
+func (s *suite) testBatchesOfAnySize(t *testing.T) {
+	st := s.fresh(t)
+	var seq int64
+	var all []proto.Entry
+	for _, n := range []int{1, 2, 3, 5, 17, 63, 64, 65, 255, 256, 257, 349, 1000} {
+		batch := make([]store.Change, n)
+		want := make([]proto.Entry, n)
+		for i := range n {
+			e := file(fmt.Sprintf("batch%04d/f%04d", n, i), fmt.Sprint(n, "/", i))
+			base := int64(0)
+			if i%7 == 3 && i < len(all) {
+				// A new version of a path an earlier batch wrote.
+				prev := all[i]
+				e = file(prev.Path, fmt.Sprint("again ", n, "/", i))
+				base = prev.Seq
+			}
+			batch[i] = upload(e, base)
+			want[i] = withMeta(e, seq+int64(i)+1, "a", time.Time{})
+		}
+		res := apply(t, st, "a", batch...)
+		for i, r := range res {
+			if r.Conflict {
+				t.Fatalf("batch of %d, item %d: unexpected conflict", n, i)
+			}
+			expectEntry(t, fmt.Sprintf("batch of %d, result %d", n, i), r.Entry, want[i])
+		}
+		got := changes(t, st, seq, n+1)
+		if len(got) != n {
+			t.Fatalf("batch of %d: the feed lists %d entries after seq %d", n, len(got), seq)
+		}
+		for i := range got {
+			expectEntry(t, fmt.Sprintf("batch of %d, feed entry %d", n, i), got[i], res[i].Entry)
+		}
+		for i, r := range res {
+			if batch[i].BaseSeq != 0 {
+				all[i] = r.Entry
+			}
+		}
+		for i, r := range res {
+			if batch[i].BaseSeq == 0 {
+				all = append(all, r.Entry)
+			}
+		}
+		seq += int64(n)
+		if recs := audit(t, st, store.AuditQuery{Limit: 1000}); len(recs) != min(int(seq), 1000) || recs[0].Seq != seq {
+			t.Fatalf("after a batch of %d: %d audit rows, the newest of seq %d; want %d rows, the newest of seq %d", n, len(recs), recs[0].Seq, min(int(seq), 1000), seq)
+		}
+	}
+	if got := stats(t, st); got.Seq != seq || got.Files != int64(len(all)) {
+		t.Fatalf("Stats: seq %d, %d files; want seq %d, %d files", got.Seq, got.Files, seq, len(all))
+	}
+	for _, e := range all {
+		expectEntry(t, "Get "+e.Path, get(t, st, e.Path), e)
+	}
+}

@@ -85,6 +85,7 @@ func Run(t *testing.T, open OpenFunc, opts ...Option) {
 		{"Stats", s.testStats},
 		{"FolderID", s.testFolderID},
 		{"LargeBlockList", s.testLargeBlockList},
+		{"BatchesOfAnySize", s.testBatchesOfAnySize},
 		{"Ping", s.testPing},
 	}
 	if s.cfg.reopenable != nil {
