@@ -175,6 +175,8 @@ func (x *Executor) noteLanded(done []landed, out *Outcome) {
 // recordLater flushes a download slice (flushLanded) and then records it in the state,
 // in the background: the agent meanwhile pulls, plans and lands the next slice, instead
 // of waiting for the disk. The state still says synced only once the files are on disk.
+// The record takes the state's connection once released (pendingRecord.start): by the
+// executor's next Run, or by a wait for it.
 // WaitRecorded collects the outcome; every other write of the state by the executor
 // waits for it first (Run), and so must the agent's own writes that a stale row could
 // contradict (an index write of a path it holds, see Recording; a reset of the trees)
@@ -183,7 +185,7 @@ func (x *Executor) recordLater(done []landed, files int, took time.Duration) {
 	if len(done) == 0 {
 		return
 	}
-	r := &pendingRecord{done: make(chan struct{}), landed: done}
+	r := &pendingRecord{done: make(chan struct{}), start: make(chan struct{}), landed: done}
 	x.recording = r
 	go func() {
 		defer close(r.done)
@@ -193,6 +195,7 @@ func (x *Executor) recordLater(done []landed, files int, took time.Duration) {
 			return
 		}
 		synced := time.Now()
+		<-r.start
 		r.err = x.recordLanded(done)
 		x.Log.Debug("downloaded", "files", files, "took", took.String(),
 			"syncTook", synced.Sub(start).String(), "recordTook", time.Since(synced).String())
@@ -239,10 +242,16 @@ func planFlush(done []landed, haveSyncFS bool, syncEachAbove int64) (wholeFS boo
 
 // pendingRecord is a download slice's record left running by recordLater.
 type pendingRecord struct {
-	done   chan struct{} // closed when it is over
-	err    error         // its outcome, once done is closed
-	landed []landed
-	paths  map[string]struct{} // landed's paths, made on the first Recording call
+	done chan struct{} // closed when it is over
+	// start, closed by release, lets the record take the state's one connection. Until
+	// then the agent applies the feed's next pages and plans without waiting for it
+	// (20–50 ms a slice of a first sync, twice as long as the slice's flush and plan);
+	// the record then runs beside the next slice's downloads.
+	start   chan struct{}
+	started sync.Once
+	err     error // its outcome, once done is closed
+	landed  []landed
+	paths   map[string]struct{} // landed's paths, made on the first Recording call
 }
 
 // Recording reports whether the record left running (recordLater) writes the state of
@@ -262,12 +271,28 @@ func (x *Executor) Recording(p string) bool {
 	return ok
 }
 
+// release lets the record take the state's connection; see pendingRecord.start.
+func (r *pendingRecord) release() {
+	r.started.Do(func() { close(r.start) })
+}
+
+// releaseRecord releases the record left running, if any: the next run of the executor
+// and every wait for the record do, so that it runs beside the next slice or while the
+// agent has nothing else to do.
+func (x *Executor) releaseRecord() {
+	if x.recording != nil {
+		x.recording.release()
+	}
+}
+
 // Recorded is closed when the record recordLater left running is over (nil when none
 // is): a loop can wait for it beside other events, then collect it with WaitRecorded.
+// It lets the record start.
 func (x *Executor) Recorded() <-chan struct{} {
 	if x.recording == nil {
 		return nil
 	}
+	x.recording.release()
 	return x.recording.done
 }
 
@@ -280,6 +305,7 @@ func (x *Executor) WaitRecorded() error {
 	if r == nil {
 		return nil
 	}
+	r.release()
 	<-r.done
 	x.recording = nil
 	if r.err == nil {

@@ -167,6 +167,7 @@ func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	}
 	x.renames, x.deletes = newRenameSources(ops), newRemoteDeletes(ops)
 	defer func() { x.renames, x.deletes = nil, nil }()
+	x.releaseRecord()
 	for i := 0; i < len(ops); {
 		j := i + 1
 		for j < len(ops) && ops[j].Kind == ops[i].Kind && batched(ops[i].Kind) {

@@ -126,6 +126,52 @@ func TestDownloadIsRecordedBesideWhatFollows(t *testing.T) {
 	}
 }
 
+// A download slice's record takes the state's one connection only once the executor
+// runs again or something waits for the record: the agent's writes between two slices
+// (the feed's next pages) go first instead of waiting for it.
+func TestDownloadRecordWaitsForTheNextRunOrAWait(t *testing.T) {
+	names := []string{"a.txt", "d/b.txt"}
+	down := newEnvOn(t, uploaded(t, names).cl.BaseURL())
+	down.pull(t)
+	down.rescan(t)
+	out, err := down.x.Run(context.Background(), down.plan())
+	if err != nil || out.Done == 0 || out.Failed != 0 {
+		t.Fatalf("download: %+v, %v", out, err)
+	}
+	synced := func() int {
+		t.Helper()
+		stored, err := down.x.State.Trees()
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, name := range names {
+			if _, ok := stored.Synced.Get(name); ok {
+				n++
+			}
+		}
+		return n
+	}
+	// Time enough for a record left free to run (it takes milliseconds here).
+	time.Sleep(200 * time.Millisecond)
+	if n := synced(); n != 0 {
+		t.Fatalf("the state holds %d of the landed files before the executor ran again", n)
+	}
+	if _, err := down.x.Run(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for synced() != len(names) {
+		if time.Now().After(deadline) {
+			t.Fatal("the record did not run once the executor ran again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := down.x.WaitRecorded(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A record that fails (the database closed under it) is reported by WaitRecorded, and
 // the files leave the Synced tree: the next plan looks at them again rather than trust
 // a state that never got them.
