@@ -63,15 +63,6 @@ func (s *Server) retainedFile(ctx context.Context, p string, seq int64) (proto.E
 	return v, nil
 }
 
-// omitBlocks returns e without its block list (flagged BlocksOmitted) when the list has
-// more than max blocks; max < 0 keeps every list.
-func omitBlocks(e proto.Entry, max int) proto.Entry {
-	if max >= 0 && len(e.Blocks) > max {
-		e.Blocks, e.BlocksOmitted = nil, true
-	}
-	return e
-}
-
 // itemMessage is the text of an item refusal: the *itemError's own message without the
 // wrapping, so that clients read what is wrong with the item.
 func itemMessage(err error) (string, bool) {

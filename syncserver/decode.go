@@ -175,7 +175,7 @@ func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64, arena *frameAr
 	if err := checkCommitDeletes(h.Items, len(h.Deletes), maxItems); err != nil {
 		return req, err
 	}
-	req.OmitBlocks, req.Deletes = h.OmitBlocks, h.Deletes
+	req.OmitBlocks, req.CompactResults, req.Deletes = h.OmitBlocks, h.CompactResults, h.Deletes
 	req.Items = make([]proto.CommitItem, h.Items)
 	for i := range req.Items {
 		if raw, err = frame("item", i); err != nil {

@@ -117,7 +117,7 @@ func (s *Server) handleChanges(w http.ResponseWriter, r *http.Request) {
 		}
 		if len(entries) > 0 || deadline == nil {
 			for i := range entries {
-				entries[i] = omitBlocks(entries[i], q.maxBlocks)
+				entries[i] = proto.OmitBlocks(entries[i], q.maxBlocks)
 			}
 			s.answerChanges(w, r, q, entries)
 			return
@@ -502,15 +502,40 @@ func (s *Server) handleCommit(w http.ResponseWriter, r *http.Request) {
 		s.storeFailed(w, r, "commit", err)
 		return
 	}
+	resp := proto.CommitResponse{Results: results}
+	if req.CompactResults {
+		compactResults(req.Items, &resp)
+	}
 	if req.OmitBlocks {
 		for i := range results {
 			if e := results[i].Entry; e != nil {
-				o := omitBlocks(*e, 0)
+				o := proto.OmitBlocks(*e, 0)
 				results[i].Entry = &o
 			}
 		}
 	}
-	writeJSONFor(w, r, http.StatusOK, proto.CommitResponse{Results: results})
+	writeJSONFor(w, r, http.StatusOK, resp)
+}
+
+// compactResults answers each ok item whose new entry is the item's as sent
+// (proto.CommitItem.Entry) with its seq alone, by and at the answer's agent and time
+// (those of the first ok entry). Encoding the entries the client sent, and the client's
+// decoding of them, was a tenth of a writer's CPU and of the server's in a first sync of
+// small files. Whatever the item does not say (content copied from another version) or
+// the server changed keeps its entry.
+func compactResults(items []proto.CommitItem, resp *proto.CommitResponse) {
+	for i := range items {
+		r := &resp.Results[i]
+		if r.Status != proto.StatusOK || r.Entry == nil {
+			continue
+		}
+		if resp.ModifiedAt.IsZero() {
+			resp.ModifiedBy, resp.ModifiedAt = r.Entry.ModifiedBy, r.Entry.ModifiedAt
+		}
+		if r.Entry.Seq > 0 && proto.SameEntry(items[i].Entry(r.Entry.Seq, resp.ModifiedBy, resp.ModifiedAt), *r.Entry) {
+			r.Seq, r.Entry = r.Entry.Seq, nil
+		}
+	}
 }
 
 func actionFor(t proto.EntryType) string {

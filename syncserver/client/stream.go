@@ -135,8 +135,9 @@ func splitCommitResults(out []proto.ItemResult, err error, items, deletes int) (
 
 // commitJSON sends a commit as one JSON body.
 func (c *Client) commitJSON(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) ([]proto.ItemResult, error) {
+	sent := make([]proto.CommitItem, n)
 	write := func(w io.Writer) error {
-		open := []byte("{")
+		open := []byte(`{"compactResults":true,`)
 		if c.opts.OmitCommitBlocks {
 			open = append(open, `"omitBlocks":true,`...)
 		}
@@ -164,6 +165,7 @@ func (c *Client) commitJSON(ctx context.Context, n int, item func(i int) (proto.
 			if err := enc.Encode(&it); err != nil {
 				return fmt.Errorf("encode item %d: %w", i, err)
 			}
+			sent[i] = it.WithoutData()
 		}
 		_, err := io.WriteString(w, "]}")
 		return err
@@ -173,13 +175,35 @@ func (c *Client) commitJSON(ctx context.Context, n int, item func(i int) (proto.
 	if err := c.call(ctx, r, nil, &out); err != nil {
 		return nil, err
 	}
+	return c.expandResults(&out, sent)
+}
+
+// expandResults gives each compact result of a commit (proto.ItemResult.Seq) the entry
+// it stands for, made from the item sent (without its data), and returns the results.
+// The body was written before the answer came (Client.call waits for it).
+func (c *Client) expandResults(out *proto.CommitResponse, sent []proto.CommitItem) ([]proto.ItemResult, error) {
+	for i := range out.Results {
+		r := &out.Results[i]
+		if r.Entry != nil || r.Seq == 0 {
+			continue
+		}
+		if r.Status != proto.StatusOK || r.Seq < 0 || i >= len(sent) || r.Path != sent[i].Path {
+			return nil, fmt.Errorf("commit: server answered result %d (%q, %s) with seq %d and no entry", i, r.Path, r.Status, r.Seq)
+		}
+		e := sent[i].Entry(r.Seq, out.ModifiedBy, out.ModifiedAt)
+		if c.opts.OmitCommitBlocks {
+			e = proto.OmitBlocks(e, 0)
+		}
+		r.Entry, r.Seq = &e, 0
+	}
 	return out.Results, nil
 }
 
 // commitFrames sends a commit as frames (proto.ContentTypeCommit).
 func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) ([]proto.ItemResult, error) {
+	sent := make([]proto.CommitItem, n)
 	write := func(w io.Writer) error {
-		h, err := json.Marshal(proto.CommitFramesHeader{Items: n, OmitBlocks: c.opts.OmitCommitBlocks, Deletes: deletes})
+		h, err := json.Marshal(proto.CommitFramesHeader{Items: n, OmitBlocks: c.opts.OmitCommitBlocks, CompactResults: true, Deletes: deletes})
 		if err != nil {
 			return err
 		}
@@ -193,6 +217,7 @@ func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (prot
 				return &BodyError{Err: err}
 			}
 			data := it.Data
+			sent[i] = it.WithoutData()
 			it.Data = nil
 			if buf, err = appendJSON(buf[:0], &it); err != nil {
 				return fmt.Errorf("encode item %d: %w", i, err)
@@ -211,7 +236,7 @@ func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (prot
 	if err := c.call(ctx, r, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Results, nil
+	return c.expandResults(&out, sent)
 }
 
 // appendJSON appends v's JSON encoding to buf.

@@ -203,3 +203,26 @@ func TestCommitDeletesOnAnOlderServer(t *testing.T) {
 		t.Error("2 results for 1 item and 2 deletes: no error")
 	}
 }
+
+// A compact result the client cannot expand (a seq for an item that failed, or for
+// another path, or for no item at all) is an error of the commit, not a made-up entry.
+func TestCommitRefusesACompactResultItCannotExpand(t *testing.T) {
+	bad := map[string][]proto.ItemResult{
+		"seq on an error":  {{Path: "p", Status: proto.StatusError, Error: "no", Seq: 3}},
+		"seq for another":  {{Path: "q", Status: proto.StatusOK, Seq: 3}},
+		"negative seq":     {{Path: "p", Status: proto.StatusOK, Seq: -1}},
+		"more than it has": {{Path: "p", Status: proto.StatusOK, Seq: 3}, {Path: "p2", Status: proto.StatusOK, Seq: 4}},
+	}
+	for name, results := range bad {
+		c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			writeJSON(w, 200, proto.CommitResponse{Results: results, ModifiedBy: "a"})
+		}), func(o *Options) { o.JSONCommits = true })
+		item := func(int) (proto.CommitItem, error) {
+			return proto.CommitItem{Path: "p", Type: proto.TypeFile, Size: 1, SHA256: strings.Repeat("a", 64), Data: []byte("x")}, nil
+		}
+		if res, err := c.CommitFunc(context.Background(), 1, item); err == nil {
+			t.Errorf("%s: %+v, nil error", name, res)
+		}
+	}
+}

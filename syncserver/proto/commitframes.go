@@ -22,6 +22,8 @@ type CommitFramesHeader struct {
 	Items int `json:"items"`
 	// OmitBlocks is CommitRequest.OmitBlocks.
 	OmitBlocks bool `json:"omitBlocks,omitempty"`
+	// CompactResults is CommitRequest.CompactResults.
+	CompactResults bool `json:"compactResults,omitempty"`
 	// Deletes is CommitRequest.Deletes.
 	Deletes []DeleteItem `json:"deletes,omitempty"`
 }

@@ -5,6 +5,7 @@ package proto
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -257,7 +258,8 @@ type CommitItem struct {
 	Blocks  []Block   `json:"blocks,omitempty"`
 	Target  string    `json:"target,omitempty"`
 	// Data optionally inlines a small file's whole content (base64 in JSON), sparing the
-	// block upload round trips; the server stores it as the listed Blocks.
+	// block upload round trips; the server stores it as the listed Blocks, or as one
+	// block when none are listed.
 	Data []byte `json:"data,omitempty"`
 	// CopyFrom, instead of Blocks or Data, says the file has the content of a retained
 	// version the server holds (a rename or a copy): the server takes that version's
@@ -279,6 +281,10 @@ type CommitRequest struct {
 	// OmitBlocks asks for the result entries without their block lists (the client
 	// knows them); such entries say BlocksOmitted.
 	OmitBlocks bool `json:"omitBlocks,omitempty"`
+	// CompactResults asks for an ok result whose entry is the item's as sent
+	// (CommitItem.Entry) as its Seq instead of the entry: the client knows the rest. A
+	// server that predates the field answers with entries.
+	CompactResults bool `json:"compactResults,omitempty"`
 	// Deletes are applied in the same transaction as Items, each as a DeleteRequest's
 	// item would be: a rename (an item copying a version, the delete of its path) then
 	// reaches every reader's feed at once. Their results follow the items' in the
@@ -313,6 +319,10 @@ type ItemResult struct {
 	// Entry is the new entry on ok, the server's current entry on conflict (absent when
 	// the path has none).
 	Entry *Entry `json:"entry,omitempty"`
+	// Seq stands for Entry on ok in the answer to a commit that asked for
+	// compactResults, when the new entry is the item's: CommitItem.Entry at Seq, by the
+	// answer's ModifiedBy at its ModifiedAt.
+	Seq int64 `json:"seq,omitempty"`
 	// Error says why an item failed.
 	Error string `json:"error,omitempty"`
 }
@@ -320,6 +330,57 @@ type ItemResult struct {
 // CommitResponse answers RouteCommit, RouteDelete and RouteRestore.
 type CommitResponse struct {
 	Results []ItemResult `json:"results"`
+	// ModifiedBy is the agent of the entries that compact results stand for
+	// (ItemResult.Seq).
+	ModifiedBy string `json:"modifiedBy,omitempty"`
+	// ModifiedAt is when the server committed the entries that compact results stand
+	// for.
+	ModifiedAt time.Time `json:"modifiedAt,omitzero"`
+}
+
+// Entry is the entry that item makes once committed as version seq by agent at time
+// at, unless the server takes its content from elsewhere (CopyFrom, BlocksDelta): what
+// a compact result (ItemResult.Seq) stands for.
+func (it CommitItem) Entry(seq int64, agent string, at time.Time) Entry {
+	blocks := it.Blocks
+	if len(blocks) == 0 && it.Data != nil && it.Size > 0 {
+		blocks = []Block{{Hash: it.SHA256, Size: it.Size}} // see Data
+	}
+	return Entry{Path: it.Path, Type: it.Type, Size: it.Size, Mode: it.Mode, MTimeNs: it.MTimeNs, SHA256: it.SHA256,
+		Blocks: blocks, Target: it.Target, Seq: seq, ModifiedBy: agent, ModifiedAt: at}
+}
+
+// WithoutData returns it without its inlined content, and with the block list the
+// content stands for when it lists none: what Entry needs of a sent item.
+func (it CommitItem) WithoutData() CommitItem {
+	it.Blocks = it.Entry(0, "", time.Time{}).Blocks
+	it.Data = nil
+	return it
+}
+
+// SameEntry reports whether a and b say the same: equal fields, block lists with the
+// same blocks (an empty list is no list, as on the wire) and the same instant.
+func SameEntry(a, b Entry) bool {
+	return a.Path == b.Path && a.Type == b.Type && a.Size == b.Size && a.Mode == b.Mode && a.MTimeNs == b.MTimeNs &&
+		a.SHA256 == b.SHA256 && slices.Equal(a.Blocks, b.Blocks) && a.Target == b.Target && a.Seq == b.Seq &&
+		a.Deleted == b.Deleted && a.ModifiedBy == b.ModifiedBy && a.ModifiedAt.Equal(b.ModifiedAt) &&
+		a.BlocksOmitted == b.BlocksOmitted && sameDelta(a.BlocksDelta, b.BlocksDelta)
+}
+
+func sameDelta(a, b *BlocksDelta) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.BaseSeq == b.BaseSeq && a.Head == b.Head && a.Tail == b.Tail && slices.Equal(a.Blocks, b.Blocks)
+}
+
+// OmitBlocks returns e without its block list (flagged BlocksOmitted) when the list has
+// more than max blocks; max < 0 keeps every list.
+func OmitBlocks(e Entry, max int) Entry {
+	if max >= 0 && len(e.Blocks) > max {
+		e.Blocks, e.BlocksOmitted = nil, true
+	}
+	return e
 }
 
 // VersionsResponse lists the retained versions of a path, newest first.
