@@ -115,6 +115,32 @@ func TestSmallFilesDownloadInBatches(t *testing.T) {
 	}
 }
 
+// A batch's buffer goes back to the pool only once every file of the batch landed:
+// here each buffer is overwritten as it goes back, and every file must still hold its
+// own bytes.
+func TestBatchBufferGoesBackOnceItsFilesLanded(t *testing.T) {
+	var returned atomic.Int32
+	put := putBatchBuf
+	putBatchBuf = func(b *[]byte) {
+		returned.Add(1)
+		clear(*b)
+		put(b)
+	}
+	t.Cleanup(func() { putBatchBuf = put })
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	want := smallTree(t, url, 600)
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done < len(want) {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
+	if n := returned.Load(); n < 3 {
+		t.Errorf("%d batch buffers went back for 600 small files; want one per batch", n)
+	}
+}
+
 func TestSmallFilesFromAServerWithoutBatches(t *testing.T) {
 	url, _ := testserver.Start(t, t.TempDir(), nil)
 	const n = 600

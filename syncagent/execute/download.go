@@ -105,6 +105,7 @@ func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []lande
 				default:
 					l, err = x.downloadFile(ctx, op)
 				}
+				j.finish()
 				mu.Lock()
 				if err == nil {
 					done = append(done, l)

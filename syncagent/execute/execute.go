@@ -54,9 +54,10 @@ type Server interface {
 	// wrapped. deleted is nil when the server took none of deletes.
 	CommitDeletesFunc(ctx context.Context, n int, item func(i int) (proto.CommitItem, error), deletes []proto.DeleteItem) (res, deleted []proto.ItemResult, err error)
 	Delete(ctx context.Context, items []proto.DeleteItem) ([]proto.ItemResult, error)
-	// GetBlocks fetches many blocks in one request (nil for one the server lacks); an
-	// error wrapping client.ErrNotSupported means the server does not have the call.
-	GetBlocks(ctx context.Context, hashes []string) ([][]byte, error)
+	// GetBlocksInto fetches many blocks in one request (nil for one the server lacks),
+	// reading them into buf while it has room; an error wrapping client.ErrNotSupported
+	// means the server does not have the call.
+	GetBlocksInto(ctx context.Context, hashes []string, buf []byte) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
 }

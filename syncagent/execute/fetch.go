@@ -165,7 +165,7 @@ func (x *Executor) fetchGroup(ctx context.Context, group []proto.Block, o *fetch
 		for n, k := range plain {
 			hashes[n] = group[k].Hash
 		}
-		if datas := x.fetchBatch(ctx, hashes); datas != nil {
+		if datas := x.fetchBatch(ctx, hashes, nil); datas != nil {
 			left := plain[:0]
 			for n, k := range plain {
 				if datas[n] == nil {

@@ -22,6 +22,14 @@ var ErrNotSupported = errors.New("not supported by this server")
 // checked against its hash; a server that does not have the call gives an error wrapping
 // ErrNotSupported (use GetBlock then).
 func (c *Client) GetBlocks(ctx context.Context, hashes []string) ([][]byte, error) {
+	return c.GetBlocksInto(ctx, hashes, nil)
+}
+
+// GetBlocksInto is GetBlocks that reads the blocks into buf, one after the other, while
+// it has room (and allocates the others): the caller may reuse buf once done with the
+// blocks. The first sync of 10,000 small files allocated their 85 MB one block at a
+// time, and the collections that followed were a tenth of a reader's CPU.
+func (c *Client) GetBlocksInto(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
 	body, err := json.Marshal(proto.GetBlocksRequest{Hashes: hashes})
 	if err != nil {
 		return nil, fmt.Errorf("get blocks: encode request: %w", err)
@@ -46,8 +54,9 @@ func (c *Client) GetBlocks(ctx context.Context, hashes []string) ([][]byte, erro
 		blockReaders.Put(br)
 	}()
 	out := make([][]byte, len(hashes))
+	buf = buf[:0]
 	for i, want := range hashes {
-		rec, err := proto.ReadBlockRecord(br, nil, maxBlockBody)
+		rec, err := proto.ReadBlockRecord(br, buf[len(buf):], maxBlockBody)
 		if err != nil {
 			// A cut answer is the server or the network failing: retry later.
 			return nil, &Error{Method: r.method, Route: r.route, Err: fmt.Errorf("read block %d of %d: %w", i+1, len(hashes), err)}
@@ -67,7 +76,10 @@ func (c *Client) GetBlocks(ctx context.Context, hashes []string) ([][]byte, erro
 		if sha256.Sum256(data) != rec.Sum {
 			return nil, fmt.Errorf("get blocks: block %s: server sent bytes hashing to %x", want, sha256.Sum256(data))
 		}
-		out[i] = data
+		if len(rec.Data) <= cap(buf)-len(buf) {
+			buf = buf[:len(buf)+len(rec.Data)] // the record was read into buf's free room
+		}
+		out[i] = data[:len(data):len(data)]
 	}
 	return out, nil
 }

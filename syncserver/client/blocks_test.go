@@ -98,6 +98,50 @@ func TestGetBlocks(t *testing.T) {
 	}
 }
 
+// GetBlocksInto reads the blocks into the buffer while it has room, one after the
+// other and each capped at its length, and allocates those that do not fit.
+func TestGetBlocksIntoFillsTheBuffer(t *testing.T) {
+	blocks := map[string][]byte{}
+	var ask []string
+	for _, s := range []string{"first block", "second block, a little longer", "third", "fourth, which does not fit"} {
+		h := hashOf([]byte(s))
+		blocks[h] = []byte(s)
+		ask = append(ask, h)
+	}
+	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req proto.GetBlocksRequest
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			t.Errorf("decode: %v", err)
+		}
+		w.Header().Set("Content-Type", proto.ContentTypeBlocks)
+		var out []byte
+		for _, h := range req.Hashes {
+			sum, _ := proto.DecodeHash(h)
+			out = proto.AppendBlockRecordHeader(out, proto.BlockRecordPlain, sum, len(blocks[h]))
+			out = append(out, blocks[h]...)
+		}
+		_, _ = w.Write(out)
+	}), nil)
+	buf := make([]byte, 50)
+	got, err := c.GetBlocksInto(context.Background(), ask, buf)
+	if err != nil || len(got) != len(ask) {
+		t.Fatalf("GetBlocksInto = %q, %v", got, err)
+	}
+	off := 0
+	for i, h := range ask {
+		if !bytes.Equal(got[i], blocks[h]) || cap(got[i]) != len(got[i]) {
+			t.Errorf("block %d: %q (cap %d), want %q", i, got[i], cap(got[i]), blocks[h])
+		}
+		fits := off+len(blocks[h]) <= len(buf)
+		if inBuf := fits && &buf[off] == &got[i][0]; inBuf != fits {
+			t.Errorf("block %d: in the buffer at %d: %v; want %v", i, off, inBuf, fits)
+		}
+		if fits {
+			off += len(blocks[h])
+		}
+	}
+}
+
 func TestGetBlocksRefusesAnotherBlockInItsPlace(t *testing.T) {
 	a, b := []byte("block a"), []byte("block b")
 	c := newTestClient(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
