@@ -1,11 +1,15 @@
 package state
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"pgregory.net/rapid"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
@@ -339,4 +343,39 @@ func TestPutOverwritesRows(t *testing.T) {
 
 	put(3, "three", nil, true) // a later version whose list was left out
 	check(3, "three", "two", nil, changed)
+}
+
+// encodeBlocks writes what json.Marshal writes, hashes that need escaping included, and
+// decodeBlocks reads it back.
+func TestEncodeBlocksIsJSON(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		blocks := rapid.SliceOf(rapid.Custom(func(t *rapid.T) proto.Block {
+			hash := rapid.StringMatching(`[0-9a-f]{64}`).Draw(t, "hash")
+			if rapid.Bool().Draw(t, "odd") {
+				hash = rapid.String().Draw(t, "oddHash")
+			}
+			return proto.Block{Hash: hash, Size: rapid.Int64().Draw(t, "size")}
+		})).Draw(t, "blocks")
+		got, err := encodeBlocks(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(blocks) == 0 {
+			if got != nil {
+				t.Fatalf("no blocks written as %q", got)
+			}
+			return
+		}
+		want, err := json.Marshal(blocks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("encodeBlocks = %s\njson.Marshal = %s", got, want)
+		}
+		back, err := decodeBlocks(got)
+		if err != nil || !slices.Equal(back, blocks) {
+			t.Fatalf("read back %v, %v; want %v", back, err, blocks)
+		}
+	})
 }
