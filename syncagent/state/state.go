@@ -411,7 +411,11 @@ func (d *DB) UpdateLater(ctx context.Context, fn func(tx *Tx) error) (wait func(
 // finish runs fn in the begun transaction and commits it.
 func (d *DB) finish(sqlTx *sql.Tx, fn func(tx *Tx) error) error {
 	tx := &Tx{tx: &stmtTx{db: d, tx: sqlTx}}
-	if err := fn(tx); err != nil {
+	err := fn(tx)
+	if err == nil {
+		err = tx.tx.writeQueued()
+	}
+	if err != nil {
 		_ = sqlTx.Rollback()
 		return err
 	}
@@ -437,10 +441,22 @@ type stmtTx struct {
 	tx    *sql.Tx
 	stmts map[string]*sql.Stmt // the transaction's handles of db's statements
 	fresh []string             // queries the database had not prepared yet
+	// queued are the rows the Put methods left for multi-row statements (rows.go), and
+	// writing is set while they are written.
+	queued  [queueCount]*queuedRows
+	writing bool
 }
 
-// Exec runs q with args in the transaction.
+// Exec runs q with args in the transaction, after the queued rows.
 func (t *stmtTx) Exec(q string, args ...any) (sql.Result, error) {
+	if err := t.writeQueued(); err != nil {
+		return nil, err
+	}
+	return t.exec(q, args...)
+}
+
+// exec runs q with args in the transaction.
+func (t *stmtTx) exec(q string, args ...any) (sql.Result, error) {
 	st, ok := t.stmts[q]
 	if !ok {
 		// The database's one connection is this transaction's: a statement the database
@@ -468,9 +484,12 @@ func (t *stmtTx) Exec(q string, args ...any) (sql.Result, error) {
 // The rows the Put methods write, after INSERT and its conflict clause (constants, so
 // that each statement's text is made once, at compile time).
 const (
-	syncedRow = `synced (path, type, sha256, target, mode, size, mtime, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	remoteRow = `remote (path, type, sha256, target, mode, size, mtime, seq, blocks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	localRow  = `local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	syncedInto = `synced (path, type, sha256, target, mode, size, mtime, seq)`
+	remoteInto = `remote (path, type, sha256, target, mode, size, mtime, seq, blocks)`
+	localInto  = `local (path, type, sha256, target, mode, size, mtime, ino, blocks, fast)`
+	syncedRow  = syncedInto + ` VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	remoteRow  = remoteInto + ` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	localRow   = localInto + ` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 )
 
 // insertNew runs insert, an INSERT OR IGNORE, and reports whether it added the row.
@@ -518,12 +537,13 @@ func (t *Tx) SetCursor(folderID string, since int64) error {
 
 // PutSynced sets the merge base of path.
 func (t *Tx) PutSynced(path string, n plan.Node) error {
-	_, err := t.put(`INSERT OR IGNORE INTO `+syncedRow, `INSERT OR REPLACE INTO `+syncedRow,
-		path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq)
-	if err != nil {
-		return fmt.Errorf("write synced %q: %w", path, err)
-	}
-	return nil
+	args := []any{path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq}
+	return t.tx.queueRow(syncedQueue, syncedInto, path, func(t *Tx) error {
+		if _, err := t.put(`INSERT OR IGNORE INTO `+syncedRow, `INSERT OR REPLACE INTO `+syncedRow, args...); err != nil {
+			return fmt.Errorf("write synced %q: %w", path, err)
+		}
+		return nil
+	}, args...)
 }
 
 // DeleteSynced forgets the merge base of path.
@@ -542,21 +562,22 @@ func (t *Tx) PutRemote(e proto.Entry) error {
 	if err != nil {
 		return err
 	}
-	inserted, err := t.insertNew(`INSERT OR IGNORE INTO `+remoteRow,
-		e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw)
-	if err == nil && !inserted {
-		_, err = t.tx.Exec(`INSERT INTO `+remoteRow+`
+	args := []any{e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw}
+	return t.tx.queueRow(remoteQueue, remoteInto, e.Path, func(t *Tx) error {
+		inserted, err := t.insertNew(`INSERT OR IGNORE INTO `+remoteRow, args...)
+		if err == nil && !inserted {
+			_, err = t.tx.Exec(`INSERT INTO `+remoteRow+`
 		ON CONFLICT (path) DO UPDATE SET type = excluded.type, target = excluded.target, mode = excluded.mode,
 		  size = excluded.size, mtime = excluded.mtime,
 		  blocks = CASE WHEN excluded.blocks IS NULL AND ? AND remote.seq = excluded.seq AND remote.sha256 = excluded.sha256
 		    THEN remote.blocks ELSE excluded.blocks END,
-		  sha256 = excluded.sha256, seq = excluded.seq`,
-			e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw, e.BlocksOmitted)
-	}
-	if err != nil {
-		return fmt.Errorf("write remote %q: %w", e.Path, err)
-	}
-	return nil
+		  sha256 = excluded.sha256, seq = excluded.seq`, append(args, e.BlocksOmitted)...)
+		}
+		if err != nil {
+			return fmt.Errorf("write remote %q: %w", e.Path, err)
+		}
+		return nil
+	}, args...)
 }
 
 // SetRemoteBlocks records the block list of the remote entry of path when its seq is
@@ -599,18 +620,26 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, sum
 		return err
 	}
 	sum := e.SHA256.String()
-	inserted, err := t.put(`INSERT OR IGNORE INTO `+localRow, `INSERT OR REPLACE INTO `+localRow,
-		path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeSums(sums, len(blocks)))
-	if err != nil {
-		return fmt.Errorf("write index %q: %w", path, err)
-	}
-	if !inserted {
-		if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
+	args := []any{path, string(e.Type), sum, e.Target, e.Mode, e.Size, e.MTimeNs, int64(e.Ino), raw, encodeSums(sums, len(blocks))}
+	put := func(t *Tx) error {
+		inserted, err := t.put(`INSERT OR IGNORE INTO `+localRow, `INSERT OR REPLACE INTO `+localRow, args...)
+		if err != nil {
 			return fmt.Errorf("write index %q: %w", path, err)
 		}
+		if !inserted {
+			if _, err := t.tx.Exec(`DELETE FROM blockloc WHERE path = ?`, path); err != nil {
+				return fmt.Errorf("write index %q: %w", path, err)
+			}
+		}
+		return nil
 	}
-	if len(blocks) == 1 && blocks[0].Hash == sum && blocks[0].Size == e.Size {
-		return nil // found through the local row (see blockloc)
+	if len(blocks) == 0 || len(blocks) == 1 && blocks[0].Hash == sum && blocks[0].Size == e.Size {
+		// No block is listed in blockloc (its one block is found through the local row):
+		// the row can wait for a multi-row statement.
+		return t.tx.queueRow(localQueue, localInto, path, put, args...)
+	}
+	if err := put(t); err != nil {
+		return err
 	}
 	var off int64
 	seen := map[string]bool{}
