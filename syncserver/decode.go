@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	fastjson "github.com/segmentio/encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -67,7 +68,7 @@ func decodeMissing(r io.Reader, maxItems int) (proto.MissingBlocksRequest, error
 	if raw.Hashes == nil {
 		return req, errors.New(`malformed JSON: missing field "hashes"`)
 	}
-	if err := json.Unmarshal(raw.Hashes, &req.Hashes); err != nil {
+	if err := fastjson.Unmarshal(raw.Hashes, &req.Hashes); err != nil {
 		return req, fmt.Errorf("malformed JSON: hashes: %w", err)
 	}
 	if len(req.Hashes) > maxItems {
@@ -182,7 +183,7 @@ func decodeCommitFrames(r io.Reader, maxItems int, maxBody int64, arena *frameAr
 			return req, err
 		}
 		it := &req.Items[i]
-		if err := json.Unmarshal(raw, it); err != nil {
+		if err := fastjson.Unmarshal(raw, it); err != nil {
 			return req, fmt.Errorf("malformed JSON: items[%d]: %w", i, err)
 		}
 		if it.Data != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	fastjson "github.com/segmentio/encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,7 +35,7 @@ func writeJSONFor(w http.ResponseWriter, r *http.Request, status int, v any) {
 		writeJSON(w, status, v)
 		return
 	}
-	raw, err := json.Marshal(v)
+	raw, err := fastjson.Marshal(v)
 	if err != nil || len(raw) < compressJSONAbove {
 		writeJSON(w, status, v)
 		return
