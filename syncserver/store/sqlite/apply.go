@@ -227,6 +227,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 	nowNs := now.UnixNano()
 	var delta counterDelta
 	var versionRows, auditRows [][]any
+	var applied []proto.Entry // in seq order, for the tail
 	newHead := map[string]int64{}
 	for i, c := range changes {
 		e := c.Entry
@@ -275,6 +276,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 			e.Blocks = nil
 		}
 		results[i].Entry = e
+		applied = append(applied, e)
 		heads[e.Path] = &head{seq: seq, typ: string(e.Type), size: e.Size, sha: e.SHA256, deleted: e.Deleted, conflict: conflict, entry: &results[i].Entry}
 	}
 	if len(versionRows) == 0 {
@@ -299,6 +301,7 @@ func (s *Store) Apply(ctx context.Context, agent string, changes []store.Change)
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("apply batch: commit: %w", err)
 	}
+	s.tail.add(applied)
 
 	s.mu.Lock()
 	c := &s.counters

@@ -30,6 +30,14 @@ func (s *Store) Get(ctx context.Context, path string) (proto.Entry, error) {
 // Changes returns up to limit current entries with Seq > since in increasing Seq order;
 // limit <= 0 means no limit.
 func (s *Store) Changes(ctx context.Context, since int64, limit int) ([]proto.Entry, error) {
+	if es, ok := s.tail.changes(since, limit); ok {
+		return es, nil
+	}
+	return s.changesStored(ctx, since, limit)
+}
+
+// changesStored is Changes read from the database.
+func (s *Store) changesStored(ctx context.Context, since int64, limit int) ([]proto.Entry, error) {
 	if limit <= 0 {
 		limit = -1 // SQLite: no limit
 	}

@@ -44,6 +44,8 @@ type Store struct {
 	r        *sql.DB // read-only connections
 	// inserted holds Apply's multi-row INSERTs, prepared on w (prepareInserts).
 	inserted map[insertSpec]*insertStmts
+	// tail holds the latest committed entries for Changes.
+	tail *tail
 
 	// writeMu orders batches: seq assignment, the commit and the counters below change
 	// together under it.
@@ -96,6 +98,7 @@ func Open(path string) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("open sqlite store %q: %w", path, err)
 	}
+	s.tail = newTail(s.counters.Seq)
 	return s, nil
 }
 
