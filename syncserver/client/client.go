@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	fastjson "github.com/segmentio/encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -336,7 +335,7 @@ func (c *Client) call(ctx context.Context, r request, in, out any) error {
 	if out == nil {
 		return nil
 	}
-	if err := fastjson.Unmarshal(raw, out); err != nil {
+	if err := json.Unmarshal(raw, out); err != nil {
 		return fmt.Errorf("%s %s: decode answer: %w", r.method, r.route, err)
 	}
 	return nil

@@ -2,11 +2,11 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	fastjson "github.com/segmentio/encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -241,5 +241,9 @@ func (c *Client) commitFrames(ctx context.Context, n int, item func(i int) (prot
 
 // appendJSON appends v's JSON encoding to buf.
 func appendJSON(buf []byte, v any) ([]byte, error) {
-	return fastjson.Append(buf, v, fastjson.EscapeHTML)
+	b := bytes.NewBuffer(buf)
+	if err := json.NewEncoder(b).Encode(v); err != nil {
+		return buf, err
+	}
+	return b.Bytes(), nil
 }
