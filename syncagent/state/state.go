@@ -711,12 +711,15 @@ func marshalBlocks(b []proto.Block) ([]byte, error) {
 	return raw, nil
 }
 
+func isASCIIAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
 // plainJSONString reports whether s is written in JSON as it is between quotes: ASCII
 // letters and digits only (what json.Marshal would escape or rewrite never is).
 func plainJSONString(s string) bool {
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+		if c := s[i]; !isASCIIAlnum(c) {
 			return false
 		}
 	}
