@@ -154,19 +154,20 @@ func (b *batcher) flush() {
 	b.wg.Go(func() {
 		defer func() { <-b.slots }()
 		var data [][]byte
-		buf := batchBufs.Get().(*[]byte)
+		var done func()
 		if !b.x.noBatch.Load() { // a batch in flight may have found the server without them
-			data = b.x.fetchBatch(b.ctx, hashes, *buf)
-		}
-		if data == nil {
-			putBatchBuf(buf)
-		}
-		// The buffer goes back when the last file's worker is through with its block.
-		var left atomic.Int32
-		left.Store(int32(len(ops)))
-		done := func() {
-			if left.Add(-1) == 0 {
+			buf := batchBufs.Get().(*[]byte)
+			if data = b.x.fetchBatch(b.ctx, hashes, *buf); data == nil {
 				putBatchBuf(buf)
+			} else {
+				// The buffer goes back when the last file's worker is through with its block.
+				var left atomic.Int32
+				left.Store(int32(len(ops)))
+				done = func() {
+					if left.Add(-1) == 0 {
+						putBatchBuf(buf)
+					}
+				}
 			}
 		}
 		for i, op := range ops {

@@ -3,7 +3,8 @@ package state
 import (
 	"fmt"
 	"strings"
-	"sync"
+
+	"github.com/syncedfolder/synced-folder/internal/multirow"
 )
 
 // Rows of the synced, remote and local tables are written in multi-row statements:
@@ -24,38 +25,39 @@ const (
 	queueCount
 )
 
+// queueTables are the queued tables with their columns ("synced (path, …)").
+var queueTables = [queueCount]string{syncedInto, remoteInto, localInto}
+
+// queueInserts holds each queued table's statement for each of multirow.Sizes:
+// "INSERT OR IGNORE INTO table (…) VALUES (?, …), …".
+var queueInserts = func() (q [queueCount][len(multirow.Sizes)]string) {
+	for which, into := range queueTables {
+		cols := strings.Count(into, ",") + 1
+		for k, n := range multirow.Sizes {
+			q[which][k] = "INSERT OR IGNORE INTO " + into + " VALUES " + multirow.Values(cols, n)
+		}
+	}
+	return q
+}()
+
 // queuedRows is one table's rows waiting for a multi-row INSERT OR IGNORE.
 type queuedRows struct {
-	// into is the table and its columns: "synced (path, …)".
-	into string
-	cols int
-	args []any // cols values per row
+	args []any // the rows' values, one row after the other
 	// again writes row i on its own, replacing what is there.
 	again []func(t *Tx) error
 	// paths name the rows, for errors.
 	paths []string
 }
 
-// rowChunks are the row counts of the multi-row statements, largest first: a queue is
-// written in chunks of these sizes, so that a few statement texts serve every length.
-var rowChunks = [...]int{256, 64, 16, 4, 1}
-
-// queueRow queues a row into which (one of the queue constants), a table and its
-// columns; again writes it on its own. The queue is written before t's next other
-// statement, or once it holds rowChunks[0] rows.
-func (t *stmtTx) queueRow(which int, into string, path string, again func(t *Tx) error, args ...any) error {
-	q := t.queued[which]
-	if q == nil {
-		q = &queuedRows{into: into, cols: len(args)}
-		t.queued[which] = q
-	}
-	if len(args) != q.cols || into != q.into {
-		return fmt.Errorf("queue a row of %d values into %s: the queue is of %d into %s", len(args), into, q.cols, q.into)
-	}
+// queueRow queues a row of the table which (one of the queue constants); again writes
+// it on its own. The queues are written before t's next other statement, or once one
+// holds multirow.Sizes[0] rows.
+func (t *stmtTx) queueRow(which int, path string, again func(t *Tx) error, args ...any) error {
+	q := &t.queued[which]
 	q.args = append(q.args, args...)
 	q.again = append(q.again, again)
 	q.paths = append(q.paths, path)
-	if len(q.paths) >= rowChunks[0] {
+	if len(q.paths) >= multirow.Sizes[0] {
 		return t.writeQueued()
 	}
 	return nil
@@ -69,41 +71,39 @@ func (t *stmtTx) writeQueued() error {
 	}
 	t.writing = true
 	defer func() { t.writing = false }()
-	for _, q := range t.queued {
-		if q == nil {
-			continue
-		}
-		if err := t.writeQueue(q); err != nil {
+	for which := range t.queued {
+		if err := t.writeQueue(which); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// writeQueue writes q's rows in chunks of rowChunks; a chunk that added fewer rows than
-// it had goes again row by row.
-func (t *stmtTx) writeQueue(q *queuedRows) error {
+// writeQueue writes the rows of queue which in chunks of multirow.Sizes; a chunk that
+// added fewer rows than it had goes again row by row.
+func (t *stmtTx) writeQueue(which int) error {
+	q := &t.queued[which]
+	if len(q.paths) == 0 {
+		return nil
+	}
+	cols := len(q.args) / len(q.paths)
 	for done := 0; done < len(q.paths); {
-		k := 0
-		for rowChunks[k] > len(q.paths)-done {
-			k++
-		}
-		n := rowChunks[k]
-		res, err := t.exec(multiRowInsert(q.into, q.cols, n), q.args[done*q.cols:(done+n)*q.cols]...)
-		if err != nil {
-			return fmt.Errorf("write %d rows into %s from %q: %w", n, q.into, q.paths[done], err)
-		}
-		added, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("write %d rows into %s from %q: %w", n, q.into, q.paths[done], err)
-		}
-		if int(added) < n {
-			tx := &Tx{tx: t}
-			for _, again := range q.again[done : done+n] {
-				if err := again(tx); err != nil {
-					return err
+		k := multirow.Next(len(q.paths) - done)
+		n := multirow.Sizes[k]
+		res, err := t.exec(queueInserts[which][k], q.args[done*cols:(done+n)*cols]...)
+		if err == nil {
+			var added int64
+			if added, err = res.RowsAffected(); err == nil && int(added) < n {
+				tx := &Tx{tx: t}
+				for _, again := range q.again[done : done+n] {
+					if err := again(tx); err != nil {
+						return err
+					}
 				}
 			}
+		}
+		if err != nil {
+			return fmt.Errorf("write %d rows into %s from %q: %w", n, queueTables[which], q.paths[done], err)
 		}
 		done += n
 	}
@@ -111,30 +111,4 @@ func (t *stmtTx) writeQueue(q *queuedRows) error {
 	clear(q.again)
 	q.args, q.again, q.paths = q.args[:0], q.again[:0], q.paths[:0]
 	return nil
-}
-
-// insertKey names a multi-row statement's text.
-type insertKey struct {
-	into string
-	rows int
-}
-
-var (
-	multiRowMu    sync.Mutex
-	multiRowTexts = map[insertKey]string{}
-)
-
-// multiRowInsert returns "INSERT OR IGNORE INTO into VALUES (?, …), …" for rows rows of
-// cols columns; the texts are made once (they key the prepared statements).
-func multiRowInsert(into string, cols, rows int) string {
-	key := insertKey{into, rows}
-	multiRowMu.Lock()
-	defer multiRowMu.Unlock()
-	if q, ok := multiRowTexts[key]; ok {
-		return q
-	}
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	q := "INSERT OR IGNORE INTO " + into + " VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ")
-	multiRowTexts[key] = q
-	return q
 }

@@ -443,7 +443,7 @@ type stmtTx struct {
 	fresh []string             // queries the database had not prepared yet
 	// queued are the rows the Put methods left for multi-row statements (rows.go), and
 	// writing is set while they are written.
-	queued  [queueCount]*queuedRows
+	queued  [queueCount]queuedRows
 	writing bool
 }
 
@@ -538,7 +538,7 @@ func (t *Tx) SetCursor(folderID string, since int64) error {
 // PutSynced sets the merge base of path.
 func (t *Tx) PutSynced(path string, n plan.Node) error {
 	args := []any{path, string(n.Type), n.SHA256.String(), n.Target, n.Mode, n.Size, n.MTimeNs, n.Seq}
-	return t.tx.queueRow(syncedQueue, syncedInto, path, func(t *Tx) error {
+	return t.tx.queueRow(syncedQueue, path, func(t *Tx) error {
 		if _, err := t.put(`INSERT OR IGNORE INTO `+syncedRow, `INSERT OR REPLACE INTO `+syncedRow, args...); err != nil {
 			return fmt.Errorf("write synced %q: %w", path, err)
 		}
@@ -563,7 +563,7 @@ func (t *Tx) PutRemote(e proto.Entry) error {
 		return err
 	}
 	args := []any{e.Path, string(e.Type), e.SHA256, e.Target, e.Mode, e.Size, e.MTimeNs, e.Seq, raw}
-	return t.tx.queueRow(remoteQueue, remoteInto, e.Path, func(t *Tx) error {
+	return t.tx.queueRow(remoteQueue, e.Path, func(t *Tx) error {
 		inserted, err := t.insertNew(`INSERT OR IGNORE INTO `+remoteRow, args...)
 		if err == nil && !inserted {
 			_, err = t.tx.Exec(`INSERT INTO `+remoteRow+`
@@ -636,7 +636,7 @@ func (t *Tx) PutIndex(path string, e trees.IndexEntry, blocks []proto.Block, sum
 	if len(blocks) == 0 || len(blocks) == 1 && blocks[0].Hash == sum && blocks[0].Size == e.Size {
 		// No block is listed in blockloc (its one block is found through the local row):
 		// the row can wait for a multi-row statement.
-		return t.tx.queueRow(localQueue, localInto, path, put, args...)
+		return t.tx.queueRow(localQueue, path, put, args...)
 	}
 	if err := put(t); err != nil {
 		return err

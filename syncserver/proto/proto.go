@@ -342,19 +342,23 @@ type CommitResponse struct {
 // at, unless the server takes its content from elsewhere (CopyFrom, BlocksDelta): what
 // a compact result (ItemResult.Seq) stands for.
 func (it CommitItem) Entry(seq int64, agent string, at time.Time) Entry {
-	blocks := it.Blocks
-	if len(blocks) == 0 && it.Data != nil && it.Size > 0 {
-		blocks = []Block{{Hash: it.SHA256, Size: it.Size}} // see Data
-	}
 	return Entry{Path: it.Path, Type: it.Type, Size: it.Size, Mode: it.Mode, MTimeNs: it.MTimeNs, SHA256: it.SHA256,
-		Blocks: blocks, Target: it.Target, Seq: seq, ModifiedBy: agent, ModifiedAt: at}
+		Blocks: it.storedBlocks(), Target: it.Target, Seq: seq, ModifiedBy: agent, ModifiedAt: at}
+}
+
+// storedBlocks is the block list the server stores for it: the listed one, or one block
+// for inlined content without a list (see Data).
+func (it CommitItem) storedBlocks() []Block {
+	if len(it.Blocks) == 0 && it.Data != nil && it.Size > 0 {
+		return []Block{{Hash: it.SHA256, Size: it.Size}}
+	}
+	return it.Blocks
 }
 
 // WithoutData returns it without its inlined content, and with the block list the
 // content stands for when it lists none: what Entry needs of a sent item.
 func (it CommitItem) WithoutData() CommitItem {
-	it.Blocks = it.Entry(0, "", time.Time{}).Blocks
-	it.Data = nil
+	it.Blocks, it.Data = it.storedBlocks(), nil
 	return it
 }
 

@@ -8,29 +8,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/internal/multirow"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 	"github.com/syncedfolder/synced-folder/syncserver/store"
 )
 
-// rowsPerStatement bounds the rows of one multi-row statement, far below SQLite's
-// variable limit (32766). Writing a batch with a few multi-row statements instead of
-// several statements per item is what makes large batches cheap.
+// rowsPerStatement bounds the paths of one lookup of current entries, like the rows
+// of one multi-row INSERT (multirow.Sizes).
 const rowsPerStatement = 256
-
-// multiRow returns "prefix (?, …), (?, …)… suffix" for rows rows of cols columns.
-func multiRow(prefix string, cols, rows int, suffix string) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	b.WriteString(suffix)
-	return b.String()
-}
 
 // insertSpec is a multi-row INSERT: prefix, then "(?, …)" with cols marks for each row,
 // then suffix.
@@ -47,14 +32,10 @@ var (
 	insertAudit    = insertSpec{`INSERT INTO audit (action, path, seq, sha256, prev_sha256, size, agent, ts) VALUES `, 8, ``}
 )
 
-// chunkRows are the row counts of the statements inserts runs, largest first. A batch
-// goes in chunks of these sizes, whose statements are prepared once (prepareInserts):
-// parsing a statement of 256 rows for every batch was 6 % of a server's CPU in the first
-// sync of 10,000 small files.
-var chunkRows = [...]int{rowsPerStatement, 64, 16, 4, 1}
-
-// insertStmts holds an insertSpec's statement for each of chunkRows.
-type insertStmts [len(chunkRows)]*sql.Stmt
+// insertStmts holds an insertSpec's statement for each of multirow.Sizes: parsing a
+// statement of 256 rows for every batch was 6 % of a server's CPU in the first sync of
+// 10,000 small files.
+type insertStmts [len(multirow.Sizes)]*sql.Stmt
 
 // prepareInserts prepares the statements of Apply's inserts on the writer connection.
 // A transaction reuses a statement prepared on its connection (sql.Tx.StmtContext).
@@ -62,9 +43,9 @@ func (s *Store) prepareInserts(ctx context.Context) error {
 	s.inserted = map[insertSpec]*insertStmts{}
 	for _, spec := range []insertSpec{insertVersions, insertCurrent, insertAudit} {
 		var st insertStmts
-		for k, n := range chunkRows {
+		for k, n := range multirow.Sizes {
 			var err error
-			if st[k], err = s.w.PrepareContext(ctx, multiRow(spec.prefix, spec.cols, n, spec.suffix)); err != nil {
+			if st[k], err = s.w.PrepareContext(ctx, spec.prefix+multirow.Values(spec.cols, n)+spec.suffix); err != nil {
 				return fmt.Errorf("prepare insert of %d rows: %w", n, err)
 			}
 		}
@@ -86,15 +67,12 @@ func (s *Store) closeInserts() error {
 	return errors.Join(errs...)
 }
 
-// inserts writes rows with spec's statements, in chunks of chunkRows.
+// inserts writes rows with spec's statements, in chunks of multirow.Sizes.
 func (s *Store) inserts(ctx context.Context, tx *sql.Tx, spec insertSpec, rows [][]any) error {
 	st := s.inserted[spec]
 	for len(rows) > 0 {
-		k := 0
-		for chunkRows[k] > len(rows) {
-			k++
-		}
-		n := chunkRows[k]
+		k := multirow.Next(len(rows))
+		n := multirow.Sizes[k]
 		args := make([]any, 0, n*spec.cols)
 		for _, r := range rows[:n] {
 			args = append(args, r...)
