@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,29 +19,39 @@ import (
 // readDir lists dir ("." for the root) in name order, with each entry's stat key taken
 // by fstatat relative to the open dir without following a link: the dir is opened
 // through the Root (it cannot lead outside) and each name is one component. The names
-// are read without a stat each (Readdirnames, not ReadDir, which stats every entry on a
-// file system whose listing carries no type, such as ext2/3): fstatat is the one stat.
-func (s *Scanner) readDir(dir string) ([]dirEntry, error) {
+// are read without a stat each (not os.ReadDir, which stats every entry on a file system
+// whose listing carries no type, such as ext2/3): fstatat is the one stat.
+//
+// A regular file the listing types as one and known (when not nil) does not hold is not
+// stat'ed: it is new, so it will be hashed, and the hash takes its stat key from the
+// open file (hashOne). Its entry is lazy, with its type and inode only. A first scan of
+// 10,000 files spent a third of its walk, which nothing else overlaps, in those fstatats.
+func (s *Scanner) readDir(dir string, known func(name string) bool) ([]dirEntry, error) {
 	f, err := s.Root.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	names, err := f.Readdirnames(-1)
+	names, err := listDir(f)
 	if err != nil {
 		return nil, err
 	}
-	slices.Sort(names)
+	slices.SortFunc(names, func(a, b dirName) int { return strings.Compare(a.name, b.name) })
 	fd := int(f.Fd())
 	out := make([]dirEntry, len(names))
-	for i, name := range names {
-		e := dirEntry{name: name}
+	for i, n := range names {
+		e := dirEntry{name: n.name}
+		if n.regular && known != nil && !known(n.name) {
+			e.st, e.ok, e.lazy = trees.IndexEntry{Type: proto.TypeFile, Ino: n.ino}, true, true
+			out[i] = e
+			continue
+		}
 		var st unix.Stat_t
-		if err := unix.Fstatat(fd, name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := unix.Fstatat(fd, n.name, &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				err = fs.ErrNotExist
 			}
-			e.err = &fs.PathError{Op: "fstatat", Path: name, Err: err}
+			e.err = &fs.PathError{Op: "fstatat", Path: n.name, Err: err}
 		} else {
 			e.isDir = uint32(st.Mode)&unix.S_IFMT == unix.S_IFDIR //nolint:unconvert // the field types differ between platforms
 			e.st, e.ok = statKey(&st)
@@ -48,6 +59,14 @@ func (s *Scanner) readDir(dir string) ([]dirEntry, error) {
 		out[i] = e
 	}
 	return out, nil
+}
+
+// dirName is one name of a dir's listing: regular when the listing says the entry is a
+// regular file (where it tells types), with the inode number it gives.
+type dirName struct {
+	name    string
+	regular bool
+	ino     uint64
 }
 
 // statKey is Stat for a raw stat result.

@@ -4,14 +4,19 @@ package scan
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
+	"github.com/syncedfolder/synced-folder/syncagent/trees"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
 // readDir's stat keys (fstatat on the open dir) equal Stat's (lstat by path) for every
@@ -36,7 +41,7 @@ func TestReadDirStatKeysMatchStat(t *testing.T) {
 	}
 	defer root.Close()
 	s := &Scanner{Root: root}
-	entries, err := s.readDir(".")
+	entries, err := s.readDir(".", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +93,8 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 	defer dirs.Close()
 	for _, n := range []string{"fifo", "renamed"} {
 		done := make(chan *Update, 1)
-		go func() { done <- s.hashOne(context.Background(), dirs, jobs[n]) }()
+		j := jobs[n]
+		go func() { done <- s.hashOne(context.Background(), dirs, &j) }()
 		select {
 		case u := <-done:
 			if u != nil {
@@ -98,8 +104,106 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 			t.Fatalf("%s: the hash blocked", n)
 		}
 	}
-	u := s.hashOne(context.Background(), dirs, jobs["kept"])
+	// A lazy job (listed, not stat'ed) that finds a fifo gives up too.
+	done := make(chan *Update, 1)
+	go func() {
+		j := job{path: "fifo", st: trees.IndexEntry{Type: proto.TypeFile}, lazy: true}
+		done <- s.hashOne(context.Background(), dirs, &j)
+	}()
+	select {
+	case u := <-done:
+		if u != nil {
+			t.Errorf("lazy fifo: hashed as %+v; want it given up", u.Entry)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("lazy fifo: the hash blocked")
+	}
+	kept := jobs["kept"]
+	u := s.hashOne(context.Background(), dirs, &kept)
 	if u == nil || u.Entry.SHA256.String() != chunk.SumHex([]byte("content of kept")) {
 		t.Errorf("kept: %+v; want its hash", u)
+	}
+}
+
+// A regular file the index does not hold is listed lazy where the listing types its
+// entries (Linux): type and inode only, no stat. Every other entry, and every entry the
+// index holds, is stat'ed as before.
+func TestReadDirLeavesNewFilesLazy(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"a-new", "b-known"} {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(n), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Mkdir(filepath.Join(dir, "c-dir"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("a-new", filepath.Join(dir, "d-link")); err != nil {
+		t.Fatal(err)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer root.Close()
+	s := &Scanner{Root: root}
+	entries, err := s.readDir(".", func(name string) bool { return name == "b-known" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 4 {
+		t.Fatalf("%d entries, want 4", len(entries))
+	}
+	for _, e := range entries {
+		fi, err := os.Lstat(filepath.Join(dir, e.name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := Stat(fi)
+		if e.name == "a-new" && runtime.GOOS == "linux" {
+			if !e.lazy || !e.ok || e.isDir || e.err != nil || e.st != (trees.IndexEntry{Type: proto.TypeFile, Ino: want.Ino}) {
+				t.Errorf("%s: %+v lazy=%v ok=%v; want lazy with type and inode %d", e.name, e.st, e.lazy, e.ok, want.Ino)
+			}
+			continue
+		}
+		if e.lazy || e.st != want {
+			t.Errorf("%s: %+v lazy=%v; want stat'ed as %+v", e.name, e.st, e.lazy, want)
+		}
+	}
+}
+
+// Files found in a new dir's listing (lazy) get the whole stat key of the open file:
+// the index then holds what an lstat gives, and a full scan after finds nothing to do.
+func TestListedNewFilesGetTheirWholeStatKey(t *testing.T) {
+	dir, s, l := setup(t)
+	for i := range 20 {
+		put(t, filepath.Join(dir, "sub", fmt.Sprintf("f%02d", i)), strings.Repeat("x", i))
+	}
+	if err := os.Chmod(filepath.Join(dir, "sub", "f03"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	ups, err := s.Paths(ctx, []string{"sub"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rehashed(ups); len(got) != 20 {
+		t.Fatalf("hashed %v, want the 20 files", got)
+	}
+	for _, u := range ups {
+		if u.Entry.Type != proto.TypeFile {
+			continue
+		}
+		fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(u.Path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := Stat(fi)
+		if got := u.Entry; !SameStat(got, want) || got.SHA256.IsZero() {
+			t.Errorf("%s: indexed as %+v; lstat gives %+v", u.Path, got, want)
+		}
+	}
+	if ups, err := s.Full(ctx, l); err != nil || len(ups) != 0 {
+		t.Errorf("full scan after: %d updates (%v), %v; want none", len(ups), rehashed(ups), err)
 	}
 }

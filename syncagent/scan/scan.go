@@ -30,6 +30,9 @@ type dirEntry struct {
 	st    trees.IndexEntry
 	ok    bool  // st is of a type that syncs
 	err   error // of the lstat
+	// lazy marks a new regular file that was not stat'ed (readDir): st holds its type
+	// and inode number only.
+	lazy bool
 }
 
 // TempPrefix starts the name of every temp file the agent writes; such files are never
@@ -219,6 +222,9 @@ func SameStat(a, b trees.IndexEntry) bool {
 type job struct {
 	path string
 	st   trees.IndexEntry
+	// lazy: st holds the type and inode number the listing gave, and hashOne takes the
+	// stat key from the open file.
+	lazy bool
 }
 
 // Sweep receives what a full scan passes over that the agent may have to clean up: every
@@ -264,7 +270,10 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 		if ls, ok := ahead.take(dir); ok {
 			entries, err = ls.entries, ls.err
 		} else {
-			entries, err = s.readDir(dir)
+			entries, err = s.readDir(dir, func(name string) bool {
+				_, ok := l.Index.Get(join(dir, name))
+				return ok
+			})
 		}
 		if err != nil {
 			if dir != "." && errors.Is(err, fs.ErrNotExist) {
@@ -292,7 +301,7 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 			}
 			_, wasTree := l.Local.Get(p)
 			_, wasIndex := l.Index.Get(p)
-			j, up, ok, err := s.settle(p, e.st, e.ok, e.err, l)
+			j, up, ok, err := s.settleEntry(p, e, l)
 			if err != nil {
 				return err
 			}
@@ -357,6 +366,22 @@ func (s *Scanner) visit(p string, l *trees.Trees) (*job, *Update, bool, error) {
 	return s.settle(p, st, ok, err, l)
 }
 
+// settleEntry is settle of p, listed as e: a lazy entry (readDir) becomes a hash job as
+// it is, unless the index holds p by now, when p is stat'ed after all.
+func (s *Scanner) settleEntry(p string, e dirEntry, l *trees.Trees) (*job, *Update, bool, error) {
+	if e.lazy {
+		if _, ok := l.Index.Get(p); !ok {
+			return &job{path: p, st: e.st, lazy: true}, nil, true, nil
+		}
+		fi, err := s.Root.Lstat(p)
+		e.st, e.ok, e.err = trees.IndexEntry{}, false, err
+		if err == nil {
+			e.st, e.ok = Stat(fi)
+		}
+	}
+	return s.settle(p, e.st, e.ok, e.err, l)
+}
+
 // settle files p, whose lstat gave the stat key st (ok: a type that syncs) or the error
 // statErr, from the index cache, or returns a hash job.
 func (s *Scanner) settle(p string, st trees.IndexEntry, ok bool, statErr error, l *trees.Trees) (*job, *Update, bool, error) {
@@ -402,13 +427,10 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *trees.Trees, r *renam
 		}
 	}
 	jobs = rest
-	for _, u := range ups {
-		l.Index.Set(u.Path, u.Entry)
-		l.Local.Set(u.Path, u.Entry.Node())
-	}
+	s.setRenamed(ups, l)
 	for len(jobs) > 0 {
 		n := min(len(jobs), hashSlice)
-		hashed, err := s.hashAll(ctx, jobs[:n], l)
+		hashed, err := s.hashSome(ctx, jobs[:n], l, r)
 		if err != nil {
 			return nil, err
 		}
@@ -425,12 +447,45 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *trees.Trees, r *renam
 	return ups, nil
 }
 
+// setRenamed puts the files that findRename found in the Local tree and the index.
+func (s *Scanner) setRenamed(ups []Update, l *trees.Trees) {
+	for _, u := range ups {
+		l.Index.Set(u.Path, u.Entry)
+		l.Local.Set(u.Path, u.Entry.Node())
+	}
+}
+
+// hashSome hashes jobs (hashAll). A lazy job that turned out large enough to be a
+// renamed file comes back unhashed with its stat key, and is looked for among renames
+// (findRename) before it is hashed.
+func (s *Scanner) hashSome(ctx context.Context, jobs []job, l *trees.Trees, r *renames) ([]Update, error) {
+	ups, again, err := s.hashAll(ctx, jobs, l)
+	if err != nil || len(again) == 0 {
+		return ups, err
+	}
+	rest := again[:0]
+	var renamed []Update
+	for _, j := range again {
+		if u, ok := s.findRename(r, l, j); ok {
+			renamed = append(renamed, *u)
+		} else {
+			rest = append(rest, j)
+		}
+	}
+	s.setRenamed(renamed, l)
+	hashed, _, err := s.hashAll(ctx, rest, l)
+	if err != nil {
+		return nil, err
+	}
+	return append(append(ups, renamed...), hashed...), nil
+}
+
 // hashSlice is the number of files hashed (and, with Scanner.Record, recorded) at a time.
 const hashSlice = 4096
 
 // hashAll hashes the files of jobs in parallel and puts them in the Local tree and the
-// index.
-func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Update, error) {
+// index. again are the lazy jobs that may be renamed files (hashOne), not hashed.
+func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) (ups []Update, again []job, err error) {
 	workers := s.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -446,7 +501,8 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 				if ctx.Err() != nil {
 					continue
 				}
-				results[i] = s.hashOne(ctx, dirs, jobs[i])
+				// A job handed back is written over in place: each index is one worker's.
+				results[i] = s.hashOne(ctx, dirs, &jobs[i])
 			}
 		})
 	}
@@ -456,32 +512,55 @@ func (s *Scanner) hashAll(ctx context.Context, jobs []job, l *trees.Trees) ([]Up
 	close(next)
 	wg.Wait()
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
-	ups := make([]Update, 0, len(jobs))
-	for _, u := range results {
-		if u != nil {
+	ups = make([]Update, 0, len(jobs))
+	for i, u := range results {
+		switch {
+		case u == &renameFirst:
+			again = append(again, jobs[i])
+		case u != nil:
 			ups = append(ups, *u)
 			l.Index.Set(u.Path, u.Entry)
 			l.Local.Set(u.Path, u.Entry.Node())
 		}
 	}
-	return ups, nil
+	return ups, again, nil
 }
+
+// renameFirst is what hashOne returns for a lazy job that may be a renamed file: its
+// stat key is filled in and it is not hashed.
+var renameFirst Update
 
 // hashOne hashes a file and keeps the result only if the file did not change while it
 // was read (same stat key before and after); otherwise the next scan tries again.
-func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Update {
+func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *Update {
 	// O_NONBLOCK, and the open file's stat key checked before reading: a fifo put at the
 	// path since its lstat must block neither the open nor a read.
-	f, err := dirs.OpenFile(j.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := dirs.OpenFile(jp.path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !HasStat(fi, j.st) {
+	fi, err := f.Stat()
+	if err != nil {
 		return nil
 	}
+	if jp.lazy {
+		// Listed as a new file and not stat'ed: its stat key is the open file's. One the
+		// size of a renamed file goes back to be matched first (findRename).
+		st, ok := Stat(fi)
+		if !ok || st.Type != proto.TypeFile {
+			return nil
+		}
+		jp.st, jp.lazy = st, false
+		if s.Blocks != nil && st.Size >= renameMinSize {
+			return &renameFirst
+		}
+	} else if !HasStat(fi, jp.st) {
+		return nil
+	}
+	j := *jp
 	// A large file the index holds is cut against its indexed blocks: an edit runs the
 	// chunker only around the change. Without them (a lookup failed: the chunker's work
 	// is all it costs) it is cut afresh.
@@ -517,7 +596,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, j job) *Upd
 	}
 	// The stat key after is the open file's: the content hashed is that inode's, and a
 	// file renamed over the path since has another inode, which the next scan sees.
-	fi, err := f.Stat()
+	fi, err = f.Stat()
 	if err != nil || !HasStat(fi, j.st) || res.Size != j.st.Size {
 		return nil
 	}
@@ -609,7 +688,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		// The lstat that gave e is the one the index cache is checked against: a second
 		// one per path cost as much as the rest of a rescan of the agent's own landed
 		// files.
-		j, up, ok, err := s.settle(p, e.st, e.ok, nil, l)
+		j, up, ok, err := s.settleEntry(p, e, l)
 		if err != nil {
 			return err
 		}
@@ -632,7 +711,10 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if children == nil {
 			children = childrenOf(l.Local)
 		}
-		entries, err := s.readDir(p)
+		entries, err := s.readDir(p, func(name string) bool {
+			_, ok := l.Index.Get(p + "/" + name)
+			return ok
+		})
 		if err != nil {
 			for _, q := range children[p] {
 				if _, err := s.Root.Lstat(q); err != nil {

@@ -153,57 +153,81 @@ func TestPathsRescansSubtrees(t *testing.T) {
 	}
 }
 
+// A large file renamed is matched to its index entry by its stat key and not hashed
+// again: named in a path scan, listed in a new dir's listing (where it is not stat'ed
+// before it is opened: readDir's lazy entries), and found by a full scan.
 func TestRenamedLargeFileIsNotHashedAgain(t *testing.T) {
-	dir, s, l := setup(t)
-	blocks := map[string][]proto.Block{}
-	s.Blocks = func(p string) ([]proto.Block, chunk.Sums, error) { return blocks[p], chunk.Sums{}, nil }
-	data := make([]byte, 3<<20)
-	for i := range data {
-		data[i] = byte(i ^ i>>9)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "old.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	indexInto(t, s, l, blocks)
-	if err := os.Rename(filepath.Join(dir, "old.bin"), filepath.Join(dir, "new.bin")); err != nil {
-		t.Fatal(err)
-	}
-	// Change the bytes in place but restore the stat key (same inode, size, mtime): had
-	// the scanner hashed new.bin, it would find another hash than the index's.
-	fi, err := os.Stat(filepath.Join(dir, "new.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, "new.bin"), os.O_WRONLY, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.WriteAt([]byte("tampered"), 100); err != nil {
-		t.Fatal(err)
-	}
-	f.Close()
-	if err := os.Chtimes(filepath.Join(dir, "new.bin"), fi.ModTime(), fi.ModTime()); err != nil {
-		t.Fatal(err)
-	}
-	ups, err := s.Paths(ctx, []string{"new.bin", "old.bin"}, l)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got *Update
-	for i := range ups {
-		if ups[i].Path == "new.bin" {
-			got = &ups[i]
-		}
-	}
-	if got == nil || got.Entry.SHA256.String() != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
-		t.Fatalf("new.bin update %+v; want the old index entry carried over", got)
-	}
-	if _, ok := localTree(l)["old.bin"]; ok {
-		t.Errorf("old.bin still in tree")
-	}
-	if localTree(l)["new.bin"].SHA256.String() != chunk.SumHex(data) {
-		t.Errorf("new.bin not in tree")
+	for _, tc := range []struct {
+		name, to string
+		scan     func(ctx context.Context, s *Scanner, l *trees.Trees) ([]Update, error)
+	}{
+		{"paths", "new.bin", func(ctx context.Context, s *Scanner, l *trees.Trees) ([]Update, error) {
+			return s.Paths(ctx, []string{"new.bin", "old.bin"}, l)
+		}},
+		{"new dir", "sub/new.bin", func(ctx context.Context, s *Scanner, l *trees.Trees) ([]Update, error) {
+			return s.Paths(ctx, []string{"sub", "old.bin"}, l)
+		}},
+		{"full", "sub/new.bin", func(ctx context.Context, s *Scanner, l *trees.Trees) ([]Update, error) {
+			return s.Full(ctx, l)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir, s, l := setup(t)
+			blocks := map[string][]proto.Block{}
+			s.Blocks = func(p string) ([]proto.Block, chunk.Sums, error) { return blocks[p], chunk.Sums{}, nil }
+			data := make([]byte, 3<<20)
+			for i := range data {
+				data[i] = byte(i ^ i>>9)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "old.bin"), data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			indexInto(t, s, l, blocks)
+			to := filepath.Join(dir, filepath.FromSlash(tc.to))
+			if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(filepath.Join(dir, "old.bin"), to); err != nil {
+				t.Fatal(err)
+			}
+			// Change the bytes in place but restore the stat key (same inode, size, mtime):
+			// had the scanner hashed the file, it would find another hash than the index's.
+			fi, err := os.Stat(to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := os.OpenFile(to, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteAt([]byte("tampered"), 100); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			if err := os.Chtimes(to, fi.ModTime(), fi.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+			ups, err := tc.scan(ctx, s, l)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *Update
+			for i := range ups {
+				if ups[i].Path == tc.to {
+					got = &ups[i]
+				}
+			}
+			if got == nil || got.Entry.SHA256.String() != chunk.SumHex(data) || len(got.Blocks) != len(blocks["old.bin"]) {
+				t.Fatalf("%s update %+v; want the old index entry carried over", tc.to, got)
+			}
+			if _, ok := localTree(l)["old.bin"]; ok {
+				t.Errorf("old.bin still in tree")
+			}
+			if localTree(l)[tc.to].SHA256.String() != chunk.SumHex(data) {
+				t.Errorf("%s not in tree", tc.to)
+			}
+		})
 	}
 }
 
