@@ -10,10 +10,11 @@ import (
 
 // openAnon makes an unnamed file in the open dir (open(2)'s O_TMPFILE), to be written
 // and then linked into dir by linkAnon. Until then no dir entry exists: nothing to
-// rename, no watcher event, nothing left behind by a crash. A file system that cannot
-// make one gives ErrUnsupported.
-func openAnon(dir *os.File) (*os.File, error) {
-	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
+// rename, no watcher event, nothing left behind by a crash. Its mode is perm less the
+// umask (no one can open it before it is linked, so it may have its final mode from the
+// start). A file system that cannot make one gives ErrUnsupported.
+func openAnon(dir *os.File, perm os.FileMode) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), ".", unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, uint32(perm.Perm()))
 	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
 		return nil, errors.ErrUnsupported
 	}

@@ -616,8 +616,11 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	if len(fast) != len(blocks) {
 		fast = nil // written in other pieces than blocks
 	}
-	if err := f.Chmod(os.FileMode(r.Mode & 0o7777)); err != nil {
-		return landed{}, fmt.Errorf("chmod: %w", err)
+	mode := os.FileMode(r.Mode & 0o777) // what Chmod would set of 0o7777 too
+	if !anon {
+		if err := f.Chmod(mode); err != nil {
+			return landed{}, fmt.Errorf("chmod: %w", err)
+		}
 	}
 	// The mtime is set, and the stat key read, on the open file where the system allows
 	// (a rename changes neither): no path is resolved for them.
@@ -627,6 +630,14 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	if err == nil {
 		statted = true
 		fi, err := f.Stat()
+		if err == nil && anon && fi.Mode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky) != mode {
+			// Made with its mode less the umask (openAnon): set in full only when that
+			// differs, a system call per file spared in the usual case.
+			if err = f.Chmod(mode); err != nil {
+				return landed{}, fmt.Errorf("chmod: %w", err)
+			}
+			fi, err = f.Stat()
+		}
 		if err != nil {
 			return landed{}, fmt.Errorf("stat temp file: %w", err)
 		}

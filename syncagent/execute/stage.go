@@ -105,7 +105,7 @@ func (x *Executor) openStage() {
 // tryAnon makes an unnamed file in the staging dir, links it (viaProc: see linkAnon)
 // and removes it: the folder's file system and the kernel allow both steps of landAnon.
 func tryAnon(d *dircache.Dir, viaProc bool) error {
-	f, err := openAnon(d.File)
+	f, err := openAnon(d.File, 0o600)
 	if err != nil {
 		return err
 	}
@@ -246,7 +246,7 @@ func (x *Executor) openAnonFor(dir *dircache.Dir, op plan.Op, stage bool) (*os.F
 		way != anonOn && way != anonViaProc || x.unstaged(op.Path) {
 		return nil, false
 	}
-	f, err := openAnon(x.stage.dir.File)
+	f, err := openAnon(x.stage.dir.File, os.FileMode(op.Remote.Mode&0o777))
 	return f, err == nil
 }
 

@@ -393,3 +393,55 @@ func plannedDownloads(t *testing.T, names ...string) (*env, map[string]plan.Op) 
 	}
 	return down, byPath
 }
+
+// An unnamed file is made with its mode (less the umask) and changed only when that
+// differs: every mode lands whole, under a umask that takes bits off and one that
+// takes none, and the index holds the mode on disk (the rescan after finds nothing).
+func TestUnnamedFilesLandWithTheirModes(t *testing.T) {
+	modes := map[string]os.FileMode{"a": 0o600, "b": 0o640, "c": 0o644, "d": 0o755, "e": 0o444, "f": 0o777, "g": 0o666, "h": 0o700}
+	for _, umask := range []int{0o022, 0o077, 0} {
+		t.Run(fmt.Sprintf("umask %04o", umask), func(t *testing.T) {
+			url, _ := testserver.Start(t, t.TempDir(), nil)
+			up := newEnvOn(t, url)
+			for name, mode := range modes {
+				p := filepath.Join(up.dir, "m", name)
+				writeFile(t, p, name)
+				if err := os.Chmod(p, mode); err != nil {
+					t.Fatal(err)
+				}
+			}
+			up.rescan(t)
+			if out := up.run(t, up.plan()); out.Failed != 0 {
+				t.Fatalf("upload: %+v", out)
+			}
+			down := newEnvOn(t, url)
+			var links atomic.Int64
+			down.x.stage.link = func(f, dir *os.File, name string, viaProc bool) error {
+				links.Add(1)
+				return linkAnon(f, dir, name, viaProc)
+			}
+			old := syscall.Umask(umask)
+			defer syscall.Umask(old)
+			down.pull(t)
+			down.rescan(t)
+			if out := down.run(t, down.plan()); out.Failed != 0 || out.Replan {
+				t.Fatalf("download: %+v", out)
+			}
+			if runtime.GOOS == "linux" && links.Load() != int64(len(modes)) {
+				t.Errorf("%d files linked into place, want %d", links.Load(), len(modes))
+			}
+			for name, mode := range modes {
+				fi, err := os.Stat(filepath.Join(down.dir, "m", name))
+				if err != nil || fi.Mode() != mode {
+					t.Errorf("%s: mode %v, %v; want %v", name, fi.Mode(), err, mode)
+				}
+			}
+			down.rescan(t)
+			for _, op := range down.plan() {
+				if op.Kind != plan.Report {
+					t.Errorf("after the download, the plan holds %v of %s", op.Kind, op.Path)
+				}
+			}
+		})
+	}
+}
