@@ -58,7 +58,7 @@ func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
 		case err != nil:
 			s.log.Error("send blocks", "requestId", infoFrom(r.Context()).id, "block", hash, "err", err)
 			panic(http.ErrAbortHandler)
-		case enc != nil && len(data) > 512 && entropy.Compressible(middle(data, 16<<10)):
+		case enc != nil && len(data) > 512 && entropy.Compressible(middle(data, blockSample)):
 			if z := enc.EncodeAll(data, nil); len(z) < len(data) {
 				kind, data = proto.BlockRecordZstd, z
 			}
@@ -92,6 +92,12 @@ func (s *Server) readBlock(hash string, buf *[]byte) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// blockSample is the most of a block that the entropy check of a download reads. 4 KiB
+// tells random-looking bytes (above 7.9 bits per byte) from text or tables (under 6) as
+// well as 16 KiB does, and a reader of 10,000 small files had the server read every one
+// of their 80 MB for the check (5 % of its CPU in W1).
+const blockSample = 4 << 10
 
 // middle returns up to n bytes from the middle of b: the sample an entropy check reads.
 func middle(b []byte, n int) []byte {
