@@ -33,9 +33,15 @@ import (
 //     snapshot table holds a reference to it: a random id that the file starts with. The
 //     file is written (and synced) under a temporary name and renamed before the row is
 //     committed; a file whose id is not the row's is not used;
-//   - triggers on the tables delete the row in the transaction of any insert, update or
-//     delete of a row of synced, remote or local, whoever writes (an older agent binary
-//     too, as the triggers live in the database file), which orphans the file;
+//   - while the row is present, triggers on the tables delete it in the transaction of
+//     any insert, update or delete of a row of synced, remote or local, whoever writes
+//     (an older agent binary too, as the triggers live in the database file), which
+//     orphans the file. The row and the triggers come and go together: SaveSnapshot
+//     writes the row and creates the triggers in one transaction, and this agent's first
+//     transaction that writes those tables after it deletes the row and drops the
+//     triggers (disarmSnapshotSQL), so that its own writes do not run a trigger for every
+//     row (a tenth of what it costs to record a file). A crash in between leaves neither;
+//     Open creates the triggers again;
 //   - Trees uses it only when the row is present, the file holds the row's id, has this
 //     format's magic and its checksum matches; otherwise it reads the rows, as before.
 //
@@ -44,6 +50,10 @@ import (
 // still read.
 const snapshotSchema = `
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
+` + snapshotTriggers
+
+// snapshotTriggers drop the snapshot row when a row of the trees' tables changes.
+const snapshotTriggers = `
 CREATE TRIGGER IF NOT EXISTS snapshot_synced_ins AFTER INSERT ON synced BEGIN DELETE FROM snapshot; END;
 CREATE TRIGGER IF NOT EXISTS snapshot_synced_upd AFTER UPDATE ON synced BEGIN DELETE FROM snapshot; END;
 CREATE TRIGGER IF NOT EXISTS snapshot_synced_del AFTER DELETE ON synced BEGIN DELETE FROM snapshot; END;
@@ -53,6 +63,20 @@ CREATE TRIGGER IF NOT EXISTS snapshot_remote_del AFTER DELETE ON remote BEGIN DE
 CREATE TRIGGER IF NOT EXISTS snapshot_local_ins AFTER INSERT ON local BEGIN DELETE FROM snapshot; END;
 CREATE TRIGGER IF NOT EXISTS snapshot_local_upd AFTER UPDATE ON local BEGIN DELETE FROM snapshot; END;
 CREATE TRIGGER IF NOT EXISTS snapshot_local_del AFTER DELETE ON local BEGIN DELETE FROM snapshot; END;
+`
+
+// disarmSnapshotSQL deletes the snapshot row and drops the triggers (see above).
+const disarmSnapshotSQL = `
+DELETE FROM snapshot;
+DROP TRIGGER IF EXISTS snapshot_synced_ins;
+DROP TRIGGER IF EXISTS snapshot_synced_upd;
+DROP TRIGGER IF EXISTS snapshot_synced_del;
+DROP TRIGGER IF EXISTS snapshot_remote_ins;
+DROP TRIGGER IF EXISTS snapshot_remote_upd;
+DROP TRIGGER IF EXISTS snapshot_remote_del;
+DROP TRIGGER IF EXISTS snapshot_local_ins;
+DROP TRIGGER IF EXISTS snapshot_local_upd;
+DROP TRIGGER IF EXISTS snapshot_local_del;
 `
 
 // snapshotMagic starts a snapshot of this format; another format is ignored (rows).
@@ -124,9 +148,13 @@ func (d *DB) SaveSnapshot() (bool, error) {
 	if _, err := tx.Exec(`INSERT INTO snapshot (id, data) VALUES (1, ?)`, append([]byte(snapshotRefMagic), id...)); err != nil {
 		return false, fmt.Errorf("write snapshot: %w", err)
 	}
+	if _, err := tx.Exec(snapshotTriggers); err != nil {
+		return false, fmt.Errorf("write snapshot: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("commit snapshot: %w", err)
 	}
+	d.armed.Store(true)
 	return true, nil
 }
 

@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -469,4 +470,89 @@ func treeMaps(db *DB) (synced, remote plan.Tree, index map[string]trees.IndexEnt
 	}
 	synced, remote, index = mapsOf(t)
 	return synced, remote, index, nil
+}
+
+// The snapshot row and its triggers come and go together: SaveSnapshot makes both, the
+// agent's next tree write drops both (its own writes then run no trigger per row), a
+// meta write keeps both, and whatever state a stop leaves (after SaveSnapshot, or a
+// crash after a tree write), a writer that knows nothing of this (an older agent, here
+// plain SQL) never leaves a snapshot that differs from the rows.
+func TestSnapshotTriggersComeAndGoWithTheRow(t *testing.T) {
+	triggers := func(t *testing.T, db *sql.DB) int {
+		t.Helper()
+		var n int
+		if err := db.QueryRow(`SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'snapshot_%'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	ctx := context.Background()
+	for _, stop := range []string{"after SaveSnapshot", "after a tree write"} {
+		t.Run(stop, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := rand.New(rand.NewPCG(11, 12))
+			s, rm, ix := randomTrees(r, 30)
+			fillRandom(t, db, s, rm, ix)
+			if n := triggers(t, db.db); n != 0 {
+				t.Errorf("%d snapshot triggers after a tree write, want 0", n)
+			}
+			if wrote, err := db.SaveSnapshot(); err != nil || !wrote {
+				t.Fatalf("SaveSnapshot = %v, %v", wrote, err)
+			}
+			if n := triggers(t, db.db); n != 9 {
+				t.Errorf("%d snapshot triggers with a snapshot, want 9", n)
+			}
+			if err := db.Update(ctx, func(tx *Tx) error { return tx.SetCursor("f", 3) }); err != nil {
+				t.Fatal(err)
+			}
+			if has, _ := db.HasSnapshot(); !has || triggers(t, db.db) != 9 {
+				t.Fatalf("a meta write dropped the snapshot (%v) or its triggers", has)
+			}
+			if stop == "after a tree write" {
+				if err := db.Update(ctx, func(tx *Tx) error { return tx.PutSynced("mine", plan.Node{Type: proto.TypeDir}) }); err != nil {
+					t.Fatal(err)
+				}
+				if has, _ := db.HasSnapshot(); has || triggers(t, db.db) != 0 {
+					t.Fatalf("a tree write kept the snapshot (%v) or its triggers", has)
+				}
+			}
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Another writer of the file, without this package's code.
+			raw, err := sql.Open("sqlite", "file:"+filepath.Join(dir, FileName))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := raw.Exec(`INSERT INTO synced (path, type, sha256, target, mode, size, mtime, seq) VALUES ('theirs', 'dir', '', '', 0, 0, 0, 0)`); err != nil {
+				t.Fatal(err)
+			}
+			if err := raw.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err = Open(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if has, _ := db.HasSnapshot(); has {
+				t.Error("the snapshot outlived another writer's tree write")
+			}
+			if n := triggers(t, db.db); n != 9 {
+				t.Errorf("%d snapshot triggers after Open, want 9", n)
+			}
+			got, err := db.Trees()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := got.Synced.Get("theirs"); !ok {
+				t.Error("the other writer's row is not in the trees")
+			}
+			checkTrees(t, db, "after the other writer")
+		})
+	}
 }

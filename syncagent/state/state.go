@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
@@ -66,6 +67,11 @@ type DB struct {
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared once per query text; see prepared
+
+	// armed says that the snapshot's triggers may be in the database (Open and
+	// SaveSnapshot create them); the next transaction that writes the trees' tables
+	// drops them with the snapshot row (see snapshot.go).
+	armed atomic.Bool
 }
 
 // prepared returns the statement of q, prepared on first use. The pure-Go SQLite driver
@@ -120,7 +126,9 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("state db schema in %s: %w", dir, err)
 	}
-	return &DB{db: db, dir: dir}, nil
+	d := &DB{db: db, dir: dir}
+	d.armed.Store(true)
+	return d, nil
 }
 
 // addFastColumn adds the sums column (fast, see encodeSums) to a local table made before it. An older
@@ -422,6 +430,9 @@ func (d *DB) finish(sqlTx *sql.Tx, fn func(tx *Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit state transaction: %w", err)
 	}
+	if tx.tx.disarmed {
+		d.armed.Store(false)
+	}
 	for _, q := range tx.tx.fresh {
 		// The connection is free again: later transactions reuse the statement. A
 		// failure only means it is prepared again next time.
@@ -445,6 +456,8 @@ type stmtTx struct {
 	// writing is set while they are written.
 	queued  [queueCount]queuedRows
 	writing bool
+	// disarmed: the transaction dropped the snapshot and its triggers (exec).
+	disarmed bool
 }
 
 // Exec runs q with args in the transaction, after the queued rows.
@@ -455,8 +468,15 @@ func (t *stmtTx) Exec(q string, args ...any) (sql.Result, error) {
 	return t.exec(q, args...)
 }
 
-// exec runs q with args in the transaction.
+// exec runs q with args in the transaction. A statement other than a meta value's,
+// while the snapshot's triggers may be there, first drops them with the snapshot.
 func (t *stmtTx) exec(q string, args ...any) (sql.Result, error) {
+	if !t.disarmed && q != setMetaSQL && t.db.armed.Load() {
+		if _, err := t.tx.Exec(disarmSnapshotSQL); err != nil {
+			return nil, fmt.Errorf("drop the snapshot: %w", err)
+		}
+		t.disarmed = true
+	}
 	st, ok := t.stmts[q]
 	if !ok {
 		// The database's one connection is this transaction's: a statement the database
@@ -518,9 +538,12 @@ func (t *Tx) put(insert, replace string, args ...any) (bool, error) {
 	return false, err
 }
 
+// setMetaSQL sets a meta value, which is not part of the trees (nor of the snapshot).
+const setMetaSQL = `INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`
+
 // SetMeta sets a meta value.
 func (t *Tx) SetMeta(key, value string) error {
-	_, err := t.tx.Exec(`INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	_, err := t.tx.Exec(setMetaSQL, key, value)
 	if err != nil {
 		return fmt.Errorf("write meta %q: %w", key, err)
 	}
