@@ -9,10 +9,13 @@
 package dircache
 
 import (
+	"errors"
 	"os"
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 )
 
 // maxOpen bounds the dirs a cache holds open when nobody uses them: the files of one
@@ -96,18 +99,40 @@ func (c *Cache) Get(dir string) (*Dir, func(), error) {
 }
 
 // OpenFile opens the file p (slash-separated, relative to the folder) as
-// os.Root.OpenFile does, resolving its dir through the cache.
+// os.Root.OpenFile does, resolving its dir through the cache. A file opened only to be
+// read keeps its access time (openFile).
 func (c *Cache) OpenFile(p string, flag int, perm os.FileMode) (*os.File, error) {
 	dir, name := path.Split(p)
 	if dir == "" {
-		return c.root.OpenFile(name, flag, perm)
+		return openFile(c.root, name, flag, perm)
 	}
 	d, release, err := c.Get(strings.TrimSuffix(dir, "/"))
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	return d.Root.OpenFile(name, flag, perm)
+	return openFile(d.Root, name, flag, perm)
+}
+
+// noAtimeRefused is set once an open with O_NOATIME was refused.
+var noAtimeRefused atomic.Bool
+
+// openFile is root.OpenFile, with O_NOATIME (where the system has it) when the file is
+// only read: the agent's reads then leave the access time alone, as backup tools' do.
+// That is also one inode write less per file: on a file system mounted relatime, the
+// first read of a file after a write updates its access time, so the first scan of new
+// files, and the reads that upload them, dirtied every inode read. The kernel allows
+// the flag to the file's owner (or a process with CAP_FOWNER) only; a refusal (EPERM)
+// opens the file again without it, and later opens no longer ask.
+func openFile(root *os.Root, name string, flag int, perm os.FileMode) (*os.File, error) {
+	if noAtime != 0 && flag&(os.O_WRONLY|os.O_RDWR) == 0 && !noAtimeRefused.Load() {
+		f, err := root.OpenFile(name, flag|noAtime, perm)
+		if !errors.Is(err, syscall.EPERM) {
+			return f, err
+		}
+		noAtimeRefused.Store(true)
+	}
+	return root.OpenFile(name, flag, perm)
 }
 
 // Forget drops dir from the cache (closing it once released), so that the next Get
