@@ -38,7 +38,7 @@ func (s *Scanner) ListAhead() *Ahead {
 		defer close(a.items)
 		var walk func(dir string) bool
 		walk = func(dir string) bool {
-			entries, err := s.readDir(dir, nil) // the trees may be loading meanwhile
+			entries, err := s.readDir(dir, false) // the trees may be loading meanwhile
 			select {
 			case a.items <- listing{dir: dir, entries: entries, err: err}:
 			case <-a.done:

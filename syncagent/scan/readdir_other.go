@@ -6,9 +6,9 @@ import (
 	"io/fs"
 )
 
-// readDir lists dir ("." for the root) in name order, with each entry's stat key (known
-// is not asked here: every entry is stat'ed).
-func (s *Scanner) readDir(dir string, _ func(name string) bool) ([]dirEntry, error) {
+// readDir lists dir ("." for the root) in name order, with each entry's stat key (every
+// entry is stat'ed here, in a new dir too).
+func (s *Scanner) readDir(dir string, _ bool) ([]dirEntry, error) {
 	des, err := fs.ReadDir(s.Root.FS(), dir)
 	if err != nil {
 		return nil, err

@@ -41,7 +41,7 @@ func TestReadDirStatKeysMatchStat(t *testing.T) {
 	}
 	defer root.Close()
 	s := &Scanner{Root: root}
-	entries, err := s.readDir(".", nil)
+	entries, err := s.readDir(".", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,12 +125,12 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 	}
 }
 
-// A regular file the index does not hold is listed lazy where the listing types its
-// entries (Linux): type and inode only, no stat. Every other entry, and every entry the
-// index holds, is stat'ed as before.
+// In a new dir's listing a regular file is lazy where the listing types its entries
+// (Linux): type and inode only, no stat. Every other entry, and every entry of a known
+// dir, is stat'ed as before.
 func TestReadDirLeavesNewFilesLazy(t *testing.T) {
 	dir := t.TempDir()
-	for _, n := range []string{"a-new", "b-known"} {
+	for _, n := range []string{"a-file", "b-file"} {
 		if err := os.WriteFile(filepath.Join(dir, n), []byte(n), 0o640); err != nil {
 			t.Fatal(err)
 		}
@@ -138,7 +138,7 @@ func TestReadDirLeavesNewFilesLazy(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dir, "c-dir"), 0o750); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Symlink("a-new", filepath.Join(dir, "d-link")); err != nil {
+	if err := os.Symlink("a-file", filepath.Join(dir, "d-link")); err != nil {
 		t.Fatal(err)
 	}
 	root, err := os.OpenRoot(dir)
@@ -147,27 +147,29 @@ func TestReadDirLeavesNewFilesLazy(t *testing.T) {
 	}
 	defer root.Close()
 	s := &Scanner{Root: root}
-	entries, err := s.readDir(".", func(name string) bool { return name == "b-known" })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 4 {
-		t.Fatalf("%d entries, want 4", len(entries))
-	}
-	for _, e := range entries {
-		fi, err := os.Lstat(filepath.Join(dir, e.name))
+	for _, newDir := range []bool{true, false} {
+		entries, err := s.readDir(".", newDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, _ := Stat(fi)
-		if e.name == "a-new" && runtime.GOOS == "linux" {
-			if !e.lazy || !e.ok || e.isDir || e.err != nil || e.st != (trees.IndexEntry{Type: proto.TypeFile, Ino: want.Ino}) {
-				t.Errorf("%s: %+v lazy=%v ok=%v; want lazy with type and inode %d", e.name, e.st, e.lazy, e.ok, want.Ino)
-			}
-			continue
+		if len(entries) != 4 {
+			t.Fatalf("%d entries, want 4", len(entries))
 		}
-		if e.lazy || e.st != want {
-			t.Errorf("%s: %+v lazy=%v; want stat'ed as %+v", e.name, e.st, e.lazy, want)
+		for _, e := range entries {
+			fi, err := os.Lstat(filepath.Join(dir, e.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, _ := Stat(fi)
+			if newDir && strings.HasSuffix(e.name, "-file") && runtime.GOOS == "linux" {
+				if !e.lazy || !e.ok || e.isDir || e.err != nil || e.st != (trees.IndexEntry{Type: proto.TypeFile, Ino: want.Ino}) {
+					t.Errorf("new dir, %s: %+v lazy=%v ok=%v; want lazy with type and inode %d", e.name, e.st, e.lazy, e.ok, want.Ino)
+				}
+				continue
+			}
+			if e.lazy || e.st != want {
+				t.Errorf("new dir %v, %s: %+v lazy=%v; want stat'ed as %+v", newDir, e.name, e.st, e.lazy, want)
+			}
 		}
 	}
 }
@@ -205,5 +207,15 @@ func TestListedNewFilesGetTheirWholeStatKey(t *testing.T) {
 	}
 	if ups, err := s.Full(ctx, l); err != nil || len(ups) != 0 {
 		t.Errorf("full scan after: %d updates (%v), %v; want none", len(ups), rehashed(ups), err)
+	}
+	// A dir the index lost while it kept the dir's files: listed as new, its files are
+	// still settled from the index by their stat key, not hashed again.
+	l.Index.Delete("sub")
+	ups, err = s.Paths(ctx, []string{"sub"}, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rehashed(ups); len(got) != 0 {
+		t.Errorf("files the index held were hashed again: %v", got)
 	}
 }

@@ -263,17 +263,15 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 	var ups []Update
 	// walk visits dir's entries in name order, each before its content, with the stat
 	// key readDir took: one system call per entry, not a walk of the path from the root.
-	var walk func(dir string) error
-	walk = func(dir string) error {
+	// newDir says that the index held no entry for dir before this walk.
+	var walk func(dir string, newDir bool) error
+	walk = func(dir string, newDir bool) error {
 		var entries []dirEntry
 		var err error
 		if ls, ok := ahead.take(dir); ok {
 			entries, err = ls.entries, ls.err
 		} else {
-			entries, err = s.readDir(dir, func(name string) bool {
-				_, ok := l.Index.Get(join(dir, name))
-				return ok
-			})
+			entries, err = s.readDir(dir, newDir)
 		}
 		if err != nil {
 			if dir != "." && errors.Is(err, fs.ErrNotExist) {
@@ -321,14 +319,14 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 				}
 			}
 			if e.isDir && ok {
-				if err := walk(p); err != nil {
+				if err := walk(p, !wasIndex); err != nil {
 					return err
 				}
 			}
 		}
 		return nil
 	}
-	err := walk(".")
+	err := walk(".", l.Index.Len() == 0)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +365,8 @@ func (s *Scanner) visit(p string, l *trees.Trees) (*job, *Update, bool, error) {
 }
 
 // settleEntry is settle of p, listed as e: a lazy entry (readDir) becomes a hash job as
-// it is, unless the index holds p by now, when p is stat'ed after all.
+// it is, unless the index holds p (a new dir may hold paths the index kept from an
+// earlier one of its name), when p is stat'ed after all.
 func (s *Scanner) settleEntry(p string, e dirEntry, l *trees.Trees) (*job, *Update, bool, error) {
 	if e.lazy {
 		if _, ok := l.Index.Get(p); !ok {
@@ -688,6 +687,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		// The lstat that gave e is the one the index cache is checked against: a second
 		// one per path cost as much as the rest of a rescan of the agent's own landed
 		// files.
+		_, wasIndex := l.Index.Get(p)
 		j, up, ok, err := s.settleEntry(p, e, l)
 		if err != nil {
 			return err
@@ -711,10 +711,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if children == nil {
 			children = childrenOf(l.Local)
 		}
-		entries, err := s.readDir(p, func(name string) bool {
-			_, ok := l.Index.Get(p + "/" + name)
-			return ok
-		})
+		entries, err := s.readDir(p, !wasIndex)
 		if err != nil {
 			for _, q := range children[p] {
 				if _, err := s.Root.Lstat(q); err != nil {
