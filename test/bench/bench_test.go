@@ -122,20 +122,26 @@ func TestRunRejectsUnknownWorkload(t *testing.T) {
 	}
 }
 
+// An echo server behind the relay: n bytes there and n back are 2n on the wire, counted
+// while the connection stays open (a workload's count is read between the requests of
+// keep-alive connections), for a payload larger than a splice's pipe too.
 func TestRelayCountsBothDirections(t *testing.T) {
-	// An echo server behind the relay: n bytes there and n back are 2n on the wire.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = io.Copy(c, c)
+			}()
 		}
-		defer c.Close()
-		_, _ = io.Copy(c, c)
 	}()
 	var count Counter
 	r, err := NewRelay(ln.Addr().String(), &count)
@@ -143,25 +149,29 @@ func TestRelayCountsBothDirections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	conn, err := net.Dial("tcp", r.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	msg := NewGen(7).Bytes(100_000)
-	go func() {
-		_, _ = conn.Write(msg)
+	for _, size := range []int{100_000, 5 << 20} {
+		before := count.Load()
+		conn, err := net.Dial("tcp", r.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg := NewGen(uint64(size)).Bytes(size)
+		go func() { _, _ = conn.Write(msg) }()
+		back := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, back); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(back, msg) {
+			t.Fatalf("echo of %d bytes through the relay came back different", size)
+		}
+		if got := count.Load() - before; got != 2*int64(size) {
+			t.Errorf("%d bytes each way, connection open: counted %d, want %d", size, got, 2*size)
+		}
 		_ = conn.(*net.TCPConn).CloseWrite()
-	}()
-	back, err := io.ReadAll(conn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(back, msg) {
-		t.Fatalf("echo through the relay returned %d bytes, not the %d sent", len(back), len(msg))
-	}
-	if got := count.Load(); got != 2*int64(len(msg)) {
-		t.Errorf("counted %d bytes, want %d", got, 2*len(msg))
+		if rest, err := io.ReadAll(conn); err != nil || len(rest) != 0 {
+			t.Errorf("after the half-close: %d more bytes, %v; want the end", len(rest), err)
+		}
+		conn.Close()
 	}
 }
 

@@ -81,28 +81,38 @@ func (r *Relay) track(cs ...net.Conn) bool {
 	return true
 }
 
-// pipe copies src to dst through a buffer (never splice, which would bypass the count)
-// and half-closes dst when src ends.
+// pipe copies src to dst, counting the bytes as they pass, and half-closes dst when src
+// ends. Where it can, it splices them (splicePipe): the relay shares the machine's two
+// cores with the systems it measures, and its copies through a buffer of its own took
+// 0.09 CPU-s inside a W1 run of ours (which sends every byte through it twice).
 func (r *Relay) pipe(dst, src net.Conn) {
 	defer r.wg.Done()
+	if !r.splicePipe(dst, src) {
+		r.copyPipe(dst, src)
+	}
+	if tc, ok := dst.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	}
+}
+
+// copyPipe copies src to dst through a buffer until src ends or dst fails; a failed read
+// closes dst.
+func (r *Relay) copyPipe(dst, src net.Conn) {
 	buf := make([]byte, 256<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			r.count.n.Add(int64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
-				break
+				return
 			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
 				dst.Close()
 			}
-			break
+			return
 		}
-	}
-	if tc, ok := dst.(*net.TCPConn); ok {
-		_ = tc.CloseWrite()
 	}
 }
 
