@@ -40,7 +40,7 @@ import (
 //     writes the row and creates the triggers in one transaction, and this agent's first
 //     transaction that writes those tables after it deletes the row and drops the
 //     triggers (disarmSnapshotSQL), so that its own writes do not run a trigger for every
-//     row (a tenth of what it costs to record a file). A crash in between leaves neither;
+//     row (a fifth of what it costs to record a file). A crash in between leaves neither;
 //     Open creates the triggers again;
 //   - Trees uses it only when the row is present, the file holds the row's id, has this
 //     format's magic and its checksum matches; otherwise it reads the rows, as before.
