@@ -48,36 +48,26 @@ import (
 // The file spares reading 14.5 MB (at 100,000 files) through SQLite's overflow pages and
 // database/sql's copies. A row that holds a whole blob (the format before the file) is
 // still read.
-const snapshotSchema = `
+var snapshotSchema = `
 CREATE TABLE IF NOT EXISTS snapshot (id INTEGER PRIMARY KEY CHECK (id = 1), data BLOB NOT NULL);
 ` + snapshotTriggers
 
-// snapshotTriggers drop the snapshot row when a row of the trees' tables changes.
-const snapshotTriggers = `
-CREATE TRIGGER IF NOT EXISTS snapshot_synced_ins AFTER INSERT ON synced BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_synced_upd AFTER UPDATE ON synced BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_synced_del AFTER DELETE ON synced BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_remote_ins AFTER INSERT ON remote BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_remote_upd AFTER UPDATE ON remote BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_remote_del AFTER DELETE ON remote BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_local_ins AFTER INSERT ON local BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_local_upd AFTER UPDATE ON local BEGIN DELETE FROM snapshot; END;
-CREATE TRIGGER IF NOT EXISTS snapshot_local_del AFTER DELETE ON local BEGIN DELETE FROM snapshot; END;
-`
+// snapshotTriggers drop the snapshot row when a row of the trees' tables changes, and
+// disarmSnapshotSQL deletes the row and drops them (see above): both made from one list.
+var snapshotTriggers, disarmSnapshotSQL = snapshotTriggerSQL()
 
-// disarmSnapshotSQL deletes the snapshot row and drops the triggers (see above).
-const disarmSnapshotSQL = `
-DELETE FROM snapshot;
-DROP TRIGGER IF EXISTS snapshot_synced_ins;
-DROP TRIGGER IF EXISTS snapshot_synced_upd;
-DROP TRIGGER IF EXISTS snapshot_synced_del;
-DROP TRIGGER IF EXISTS snapshot_remote_ins;
-DROP TRIGGER IF EXISTS snapshot_remote_upd;
-DROP TRIGGER IF EXISTS snapshot_remote_del;
-DROP TRIGGER IF EXISTS snapshot_local_ins;
-DROP TRIGGER IF EXISTS snapshot_local_upd;
-DROP TRIGGER IF EXISTS snapshot_local_del;
-`
+func snapshotTriggerSQL() (create, disarm string) {
+	var c, d strings.Builder
+	d.WriteString("DELETE FROM snapshot;\n")
+	for _, table := range []string{"synced", "remote", "local"} {
+		for _, op := range []struct{ suffix, event string }{{"ins", "INSERT"}, {"upd", "UPDATE"}, {"del", "DELETE"}} {
+			name := "snapshot_" + table + "_" + op.suffix
+			fmt.Fprintf(&c, "CREATE TRIGGER IF NOT EXISTS %s AFTER %s ON %s BEGIN DELETE FROM snapshot; END;\n", name, op.event, table)
+			fmt.Fprintf(&d, "DROP TRIGGER IF EXISTS %s;\n", name)
+		}
+	}
+	return c.String(), d.String()
+}
 
 // snapshotMagic starts a snapshot of this format; another format is ignored (rows).
 const snapshotMagic = "sfsnap1\n"

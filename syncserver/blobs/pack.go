@@ -106,11 +106,16 @@ func (p *packed) recordSize() int64 { return recordSize(p.size) }
 // appendRecord appends the record of a block to buf.
 func appendRecord(buf []byte, sum [sha256.Size]byte, data []byte) []byte {
 	start := len(buf)
-	buf = append(buf, packMagic...)
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(data)))
-	buf = append(buf, sum[:]...)
+	buf = appendRecordHead(buf, sum, len(data))
 	buf = append(buf, data...)
 	return binary.LittleEndian.AppendUint32(buf, crc32.Checksum(buf[start:], castagnoli))
+}
+
+// appendRecordHead appends the header of a record of n bytes of data to buf.
+func appendRecordHead(buf []byte, sum [sha256.Size]byte, n int) []byte {
+	buf = append(buf, packMagic...)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(n))
+	return append(buf, sum[:]...)
 }
 
 // parseRecord checks the record at the start of b and returns its hash and data length.
@@ -444,9 +449,7 @@ func newBlockRecords(blocks []BlockData, sums [][sha256.Size]byte, todo []int) *
 	for _, i := range todo {
 		data := blocks[i].Data
 		start := len(r.heads)
-		r.heads = append(r.heads, packMagic...)
-		r.heads = binary.LittleEndian.AppendUint32(r.heads, uint32(len(data)))
-		r.heads = append(r.heads, sums[i][:]...)
+		r.heads = appendRecordHead(r.heads, sums[i], len(data))
 		crc := crc32.Update(crc32.Checksum(r.heads[start:], castagnoli), castagnoli, data)
 		r.tails = binary.LittleEndian.AppendUint32(r.tails, crc)
 		r.total += recordSize(int64(len(data)))
