@@ -87,7 +87,7 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 			t.Fatal(err)
 		}
 		st, _ := Stat(fi)
-		jobs[n] = job{path: n, st: st}
+		jobs[n] = newJob(n, st, false)
 	}
 	if err := os.Remove(filepath.Join(dir, "fifo")); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestHashGivesUpAFileReplacedSinceItsLstat(t *testing.T) {
 	// A lazy job (listed, not stat'ed) that finds a fifo gives up too.
 	done := make(chan *Update, 1)
 	go func() {
-		j := job{path: "fifo", st: trees.IndexEntry{Type: proto.TypeFile}, lazy: true}
+		j := newJob("fifo", trees.IndexEntry{Type: proto.TypeFile}, true)
 		done <- s.hashOne(context.Background(), dirs, &j)
 	}()
 	select {

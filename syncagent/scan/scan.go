@@ -110,8 +110,8 @@ type renames struct {
 	removed map[string]trees.IndexEntry
 }
 
-func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) {
-	if s.Blocks == nil || j.st.Size < renameMinSize {
+func (s *Scanner) findRename(r *renames, l *trees.Trees, j *job) (*Update, bool) {
+	if s.Blocks == nil || j.size < renameMinSize {
 		return nil, false
 	}
 	if r.byIno == nil {
@@ -123,7 +123,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 		}
 	}
 	try := func(old string, e trees.IndexEntry) (*Update, bool) {
-		if old == j.path || e.SHA256.IsZero() || !SameStat(e, j.st) {
+		if old == j.path || e.SHA256.IsZero() || !SameStat(e, j.stat()) {
 			return nil, false
 		}
 		if fi, err := s.Root.Lstat(old); err == nil {
@@ -144,7 +144,7 @@ func (s *Scanner) findRename(r *renames, l *trees.Trees, j job) (*Update, bool) 
 		}
 		return &Update{Path: j.path, Entry: e, Blocks: blocks, Sums: sums}, true
 	}
-	for _, old := range r.byIno[j.st.Ino] {
+	for _, old := range r.byIno[j.ino] {
 		if e, ok := l.Index.Get(old); ok {
 			if u, ok := try(old, e); ok {
 				return u, true
@@ -218,13 +218,43 @@ func SameStat(a, b trees.IndexEntry) bool {
 	return a.Type == b.Type && a.Size == b.Size && a.MTimeNs == b.MTimeNs && a.Ino == b.Ino && a.Mode == b.Mode
 }
 
-// job is one file to hash.
+// job is one file to hash: its path and the stat key it is to keep while it is read.
+// It holds the key's fields, not a trees.IndexEntry (its hash and link target are
+// always empty here): a first scan of 100,000 files holds a job for each until they
+// are hashed, at 48 bytes each instead of 120.
 type job struct {
-	path string
-	st   trees.IndexEntry
-	// lazy: st holds the type and inode number the listing gave, and hashOne takes the
+	path          string
+	size, mtimeNs int64
+	ino           uint64
+	mode          uint32
+	// lazy: only the inode number is known (the listing gave it), and hashOne takes the
 	// stat key from the open file.
 	lazy bool
+}
+
+// newJob is the job of the regular file p with the stat key st.
+func newJob(p string, st trees.IndexEntry, lazy bool) job {
+	return job{path: p, size: st.Size, mtimeNs: st.MTimeNs, ino: st.Ino, mode: st.Mode, lazy: lazy}
+}
+
+// stat is the job's stat key.
+func (j *job) stat() trees.IndexEntry {
+	return trees.IndexEntry{Type: proto.TypeFile, Size: j.size, MTimeNs: j.mtimeNs, Ino: j.ino, Mode: j.mode}
+}
+
+// jobList holds the jobs of a walk in pieces of up to hashSlice, hashed (Scanner.hash)
+// and let go one piece at a time: in one slice, a first scan's 100,000 jobs grew by
+// copies (the old and the new array live at once) and stayed whole until the last one
+// was hashed, the agent's peak of memory.
+type jobList struct{ pieces [][]job }
+
+func (l *jobList) add(j job) {
+	n := len(l.pieces)
+	if n == 0 || len(l.pieces[n-1]) >= hashSlice {
+		l.pieces = append(l.pieces, nil)
+		n++
+	}
+	l.pieces[n-1] = append(l.pieces[n-1], j)
 }
 
 // Sweep receives what a full scan passes over that the agent may have to clean up: every
@@ -259,7 +289,7 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 	seen := make([]string, 0, l.Local.Len())
 	treeBefore, indexBefore := l.Local.Len(), l.Index.Len()
 	var inTree, inIndex int
-	var jobs []job
+	var jobs jobList
 	var ups []Update
 	// walk visits dir's entries in name order, each before its content, with the stat
 	// key readDir took: one system call per entry, not a walk of the path from the root.
@@ -314,8 +344,8 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 				if up != nil {
 					ups = append(ups, *up)
 				}
-				if j != nil {
-					jobs = append(jobs, *j)
+				if j.path != "" {
+					jobs.add(j)
 				}
 			}
 			if e.isDir && ok {
@@ -349,12 +379,13 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 			}
 		}
 	}
-	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
+	hashed, err := s.hash(ctx, &jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
 }
 
-// visit stats p and either settles it from the index cache or returns a hash job.
-func (s *Scanner) visit(p string, l *trees.Trees) (*job, *Update, bool, error) {
+// visit stats p and either settles it from the index cache or returns a hash job (a
+// job without a path: none).
+func (s *Scanner) visit(p string, l *trees.Trees) (job, *Update, bool, error) {
 	fi, err := s.Root.Lstat(p)
 	var st trees.IndexEntry
 	ok := false
@@ -367,10 +398,10 @@ func (s *Scanner) visit(p string, l *trees.Trees) (*job, *Update, bool, error) {
 // settleEntry is settle of p, listed as e: a lazy entry (readDir) becomes a hash job as
 // it is, unless the index holds p (a new dir may hold paths the index kept from an
 // earlier one of its name), when p is stat'ed after all.
-func (s *Scanner) settleEntry(p string, e dirEntry, l *trees.Trees) (*job, *Update, bool, error) {
+func (s *Scanner) settleEntry(p string, e dirEntry, l *trees.Trees) (job, *Update, bool, error) {
 	if e.lazy {
 		if _, ok := l.Index.Get(p); !ok {
-			return &job{path: p, st: e.st, lazy: true}, nil, true, nil
+			return newJob(p, e.st, true), nil, true, nil
 		}
 		fi, err := s.Root.Lstat(p)
 		e.st, e.ok, e.err = trees.IndexEntry{}, false, err
@@ -383,53 +414,60 @@ func (s *Scanner) settleEntry(p string, e dirEntry, l *trees.Trees) (*job, *Upda
 
 // settle files p, whose lstat gave the stat key st (ok: a type that syncs) or the error
 // statErr, from the index cache, or returns a hash job.
-func (s *Scanner) settle(p string, st trees.IndexEntry, ok bool, statErr error, l *trees.Trees) (*job, *Update, bool, error) {
+func (s *Scanner) settle(p string, st trees.IndexEntry, ok bool, statErr error, l *trees.Trees) (job, *Update, bool, error) {
 	if errors.Is(statErr, fs.ErrNotExist) {
-		return nil, nil, false, nil
+		return job{}, nil, false, nil
 	}
 	if statErr != nil {
-		return nil, nil, false, fmt.Errorf("stat %q: %w", p, statErr)
+		return job{}, nil, false, fmt.Errorf("stat %q: %w", p, statErr)
 	}
 	if !ok {
-		return nil, nil, false, nil
+		return job{}, nil, false, nil
 	}
 	if old, ok := l.Index.Get(p); ok && SameStat(old, st) {
 		// A scan mostly finds the Local tree as it was: no store then.
 		if n, had := l.Local.Get(p); !had || n != old.Node() {
 			l.Local.Set(p, old.Node())
 		}
-		return nil, nil, true, nil
+		return job{}, nil, true, nil
 	}
 	switch st.Type {
 	case proto.TypeFile:
-		return &job{path: p, st: st}, nil, true, nil
+		return newJob(p, st, false), nil, true, nil
 	case proto.TypeSymlink:
 		target, err := s.Root.Readlink(p)
 		if err != nil {
-			return nil, nil, false, nil //nolint:nilerr // replaced while scanning: the next scan sees it
+			return job{}, nil, false, nil //nolint:nilerr // replaced while scanning: the next scan sees it
 		}
 		st.Target = target
 	}
 	l.Index.Set(p, st)
 	l.Local.Set(p, st.Node())
-	return nil, &Update{Path: p, Entry: st}, true, nil
+	return job{}, &Update{Path: p, Entry: st}, true, nil
 }
 
-func (s *Scanner) hash(ctx context.Context, jobs []job, l *trees.Trees, r *renames) ([]Update, error) {
+// hash hashes the jobs' files, renamed ones found first (findRename), one piece of
+// jobs at a time, each let go once hashed (and recorded, with Scanner.Record).
+func (s *Scanner) hash(ctx context.Context, jobs *jobList, l *trees.Trees, r *renames) ([]Update, error) {
 	var ups []Update
-	rest := jobs[:0]
-	for _, j := range jobs {
-		if u, ok := s.findRename(r, l, j); ok {
-			ups = append(ups, *u)
-		} else {
-			rest = append(rest, j)
+	for i, piece := range jobs.pieces {
+		rest := piece[:0]
+		for k := range piece {
+			if u, ok := s.findRename(r, l, &piece[k]); ok {
+				ups = append(ups, *u)
+			} else {
+				rest = append(rest, piece[k])
+			}
 		}
+		jobs.pieces[i] = rest
 	}
-	jobs = rest
 	s.setRenamed(ups, l)
-	for len(jobs) > 0 {
-		n := min(len(jobs), hashSlice)
-		hashed, err := s.hashSome(ctx, jobs[:n], l, r)
+	for i, piece := range jobs.pieces {
+		jobs.pieces[i] = nil
+		if len(piece) == 0 {
+			continue
+		}
+		hashed, err := s.hashSome(ctx, piece, l, r)
 		if err != nil {
 			return nil, err
 		}
@@ -441,7 +479,6 @@ func (s *Scanner) hash(ctx context.Context, jobs []job, l *trees.Trees, r *renam
 		if err != nil {
 			return nil, err
 		}
-		jobs = jobs[n:]
 	}
 	return ups, nil
 }
@@ -465,7 +502,7 @@ func (s *Scanner) hashSome(ctx context.Context, jobs []job, l *trees.Trees, r *r
 	rest := again[:0]
 	var renamed []Update
 	for _, j := range again {
-		if u, ok := s.findRename(r, l, j); ok {
+		if u, ok := s.findRename(r, l, &j); ok {
 			renamed = append(renamed, *u)
 		} else {
 			rest = append(rest, j)
@@ -552,11 +589,11 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *U
 		if !ok || st.Type != proto.TypeFile {
 			return nil
 		}
-		jp.st, jp.lazy = st, false
+		*jp = newJob(jp.path, st, false)
 		if s.Blocks != nil && st.Size >= renameMinSize {
 			return &renameFirst
 		}
-	} else if !HasStat(fi, jp.st) {
+	} else if !HasStat(fi, jp.stat()) {
 		return nil
 	}
 	j := *jp
@@ -565,12 +602,12 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *U
 	// is all it costs) it is cut afresh.
 	var prev []proto.Block
 	var sums chunk.Sums
-	if s.Blocks != nil && j.st.Size >= rehashMinSize {
+	if s.Blocks != nil && j.size >= rehashMinSize {
 		prev, sums, _ = s.Blocks(j.path)
 	}
 	var up Upload
 	if s.Preupload != nil {
-		up = s.Preupload(ctx, j.path, j.st.Size, prev)
+		up = s.Preupload(ctx, j.path, j.size, prev)
 	}
 	if up.Wait != nil {
 		defer up.Wait()
@@ -596,10 +633,10 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *U
 	// The stat key after is the open file's: the content hashed is that inode's, and a
 	// file renamed over the path since has another inode, which the next scan sees.
 	fi, err = f.Stat()
-	if err != nil || !HasStat(fi, j.st) || res.Size != j.st.Size {
+	if err != nil || !HasStat(fi, j.stat()) || res.Size != j.size {
 		return nil
 	}
-	e := j.st
+	e := j.stat()
 	e.SHA256 = res.Sum
 	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Sums: res.Sums}
 }
@@ -633,7 +670,7 @@ func sumOnServer(ctx context.Context, f io.ReadSeeker, up Upload, cut, full func
 // returns the index updates to persist (without those handed to Record).
 func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]Update, error) {
 	paths = outermost(paths)
-	var jobs []job
+	var jobs jobList
 	var ups []Update
 	// The paths are disjoint subtrees, so a path is visited once without a set of the
 	// visited ones (100,000 entries when a whole tree is rescanned); only the parent
@@ -698,8 +735,8 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if up != nil {
 			ups = append(ups, *up)
 		}
-		if j != nil {
-			jobs = append(jobs, *j)
+		if j.path != "" {
+			jobs.add(j)
 		}
 		if !isDir {
 			return nil
@@ -766,7 +803,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 			return nil, err
 		}
 	}
-	hashed, err := s.hash(ctx, jobs, l, &renames{removed: removed})
+	hashed, err := s.hash(ctx, &jobs, l, &renames{removed: removed})
 	return append(ups, hashed...), err
 }
 
