@@ -50,14 +50,12 @@ func (j job) finish() {
 // batchMaxBytes, so its last file may take it up to a whole batchFileMax over.
 const batchBufSize = batchMaxBytes + batchFileMax
 
-// batchBufs holds the buffers that batches read their blocks into (*[]byte of
-// batchBufSize). A buffer goes back once every file of its batch landed: fetching 85 MB
-// of small files one fresh slice per block kept a reader's collector busy (a tenth of
-// its CPU in the first sync of 10,000 files).
-var batchBufs = sync.Pool{New: func() any { b := make([]byte, batchBufSize); return &b }}
+// batchBufsKept is how many batch buffers (of batchBufSize) a batcher keeps for its next
+// batches: one for each batch in flight and one whose files are still landing.
+const batchBufsKept = batchesInFlight + 1
 
-// putBatchBuf returns a batch's buffer to batchBufs; tests replace it.
-var putBatchBuf = func(b *[]byte) { batchBufs.Put(b) }
+// returnBatchBuf, when set (tests), sees every batch buffer as it goes back.
+var returnBatchBuf func(*[]byte)
 
 // batcher groups the small files of a download slice into batched block requests and
 // hands each file, with its block, to the workers.
@@ -71,6 +69,11 @@ type batcher struct {
 	ops    []plan.Op
 	hashes []string
 	bytes  int64
+	// bufs holds the buffers that batches read their blocks into, for the batcher's
+	// next batches. A buffer goes back once every file of its batch landed. (A
+	// sync.Pool lost them to the collector, which ran every few dozen milliseconds in a
+	// first sync of 100,000 files: 110 MB of fresh buffers.)
+	bufs chan *[]byte
 	// localHashes are the contents of the local files (made on first use): the first 8
 	// bytes of their SHA-256, sorted. A map of 100,000 hash strings was 5.8 MB of a
 	// reader's heap at its peak, a map of the prefixes 4 MB, this is 0.8 MB. Two
@@ -80,7 +83,7 @@ type batcher struct {
 }
 
 func (x *Executor) newBatcher(ctx context.Context, next chan<- job) *batcher {
-	return &batcher{x: x, ctx: ctx, next: next, slots: make(chan struct{}, batchesInFlight)}
+	return &batcher{x: x, ctx: ctx, next: next, slots: make(chan struct{}, batchesInFlight), bufs: make(chan *[]byte, batchBufsKept)}
 }
 
 // add takes op into the current batch when it is a small file whose block is to come
@@ -156,16 +159,16 @@ func (b *batcher) flush() {
 		var data [][]byte
 		var done func()
 		if !b.x.noBatch.Load() { // a batch in flight may have found the server without them
-			buf := batchBufs.Get().(*[]byte)
+			buf := b.buf()
 			if data = b.x.fetchBatch(b.ctx, hashes, *buf); data == nil {
-				putBatchBuf(buf)
+				b.putBuf(buf)
 			} else {
 				// The buffer goes back when the last file's worker is through with its block.
 				var left atomic.Int32
 				left.Store(int32(len(ops)))
 				done = func() {
 					if left.Add(-1) == 0 {
-						putBatchBuf(buf)
+						b.putBuf(buf)
 					}
 				}
 			}
@@ -178,6 +181,28 @@ func (b *batcher) flush() {
 			b.next <- j
 		}
 	})
+}
+
+// buf returns a buffer of batchBufSize for a batch.
+func (b *batcher) buf() *[]byte {
+	select {
+	case buf := <-b.bufs:
+		return buf
+	default:
+		buf := make([]byte, batchBufSize)
+		return &buf
+	}
+}
+
+// putBuf keeps buf for a later batch, unless batchBufsKept are kept already.
+func (b *batcher) putBuf(buf *[]byte) {
+	if returnBatchBuf != nil {
+		returnBatchBuf(buf)
+	}
+	select {
+	case b.bufs <- buf:
+	default:
+	}
 }
 
 // discard drops the batch being gathered.

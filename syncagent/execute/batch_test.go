@@ -115,18 +115,16 @@ func TestSmallFilesDownloadInBatches(t *testing.T) {
 	}
 }
 
-// A batch's buffer goes back to the pool only once every file of the batch landed:
-// here each buffer is overwritten as it goes back, and every file must still hold its
-// own bytes.
+// A batch's buffer goes back for the next batches only once every file of the batch
+// landed: here each buffer is overwritten as it goes back, and every file must still
+// hold its own bytes.
 func TestBatchBufferGoesBackOnceItsFilesLanded(t *testing.T) {
 	var returned atomic.Int32
-	put := putBatchBuf
-	putBatchBuf = func(b *[]byte) {
+	returnBatchBuf = func(b *[]byte) {
 		returned.Add(1)
 		clear(*b)
-		put(b)
 	}
-	t.Cleanup(func() { putBatchBuf = put })
+	t.Cleanup(func() { returnBatchBuf = nil })
 	url, _ := testserver.Start(t, t.TempDir(), nil)
 	want := smallTree(t, url, 600)
 	down := newEnvOn(t, url)

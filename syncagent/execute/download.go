@@ -85,6 +85,9 @@ func (x *Executor) download(ctx context.Context, ops []plan.Op, out *Outcome) er
 // landed before.
 func (x *Executor) downloadSome(ctx context.Context, ops []plan.Op, done []landed, out *Outcome) error {
 	start := time.Now()
+	// Room for every result at once: grown by appends, a slice of 10,000 made 90 MB of
+	// garbage in a first sync of 100,000 files.
+	done = slices.Grow(done, len(ops))
 	var (
 		mu      sync.Mutex
 		wg      sync.WaitGroup
