@@ -127,6 +127,7 @@ type Agent struct {
 	st         statusState
 	execSlice  int // ops per executor run; 0: execSlice (tests set a small one)
 	planWindow int // ops per window of a first sync; 0: planWindow (tests set a small one)
+	planWhole  int // most creations planned at once; 0: planWhole, or planWindow when set
 }
 
 // New opens the folder and the agent's state.
@@ -620,7 +621,11 @@ func (a *Agent) planNow() plan.Window {
 	local := a.visible(t.Local)
 	wg.Wait()
 	start := time.Now()
-	w := plan.PlanWindow(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()}, a.window())
+	window := a.window()
+	if whole := a.whole(); local.Len()+remote.Len()-2*synced.Len() <= whole {
+		window = whole // at most that many creations: one plan
+	}
+	w := plan.PlanWindow(local, remote, synced, plan.Options{Mode: a.cfg.Mode, AgentID: a.cfg.AgentID, Now: time.Now()}, window)
 	a.log.Debug("planned", "ops", len(w.Ops), "restFiles", w.RestFiles, "took", time.Since(start).String())
 	return w
 }
@@ -633,12 +638,29 @@ func (a *Agent) window() int {
 	return planWindow
 }
 
-// planWindow is how many ops of a first sync the agent plans at a time. A plan of
+// whole is the most creations planned at once.
+func (a *Agent) whole() int {
+	switch {
+	case a.planWhole > 0:
+		return a.planWhole
+	case a.planWindow > 0:
+		return a.planWindow // a test's small window cuts any plan
+	}
+	return planWhole
+}
+
+// planWindow is how many ops of a large first sync the agent plans at a time. A plan of
 // 100,000 creations held ≈ 22 MB of ops, nodes and decisions at once, the largest part
-// of an agent's heap during a first sync; a window of 16,384 holds ≈ 3.6 MB, and the
-// 100,000 take 7 plans, each a pass over the trees (≈ 40 ms at 100,000 paths:
-// BenchmarkPlanWindowFirstUpload). A first sync of 10,000 files (W1) is one plan.
-const planWindow = 16384
+// of an agent's heap during a first sync; a window of 16,384 held ≈ 3.6 MB, and with
+// what the commits of its ops hold until their echo (the commit items, our own seqs)
+// ≈ 9 MB of a writer's live heap at its peak; a window of 8,192 holds half, for 13
+// plans instead of 7, each a pass over the trees (≈ 40 ms at 100,000 paths:
+// BenchmarkPlanWindowFirstUpload).
+const planWindow = 8192
+
+// planWhole is the most creations planned at once: a smaller first sync (W1's 10,000
+// files) is one plan, whose ops start at once and hold ≈ 3.6 MB at most.
+const planWhole = 16384
 
 // actionable counts the ops that change something.
 func actionable(ops []plan.Op) int {

@@ -102,6 +102,32 @@ func TestFirstSyncRunsInWindows(t *testing.T) {
 	sameManifest(t, da, db)
 }
 
+// A first sync of up to planWhole creations is planned whole, a larger one a window at
+// a time.
+func TestFirstSyncUpToPlanWholeIsOnePlan(t *testing.T) {
+	srv := startServer(t)
+	da := filepath.Join(t.TempDir(), "a")
+	for i := range 20 {
+		write(t, filepath.Join(da, fmt.Sprintf("d%d/sub/f%02d", i%4, i)), fmt.Sprintf("file %d", i))
+	}
+	const creations = 4 + 4 + 20 // d0..d3, their sub dirs, the files
+	a := newAgent(t, srv, da, "A", nil)
+	ctx := context.Background()
+	if err := a.catchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.scanAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ whole, ops int }{{creations, creations}, {creations + 1, creations}, {creations - 1, 4}} {
+		a.planWindow, a.planWhole = 4, c.whole
+		a.quietSeen = false
+		if w := a.planNow(); len(w.Ops) != c.ops || w.RestFiles != int64(creations-c.ops) {
+			t.Errorf("whole %d: %d ops, %d more; want %d, %d more", c.whole, len(w.Ops), w.RestFiles, c.ops, creations-c.ops)
+		}
+	}
+}
+
 // A tree built elsewhere and moved into a running agent's folder is one watcher path (its
 // content is not listed), which the agent rescans with its subtree; with a small window,
 // the running agents then upload and download it a window at a time.
