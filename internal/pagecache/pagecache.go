@@ -63,7 +63,17 @@ func (w Writer) Write(p []byte) (int, error) { return Write(w.W, p) }
 // old file or the whole new one. On failure tmp is closed and removed. Making the
 // rename durable (an fsync of the dir) is the caller's.
 func ReplaceWith(tmp *os.File, path string, data []byte) error {
-	_, err := Write(tmp, data)
+	return ReplaceWithFunc(tmp, path, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// ReplaceWithFunc is ReplaceWith of what write writes to w (which passes it to tmp in
+// pieces of at most MaxWrite bytes): a large content need not be held whole. An error
+// of write fails it as a failed write would.
+func ReplaceWithFunc(tmp *os.File, path string, write func(w io.Writer) error) error {
+	err := write(Writer{W: tmp})
 	if err == nil {
 		err = tmp.Sync()
 	}

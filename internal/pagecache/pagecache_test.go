@@ -3,6 +3,7 @@ package pagecache
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -147,5 +148,53 @@ func TestReplaceWithReplacesTheFileWhole(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
 		t.Fatalf("temp file left after a failure: %v", err)
+	}
+}
+
+// A content written by a function that fails leaves the old file as it was and no temp
+// file; one that succeeds replaces it whole.
+func TestReplaceWithFuncKeepsTheOldFileOnAFailure(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "f")
+	if err := os.WriteFile(path, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := content(3*MaxWrite + 1)
+	boom := errors.New("boom")
+	tmp, err := os.Create(path + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ReplaceWithFunc(tmp, path, func(w io.Writer) error {
+		if _, err := w.Write(data[:MaxWrite+5]); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("a failing write: %v, want %v", err, boom)
+	}
+	if got, err := os.ReadFile(path); err != nil || string(got) != "old" {
+		t.Fatalf("after a failed replace the file holds %q (%v), want \"old\"", got, err)
+	}
+	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
+		t.Fatalf("temp file left after a failure: %v", err)
+	}
+	tmp, err = os.Create(path + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ReplaceWithFunc(tmp, path, func(w io.Writer) error {
+		for p := data; len(p) > 0; p = p[min(len(p), 1000):] {
+			if _, err := w.Write(p[:min(len(p), 1000)]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("file holds %d bytes (%v), want the %d written", len(got), err, len(data))
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"maps"
@@ -67,6 +68,48 @@ func TestSnapshotEncodingRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// A snapshot larger than the pieces it is written in (snapshotPiece) is the same bytes
+// however it is cut, and round-trips; a failing write ends the encoding with its error.
+func TestLargeSnapshotIsWrittenInPieces(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	s, rm, ix := randomTrees(r, 4000)
+	st := storeOf(s, rm, ix)
+	data := encodeSnapshot(st)
+	if len(data) < 3*snapshotPiece {
+		t.Fatalf("the test's snapshot is %d bytes, want more than three pieces", len(data))
+	}
+	gs, gr, gi, err := decodeMaps(data)
+	if err != nil || !reflect.DeepEqual(gs, s) || !reflect.DeepEqual(gr, rm) || !reflect.DeepEqual(gi, ix) {
+		t.Fatalf("decoded trees differ (%v)", err)
+	}
+	var pieces [][]byte
+	if err := encodeSnapshotTo(writerFunc(func(p []byte) (int, error) {
+		pieces = append(pieces, append([]byte(nil), p...))
+		return len(p), nil
+	}), st); err != nil {
+		t.Fatal(err)
+	}
+	if len(pieces) < 3 || !bytes.Equal(bytes.Join(pieces, nil), data) {
+		t.Fatalf("written in %d pieces, %d bytes; want the %d bytes of encodeSnapshot in several", len(pieces), len(bytes.Join(pieces, nil)), len(data))
+	}
+	boom := errors.New("disk full")
+	written := 0
+	err = encodeSnapshotTo(writerFunc(func(p []byte) (int, error) {
+		if written > snapshotPiece {
+			return 0, boom
+		}
+		written += len(p)
+		return len(p), nil
+	}), st)
+	if !errors.Is(err, boom) {
+		t.Fatalf("a failing writer: %v, want %v", err, boom)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestSnapshotOfAnEarlierAgentIsRead: earlier agents spelled hashes in hex
 // (hashLiteral); their snapshot still loads, and a bad hex hash drops it.
