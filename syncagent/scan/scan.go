@@ -248,7 +248,11 @@ func (j *job) stat() trees.IndexEntry {
 // was hashed, the agent's peak of memory.
 type jobList struct{ pieces [][]job }
 
+// add appends j, unless it is no job (no path: settled without a hash).
 func (l *jobList) add(j job) {
+	if j.path == "" {
+		return
+	}
 	n := len(l.pieces)
 	if n == 0 || len(l.pieces[n-1]) >= hashSlice {
 		l.pieces = append(l.pieces, nil)
@@ -344,9 +348,7 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 				if up != nil {
 					ups = append(ups, *up)
 				}
-				if j.path != "" {
-					jobs.add(j)
-				}
+				jobs.add(j)
 			}
 			if e.isDir && ok {
 				if err := walk(p, !wasIndex); err != nil {
@@ -735,9 +737,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if up != nil {
 			ups = append(ups, *up)
 		}
-		if j.path != "" {
-			jobs.add(j)
-		}
+		jobs.add(j)
 		if !isDir {
 			return nil
 		}
