@@ -104,6 +104,25 @@ func decodeStreamBlocks(r io.Reader) (proto.StreamBlocksRequest, error) {
 	return req, nil
 }
 
+// decodeStreamOpen reads a StreamOpenRequest and checks its fields; maxSize is the
+// server's largest file.
+func decodeStreamOpen(r io.Reader, maxSize int64) (proto.StreamOpenRequest, error) {
+	var req proto.StreamOpenRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return req, err
+	}
+	if _, err := proto.CleanPath(req.Path); err != nil {
+		return req, fmt.Errorf("path: %w", err)
+	}
+	switch {
+	case req.Size < 0:
+		return req, fmt.Errorf("size %d: want ≥ 0", req.Size)
+	case req.Size > maxSize:
+		return req, fmt.Errorf("size %d is over the server's limit of %d bytes", req.Size, maxSize)
+	}
+	return req, nil
+}
+
 func decodeStreamSum(r io.Reader) (proto.StreamSumRequest, proto.ListKey, error) {
 	var req proto.StreamSumRequest
 	var key proto.ListKey
@@ -427,13 +446,8 @@ func parseChanges(q url.Values, maxWait time.Duration) (changesQuery, error) {
 			return c, fmt.Errorf("since %q is not a non-negative integer", truncateForError(v))
 		}
 	}
-	if v := q.Get("wait"); v != "" {
-		if c.wait, err = parseWait(v); err != nil {
-			return c, err
-		}
-		if c.wait > maxWait {
-			c.wait = maxWait
-		}
+	if c.wait, err = waitQuery(q, maxWait); err != nil {
+		return c, err
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -443,6 +457,59 @@ func parseChanges(q url.Values, maxWait time.Duration) (changesQuery, error) {
 		c.limit = n
 	}
 	return c, nil
+}
+
+// waitQuery reads a long poll's ?wait=, capped at maxWait; 0 when absent.
+func waitQuery(q url.Values, maxWait time.Duration) (time.Duration, error) {
+	v := q.Get("wait")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := parseWait(v)
+	if err != nil {
+		return 0, err
+	}
+	return min(d, maxWait), nil
+}
+
+// parseUploads reads a GET /v1/uploads query: ?after=NO (0 when absent) and ?wait=.
+func parseUploads(q url.Values, maxWait time.Duration) (after int64, wait time.Duration, err error) {
+	if v := q.Get("after"); v != "" {
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return 0, 0, fmt.Errorf("after %q is not a non-negative integer", truncateForError(v))
+		}
+	}
+	wait, err = waitQuery(q, maxWait)
+	return after, wait, err
+}
+
+// uploadBlocksQuery is a parsed GET /v1/uploads/{no} request.
+type uploadBlocksQuery struct {
+	no          int64
+	from, limit int
+	wait        time.Duration
+}
+
+// parseUploadBlocks reads a GET /v1/uploads/{no} request: the upload's number no, and
+// ?from=K (0 when absent), ?limit=N (maxUploadBlocks when absent) and ?wait=.
+func parseUploadBlocks(no string, q url.Values, maxWait time.Duration) (uploadBlocksQuery, error) {
+	u := uploadBlocksQuery{limit: maxUploadBlocks}
+	var err error
+	if u.no, err = strconv.ParseInt(no, 10, 64); err != nil || u.no < 1 {
+		return u, fmt.Errorf("upload %q is not a positive integer", truncateForError(no))
+	}
+	if v := q.Get("from"); v != "" {
+		if u.from, err = strconv.Atoi(v); err != nil || u.from < 0 {
+			return u, fmt.Errorf("from %q is not a non-negative integer", truncateForError(v))
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		if u.limit, err = strconv.Atoi(v); err != nil || u.limit < 1 || u.limit > maxUploadBlocks {
+			return u, fmt.Errorf("limit %q is not an integer from 1 to %d", truncateForError(v), maxUploadBlocks)
+		}
+	}
+	u.wait, err = waitQuery(q, maxWait)
+	return u, err
 }
 
 // parseWait accepts a Go duration ("30s") or a number of seconds ("30").

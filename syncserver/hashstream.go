@@ -100,7 +100,20 @@ type hashStream struct {
 	final    bool // the stream is being taken: hash everything queued
 	pumping  bool
 	broken   bool
-	used     time.Time
+	// gone says the stream left hs.m (taken by its commit, or dropped): it takes no
+	// more blocks.
+	gone bool
+	used time.Time
+
+	// no, path and size describe the upload once its writer opened the stream
+	// (uploads.go); they are written under hs.mu and st.mu both, so either reads them.
+	no   int64
+	path string
+	size int64
+	// changed, when a reader of the upload asked for it, is closed when list and queue
+	// grow or the stream ends (broken or gone); nil until then, so that a stream
+	// nobody reads costs no channel per block.
+	changed chan struct{}
 }
 
 // hashStreams holds the server's streams.
@@ -112,6 +125,8 @@ type hashStreams struct {
 	m      map[streamKey]*hashStream
 	held   atomic.Int64  // bytes of blocks held by pending entries (heldBudget)
 	lists  []versionList // the version lists addStored resolved last, oldest first
+	lastNo int64         // the last upload number given (uploads.go)
+	opened chan struct{} // closed, and replaced, when a stream is opened as an upload
 }
 
 // versionList is the block list of a version.
@@ -121,7 +136,7 @@ type versionList struct {
 }
 
 func newHashStreams(blocks BlockStore, cps *checkpoints) *hashStreams {
-	return &hashStreams{blocks: blocks, cps: cps, now: time.Now, m: map[streamKey]*hashStream{}}
+	return &hashStreams{blocks: blocks, cps: cps, now: time.Now, m: map[streamKey]*hashStream{}, opened: make(chan struct{})}
 }
 
 // validStreamID accepts short names of letters, digits, '-' and '_'.
@@ -144,17 +159,15 @@ func (hs *hashStreams) get(k streamKey, create bool) *hashStream {
 	now := hs.now()
 	st := hs.m[k]
 	if st == nil && create {
-		var oldest streamKey
-		var oldestUse time.Time
-		for key, o := range hs.m {
-			if now.Sub(o.used) > streamIdle {
-				delete(hs.m, key)
-				hs.drop(o)
-			} else if oldestUse.IsZero() || o.used.Before(oldestUse) {
-				oldest, oldestUse = key, o.used
-			}
-		}
+		hs.expire(now)
 		if len(hs.m) >= maxStreams {
+			var oldest streamKey
+			var oldestUse time.Time
+			for key, o := range hs.m {
+				if oldestUse.IsZero() || o.used.Before(oldestUse) {
+					oldest, oldestUse = key, o.used
+				}
+			}
 			hs.drop(hs.m[oldest])
 			delete(hs.m, oldest)
 		}
@@ -166,6 +179,16 @@ func (hs *hashStreams) get(k streamKey, create bool) *hashStream {
 		st.used = now
 	}
 	return st
+}
+
+// expire drops the streams unused for streamIdle. The caller holds hs.mu.
+func (hs *hashStreams) expire(now time.Time) {
+	for key, o := range hs.m {
+		if now.Sub(o.used) > streamIdle {
+			delete(hs.m, key)
+			hs.drop(o)
+		}
+	}
 }
 
 // hold returns a buffer for the bytes of a block uploaded to a stream, or nil when the
@@ -202,11 +225,13 @@ func (w heldWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// drop releases what a stream no longer used holds.
+// drop releases what a stream no longer used holds; the caller took it out of hs.m.
 func (hs *hashStreams) drop(st *hashStream) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.gone = true
 	hs.dropPending(st)
+	st.signal()
 }
 
 // dropPending releases the blocks the stream has not hashed; the caller holds st.mu.
@@ -241,12 +266,13 @@ func (hs *hashStreams) add(k streamKey, off int64, b proto.Block, data *[]byte) 
 // put files a block of the stream at off; false when the stream does not take it.
 // The caller holds st.mu.
 func (hs *hashStreams) put(st *hashStream, off int64, p pendingBlock) bool {
-	if st.broken || off < st.end {
+	if st.broken || st.gone || off < st.end {
 		return false // a block sent again for a part already taken: the list check decides
 	}
 	if len(st.pending)+len(st.queue) >= maxStreamPending {
 		st.broken = true
 		hs.dropPending(st)
+		st.signal()
 		return false
 	}
 	if old, ok := st.pending[off]; ok {
@@ -264,7 +290,7 @@ func (hs *hashStreams) addStored(k streamKey, off int64, base proto.ContentRef, 
 	st := hs.get(k, true)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.broken || off < st.end || len(st.pending)+len(st.queue)+len(blocks) > maxStreamPending {
+	if st.broken || st.gone || off < st.end || len(st.pending)+len(st.queue)+len(blocks) > maxStreamPending {
 		return 0, false
 	}
 	if !st.stored {
@@ -285,6 +311,7 @@ func (hs *hashStreams) addStored(k streamKey, off int64, base proto.ContentRef, 
 // advance queues the pending blocks that are next in order and starts hashing them.
 // The caller holds st.mu.
 func (hs *hashStreams) advance(st *hashStream) {
+	n := len(st.queue)
 	for !st.broken {
 		p, ok := st.pending[st.end]
 		if !ok {
@@ -304,6 +331,9 @@ func (hs *hashStreams) advance(st *hashStream) {
 		}
 		st.queue = append(st.queue, q)
 		st.end += p.b.Size
+	}
+	if len(st.queue) > n {
+		st.signal() // the upload's readers see the blocks (uploads.go)
 	}
 	hs.startPump(st)
 }
@@ -355,6 +385,7 @@ func (hs *hashStreams) pump(st *hashStream) {
 		if err != nil {
 			st.broken = true
 			hs.dropPending(st)
+			st.signal()
 		}
 	}
 }
@@ -427,8 +458,10 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.gone = true // a late add changes nothing
 	hs.finish(st)
 	hs.dropPending(st) // blocks past a gap: never hashed now
+	st.signal()
 	if st.broken || len(st.list) == 0 || len(st.list) > len(list) {
 		return nil, 0
 	}

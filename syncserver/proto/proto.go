@@ -21,7 +21,7 @@ const (
 	RouteBlocks = "/v1/blocks/"
 	// RouteStreams is the prefix of POST /v1/streams/{id}/blocks: StreamBlocksRequest →
 	// StreamBlocksResponse (stored blocks that continue an upload stream), and of POST
-	// /v1/streams/{id}/sum (StreamSumSuffix).
+	// /v1/streams/{id}/sum (StreamSumSuffix) and /v1/streams/{id}/open (StreamOpenSuffix).
 	RouteStreams = "/v1/streams/"
 	// StreamBlocksSuffix follows the stream's name in RouteStreams.
 	StreamBlocksSuffix = "/blocks"
@@ -30,6 +30,18 @@ const (
 	// stream's content, computed by the server). Optional: older servers answer 404 or
 	// 405.
 	StreamSumSuffix = "/sum"
+	// StreamOpenSuffix follows the stream's name in RouteStreams for POST
+	// /v1/streams/{id}/open: StreamOpenRequest → StreamOpenResponse (the writer names
+	// the file the stream uploads, so that readers may fetch its blocks before the
+	// commit). Optional: older servers answer 404 or 405.
+	StreamOpenSuffix = "/open"
+	// RouteUploads is GET ?after=NO&wait=DURATION → UploadsResponse: the uploads in
+	// progress (streams opened with StreamOpenSuffix). Optional: older servers answer
+	// 404.
+	RouteUploads = "/v1/uploads"
+	// RouteUploadBlocks is the prefix of GET /v1/uploads/{no}?from=K&wait=DURATION&limit=N
+	// → UploadBlocksResponse: the blocks an upload in progress has stored so far.
+	RouteUploadBlocks = "/v1/uploads/"
 	// RouteBlocksGet is POST GetBlocksRequest → the blocks' bytes in one answer, framed as
 	// records (see BlockRecord). Optional: older servers answer 404 or 405.
 	RouteBlocksGet = "/v1/blocks/get"
@@ -237,6 +249,54 @@ type StreamBlocksResponse struct {
 	Off int64 `json:"off"`
 	// End is the offset just after the last block the request added.
 	End int64 `json:"end"`
+}
+
+// StreamOpenRequest names the file an upload stream uploads (StreamOpenSuffix): readers
+// then see the upload (RouteUploads) and may fetch its blocks while they arrive, before
+// the commit that makes the file an entry.
+type StreamOpenRequest struct {
+	// Path is the file's path (see CleanPath).
+	Path string `json:"path"`
+	// Size is the file's length in bytes (≥ 0).
+	Size int64 `json:"size"`
+}
+
+// StreamOpenResponse answers StreamOpenRequest.
+type StreamOpenResponse struct {
+	// No is the upload's number: server-wide, from 1 up, never reused while the server
+	// runs (a restart starts again at 1).
+	No int64 `json:"no"`
+}
+
+// Upload is an upload in progress: a stream that was opened and not yet taken by a
+// commit or given up.
+type Upload struct {
+	// No is the upload's number (StreamOpenResponse).
+	No int64 `json:"no"`
+	// Path and Size are what the writer named (StreamOpenRequest).
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// UploadsResponse answers RouteUploads: the uploads in progress whose number is above
+// the request's after, in increasing number order.
+type UploadsResponse struct {
+	Uploads []Upload `json:"uploads"`
+	// Last is the highest upload number given so far: the after of the next request.
+	// A Last below the after sent says the server restarted (numbers start at 1 again).
+	Last int64 `json:"last"`
+}
+
+// UploadBlocksResponse answers RouteUploadBlocks: the blocks of an upload that are
+// stored and contiguous from the start of its file, in file order, from index From on.
+type UploadBlocksResponse struct {
+	// From is the request's: the index of Blocks[0] in the file's block list.
+	From int `json:"from"`
+	// Blocks are the stored blocks from From on, at most the request's limit.
+	Blocks []Block `json:"blocks"`
+	// Done says no block will be added any more (the upload was taken by its commit,
+	// given up or dropped) and Blocks reaches the last of those the upload holds.
+	Done bool `json:"done"`
 }
 
 // GetBlocksRequest asks for the bytes of Hashes in one answer (RouteBlocksGet).

@@ -1,0 +1,221 @@
+package syncserver
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// Uploads in progress let a reader fetch a large file's blocks while its writer still
+// uploads them, so that the file is all there soon after its commit rather than a whole
+// download later. The writer opens its upload stream (hashstream.go) with the file's
+// path and size (POST /v1/streams/{id}/open) and the server numbers the upload; readers
+// list the uploads in progress (GET /v1/uploads) and each one's blocks as they are
+// stored, contiguous from the file's start, in file order (GET /v1/uploads/{no}), both
+// as long polls. Nothing of it is an entry: the file becomes one at its commit, checked
+// as ever, and a reader uses blocks it fetched early only when the committed entry
+// lists them. A block listed is one the server stored after checking it against its
+// name, or a committed version's named by reference; the list is the stream's own
+// (list then queue), which only grows while the stream lives.
+
+// maxUploadBlocks bounds the blocks of one GET /v1/uploads/{no} answer (and is its
+// default): a 1 GiB file's list, about 390 KiB of JSON.
+const maxUploadBlocks = 4096
+
+var (
+	// errStreamOpened is open's answer for a stream that names its file already.
+	errStreamOpened = errors.New("it names its file already")
+	// errStreamEnded is open's answer for a stream that takes no more blocks.
+	errStreamEnded = errors.New("it was given up or taken by its commit")
+)
+
+// signal wakes the readers waiting for a change of the stream. The caller holds st.mu.
+func (st *hashStream) signal() {
+	if st.changed != nil {
+		close(st.changed)
+		st.changed = nil
+	}
+}
+
+// changes returns a channel that signal closes. The caller holds st.mu.
+func (st *hashStream) changes() <-chan struct{} {
+	if st.changed == nil {
+		st.changed = make(chan struct{})
+	}
+	return st.changed
+}
+
+// open names path, of size bytes, as the file stream k uploads, creating the stream if
+// need be, and returns the upload's number.
+func (hs *hashStreams) open(k streamKey, path string, size int64) (int64, error) {
+	st := hs.get(k, true)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	switch {
+	case st.no != 0:
+		return 0, errStreamOpened
+	case st.broken || st.gone:
+		return 0, errStreamEnded
+	}
+	hs.lastNo++
+	st.no, st.path, st.size = hs.lastNo, path, size
+	close(hs.opened)
+	hs.opened = make(chan struct{})
+	return st.no, nil
+}
+
+// uploads returns the uploads in progress numbered above after, in number order, the
+// last number given, and a channel closed at the next open.
+func (hs *hashStreams) uploads(after int64) ([]proto.Upload, int64, <-chan struct{}) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.expire(hs.now())
+	out := []proto.Upload{}
+	for _, st := range hs.m {
+		if st.no <= after {
+			continue
+		}
+		st.mu.Lock()
+		broken := st.broken
+		st.mu.Unlock()
+		if !broken {
+			out = append(out, proto.Upload{No: st.no, Path: st.path, Size: st.size})
+		}
+	}
+	slices.SortFunc(out, func(a, b proto.Upload) int { return cmp.Compare(a.No, b.No) })
+	return out, hs.lastNo, hs.opened
+}
+
+// upload returns the stream of upload no, or nil when no stream held has that number.
+func (hs *hashStreams) upload(no int64) *hashStream {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.expire(hs.now())
+	for _, st := range hs.m {
+		if st.no == no {
+			return st
+		}
+	}
+	return nil
+}
+
+// uploadBlocks returns at most limit of the stream's blocks that are stored and
+// contiguous from the file's start, from index from on; done when the stream takes no
+// more and they reach the last it holds; and a channel closed at the stream's next
+// change.
+func (hs *hashStreams) uploadBlocks(st *hashStream, from, limit int) (blocks []proto.Block, done bool, changed <-chan struct{}) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	// pump moves blocks from queue to list under st.mu: list + queue is the whole
+	// sequence at any moment, and an index names the same block throughout.
+	n := len(st.list) + len(st.queue)
+	blocks = []proto.Block{}
+	for i := from; i < n && len(blocks) < limit; i++ {
+		if i < len(st.list) {
+			blocks = append(blocks, st.list[i])
+		} else {
+			blocks = append(blocks, st.queue[i-len(st.list)].b)
+		}
+	}
+	done = (st.broken || st.gone) && from+len(blocks) >= n
+	return blocks, done, st.changes()
+}
+
+// handleStreamOpen names the file an upload stream uploads (StreamOpenRequest), so that
+// readers may fetch its blocks before the commit.
+func (s *Server) handleStreamOpen(w http.ResponseWriter, r *http.Request) {
+	id, body, done, ok := s.streamRequest(w, r)
+	if !ok {
+		return
+	}
+	req, err := decodeStreamOpen(body, s.cfg.MaxFileSize)
+	done()
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	no, err := s.streams.open(streamKey{agentFrom(r.Context()), id}, req.Path, req.Size)
+	if err != nil {
+		writeError(w, http.StatusConflict, fmt.Sprintf("stream %s cannot be opened: %v", id, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, proto.StreamOpenResponse{No: no})
+}
+
+// handleUploads lists the uploads in progress (UploadsResponse), waiting for one to
+// open when there is none past the client's after.
+func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) {
+	after, wait, err := parseUploads(r.URL.Query(), s.cfg.MaxWait)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	var deadline <-chan time.Time
+	if wait > 0 {
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		list, last, opened := s.streams.uploads(after)
+		if len(list) > 0 || deadline == nil {
+			writeJSON(w, http.StatusOK, proto.UploadsResponse{Uploads: list, Last: last})
+			return
+		}
+		select {
+		case <-opened:
+		case <-deadline:
+			deadline = nil // one last look, then answer
+		case <-s.stop:
+			deadline = nil
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// handleUploadBlocks answers the blocks an upload in progress stored so far
+// (UploadBlocksResponse), waiting for more when there is none past the client's from.
+func (s *Server) handleUploadBlocks(w http.ResponseWriter, r *http.Request) {
+	q, err := parseUploadBlocks(r.PathValue("no"), r.URL.Query(), s.cfg.MaxWait)
+	if err != nil {
+		badRequest(w, err)
+		return
+	}
+	// The stream found is kept: a commit that takes it meanwhile takes it out of the
+	// streams, and the answer is then done.
+	st := s.streams.upload(q.no)
+	if st == nil {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no upload %d in progress (never opened, taken by its commit, or given up)", q.no))
+		return
+	}
+	var deadline <-chan time.Time
+	if q.wait > 0 {
+		t := time.NewTimer(q.wait)
+		defer t.Stop()
+		deadline = t.C
+	}
+	for {
+		blocks, done, changed := s.streams.uploadBlocks(st, q.from, q.limit)
+		if len(blocks) > 0 || done || deadline == nil {
+			writeJSONFor(w, r, http.StatusOK, proto.UploadBlocksResponse{From: q.from, Blocks: blocks, Done: done})
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			deadline = nil
+		case <-s.stop:
+			deadline = nil
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
