@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncagent/watch"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
@@ -117,6 +118,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer stopPull()
 	go a.pull(pullCtx, pages)
 
+	// Large files another agent is uploading are fetched while they are sent.
+	var uploads chan proto.Upload
+	if a.cfg.Mode != plan.SendOnly {
+		uploads = make(chan proto.Upload, 16)
+		go a.followUploads(pullCtx, uploads)
+	}
+	defer a.exec.StopPrefetches()
+
 	var batches <-chan watch.Batch
 	if a.cfg.Watch {
 		w, err := watch.New(a.cfg.Dir, watch.Options{Ignore: a.ignored, Logger: a.log})
@@ -227,6 +236,9 @@ func (a *Agent) Run(ctx context.Context) error {
 				if a.st.breakerTripped() && a.resumeWaiting() {
 					remoteCh = true // plan again: the held deletes may now run
 				}
+				a.exec.ExpirePrefetches(time.Now())
+			case up := <-uploads:
+				a.prefetch(ctx, up)
 			case <-a.exec.Recorded():
 				// The last downloads' record ended while the loop had nothing to do.
 				if err := a.waitDownloadRecord(); err != nil {

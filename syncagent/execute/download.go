@@ -524,6 +524,15 @@ type fetchOpts struct {
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
 	prev, local := x.openPrevious(op.Path)
 	o := &fetchOpts{hints: baseHints(local, blocks), prev: prev}
+	if p := x.takePrefetch(op.Path); p != nil {
+		l, used, err := x.assemblePrefetched(ctx, op, blocks, p, func(rest []proto.Block, write func([]byte) error) error {
+			return x.fetchBlocks(ctx, rest, o, write)
+		})
+		if used && !errors.Is(err, errNotStaged) {
+			go prev.close()
+			return l, err
+		}
+	}
 	l, err := x.assembleFrom(op, blocks, func(write func([]byte) error) error {
 		err := x.fetchBlocks(ctx, blocks, o, write)
 		if !renameOverOpenFile {
@@ -597,32 +606,62 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			}
 		}
 	}()
-	w := newFileWriter(f, r.Size)
-	write := w.write
-	var fast []chunk.FastSum
-	if len(blocks) > 1 {
-		// The fast sums of the blocks as written: a later rebuild of the file checks the
-		// blocks it takes from it by them (previousFile), at a few percent of SHA-256's
-		// cost.
-		write = func(data []byte) error {
-			fast = append(fast, chunk.FastSumOf(data))
-			return w.write(data)
+	a := newAssembly(f, r.Size, len(blocks) > 1)
+	err := fetch(a.write)
+	if err == nil {
+		ok, err = x.landAssembled(dir, name, op, blocks, f, t, anon, a)
+		if ok {
+			return a.landed, err
 		}
 	}
-	err := fetch(write)
-	if err == nil {
-		err = w.finish()
+	return landed{}, err
+}
+
+// assembly is a file being written from its blocks, in order.
+type assembly struct {
+	w fileWriter
+	// fast holds the fast sums of the blocks as written (files of several blocks): a
+	// later rebuild of the file checks the blocks it takes from it by them
+	// (previousFile), at a few percent of SHA-256's cost.
+	fast    []chunk.FastSum
+	several bool
+	n       int    // pieces written in full
+	landed  landed // set by landAssembled
+}
+
+func newAssembly(f *os.File, size int64, several bool) *assembly {
+	return &assembly{w: newFileWriter(f, size), several: several}
+}
+
+// write writes the next block's bytes.
+func (a *assembly) write(data []byte) error {
+	if err := a.w.write(data); err != nil {
+		return err
 	}
-	if err != nil {
-		return landed{}, err
+	if a.several {
+		a.fast = append(a.fast, chunk.FastSumOf(data))
 	}
+	a.n++
+	return nil
+}
+
+// landAssembled finishes the temp file f (t, or unnamed when anon) that holds the
+// content of op, written by a, and moves it into place as name in dir, which is
+// op.Path; it sets a.landed. placed says the file is in place (the caller must not
+// remove it, even when err says its close failed).
+func (x *Executor) landAssembled(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, f *os.File, t tempFile, anon bool, a *assembly) (placed bool, err error) {
+	r := op.Remote
+	if err := a.w.finish(); err != nil {
+		return false, err
+	}
+	fast := a.fast
 	if len(fast) != len(blocks) {
 		fast = nil // written in other pieces than blocks
 	}
 	mode := os.FileMode(r.Mode & 0o777) // what Chmod would set of 0o7777 too
 	if !anon {
 		if err := f.Chmod(mode); err != nil {
-			return landed{}, fmt.Errorf("chmod: %w", err)
+			return false, fmt.Errorf("chmod: %w", err)
 		}
 	}
 	// The mtime is set, and the stat key read, on the open file where the system allows
@@ -637,55 +676,56 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			// Made with its mode less the umask (openAnon): set in full only when that
 			// differs, a system call per file spared in the usual case.
 			if err = f.Chmod(mode); err != nil {
-				return landed{}, fmt.Errorf("chmod: %w", err)
+				return false, fmt.Errorf("chmod: %w", err)
 			}
 			fi, err = f.Stat()
 		}
 		if err != nil {
-			return landed{}, fmt.Errorf("stat temp file: %w", err)
+			return false, fmt.Errorf("stat temp file: %w", err)
 		}
 		l = landedOf(fi, op, blocks)
 		l.sums.Fast = fast
 	} else if !errors.Is(err, errors.ErrUnsupported) {
-		return landed{}, fmt.Errorf("set mtime: %w", err)
+		return false, fmt.Errorf("set mtime: %w", err)
 	}
 	if r.Size > syncEachAbove {
 		if err := f.Sync(); err != nil {
-			return landed{}, fmt.Errorf("fsync: %w", err)
+			return false, fmt.Errorf("fsync: %w", err)
 		}
 	}
 	if anon {
 		if !statted {
-			return landed{}, errors.New("set mtime: not on the open file")
+			return false, errors.New("set mtime: not on the open file")
 		}
 		if err := x.landAnon(f, dir, name, op.Path); err != nil {
-			return landed{}, err
+			return false, err
 		}
-		ok = true
+		a.landed = l
 		if err := f.Close(); err != nil {
-			return landed{}, fmt.Errorf("close landed file: %w", err)
+			return true, fmt.Errorf("close landed file: %w", err)
 		}
-		return l, nil
+		return true, nil
 	}
 	if err := f.Close(); err != nil {
-		return landed{}, fmt.Errorf("close temp file: %w", err)
+		return false, fmt.Errorf("close temp file: %w", err)
 	}
 	if !statted {
 		mt := time.Unix(0, r.MTimeNs)
 		if err := t.dir.Chtimes(t.name, mt, mt); err != nil {
-			return landed{}, fmt.Errorf("set mtime: %w", err)
+			return false, fmt.Errorf("set mtime: %w", err)
 		}
 	}
 	if err := x.replaceAt(dir, t, name, op.Path, op.Local); err != nil {
-		return landed{}, err
+		return false, err
 	}
-	ok = true
 	if statted {
-		return l, nil
+		a.landed = l
+		return true, nil
 	}
 	l, err = x.statAt(dir.Root, name, op, blocks)
 	l.sums.Fast = fast
-	return l, err
+	a.landed = l
+	return true, err
 }
 
 // baseHints pairs the blocks of list that replace blocks of local, the indexed list of

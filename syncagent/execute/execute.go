@@ -12,8 +12,10 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sync/semaphore"
 
@@ -60,6 +62,14 @@ type Server interface {
 	GetBlocksInto(ctx context.Context, hashes []string, buf []byte) ([][]byte, error)
 	// EntryAt fetches a version's entry, for a block list the changes feed left out.
 	EntryAt(ctx context.Context, path string, seq, baseSeq int64) (*proto.Entry, error)
+	// OpenStream names the file an upload stream sends, so that readers may fetch its
+	// blocks before the commit; an error wrapping client.ErrNotSupported means the
+	// server does not have the call.
+	OpenStream(ctx context.Context, stream, path string, size int64) (int64, error)
+	// UploadBlocks returns the blocks upload no has stored so far, in file order, from
+	// its block from on, waiting up to wait for more; an error for which client.IsNotFound
+	// reports true means the upload ended.
+	UploadBlocks(ctx context.Context, no int64, from int, wait time.Duration) (*proto.UploadBlocksResponse, error)
 }
 
 // Counters are the executor's running totals, read by the agent for status, metrics and
@@ -96,12 +106,14 @@ type Executor struct {
 	// upload of such a file goes on with (and commits naming) the same upload stream.
 	Preupload *Preupload
 
-	inflight *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
-	noBatch  atomic.Bool         // the server has no batched block downloads
-	stage    stageState          // the staging dir of the download under way; see StageDir
-	dirs     *dircache.Cache     // the dirs the download under way lands files in
-	renames  *renameSources      // the files the run under way deletes, by content (landRenamed)
-	deletes  *remoteDeletes      // the server entries the run under way deletes (commitDeletes)
+	setupOnce sync.Once
+	inflight  *semaphore.Weighted // block bytes downloads hold; see fetchBlocks
+	pre       prefetches          // copies of uploads in progress; see Prefetch
+	noBatch   atomic.Bool         // the server has no batched block downloads
+	stage     stageState          // the staging dir of the download under way; see StageDir
+	dirs      *dircache.Cache     // the dirs the download under way lands files in
+	renames   *renameSources      // the files the run under way deletes, by content (landRenamed)
+	deletes   *remoteDeletes      // the server entries the run under way deletes (commitDeletes)
 
 	// recording is the record of the last download slice, when recordLater left one
 	// running; see WaitRecorded.
@@ -157,15 +169,7 @@ var errChanged = errors.New("changed since planning")
 // off and plans again. Everything already done is recorded.
 func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	var out Outcome
-	if x.Workers <= 0 {
-		x.Workers = 8
-	}
-	if x.InlineMax <= 0 {
-		x.InlineMax = 64 << 10
-	}
-	if x.inflight == nil {
-		x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
-	}
+	x.setup()
 	x.renames, x.deletes = newRenameSources(ops), newRemoteDeletes(ops)
 	defer func() { x.renames, x.deletes = nil, nil }()
 	x.releaseRecord()

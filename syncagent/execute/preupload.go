@@ -47,8 +47,56 @@ type Preupload struct {
 	// scanner then hashes whole files itself.
 	noSums atomic.Bool
 
+	// noOpen is set once the server said it does not take the names of streams' files
+	// (an older server): readers then cannot fetch an upload before its commit.
+	noOpen atomic.Bool
+
 	mu      sync.Mutex
 	streams map[string]string // path → upload stream of its last pre-upload
+	sending map[string]int    // path → pre-uploads of it under way
+	own     map[int64]bool    // upload numbers of this agent's streams (OpenStream)
+}
+
+// maxOwnUploads bounds the upload numbers Own remembers.
+const maxOwnUploads = 1024
+
+// Own reports whether the upload no, of path, is this agent's: a pre-upload of path is
+// under way, or it opened that upload. An agent does not prefetch its own uploads.
+func (u *Preupload) Own(no int64, path string) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.sending[path] > 0 || u.own[no]
+}
+
+// open names path, of size bytes, as the file that stream uploads, so that readers
+// may fetch its blocks before the commit. Only logged when it fails.
+func (u *Preupload) open(ctx context.Context, stream, path string, size int64) {
+	no, err := u.Server.OpenStream(ctx, stream, path, size)
+	if err != nil {
+		if errors.Is(err, client.ErrNotSupported) {
+			u.noOpen.Store(true)
+		}
+		u.Log.Debug("pre-upload: the stream's file not named to readers", "path", path, "err", err)
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.own == nil || len(u.own) >= maxOwnUploads {
+		u.own = map[int64]bool{}
+	}
+	u.own[no] = true
+}
+
+// sendingPath counts a pre-upload of path under way (delta 1) or over (delta -1).
+func (u *Preupload) sendingPath(path string, delta int) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.sending == nil {
+		u.sending = map[string]int{}
+	}
+	if u.sending[path] += delta; u.sending[path] <= 0 {
+		delete(u.sending, path)
+	}
 }
 
 // Take returns the upload stream the last pre-upload of path used, once; "" when none.
@@ -102,6 +150,10 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 	}
 	var known map[string]bool
 	stream := newStreamID()
+	u.sendingPath(path, 1)
+	if !u.noOpen.Load() {
+		go u.open(ctx, stream, path, size)
+	}
 	send := &blockSender{srv: u.Server, log: u.Log, stream: stream}
 	if len(indexed) > 0 {
 		known = make(map[string]bool, len(indexed))
@@ -266,6 +318,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		<-dispatched
 		wg.Wait()
 		cancel()
+		u.sendingPath(path, -1)
 		u.mu.Lock()
 		if u.streams == nil {
 			u.streams = map[string]string{}

@@ -1,0 +1,260 @@
+package execute
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+
+	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+	"github.com/syncedfolder/synced-folder/syncserver/proto"
+)
+
+// A reader need not wait for the commit of a large file to start on it. The server
+// lists the uploads in progress (GET /v1/uploads) and the blocks each has stored so
+// far, in file order (GET /v1/uploads/{no}); a prefetch writes those blocks, fetched
+// and checked as a download's (fetchBlocks), into a temp file in the staging dir while
+// the writer is still sending the rest. Nothing of it is visible: when the commit comes
+// through the feed, the download of the path takes the temp file over (assemble) only
+// if the blocks it holds are the first ones of the committed list, fetches the rest,
+// and lands it as any download, with the same checks of the disk; otherwise the temp
+// file is removed. So the reader's copy of a large file runs beside the upload instead
+// of after it (docs/benchmarks.md, W2 and W6).
+const (
+	// maxPrefetches bounds the prefetches running at once.
+	maxPrefetches = 2
+	// prefetchKeep is how long a prefetch whose upload ended waits for its download.
+	prefetchKeep = 30 * time.Second
+	// prefetchPoll is how long one request for an upload's next blocks may wait.
+	prefetchPoll = 20 * time.Second
+)
+
+// prefetch is the copy of one upload in progress.
+type prefetch struct {
+	up     proto.Upload
+	name   string // the temp file's name in the staging dir
+	cancel context.CancelFunc
+	// stopPoll ends the requests for more blocks: the blocks fetched by then are
+	// written, and the prefetch ends.
+	stopPoll context.CancelFunc
+	done     chan struct{} // closed when the prefetch's goroutine ended
+
+	// Set by the goroutine, read once done is closed.
+	f      *os.File
+	a      *assembly
+	blocks []proto.Block // the blocks handed to a, in order: a.n of them are written
+	err    error
+	ended  time.Time
+}
+
+// prefetches are the executor's prefetches, by path.
+type prefetches struct {
+	mu sync.Mutex
+	m  map[string]*prefetch
+}
+
+// setup sets what Run and Prefetch need, once.
+func (x *Executor) setup() {
+	x.setupOnce.Do(func() {
+		if x.Workers <= 0 {
+			x.Workers = 8
+		}
+		if x.InlineMax <= 0 {
+			x.InlineMax = 64 << 10
+		}
+		if x.inflight == nil {
+			x.inflight = semaphore.NewWeighted(maxBlockBytesInFlight)
+		}
+	})
+}
+
+// Prefetch starts copying the upload up, which another agent is sending, into a temp
+// file, for the download of its commit to take over. It must be called from the
+// goroutine that owns the trees (it looks up the file's current version there, whose
+// blocks are read from it). It reports whether a prefetch started: not when as many
+// run already, when one for the path does, or when the staging dir cannot be made.
+func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
+	x.setup()
+	x.pre.mu.Lock()
+	defer x.pre.mu.Unlock()
+	running := 0
+	for p, old := range x.pre.m {
+		select {
+		case <-old.done:
+			if p == up.Path {
+				old.discard(x)
+				delete(x.pre.m, p)
+			}
+		default:
+			if p == up.Path {
+				return false
+			}
+			running++
+		}
+	}
+	if running >= maxPrefetches {
+		return false
+	}
+	if err := x.Root.Mkdir(StageDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		x.Log.Debug("no prefetch: no staging dir", "path", up.Path, "err", err.Error())
+		return false
+	}
+	name := tempName("")
+	f, err := x.Root.OpenFile(StageDir+"/"+name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		x.Log.Debug("no prefetch: temp file", "path", up.Path, "err", err.Error())
+		return false
+	}
+	prev, _ := x.openPrevious(up.Path)
+	ctx, cancel := context.WithCancel(ctx)
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	p := &prefetch{up: up, name: name, cancel: cancel, stopPoll: stopPoll, done: make(chan struct{}),
+		f: f, a: newAssembly(f, up.Size, true)}
+	if x.pre.m == nil {
+		x.pre.m = map[string]*prefetch{}
+	}
+	x.pre.m[up.Path] = p
+	go func() {
+		defer close(p.done)
+		defer prev.close()
+		p.err = x.follow(ctx, pollCtx, p, prev)
+		p.ended = time.Now()
+		x.Log.Debug("prefetch ended", "path", up.Path, "upload", up.No, "blocks", p.a.n, "err", errString(p.err))
+	}()
+	x.Log.Debug("prefetching an upload", "path", up.Path, "upload", up.No, "size", up.Size)
+	return true
+}
+
+// follow fetches the upload's blocks as the server stores them, until the upload ends
+// or pollCtx does.
+func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previousFile) error {
+	o := &fetchOpts{prev: prev}
+	var written int64
+	for {
+		resp, err := x.Server.UploadBlocks(pollCtx, p.up.No, len(p.blocks), prefetchPoll)
+		switch {
+		case pollCtx.Err() != nil || client.IsNotFound(err):
+			// Stopped for a download, or the upload ended: what was written stays.
+			return nil //nolint:nilerr // the end of the upload, not a failure
+		case err != nil:
+			return err
+		}
+		if len(resp.Blocks) == 0 {
+			if resp.Done {
+				return nil
+			}
+			continue
+		}
+		for _, b := range resp.Blocks {
+			if b.Size <= 0 {
+				return fmt.Errorf("upload %d: block %s of %d bytes", p.up.No, b.Hash, b.Size)
+			}
+			// The temp file stays within the size the writer announced.
+			if written += b.Size; written > p.up.Size {
+				return fmt.Errorf("upload %d: more than its %d bytes", p.up.No, p.up.Size)
+			}
+		}
+		p.blocks = append(p.blocks, resp.Blocks...)
+		if err := x.fetchBlocks(ctx, resp.Blocks, o, p.a.write); err != nil {
+			return err
+		}
+	}
+}
+
+// takePrefetch returns the prefetch of p, which no longer belongs to the executor, or
+// nil when there is none.
+func (x *Executor) takePrefetch(p string) *prefetch {
+	x.pre.mu.Lock()
+	defer x.pre.mu.Unlock()
+	pf := x.pre.m[p]
+	delete(x.pre.m, p)
+	return pf
+}
+
+// ExpirePrefetches removes the prefetches whose upload ended more than prefetchKeep
+// ago without a download taking them (its commit was refused, or named other blocks).
+func (x *Executor) ExpirePrefetches(now time.Time) {
+	x.pre.mu.Lock()
+	defer x.pre.mu.Unlock()
+	for path, p := range x.pre.m {
+		select {
+		case <-p.done:
+			if now.Sub(p.ended) > prefetchKeep {
+				p.discard(x)
+				delete(x.pre.m, path)
+			}
+		default:
+		}
+	}
+}
+
+// StopPrefetches ends every prefetch and removes its temp file.
+func (x *Executor) StopPrefetches() {
+	x.pre.mu.Lock()
+	defer x.pre.mu.Unlock()
+	for path, p := range x.pre.m {
+		p.cancel()
+		<-p.done
+		p.discard(x)
+		delete(x.pre.m, path)
+	}
+}
+
+// discard removes the temp file of a prefetch that ended.
+func (p *prefetch) discard(x *Executor) {
+	p.f.Close()
+	_ = x.Root.Remove(StageDir + "/" + p.name)
+}
+
+// assemblePrefetched lands op, a file of blocks, from its prefetch p: when the blocks p
+// wrote are the first ones of blocks, it fetches the rest into the same temp file and
+// lands it as assembleIn does. used is false when p could not be used (it is removed
+// then, and the caller assembles the file anew).
+func (x *Executor) assemblePrefetched(ctx context.Context, op plan.Op, blocks []proto.Block, p *prefetch, fetch func(blocks []proto.Block, write func([]byte) error) error) (l landed, used bool, err error) {
+	p.stopPoll()
+	<-p.done
+	p.cancel()
+	n := p.a.n
+	if p.err != nil && !errors.Is(p.err, context.Canceled) || n == 0 || len(blocks) < 2 ||
+		n > len(blocks) || !slices.Equal(p.blocks[:n], blocks[:n]) ||
+		x.stage.dir == nil || x.unstaged(op.Path) || isDir(op.Local) {
+		x.Log.Debug("prefetch not used", "path", op.Path, "upload", p.up.No, "written", n, "err", errString(p.err))
+		p.discard(x)
+		return landed{}, false, nil
+	}
+	dir, name, release, err := x.parentDir(op.Path)
+	if err != nil {
+		p.discard(x)
+		return landed{}, true, err
+	}
+	defer release()
+	placed := false
+	defer func() {
+		if !placed {
+			p.discard(x)
+		}
+	}()
+	if err := fetch(blocks[n:], p.a.write); err != nil {
+		return landed{}, true, err
+	}
+	t := tempFile{dir: x.stage.dir.Root, name: p.name, staged: true}
+	placed, err = x.landAssembled(dir, name, op, blocks, p.f, t, false, p.a)
+	if !placed {
+		return landed{}, true, err
+	}
+	x.Log.Debug("prefetch used", "path", op.Path, "upload", p.up.No, "prefetched", n, "blocks", len(blocks))
+	return p.a.landed, true, err
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
