@@ -97,6 +97,29 @@ func TestLargeFileBlocksComeInGroups(t *testing.T) {
 	}
 }
 
+// A group's blocks come in one buffer, which goes back once every one of them is
+// written: buffers scribbled on as they go back, the files still land whole.
+func TestGroupBufferGoesBackOnceItsBlocksAreWritten(t *testing.T) {
+	var returned atomic.Int64
+	returnGroupBuf = func(g *groupBuf) {
+		returned.Add(1)
+		clear(g.b)
+	}
+	t.Cleanup(func() { returnGroupBuf = nil })
+	url, _ := testserver.Start(t, t.TempDir(), nil)
+	want := largeFiles(t, url, 3, 5<<20)
+	down := newEnvOn(t, url)
+	down.pull(t)
+	down.rescan(t)
+	if out := down.run(t, down.plan()); out.Failed != 0 || out.Done != len(want) {
+		t.Fatalf("download: %+v", out)
+	}
+	checkTree(t, down.dir, want)
+	if n := returned.Load(); n < int64(len(want)*5<<20/fetchGroupBytes) {
+		t.Errorf("%d group buffers went back for %d files of 5 MiB; want one per group", n, len(want))
+	}
+}
+
 // A file whose blocks are partly held by a local file takes those from it and asks
 // the server only for the others, in groups.
 func TestGroupTakesLocalBlocksAndFetchesTheRest(t *testing.T) {
