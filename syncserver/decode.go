@@ -487,11 +487,12 @@ func parseUploads(q url.Values, maxWait time.Duration) (after int64, wait time.D
 type uploadBlocksQuery struct {
 	no          int64
 	from, limit int
+	base        int64 // the version of the path the client holds, 0: none named
 	wait        time.Duration
 }
 
 // parseUploadBlocks reads a GET /v1/uploads/{no} request: the upload's number no, and
-// ?from=K (0 when absent), ?limit=N (maxUploadBlocks when absent) and ?wait=.
+// ?from=K (0 when absent), ?limit=N (maxUploadBlocks when absent), ?base=SEQ and ?wait=.
 func parseUploadBlocks(no string, q url.Values, maxWait time.Duration) (uploadBlocksQuery, error) {
 	u := uploadBlocksQuery{limit: maxUploadBlocks}
 	var err error
@@ -506,6 +507,11 @@ func parseUploadBlocks(no string, q url.Values, maxWait time.Duration) (uploadBl
 	if v := q.Get("limit"); v != "" {
 		if u.limit, err = strconv.Atoi(v); err != nil || u.limit < 1 || u.limit > maxUploadBlocks {
 			return u, fmt.Errorf("limit %q is not an integer from 1 to %d", truncateForError(v), maxUploadBlocks)
+		}
+	}
+	if v := q.Get("base"); v != "" {
+		if u.base, err = strconv.ParseInt(v, 10, 64); err != nil || u.base < 1 {
+			return u, fmt.Errorf("base %q is not a positive integer", truncateForError(v))
 		}
 	}
 	u.wait, err = waitQuery(q, maxWait)

@@ -85,10 +85,14 @@ type hashStream struct {
 	h     hash.Hash     // written only by the goroutine that set pumping
 	track prefixTracker // written only by the pumping goroutine, like h
 
-	list    []proto.Block // blocks taken for hashing, in order (all hashed when !pumping)
-	queue   []queuedBlock // the blocks after list, in order, not hashed yet
-	end     int64         // offset just after list and queue
-	endKey  prefixKey     // names the prefix list + queue
+	list  []proto.Block // blocks taken for hashing, in order (all hashed when !pumping)
+	queue []queuedBlock // the blocks after list, in order, not hashed yet
+	// bases holds, for each block of list then queue, its index in the list of base
+	// when it was named as one of those (addStored), else -1: the upload's readers get
+	// such stretches as references to the version they hold (uploads.go).
+	bases   []int32
+	end     int64     // offset just after list and queue
+	endKey  prefixKey // names the prefix list + queue
 	pending map[int64]pendingBlock
 	stored  bool  // blocks were named by reference (addStored): hashing them reads the store
 	missed  int64 // bytes queued since the last one whose prefix has a checkpoint
@@ -330,6 +334,7 @@ func (hs *hashStreams) advance(st *hashStream) {
 			st.missed = 0
 		}
 		st.queue = append(st.queue, q)
+		st.bases = append(st.bases, int32(p.baseIdx))
 		st.end += p.b.Size
 	}
 	if len(st.queue) > n {

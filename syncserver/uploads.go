@@ -109,23 +109,53 @@ func (hs *hashStreams) upload(no int64) *hashStream {
 // uploadBlocks returns at most limit of the stream's blocks that are stored and
 // contiguous from the file's start, from index from on; done when the stream takes no
 // more and they reach the last it holds; and a channel closed at the stream's next
-// change.
-func (hs *hashStreams) uploadBlocks(st *hashStream, from, limit int) (blocks []proto.Block, done bool, changed <-chan struct{}) {
+// change. When baseSeq names the version of the upload's path whose blocks the stream
+// names by reference (an edit), the blocks come as runs, those stretches as references
+// to that version's list (a reader that holds it need not get 3,600 hashes for a 1 GiB
+// edit); blocks is then nil.
+func (hs *hashStreams) uploadBlocks(st *hashStream, from, limit int, baseSeq int64) (blocks []proto.Block, runs []proto.UploadRun, done bool, changed <-chan struct{}) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	// pump moves blocks from queue to list under st.mu: list + queue is the whole
 	// sequence at any moment, and an index names the same block throughout.
 	n := len(st.list) + len(st.queue)
-	blocks = []proto.Block{}
-	for i := from; i < n && len(blocks) < limit; i++ {
-		if i < len(st.list) {
-			blocks = append(blocks, st.list[i])
-		} else {
-			blocks = append(blocks, st.queue[i-len(st.list)].b)
-		}
+	byRef := baseSeq > 0 && st.stored && st.base == proto.ContentRef{Path: st.path, Seq: baseSeq}
+	if !byRef {
+		blocks = []proto.Block{}
 	}
-	done = (st.broken || st.gone) && from+len(blocks) >= n
-	return blocks, done, st.changes()
+	end := min(n, from+limit)
+	for i := from; i < end; i++ {
+		var b proto.Block
+		if i < len(st.list) {
+			b = st.list[i]
+		} else {
+			b = st.queue[i-len(st.list)].b
+		}
+		if !byRef {
+			blocks = append(blocks, b)
+			continue
+		}
+		runs = addToRuns(runs, b, int(st.bases[i]))
+	}
+	done = (st.broken || st.gone) && max(from, end) >= n
+	return blocks, runs, done, st.changes()
+}
+
+// addToRuns appends block b, which is the base list's block baseIdx (-1: none), to
+// runs.
+func addToRuns(runs []proto.UploadRun, b proto.Block, baseIdx int) []proto.UploadRun {
+	last := len(runs) - 1
+	switch {
+	case baseIdx < 0 && last >= 0 && runs[last].Count == 0:
+		runs[last].Blocks = append(runs[last].Blocks, b)
+	case baseIdx < 0:
+		runs = append(runs, proto.UploadRun{Blocks: []proto.Block{b}})
+	case last >= 0 && runs[last].Count > 0 && runs[last].BaseFrom+runs[last].Count == baseIdx:
+		runs[last].Count++
+	default:
+		runs = append(runs, proto.UploadRun{BaseFrom: baseIdx, Count: 1})
+	}
+	return runs
 }
 
 // handleStreamOpen names the file an upload stream uploads (StreamOpenRequest), so that
@@ -203,9 +233,13 @@ func (s *Server) handleUploadBlocks(w http.ResponseWriter, r *http.Request) {
 		deadline = t.C
 	}
 	for {
-		blocks, done, changed := s.streams.uploadBlocks(st, q.from, q.limit)
-		if len(blocks) > 0 || done || deadline == nil {
-			writeJSONFor(w, r, http.StatusOK, proto.UploadBlocksResponse{From: q.from, Blocks: blocks, Done: done})
+		blocks, runs, done, changed := s.streams.uploadBlocks(st, q.from, q.limit, q.base)
+		if len(blocks) > 0 || len(runs) > 0 || done || deadline == nil {
+			resp := proto.UploadBlocksResponse{From: q.from, Blocks: blocks, Runs: runs, Done: done}
+			if blocks == nil {
+				resp.Base = q.base
+			}
+			writeJSONFor(w, r, http.StatusOK, resp)
 			return
 		}
 		select {

@@ -178,7 +178,7 @@ func TestUploadBlocksAreTheStoredPrefix(t *testing.T) {
 
 	e.putStreamBlock(parts[2], "s1", 2*bs)
 	e.putStreamBlock(parts[3], "s1", 3*bs)
-	if code, got, raw := e.uploadBlocks(no, ""); code != http.StatusOK || len(got.Blocks) != 0 || got.Blocks == nil || got.Done {
+	if code, got, raw := e.uploadBlocks(no, ""); code != http.StatusOK || len(got.Blocks) != 0 || got.Runs != nil || got.Done {
 		t.Fatalf("blocks before block 0 came: %d %s; want none, not done", code, raw)
 	}
 	ch := e.getAsync(fmt.Sprintf("%s%d?wait=5s", proto.RouteUploadBlocks, no))
@@ -216,6 +216,7 @@ func TestUploadBlocksAreTheStoredPrefix(t *testing.T) {
 	if r := e.commit(it)[0]; r.Status != proto.StatusOK {
 		t.Fatalf("v2: %+v", r)
 	}
+	got = proto.UploadBlocksResponse{} // an empty list is left out of the answer
 	awaitAnswer(t, ch, "GET blocks past the end at the commit", &got)
 	if len(got.Blocks) != 0 || !got.Done || got.From != 6 {
 		t.Fatalf("blocks past the end at the commit: %+v; want none, done", got)
@@ -225,6 +226,54 @@ func TestUploadBlocksAreTheStoredPrefix(t *testing.T) {
 	}
 	if got := e.uploads(""); len(got.Uploads) != 0 {
 		t.Fatalf("uploads after the commit: %+v; want none", got)
+	}
+}
+
+// The blocks of an edit that the writer names by reference to the version the reader
+// holds come as runs of that version's list: a 1 GiB edit's answer is a few runs, not
+// 3,600 hashes.
+func TestUploadBlocksOfAnEditComeAsRunsOfItsBase(t *testing.T) {
+	e := newEnv(t)
+	const bs = 1 << 10
+	content := randomContent(t, 6*bs)
+	v1, _ := fileItem("f.bin", content, bs)
+	for off := 0; off < len(content); off += bs {
+		e.putBlock(content[off : off+bs])
+	}
+	r1 := e.commit(v1)[0]
+	if r1.Status != proto.StatusOK {
+		t.Fatalf("v1: %+v", r1)
+	}
+	seq := r1.Entry.Seq
+	// v2 changes block 1 and keeps the others, which the stream names by reference.
+	content[bs+5] ^= 0xff
+	it, parts := fileItem("f.bin", content, bs)
+	no := e.openStream("s1", "f.bin", int64(len(content)))
+	if code, _, raw := e.streamStored("s1", 0, "f.bin", seq, 0, 1); code != http.StatusOK {
+		t.Fatalf("block 0 by reference: %d %s", code, raw)
+	}
+	e.putStreamBlock(parts[1], "s1", bs)
+	if code, _, raw := e.streamStored("s1", 2*bs, "f.bin", seq, 2, 4); code != http.StatusOK {
+		t.Fatalf("blocks 2–5 by reference: %d %s", code, raw)
+	}
+	code, got, raw := e.uploadBlocks(no, fmt.Sprintf("?base=%d", seq))
+	want := []proto.UploadRun{{BaseFrom: 0, Count: 1}, {Blocks: it.Blocks[1:2]}, {BaseFrom: 2, Count: 4}}
+	if code != http.StatusOK || got.Blocks != nil || got.Base != seq || !reflect.DeepEqual(got.Runs, want) {
+		t.Fatalf("blocks against version %d: %d %s; want runs %+v", seq, code, raw, want)
+	}
+	if all, err := got.Expand(v1.Blocks); err != nil || !reflect.DeepEqual(all, it.Blocks) {
+		t.Fatalf("runs expanded: %v, %v; want the edit's list", all, err)
+	}
+	code, got, raw = e.uploadBlocks(no, fmt.Sprintf("?base=%d&from=3&limit=2", seq))
+	if want := []proto.UploadRun{{BaseFrom: 3, Count: 2}}; code != http.StatusOK || got.From != 3 || !reflect.DeepEqual(got.Runs, want) {
+		t.Fatalf("blocks 3–4 against version %d: %d %s; want runs %+v", seq, code, raw, want)
+	}
+	// Another version, or none named: the blocks themselves.
+	for _, q := range []string{"", fmt.Sprintf("?base=%d", seq+1)} {
+		code, got, raw := e.uploadBlocks(no, q)
+		if code != http.StatusOK || got.Runs != nil || got.Base != 0 || !reflect.DeepEqual(got.Blocks, it.Blocks) {
+			t.Fatalf("blocks%s: %d %s; want the list itself", q, code, raw)
+		}
 	}
 }
 
@@ -302,6 +351,8 @@ func TestBadUploadRequestsRefused(t *testing.T) {
 		{fmt.Sprintf("%s%d?limit=0", proto.RouteUploadBlocks, no), http.StatusBadRequest},
 		{fmt.Sprintf("%s%d?limit=%d", proto.RouteUploadBlocks, no, maxUploadBlocks+1), http.StatusBadRequest},
 		{fmt.Sprintf("%s%d?wait=-1s", proto.RouteUploadBlocks, no), http.StatusBadRequest},
+		{fmt.Sprintf("%s%d?base=0", proto.RouteUploadBlocks, no), http.StatusBadRequest},
+		{fmt.Sprintf("%s%d?base=x", proto.RouteUploadBlocks, no), http.StatusBadRequest},
 		{fmt.Sprintf("%s%d", proto.RouteUploadBlocks, no+1), http.StatusNotFound},
 	} {
 		code, raw := e.do("GET", c.path, nil, nil)
@@ -354,7 +405,7 @@ func TestClientFollowsAnUpload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	got, err := cl.UploadBlocks(ctx, no, 1, time.Second)
+	got, err := cl.UploadBlocks(ctx, no, 1, 0, time.Second)
 	if err != nil || !reflect.DeepEqual(got.Blocks, it.Blocks[1:]) || got.From != 1 || got.Done {
 		t.Fatalf("UploadBlocks = %+v, %v; want %v", got, err, it.Blocks[1:])
 	}
@@ -362,7 +413,7 @@ func TestClientFollowsAnUpload(t *testing.T) {
 	if r := e.commit(it)[0]; r.Status != proto.StatusOK {
 		t.Fatalf("commit: %+v", r)
 	}
-	if _, err := cl.UploadBlocks(ctx, no, 0, 0); !client.IsNotFound(err) {
+	if _, err := cl.UploadBlocks(ctx, no, 0, 0, 0); !client.IsNotFound(err) {
 		t.Fatalf("UploadBlocks of a committed upload: %v; want a 404", err)
 	}
 }

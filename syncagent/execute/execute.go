@@ -67,9 +67,10 @@ type Server interface {
 	// server does not have the call.
 	OpenStream(ctx context.Context, stream, path string, size int64) (int64, error)
 	// UploadBlocks returns the blocks upload no has stored so far, in file order, from
-	// its block from on, waiting up to wait for more; an error for which client.IsNotFound
-	// reports true means the upload ended.
-	UploadBlocks(ctx context.Context, no int64, from int, wait time.Duration) (*proto.UploadBlocksResponse, error)
+	// its block from on, waiting up to wait for more; an error for which
+	// client.IsNotFound reports true means the upload ended. base, when above 0, is the
+	// version of the path whose list the caller holds (runs may refer to it).
+	UploadBlocks(ctx context.Context, no int64, from int, base int64, wait time.Duration) (*proto.UploadBlocksResponse, error)
 }
 
 // Counters are the executor's running totals, read by the agent for status, metrics and

@@ -78,23 +78,28 @@ func (x *Executor) setup() {
 // file, for the download of its commit to take over. It must be called from the
 // goroutine that owns the trees (it looks up the file's current version there, whose
 // blocks are read from it). It reports whether a prefetch started: not when as many
-// run already, when one for the path does, or when the staging dir cannot be made.
+// run already, when one of that upload does, or when the staging dir cannot be made. A
+// prefetch of an earlier upload of the same path is dropped.
 func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 	x.setup()
 	x.pre.mu.Lock()
 	defer x.pre.mu.Unlock()
+	if old := x.pre.m[up.Path]; old != nil {
+		if old.up.No == up.No {
+			return false
+		}
+		// An earlier upload of the path: its writer started again (the file changed
+		// while it was sent), and the commit will name the later one's blocks.
+		old.cancel()
+		<-old.done
+		old.discard(x)
+		delete(x.pre.m, up.Path)
+	}
 	running := 0
-	for p, old := range x.pre.m {
+	for _, old := range x.pre.m {
 		select {
 		case <-old.done:
-			if p == up.Path {
-				old.discard(x)
-				delete(x.pre.m, p)
-			}
 		default:
-			if p == up.Path {
-				return false
-			}
 			running++
 		}
 	}
@@ -112,6 +117,12 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 		return false
 	}
 	prev, _ := x.openPrevious(up.Path)
+	// The version of the path the server holds, whose blocks an edit names by reference:
+	// the upload's blocks then come as stretches of its list.
+	baseSeq, base, err := x.State.RemoteVersion(up.Path)
+	if err != nil || len(base) == 0 { // none, or the feed left its list out
+		baseSeq, base = 0, nil
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	p := &prefetch{up: up, name: name, cancel: cancel, stopPoll: stopPoll, done: make(chan struct{}),
@@ -123,7 +134,7 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 	go func() {
 		defer close(p.done)
 		defer prev.close()
-		p.err = x.follow(ctx, pollCtx, p, prev)
+		p.err = x.follow(ctx, pollCtx, p, prev, baseSeq, base)
 		p.ended = time.Now()
 		x.Log.Debug("prefetch ended", "path", up.Path, "upload", up.No, "blocks", p.a.n, "err", errString(p.err))
 	}()
@@ -132,26 +143,34 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 }
 
 // follow fetches the upload's blocks as the server stores them, until the upload ends
-// or pollCtx does.
-func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previousFile) error {
+// or pollCtx does. base is the list of the path's version baseSeq (0: none), which the
+// server may answer runs of.
+func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previousFile, baseSeq int64, base []proto.Block) error {
 	o := &fetchOpts{prev: prev}
 	var written int64
+	lastBase := -1 // the base block the last stretch ended with
 	for {
-		resp, err := x.Server.UploadBlocks(pollCtx, p.up.No, len(p.blocks), prefetchPoll)
+		resp, err := x.Server.UploadBlocks(pollCtx, p.up.No, len(p.blocks), baseSeq, prefetchPoll)
 		switch {
 		case pollCtx.Err() != nil || client.IsNotFound(err):
 			// Stopped for a download, or the upload ended: what was written stays.
 			return nil //nolint:nilerr // the end of the upload, not a failure
 		case err != nil:
 			return err
+		case resp.Runs != nil && resp.Base != baseSeq:
+			return fmt.Errorf("upload %d: runs of version %d, asked against %d", p.up.No, resp.Base, baseSeq)
 		}
-		if len(resp.Blocks) == 0 {
+		blocks, err := resp.Expand(base)
+		if err != nil {
+			return fmt.Errorf("upload %d: %w", p.up.No, err)
+		}
+		if len(blocks) == 0 {
 			if resp.Done {
 				return nil
 			}
 			continue
 		}
-		for _, b := range resp.Blocks {
+		for _, b := range blocks {
 			if b.Size <= 0 {
 				return fmt.Errorf("upload %d: block %s of %d bytes", p.up.No, b.Hash, b.Size)
 			}
@@ -160,11 +179,38 @@ func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previ
 				return fmt.Errorf("upload %d: more than its %d bytes", p.up.No, p.up.Size)
 			}
 		}
-		p.blocks = append(p.blocks, resp.Blocks...)
-		if err := x.fetchBlocks(ctx, resp.Blocks, o, p.a.write); err != nil {
+		o.hints, lastBase = runHints(resp.Runs, base, lastBase)
+		p.blocks = append(p.blocks, blocks...)
+		if err := x.fetchBlocks(ctx, blocks, o, p.a.write); err != nil {
 			return err
 		}
 	}
+}
+
+// runHints pairs each new block of runs (an edit's) with the block of base at its
+// place, the one after the stretch before it (base's first when none was yet): the
+// server can send it as a delta of that block (see baseHints). last is the index in
+// base of the block the stretch before runs ended with (-1: none); runHints returns it
+// for the next answer.
+func runHints(runs []proto.UploadRun, base []proto.Block, last int) (map[string]proto.Block, int) {
+	var hints map[string]proto.Block
+	for _, r := range runs {
+		if r.Count > 0 {
+			last = r.BaseFrom + r.Count - 1
+			continue
+		}
+		for _, b := range r.Blocks {
+			last = min(last+1, len(base)-1)
+			if last < 0 {
+				continue
+			}
+			if hints == nil {
+				hints = map[string]proto.Block{}
+			}
+			hints[b.Hash] = base[last]
+		}
+	}
+	return hints, last
 }
 
 // takePrefetch returns the prefetch of p, which no longer belongs to the executor, or
@@ -218,8 +264,12 @@ func (p *prefetch) discard(x *Executor) {
 // then, and the caller assembles the file anew).
 func (x *Executor) assemblePrefetched(ctx context.Context, op plan.Op, blocks []proto.Block, p *prefetch, fetch func(blocks []proto.Block, write func([]byte) error) error) (l landed, used bool, err error) {
 	p.stopPoll()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+	}
+	p.cancel() // ends what it fetches when ctx ended first
 	<-p.done
-	p.cancel()
 	n := p.a.n
 	if p.err != nil && !errors.Is(p.err, context.Canceled) || n == 0 || len(blocks) < 2 ||
 		n > len(blocks) || !slices.Equal(p.blocks[:n], blocks[:n]) ||

@@ -8,10 +8,12 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/testserver"
+	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -146,6 +148,125 @@ func TestPrefetchOfOtherBlocksIsNotUsed(t *testing.T) {
 	pp.download(t, "big.bin", second)
 	if got, want := pp.down.x.Counters.BytesDown.Load(), int64(len(first)+len(second)); got != want {
 		t.Errorf("the reader fetched %d bytes; want the prefetch's %d and the new content's %d", got, len(first), len(second))
+	}
+}
+
+// runsServer counts the answers to UploadBlocks that came as runs and as blocks, and
+// the blocks fetched as deltas and whole.
+type runsServer struct {
+	Server
+	runs, plain    atomic.Int64
+	deltas, wholes atomic.Int64
+}
+
+func (r *runsServer) GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error) {
+	r.deltas.Add(1)
+	return r.Server.GetBlockDelta(ctx, hash, baseHash, base)
+}
+
+func (r *runsServer) GetBlock(ctx context.Context, hash string) ([]byte, error) {
+	r.wholes.Add(1)
+	return r.Server.GetBlock(ctx, hash)
+}
+
+func (r *runsServer) GetBlocksInto(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
+	r.wholes.Add(int64(len(hashes)))
+	return r.Server.GetBlocksInto(ctx, hashes, buf)
+}
+
+func (r *runsServer) UploadBlocks(ctx context.Context, no int64, from int, base int64, wait time.Duration) (*proto.UploadBlocksResponse, error) {
+	resp, err := r.Server.UploadBlocks(ctx, no, from, base, wait)
+	switch {
+	case err != nil:
+	case resp.Runs != nil:
+		r.runs.Add(1)
+	case len(resp.Blocks) > 0:
+		r.plain.Add(1)
+	}
+	return resp, err
+}
+
+// An edit of a file the reader holds is prefetched from its local copy: the upload's
+// unchanged blocks are listed as stretches of the version it holds and read from its
+// file, the changed one comes as a delta of the block it replaces, and the commit's
+// download fetches nothing more.
+func TestEditIsPrefetchedFromTheLocalCopy(t *testing.T) {
+	pp := newPrefetchPair(t)
+	content := randomContent(8, PreuploadMin+3<<20)
+	pp.write(t, "big.bin", content)
+	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	pp.up.pull(t)
+	pp.download(t, "big.bin", content)
+	x := pp.down.x
+	rs := &runsServer{Server: x.Server}
+	x.Server = rs
+	down, done := x.Counters.BytesDown.Load(), x.Counters.BytesDone.Load()
+
+	content[len(content)/2] ^= 0xff
+	pp.write(t, "big.bin", content)
+	up := pp.upload(t, "big.bin", int64(len(content)))
+	if !x.Prefetch(context.Background(), up) {
+		t.Fatal("prefetch not started")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for x.Counters.BytesDone.Load()-done < int64(len(content)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the prefetch took %d bytes of the edit; want all %d", x.Counters.BytesDone.Load()-done, len(content))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("upload of the edit: %+v", out)
+	}
+	pp.download(t, "big.bin", content)
+	if got := x.Counters.BytesDown.Load() - down; got <= 0 || got > chunk.MaxSize {
+		t.Errorf("the reader fetched %d bytes of the edit from the server; want the changed block", got)
+	}
+	if rs.deltas.Load() != 1 || rs.wholes.Load() != 0 {
+		t.Errorf("the edit's blocks came as %d deltas and %d whole; want the changed one as a delta of the one it replaces",
+			rs.deltas.Load(), rs.wholes.Load())
+	}
+	if got := x.Counters.BytesDone.Load() - done; got != int64(len(content)) {
+		t.Errorf("the reader took %d bytes for the edit; want the file's %d once", got, len(content))
+	}
+	if rs.runs.Load() == 0 || rs.plain.Load() != 0 {
+		t.Errorf("%d answers as runs and %d as blocks; want runs only", rs.runs.Load(), rs.plain.Load())
+	}
+}
+
+// A later upload of a path (its writer started again: the file changed while it was
+// sent) replaces the prefetch of the earlier one, and its commit takes the new copy
+// over.
+func TestLaterUploadOfAPathReplacesItsPrefetch(t *testing.T) {
+	pp := newPrefetchPair(t)
+	first := randomContent(6, PreuploadMin+1<<20)
+	pp.write(t, "big.bin", first)
+	up1 := pp.upload(t, "big.bin", int64(len(first)))
+	if !pp.down.x.Prefetch(context.Background(), up1) {
+		t.Fatal("prefetch not started")
+	}
+	pp.waitBytesDown(t, int64(len(first)))
+	second := randomContent(7, PreuploadMin+2<<20)
+	pp.write(t, "big.bin", second)
+	up2 := pp.upload(t, "big.bin", int64(len(second)))
+	if up2.No == up1.No || !pp.down.x.Prefetch(context.Background(), up2) {
+		t.Fatalf("prefetch of the later upload %+v (earlier %+v) not started", up2, up1)
+	}
+	if pp.down.x.Prefetch(context.Background(), up2) {
+		t.Fatal("a second prefetch of the same upload started")
+	}
+	if entries, err := os.ReadDir(filepath.Join(pp.down.dir, StageDir)); err != nil || len(entries) != 1 {
+		t.Fatalf("staging dir holds %d files (%v); want the later prefetch's one", len(entries), err)
+	}
+	pp.waitBytesDown(t, int64(len(first)+len(second)))
+	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	pp.download(t, "big.bin", second)
+	if got, want := pp.down.x.Counters.BytesDown.Load(), int64(len(first)+len(second)); got != want {
+		t.Errorf("the reader fetched %d bytes; want both prefetches' %d and nothing after the commit", got, want)
 	}
 }
 

@@ -57,9 +57,14 @@ func (c *Client) Uploads(ctx context.Context, after int64, wait time.Duration) (
 // there is none yet (0: answer at once); the server sends at most 4096 per answer. The
 // answer says Done once no block will follow. A 404 (IsNotFound) says the upload ended
 // (taken by its commit, given up) or never was: the blocks fetched so far are worth
-// keeping only if the committed entry lists them.
-func (c *Client) UploadBlocks(ctx context.Context, no int64, from int, wait time.Duration) (*proto.UploadBlocksResponse, error) {
+// keeping only if the committed entry lists them. base, when above 0, is the version of
+// the upload's path the caller holds the block list of: an edit's blocks may then come
+// as runs that refer to it (proto.UploadBlocksResponse.Expand).
+func (c *Client) UploadBlocks(ctx context.Context, no int64, from int, base int64, wait time.Duration) (*proto.UploadBlocksResponse, error) {
 	q := url.Values{"from": {strconv.Itoa(from)}}
+	if base > 0 {
+		q.Set("base", strconv.FormatInt(base, 10))
+	}
 	if wait > 0 {
 		q.Set("wait", wait.String())
 	}

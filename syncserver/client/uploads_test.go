@@ -52,16 +52,16 @@ func TestUploadCallsSendTheirRequests(t *testing.T) {
 	if err != nil || ups.Last != 7 || len(ups.Uploads) != 1 || last() != "after=3&wait=2s" {
 		t.Fatalf("Uploads = %+v, %v (query %q)", ups, err, last())
 	}
-	got, err := c.UploadBlocks(ctx, 7, 2, time.Second)
+	got, err := c.UploadBlocks(ctx, 7, 2, 5, time.Second)
 	if err != nil || !got.Done || !reflect.DeepEqual(got.Blocks, []proto.Block{{Hash: hashOf([]byte("x")), Size: 1}}) ||
-		last() != "from=2&wait=1s" {
+		last() != "base=5&from=2&wait=1s" {
 		t.Fatalf("UploadBlocks = %+v, %v (query %q)", got, err, last())
 	}
-	if _, err := c.UploadBlocks(ctx, 7, 0, 0); err == nil {
+	if _, err := c.UploadBlocks(ctx, 7, 0, 0, 0); err == nil {
 		t.Fatal("UploadBlocks took an answer for another index than asked")
 	}
 	// An upload that ended is a 404, not a server without uploads.
-	if _, err := c.UploadBlocks(ctx, 8, 0, 0); !IsNotFound(err) || errors.Is(err, ErrNotSupported) {
+	if _, err := c.UploadBlocks(ctx, 8, 0, 0, 0); !IsNotFound(err) || errors.Is(err, ErrNotSupported) {
 		t.Fatalf("UploadBlocks answered 404: %v; want a plain 404", err)
 	}
 }

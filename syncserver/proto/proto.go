@@ -292,11 +292,48 @@ type UploadsResponse struct {
 type UploadBlocksResponse struct {
 	// From is the request's: the index of Blocks[0] in the file's block list.
 	From int `json:"from"`
-	// Blocks are the stored blocks from From on, at most the request's limit.
-	Blocks []Block `json:"blocks"`
+	// Blocks are the stored blocks from From on, at most the request's limit; nil when
+	// they come as Runs.
+	Blocks []Block `json:"blocks,omitempty"`
+	// Runs are the same blocks when the request named, as base, the version of the
+	// upload's path whose blocks the writer named by reference (an edit): stretches of
+	// that version's list stand for its blocks (see Expand). Base is then that version.
+	Runs []UploadRun `json:"runs,omitempty"`
+	Base int64       `json:"base,omitempty"`
 	// Done says no block will be added any more (the upload was taken by its commit,
 	// given up or dropped) and Blocks reaches the last of those the upload holds.
 	Done bool `json:"done"`
+}
+
+// UploadRun is a stretch of an upload's blocks (UploadBlocksResponse.Runs): Blocks, or,
+// when Count is above 0, Count blocks of the base version's list from its block
+// BaseFrom on.
+type UploadRun struct {
+	Blocks   []Block `json:"blocks,omitempty"`
+	BaseFrom int     `json:"baseFrom,omitempty"`
+	Count    int     `json:"count,omitempty"`
+}
+
+// Expand returns the answer's blocks, in order, taking the runs' stretches from base,
+// the list of the version Base: an error when a stretch is not within base, or a run
+// is neither blocks nor a stretch.
+func (r *UploadBlocksResponse) Expand(base []Block) ([]Block, error) {
+	if r.Runs == nil {
+		return r.Blocks, nil
+	}
+	var out []Block
+	for _, run := range r.Runs {
+		switch {
+		case run.Count > 0 && len(run.Blocks) == 0 && run.BaseFrom >= 0 && run.BaseFrom <= len(base)-run.Count:
+			out = append(out, base[run.BaseFrom:run.BaseFrom+run.Count]...)
+		case run.Count == 0 && len(run.Blocks) > 0:
+			out = append(out, run.Blocks...)
+		default:
+			return nil, fmt.Errorf("upload blocks: run of %d blocks, %d from %d of a base of %d: not blocks nor a stretch of the base",
+				len(run.Blocks), run.Count, run.BaseFrom, len(base))
+		}
+	}
+	return out, nil
 }
 
 // GetBlocksRequest asks for the bytes of Hashes in one answer (RouteBlocksGet).
