@@ -156,18 +156,25 @@ func TestUploadsLongPollWakesAtOpen(t *testing.T) {
 	}
 }
 
+// commitInBlocks stores content in blocks of bs bytes and commits it at path.
+func (e *testEnv) commitInBlocks(path string, content []byte, bs int) (proto.CommitItem, proto.ItemResult) {
+	e.t.Helper()
+	it, _ := fileItem(path, content, bs)
+	for off := 0; off < len(content); off += bs {
+		e.putBlock(content[off:min(off+bs, len(content))])
+	}
+	r := e.commit(it)[0]
+	if r.Status != proto.StatusOK {
+		e.t.Fatalf("commit %s: %+v", path, r)
+	}
+	return it, r
+}
+
 func TestUploadBlocksAreTheStoredPrefix(t *testing.T) {
 	e := newEnv(t)
 	const bs = 1 << 10
 	content := randomContent(t, 6*bs)
-	v1, _ := fileItem("f.bin", content, bs)
-	for off := 0; off < len(content); off += bs {
-		e.putBlock(content[off : off+bs])
-	}
-	r1 := e.commit(v1)[0]
-	if r1.Status != proto.StatusOK {
-		t.Fatalf("v1: %+v", r1)
-	}
+	_, r1 := e.commitInBlocks("f.bin", content, bs)
 	// v2 changes blocks 0–3 and keeps 4 and 5, which the stream names by reference.
 	for i := 0; i < 4*bs; i += 97 {
 		content[i] ^= 0xff
@@ -236,14 +243,7 @@ func TestUploadBlocksOfAnEditComeAsRunsOfItsBase(t *testing.T) {
 	e := newEnv(t)
 	const bs = 1 << 10
 	content := randomContent(t, 6*bs)
-	v1, _ := fileItem("f.bin", content, bs)
-	for off := 0; off < len(content); off += bs {
-		e.putBlock(content[off : off+bs])
-	}
-	r1 := e.commit(v1)[0]
-	if r1.Status != proto.StatusOK {
-		t.Fatalf("v1: %+v", r1)
-	}
+	v1, r1 := e.commitInBlocks("f.bin", content, bs)
 	seq := r1.Entry.Seq
 	// v2 changes block 1 and keeps the others, which the stream names by reference.
 	content[bs+5] ^= 0xff

@@ -76,6 +76,20 @@ func (pp *prefetchPair) waitBytesDown(t *testing.T, n int64) {
 	}
 }
 
+// prefetched writes content to the writer's file name, waits for its upload to be
+// listed, prefetches it on the reader and waits until every byte was fetched.
+func (pp *prefetchPair) prefetched(t *testing.T, name string, content []byte) proto.Upload {
+	t.Helper()
+	pp.write(t, name, content)
+	up := pp.upload(t, name, int64(len(content)))
+	before := pp.down.x.Counters.BytesDown.Load()
+	if !pp.down.x.Prefetch(context.Background(), up) {
+		t.Fatalf("prefetch of upload %+v not started", up)
+	}
+	pp.waitBytesDown(t, before+int64(len(content)))
+	return up
+}
+
 // download pulls the server's entries and runs the reader's plan; it checks that
 // name holds content and that no temp file is left.
 func (pp *prefetchPair) download(t *testing.T, name string, content []byte) {
@@ -134,12 +148,7 @@ func TestUploadIsPrefetchedBeforeItsCommit(t *testing.T) {
 func TestPrefetchOfOtherBlocksIsNotUsed(t *testing.T) {
 	pp := newPrefetchPair(t)
 	first := randomContent(2, PreuploadMin+1<<20)
-	pp.write(t, "big.bin", first)
-	up := pp.upload(t, "big.bin", int64(len(first)))
-	if !pp.down.x.Prefetch(context.Background(), up) {
-		t.Fatal("prefetch not started")
-	}
-	pp.waitBytesDown(t, int64(len(first)))
+	pp.prefetched(t, "big.bin", first)
 	second := randomContent(3, PreuploadMin+2<<20)
 	pp.write(t, "big.bin", second)
 	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
@@ -242,12 +251,7 @@ func TestEditIsPrefetchedFromTheLocalCopy(t *testing.T) {
 func TestLaterUploadOfAPathReplacesItsPrefetch(t *testing.T) {
 	pp := newPrefetchPair(t)
 	first := randomContent(6, PreuploadMin+1<<20)
-	pp.write(t, "big.bin", first)
-	up1 := pp.upload(t, "big.bin", int64(len(first)))
-	if !pp.down.x.Prefetch(context.Background(), up1) {
-		t.Fatal("prefetch not started")
-	}
-	pp.waitBytesDown(t, int64(len(first)))
+	up1 := pp.prefetched(t, "big.bin", first)
 	second := randomContent(7, PreuploadMin+2<<20)
 	pp.write(t, "big.bin", second)
 	up2 := pp.upload(t, "big.bin", int64(len(second)))
