@@ -114,10 +114,9 @@ type hashStream struct {
 	no   int64
 	path string
 	size int64
-	// changed, when a reader of the upload asked for it, is closed when list and queue
-	// grow or the stream ends (broken or gone); nil until then, so that a stream
-	// nobody reads costs no channel per block.
-	changed chan struct{}
+	// changed wakes the upload's readers when list and queue grow or the stream ends
+	// (broken or gone).
+	changed wakeup
 }
 
 // hashStreams holds the server's streams.
@@ -130,7 +129,7 @@ type hashStreams struct {
 	held   atomic.Int64  // bytes of blocks held by pending entries (heldBudget)
 	lists  []versionList // the version lists addStored resolved last, oldest first
 	lastNo int64         // the last upload number given (uploads.go)
-	opened chan struct{} // closed, and replaced, when a stream is opened as an upload
+	opened wakeup        // fired when a stream is opened as an upload; guarded by mu
 }
 
 // versionList is the block list of a version.
@@ -140,7 +139,7 @@ type versionList struct {
 }
 
 func newHashStreams(blocks BlockStore, cps *checkpoints) *hashStreams {
-	return &hashStreams{blocks: blocks, cps: cps, now: time.Now, m: map[streamKey]*hashStream{}, opened: make(chan struct{})}
+	return &hashStreams{blocks: blocks, cps: cps, now: time.Now, m: map[streamKey]*hashStream{}}
 }
 
 // validStreamID accepts short names of letters, digits, '-' and '_'.
@@ -235,7 +234,7 @@ func (hs *hashStreams) drop(st *hashStream) {
 	defer st.mu.Unlock()
 	st.gone = true
 	hs.dropPending(st)
-	st.signal()
+	st.changed.fire()
 }
 
 // dropPending releases the blocks the stream has not hashed; the caller holds st.mu.
@@ -276,7 +275,7 @@ func (hs *hashStreams) put(st *hashStream, off int64, p pendingBlock) bool {
 	if len(st.pending)+len(st.queue) >= maxStreamPending {
 		st.broken = true
 		hs.dropPending(st)
-		st.signal()
+		st.changed.fire()
 		return false
 	}
 	if old, ok := st.pending[off]; ok {
@@ -338,7 +337,7 @@ func (hs *hashStreams) advance(st *hashStream) {
 		st.end += p.b.Size
 	}
 	if len(st.queue) > n {
-		st.signal() // the upload's readers see the blocks (uploads.go)
+		st.changed.fire() // the upload's readers see the blocks (uploads.go)
 	}
 	hs.startPump(st)
 }
@@ -390,7 +389,7 @@ func (hs *hashStreams) pump(st *hashStream) {
 		if err != nil {
 			st.broken = true
 			hs.dropPending(st)
-			st.signal()
+			st.changed.fire()
 		}
 	}
 }
@@ -466,7 +465,7 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	st.gone = true // a late add changes nothing
 	hs.finish(st)
 	hs.dropPending(st) // blocks past a gap: never hashed now
-	st.signal()
+	st.changed.fire()
 	if st.broken || len(st.list) == 0 || len(st.list) > len(list) {
 		return nil, 0
 	}

@@ -34,20 +34,25 @@ var (
 	errStreamEnded = errors.New("it was given up or taken by its commit")
 )
 
-// signal wakes the readers waiting for a change of the stream. The caller holds st.mu.
-func (st *hashStream) signal() {
-	if st.changed != nil {
-		close(st.changed)
-		st.changed = nil
+// wakeup wakes the requests waiting for a change: each takes the channel of wait, and
+// fire closes it. Its owner's mutex guards it. No channel is made until a request
+// waits, so a stream nobody reads costs none per block.
+type wakeup struct{ ch chan struct{} }
+
+// wait returns the channel the next fire closes.
+func (w *wakeup) wait() <-chan struct{} {
+	if w.ch == nil {
+		w.ch = make(chan struct{})
 	}
+	return w.ch
 }
 
-// changes returns a channel that signal closes. The caller holds st.mu.
-func (st *hashStream) changes() <-chan struct{} {
-	if st.changed == nil {
-		st.changed = make(chan struct{})
+// fire wakes every request waiting.
+func (w *wakeup) fire() {
+	if w.ch != nil {
+		close(w.ch)
+		w.ch = nil
 	}
-	return st.changed
 }
 
 // open names path, of size bytes, as the file stream k uploads, creating the stream if
@@ -66,8 +71,7 @@ func (hs *hashStreams) open(k streamKey, path string, size int64) (int64, error)
 	}
 	hs.lastNo++
 	st.no, st.path, st.size = hs.lastNo, path, size
-	close(hs.opened)
-	hs.opened = make(chan struct{})
+	hs.opened.fire()
 	return st.no, nil
 }
 
@@ -90,7 +94,7 @@ func (hs *hashStreams) uploads(after int64) ([]proto.Upload, int64, <-chan struc
 		}
 	}
 	slices.SortFunc(out, func(a, b proto.Upload) int { return cmp.Compare(a.No, b.No) })
-	return out, hs.lastNo, hs.opened
+	return out, hs.lastNo, hs.opened.wait()
 }
 
 // upload returns the stream of upload no, or nil when no stream held has that number.
@@ -138,7 +142,7 @@ func (hs *hashStreams) uploadBlocks(st *hashStream, from, limit int, baseSeq int
 		runs = addToRuns(runs, b, int(st.bases[i]))
 	}
 	done = (st.broken || st.gone) && max(from, end) >= n
-	return blocks, runs, done, st.changes()
+	return blocks, runs, done, st.changed.wait()
 }
 
 // addToRuns appends block b, which is the base list's block baseIdx (-1: none), to
@@ -187,28 +191,14 @@ func (s *Server) handleUploads(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, err)
 		return
 	}
-	var deadline <-chan time.Time
-	if wait > 0 {
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		deadline = t.C
-	}
-	for {
+	s.longPoll(r, wait, func(final bool) <-chan struct{} {
 		list, last, opened := s.streams.uploads(after)
-		if len(list) > 0 || deadline == nil {
-			writeJSON(w, http.StatusOK, proto.UploadsResponse{Uploads: list, Last: last})
-			return
+		if len(list) == 0 && !final {
+			return opened
 		}
-		select {
-		case <-opened:
-		case <-deadline:
-			deadline = nil // one last look, then answer
-		case <-s.stop:
-			deadline = nil
-		case <-r.Context().Done():
-			return
-		}
-	}
+		writeJSON(w, http.StatusOK, proto.UploadsResponse{Uploads: list, Last: last})
+		return nil
+	})
 }
 
 // handleUploadBlocks answers the blocks an upload in progress stored so far
@@ -226,28 +216,42 @@ func (s *Server) handleUploadBlocks(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no upload %d in progress (never opened, taken by its commit, or given up)", q.no))
 		return
 	}
+	s.longPoll(r, q.wait, func(final bool) <-chan struct{} {
+		blocks, runs, done, changed := s.streams.uploadBlocks(st, q.from, q.limit, q.base)
+		if len(blocks) == 0 && len(runs) == 0 && !done && !final {
+			return changed
+		}
+		resp := proto.UploadBlocksResponse{From: q.from, Blocks: blocks, Runs: runs, Done: done}
+		if blocks == nil {
+			resp.Base = q.base
+		}
+		writeJSONFor(w, r, http.StatusOK, resp)
+		return nil
+	})
+}
+
+// longPoll calls look until it answers (returns nil), waiting between two calls for
+// the channel it returned, wait at most in all: once the wait is over, or the server
+// stops, look is called with final set, and must answer. It gives up when the client
+// goes away.
+func (s *Server) longPoll(r *http.Request, wait time.Duration, look func(final bool) <-chan struct{}) {
 	var deadline <-chan time.Time
-	if q.wait > 0 {
-		t := time.NewTimer(q.wait)
+	if wait > 0 {
+		t := time.NewTimer(wait)
 		defer t.Stop()
 		deadline = t.C
 	}
-	for {
-		blocks, runs, done, changed := s.streams.uploadBlocks(st, q.from, q.limit, q.base)
-		if len(blocks) > 0 || len(runs) > 0 || done || deadline == nil {
-			resp := proto.UploadBlocksResponse{From: q.from, Blocks: blocks, Runs: runs, Done: done}
-			if blocks == nil {
-				resp.Base = q.base
-			}
-			writeJSONFor(w, r, http.StatusOK, resp)
+	for final := wait <= 0; ; {
+		wake := look(final)
+		if wake == nil {
 			return
 		}
 		select {
-		case <-changed:
+		case <-wake:
 		case <-deadline:
-			deadline = nil
+			final = true // one last look, then answer
 		case <-s.stop:
-			deadline = nil
+			final = true
 		case <-r.Context().Done():
 			return
 		}

@@ -288,7 +288,7 @@ func TestUploadBlocksOfAGivenUpStreamAreDone(t *testing.T) {
 	st := e.srv.streams.upload(no)
 	st.mu.Lock()
 	st.broken = true
-	st.signal()
+	st.changed.fire()
 	st.mu.Unlock()
 	if code, got, raw := e.uploadBlocks(no, "?limit=1"); code != http.StatusOK || len(got.Blocks) != 1 || got.Done {
 		t.Fatalf("first block of a given-up stream: %d %s; want one block, not done yet", code, raw)

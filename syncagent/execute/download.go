@@ -609,9 +609,9 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 	a := newAssembly(f, r.Size, len(blocks) > 1)
 	err := fetch(a.write)
 	if err == nil {
-		ok, err = x.landAssembled(dir, name, op, blocks, f, t, anon, a)
-		if ok {
-			return a.landed, err
+		var l landed
+		if l, ok, err = x.landAssembled(dir, name, op, blocks, f, t, anon, a); ok {
+			return l, err
 		}
 	}
 	return landed{}, err
@@ -625,8 +625,7 @@ type assembly struct {
 	// (previousFile), at a few percent of SHA-256's cost.
 	fast    []chunk.FastSum
 	several bool
-	n       int    // pieces written in full
-	landed  landed // set by landAssembled
+	n       int // pieces written in full
 }
 
 func newAssembly(f *os.File, size int64, several bool) *assembly {
@@ -647,12 +646,12 @@ func (a *assembly) write(data []byte) error {
 
 // landAssembled finishes the temp file f (t, or unnamed when anon) that holds the
 // content of op, written by a, and moves it into place as name in dir, which is
-// op.Path; it sets a.landed. placed says the file is in place (the caller must not
-// remove it, even when err says its close failed).
-func (x *Executor) landAssembled(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, f *os.File, t tempFile, anon bool, a *assembly) (placed bool, err error) {
+// op.Path, and returns what landed. placed says the file is in place (the caller must
+// not remove it, even when err says its close failed).
+func (x *Executor) landAssembled(dir *dircache.Dir, name string, op plan.Op, blocks []proto.Block, f *os.File, t tempFile, anon bool, a *assembly) (l landed, placed bool, err error) {
 	r := op.Remote
 	if err := a.w.finish(); err != nil {
-		return false, err
+		return landed{}, false, err
 	}
 	fast := a.fast
 	if len(fast) != len(blocks) {
@@ -661,12 +660,11 @@ func (x *Executor) landAssembled(dir *dircache.Dir, name string, op plan.Op, blo
 	mode := os.FileMode(r.Mode & 0o777) // what Chmod would set of 0o7777 too
 	if !anon {
 		if err := f.Chmod(mode); err != nil {
-			return false, fmt.Errorf("chmod: %w", err)
+			return landed{}, false, fmt.Errorf("chmod: %w", err)
 		}
 	}
 	// The mtime is set, and the stat key read, on the open file where the system allows
 	// (a rename changes neither): no path is resolved for them.
-	var l landed
 	statted := false
 	err = setMTime(f, r.MTimeNs)
 	if err == nil {
@@ -676,56 +674,53 @@ func (x *Executor) landAssembled(dir *dircache.Dir, name string, op plan.Op, blo
 			// Made with its mode less the umask (openAnon): set in full only when that
 			// differs, a system call per file spared in the usual case.
 			if err = f.Chmod(mode); err != nil {
-				return false, fmt.Errorf("chmod: %w", err)
+				return landed{}, false, fmt.Errorf("chmod: %w", err)
 			}
 			fi, err = f.Stat()
 		}
 		if err != nil {
-			return false, fmt.Errorf("stat temp file: %w", err)
+			return landed{}, false, fmt.Errorf("stat temp file: %w", err)
 		}
 		l = landedOf(fi, op, blocks)
 		l.sums.Fast = fast
 	} else if !errors.Is(err, errors.ErrUnsupported) {
-		return false, fmt.Errorf("set mtime: %w", err)
+		return landed{}, false, fmt.Errorf("set mtime: %w", err)
 	}
 	if r.Size > syncEachAbove {
 		if err := f.Sync(); err != nil {
-			return false, fmt.Errorf("fsync: %w", err)
+			return landed{}, false, fmt.Errorf("fsync: %w", err)
 		}
 	}
 	if anon {
 		if !statted {
-			return false, errors.New("set mtime: not on the open file")
+			return landed{}, false, errors.New("set mtime: not on the open file")
 		}
 		if err := x.landAnon(f, dir, name, op.Path); err != nil {
-			return false, err
+			return landed{}, false, err
 		}
-		a.landed = l
 		if err := f.Close(); err != nil {
-			return true, fmt.Errorf("close landed file: %w", err)
+			return l, true, fmt.Errorf("close landed file: %w", err)
 		}
-		return true, nil
+		return l, true, nil
 	}
 	if err := f.Close(); err != nil {
-		return false, fmt.Errorf("close temp file: %w", err)
+		return landed{}, false, fmt.Errorf("close temp file: %w", err)
 	}
 	if !statted {
 		mt := time.Unix(0, r.MTimeNs)
 		if err := t.dir.Chtimes(t.name, mt, mt); err != nil {
-			return false, fmt.Errorf("set mtime: %w", err)
+			return landed{}, false, fmt.Errorf("set mtime: %w", err)
 		}
 	}
 	if err := x.replaceAt(dir, t, name, op.Path, op.Local); err != nil {
-		return false, err
+		return landed{}, false, err
 	}
 	if statted {
-		a.landed = l
-		return true, nil
+		return l, true, nil
 	}
 	l, err = x.statAt(dir.Root, name, op, blocks)
 	l.sums.Fast = fast
-	a.landed = l
-	return true, err
+	return l, true, err
 }
 
 // baseHints pairs the blocks of list that replace blocks of local, the indexed list of

@@ -136,7 +136,7 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 		defer prev.close()
 		p.err = x.follow(ctx, pollCtx, p, prev, baseSeq, base)
 		p.ended = time.Now()
-		x.Log.Debug("prefetch ended", "path", up.Path, "upload", up.No, "blocks", p.a.n, "err", errString(p.err))
+		x.Log.Debug("prefetch ended", "path", up.Path, "upload", up.No, "blocks", p.a.n, "err", p.err)
 	}()
 	x.Log.Debug("prefetching an upload", "path", up.Path, "upload", up.No, "size", up.Size)
 	return true
@@ -274,37 +274,29 @@ func (x *Executor) assemblePrefetched(ctx context.Context, op plan.Op, blocks []
 	if p.err != nil && !errors.Is(p.err, context.Canceled) || n == 0 || len(blocks) < 2 ||
 		n > len(blocks) || !slices.Equal(p.blocks[:n], blocks[:n]) ||
 		x.stage.dir == nil || x.unstaged(op.Path) || isDir(op.Local) {
-		x.Log.Debug("prefetch not used", "path", op.Path, "upload", p.up.No, "written", n, "err", errString(p.err))
+		x.Log.Debug("prefetch not used", "path", op.Path, "upload", p.up.No, "written", n, "err", p.err)
 		p.discard(x)
 		return landed{}, false, nil
 	}
-	dir, name, release, err := x.parentDir(op.Path)
-	if err != nil {
-		p.discard(x)
-		return landed{}, true, err
-	}
-	defer release()
 	placed := false
 	defer func() {
 		if !placed {
 			p.discard(x)
 		}
 	}()
+	dir, name, release, err := x.parentDir(op.Path)
+	if err != nil {
+		return landed{}, true, err
+	}
+	defer release()
 	if err := fetch(blocks[n:], p.a.write); err != nil {
 		return landed{}, true, err
 	}
 	t := tempFile{dir: x.stage.dir.Root, name: p.name, staged: true}
-	placed, err = x.landAssembled(dir, name, op, blocks, p.f, t, false, p.a)
+	l, placed, err = x.landAssembled(dir, name, op, blocks, p.f, t, false, p.a)
 	if !placed {
 		return landed{}, true, err
 	}
 	x.Log.Debug("prefetch used", "path", op.Path, "upload", p.up.No, "prefetched", n, "blocks", len(blocks))
-	return p.a.landed, true, err
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
+	return l, true, err
 }
