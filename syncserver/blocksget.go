@@ -50,7 +50,7 @@ func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
 	for _, hash := range req.Hashes {
 		var sum [32]byte
 		_, _ = hex.Decode(sum[:], []byte(hash)) // validated by decodeMissing
-		data, err := s.readBlock(hash, bufp)
+		data, release, err := s.readBlock(hash, bufp)
 		kind := proto.BlockRecordPlain
 		switch {
 		case errors.Is(err, blobs.ErrNotFound) || errors.Is(err, blobs.ErrCorrupt):
@@ -64,11 +64,13 @@ func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		hdr = proto.AppendBlockRecordHeader(hdr[:0], kind, sum, len(data))
-		if _, err := bw.Write(hdr); err != nil {
-			return // the client went away
+		_, err = bw.Write(hdr)
+		if err == nil {
+			_, err = bw.Write(data) // bw copies what it keeps: data may go back to the store
 		}
-		if _, err := bw.Write(data); err != nil {
-			return
+		release()
+		if err != nil {
+			return // the client went away
 		}
 	}
 	if err := bw.Flush(); err != nil {
@@ -76,22 +78,30 @@ func (s *Server) handleGetBlocks(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBlock reads a whole block into *buf (grown as needed).
-func (s *Server) readBlock(hash string, buf *[]byte) ([]byte, error) {
+// readBlock returns a whole block and what frees it: the store's own buffer of a packed
+// block (wholeBlock), or *buf (grown as needed) filled from a loose file.
+func (s *Server) readBlock(hash string, buf *[]byte) (data []byte, release func(), err error) {
 	f, size, err := s.blocks.Open(hash)
 	if err != nil {
-		return nil, err
+		return nil, func() {}, err
+	}
+	if w, ok := f.(wholeBlock); ok {
+		return w.Bytes(), func() { f.Close() }, nil
 	}
 	defer f.Close()
 	if int64(cap(*buf)) < size {
 		*buf = make([]byte, size)
 	}
-	data := (*buf)[:size]
+	data = (*buf)[:size]
 	if _, err := io.ReadFull(f, data); err != nil {
-		return nil, fmt.Errorf("read block %q: %w", hash, err)
+		return nil, func() {}, fmt.Errorf("read block %q: %w", hash, err)
 	}
-	return data, nil
+	return data, func() {}, nil
 }
+
+// wholeBlock is a block reader that holds the whole block in memory already (a packed
+// block's, blobs.Store.Open).
+type wholeBlock interface{ Bytes() []byte }
 
 // blockSample is the most of a block that the entropy check of a download reads. 4 KiB
 // tells random-looking bytes (above 7.9 bits per byte) from text or tables (under 6) as

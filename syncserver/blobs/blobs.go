@@ -393,7 +393,9 @@ func (s *Store) copyVerified(hash string, w io.Writer, r io.Reader, maxSize int6
 
 // Open opens the block hash for reading and returns it with its size; ErrNotFound when
 // it is not stored, ErrCorrupt when a packed block no longer matches its hash. The
-// caller closes the reader.
+// caller closes the reader. A packed block is read into memory whole, and its reader
+// also has a method Bytes() []byte that returns the whole block without a copy, valid
+// until Close.
 func (s *Store) Open(hash string) (io.ReadSeekCloser, int64, error) {
 	if err := checkHash(hash); err != nil {
 		return nil, 0, err

@@ -594,7 +594,7 @@ func (s *Store) openPacked(hash string) (rc io.ReadSeekCloser, size int64, ok bo
 		s.dropCorrupt(hash, sum, loc)
 		return nil, 0, true, fmt.Errorf("%w: block %q in %q at offset %d", ErrCorrupt, hash, path, loc.off)
 	}
-	return &pooledReader{Reader: bytes.NewReader(data), buf: bp}, loc.size, true, nil
+	return &pooledReader{Reader: bytes.NewReader(data), buf: bp, data: data}, loc.size, true, nil
 }
 
 // dropCorrupt removes a damaged block from the index, so that Has and Missing report
@@ -621,14 +621,18 @@ func (s *Store) dropCorrupt(hash string, sum [sha256.Size]byte, loc *packed) {
 // reader must not be used after Close.
 type pooledReader struct {
 	*bytes.Reader
-	buf *[]byte
+	buf  *[]byte
+	data []byte
 }
+
+// Bytes returns the whole block, wherever the reader stands; it is valid until Close.
+func (r *pooledReader) Bytes() []byte { return r.data }
 
 func (r *pooledReader) Close() error {
 	if r.buf != nil {
 		r.Reset(nil)
 		recBufs.Put(r.buf)
-		r.buf = nil
+		r.buf, r.data = nil, nil
 	}
 	return nil
 }
