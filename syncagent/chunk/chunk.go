@@ -151,9 +151,8 @@ func next(c *fastcdc.Chunker) (fastcdc.Chunk, error) {
 var smallBufs = sync.Pool{New: func() any { b := make([]byte, MinSize+1); return &b }}
 
 // Hash reads r to its end, splitting it into blocks. fn, when not nil, sees every block
-// with its bytes; data is only valid during the call. A content of at most MinSize bytes
-// is one block.
-func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
+// with its bytes (Data). A content of at most MinSize bytes is one block.
+func Hash(r io.Reader, fn BlockFunc) (Result, error) {
 	return hashContent(r, fn, true)
 }
 
@@ -161,12 +160,12 @@ func Hash(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error
 // than one block: the result's Sum, SHA256 and Marks are then left empty (one block's
 // hash is the content's). It is for a writer that has the server hash the content of
 // the blocks it sends (proto.StreamSumRequest), as RehashBlocks.
-func HashBlocks(r io.Reader, fn func(b proto.Block, data []byte) error) (Result, error) {
+func HashBlocks(r io.Reader, fn BlockFunc) (Result, error) {
 	return hashContent(r, fn, false)
 }
 
 // hashContent is Hash, or HashBlocks without withSum.
-func hashContent(r io.Reader, fn func(b proto.Block, data []byte) error, withSum bool) (Result, error) {
+func hashContent(r io.Reader, fn BlockFunc, withSum bool) (Result, error) {
 	// Read the first MinSize+1 bytes: most files are small and need no chunker.
 	bp := smallBufs.Get().(*[]byte)
 	defer smallBufs.Put(bp)
@@ -182,7 +181,7 @@ func hashContent(r io.Reader, fn func(b proto.Block, data []byte) error, withSum
 		b := proto.Block{Hash: res.SHA256, Size: int64(n)}
 		res.Blocks = []proto.Block{b}
 		if fn != nil {
-			if err := fn(b, data); err != nil {
+			if err := fn(b, Data{b: data}); err != nil {
 				return Result{}, err
 			}
 		}
@@ -201,19 +200,19 @@ func hashContent(r io.Reader, fn func(b proto.Block, data []byte) error, withSum
 	// chunker's buffer; the next hashes the blocks and hands them to fn, in order; the
 	// last hashes the whole content and takes the blocks' fast sums (where they cost the
 	// least: about 5 % of Hash's time there, 15 % in the other stages). Each passes the
-	// copy on.
-	hashCh := make(chan *[]byte, 4)
-	wholeCh := make(chan *[]byte, 4)
+	// copy on; fn may hold it beyond the last stage.
+	hashCh := make(chan *sharedBuf, 4)
+	wholeCh := make(chan *sharedBuf, 4)
 	wholeDone := make(chan struct{})
 	var fast []FastSum
 	go func() {
 		defer close(wholeDone)
-		for bp := range wholeCh {
+		for buf := range wholeCh {
 			if withSum {
-				whole.write(*bp)
+				whole.write(buf.b)
 			}
-			fast = append(fast, FastSumOf(*bp))
-			chunkBufs.Put(bp)
+			fast = append(fast, FastSumOf(buf.b))
+			buf.release()
 		}
 	}()
 	var res Result
@@ -223,26 +222,25 @@ func hashContent(r io.Reader, fn func(b proto.Block, data []byte) error, withSum
 	go func() {
 		defer close(hashDone)
 		defer close(wholeCh)
-		for bp := range hashCh {
+		for buf := range hashCh {
 			if fnErr != nil {
-				chunkBufs.Put(bp)
+				buf.release()
 				continue
 			}
-			data := *bp
-			sum := sha256.Sum256(data)
-			b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(data))}
+			sum := sha256.Sum256(buf.b)
+			b := proto.Block{Hash: hex.EncodeToString(sum[:]), Size: int64(len(buf.b))}
 			res.Blocks = append(res.Blocks, b)
 
 			res.Size += b.Size
 			if fn != nil {
-				if err := fn(b, data); err != nil {
+				if err := fn(b, Data{b: buf.b, shared: buf}); err != nil {
 					fnErr = err
 					close(stop)
-					chunkBufs.Put(bp)
+					buf.release()
 					continue
 				}
 			}
-			wholeCh <- bp
+			wholeCh <- buf
 		}
 	}()
 	var loopErr error
@@ -256,12 +254,11 @@ loop:
 			loopErr = fmt.Errorf("read: %w", err)
 			break
 		}
-		bp := chunkBufs.Get().(*[]byte)
-		*bp = append((*bp)[:0], ch.Data...)
+		buf := newSharedBuf(ch.Data)
 		select {
-		case hashCh <- bp:
+		case hashCh <- buf:
 		case <-stop:
-			chunkBufs.Put(bp)
+			buf.release()
 			break loop
 		}
 	}
@@ -302,8 +299,6 @@ func (r *Result) setSum(h hash.Hash) {
 	h.Sum(r.Sum[:0])
 	r.SHA256 = hex.EncodeToString(r.Sum[:])
 }
-
-var chunkBufs = sync.Pool{New: func() any { b := make([]byte, 0, MaxSize); return &b }}
 
 // onceReader returns b, then EOF, without copying b first.
 type onceReader struct{ b []byte }

@@ -25,7 +25,8 @@ func randomBytes(n int, seed uint64) []byte {
 func mustHash(t fataler, data []byte) Result {
 	t.Helper()
 	var seen int64
-	res, err := Hash(bytes.NewReader(data), func(b proto.Block, d []byte) error {
+	res, err := Hash(bytes.NewReader(data), func(b proto.Block, data Data) error {
+		d := data.Bytes()
 		if SumHex(d) != b.Hash || int64(len(d)) != b.Size {
 			t.Fatalf("block %s: bytes do not match", b.Hash)
 		}
@@ -142,7 +143,7 @@ func TestHashBlocksCutsAsHashDoes(t *testing.T) {
 		data := randomBytes(n, uint64(n))
 		want := mustHash(t, data)
 		var seen []proto.Block
-		got, err := HashBlocks(bytes.NewReader(data), func(b proto.Block, d []byte) error {
+		got, err := HashBlocks(bytes.NewReader(data), func(b proto.Block, _ Data) error {
 			seen = append(seen, b)
 			return nil
 		})

@@ -41,7 +41,7 @@ import (
 // not its prefix's (a damaged index) gives a SHA-256 that the listed blocks do not have,
 // which the server's check of a commit refuses. Fast sums of another length than prev
 // are ignored.
-func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
+func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn BlockFunc) (Result, error) {
 	res, _, err := rehash(r, prev, sums, fn, true)
 	return res, err
 }
@@ -51,7 +51,7 @@ func Rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, d
 // for it. It is for a writer that has the server hash the content of the blocks it
 // sends (proto.StreamSumRequest): the SHA-256 pass over the whole content, the longest
 // part of an edit's rescan, then runs on the server's side.
-func RehashBlocks(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error) (Result, error) {
+func RehashBlocks(r io.Reader, prev []proto.Block, sums Sums, fn BlockFunc) (Result, error) {
 	res, _, err := rehash(r, prev, sums, fn, false)
 	return res, err
 }
@@ -64,7 +64,7 @@ type rehashWork struct {
 }
 
 // rehash is Rehash, or RehashBlocks without withSum, that also returns its work.
-func rehash(r io.Reader, prev []proto.Block, sums Sums, fn func(b proto.Block, data []byte) error, withSum bool) (Result, rehashWork, error) {
+func rehash(r io.Reader, prev []proto.Block, sums Sums, fn BlockFunc, withSum bool) (Result, rehashWork, error) {
 	fast := sums.Fast
 	if len(fast) != len(prev) {
 		fast = nil
@@ -111,7 +111,7 @@ type rehasher struct {
 	win  window
 	prev []proto.Block
 	fast []FastSum // prev's FastSums, or nil: check found blocks by their SHA-256
-	fn   func(b proto.Block, data []byte) error
+	fn   BlockFunc
 
 	pos  int64          // where the next block starts
 	next int            // the block of prev tried at pos; len(prev): none
@@ -305,7 +305,7 @@ func (rh *rehasher) chunk() (end bool, err error) {
 
 func (rh *rehasher) emit(b proto.Block, fast FastSum, data []byte) error {
 	if rh.fn != nil {
-		if err := rh.fn(b, data); err != nil {
+		if err := rh.fn(b, Data{b: data}); err != nil {
 			return err
 		}
 	}

@@ -61,7 +61,11 @@ func checkedRehashWork(t fataler, data []byte, prev []proto.Block, prevSums Sums
 	var seen []proto.Block
 	var sums []FastSum
 	var off int64
-	res, work, err := rehash(bytes.NewReader(data), prev, prevSums, func(b proto.Block, d []byte) error {
+	res, work, err := rehash(bytes.NewReader(data), prev, prevSums, func(b proto.Block, held Data) error {
+		d := held.Bytes()
+		if _, ok := held.Hold(); ok {
+			t.Fatal("Rehash handed over bytes that can be held: its window reuses them")
+		}
 		if SumHex(d) != b.Hash || int64(len(d)) != b.Size || !bytes.Equal(d, data[off:off+b.Size]) {
 			t.Fatalf("block %d (%s at %d): the bytes handed over are not the content's", len(seen), b.Hash, off)
 		}
@@ -317,7 +321,7 @@ func TestRehashStopsWhenFnFails(t *testing.T) {
 	prev := mustHash(t, data).Blocks
 	boom := errors.New("boom")
 	calls := 0
-	_, err := Rehash(bytes.NewReader(data), prev, Sums{}, func(proto.Block, []byte) error {
+	_, err := Rehash(bytes.NewReader(data), prev, Sums{}, func(proto.Block, Data) error {
 		calls++
 		if calls == 3 {
 			return boom

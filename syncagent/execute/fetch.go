@@ -160,7 +160,7 @@ func (x *Executor) fetchBlocks(ctx context.Context, blocks []proto.Block, o *fet
 				err = fmt.Errorf("write temp file: %w", err)
 			}
 			if f.pooled {
-				putBlockBuf(f.data)
+				chunk.PutBuf(f.data)
 			} else if f.group != nil {
 				f.group.release()
 			}
@@ -287,12 +287,12 @@ func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
 	return readBlockAt(f, l.Offset, l.Size)
 }
 
-// readBlockAt reads size bytes at off of f into a block buffer (getBlockBuf); false
+// readBlockAt reads size bytes at off of f into a block buffer (chunk.GetBuf); false
 // when f holds fewer.
 func readBlockAt(f *os.File, off, size int64) ([]byte, bool) {
-	data := getBlockBuf(int(size))
+	data := chunk.GetBuf(int(size))
 	if n, err := f.ReadAt(data, off); n != len(data) && err != nil {
-		putBlockBuf(data)
+		chunk.PutBuf(data)
 		return nil, false
 	}
 	return data, true
@@ -306,7 +306,7 @@ func (x *Executor) localBlock(b proto.Block, o *fetchOpts, check bool) []byte {
 		if !check || o.prev.holds(b, data) {
 			return data
 		}
-		putBlockBuf(data)
+		chunk.PutBuf(data)
 	}
 	locs, err := x.State.FindBlock(b.Hash)
 	if err != nil {
@@ -321,7 +321,7 @@ func (x *Executor) localBlock(b proto.Block, o *fetchOpts, check bool) []byte {
 			return data
 		}
 		if ok {
-			putBlockBuf(data)
+			chunk.PutBuf(data)
 		}
 	}
 	return nil

@@ -126,6 +126,7 @@ type preBlock struct {
 	b    proto.Block
 	off  int64 // in the file
 	data []byte
+	free func()     // gives data back
 	run  *storedRun // instead of a block: stored blocks to name to the stream
 }
 
@@ -169,7 +170,7 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 	var sampled bool
 	release := func(p preBlock) {
 		if p.run == nil {
-			putBlockBuf(p.data)
+			p.free()
 			u.mem.Release(weight(p.b))
 		}
 	}
@@ -276,7 +277,8 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		}
 	}()
 	var off int64
-	each := func(b proto.Block, data []byte) error {
+	each := func(b proto.Block, d chunk.Data) error {
+		data := d.Bytes()
 		at := off
 		off += b.Size
 		if ctx.Err() != nil {
@@ -303,9 +305,13 @@ func (u *Preupload) File(ctx context.Context, path string, size int64, indexed [
 		if !sampled {
 			sampled, send.compress = true, entropy.Compressible(data[:min(len(data), 16<<10)])
 		}
-		buf := getBlockBuf(len(data))
-		copy(buf, data)
-		in <- preBlock{b: b, off: at, data: buf}
+		free, held := d.Hold()
+		if !held {
+			buf := chunk.GetBuf(len(data))
+			copy(buf, data)
+			data, free = buf, func() { chunk.PutBuf(buf) }
+		}
+		in <- preBlock{b: b, off: at, data: data, free: free}
 		return nil
 	}
 	wait := sync.OnceFunc(func() {

@@ -382,8 +382,8 @@ func (x *Executor) sendBlocks(ctx context.Context, p *pendingUpload, missing map
 	next := make(chan job)
 	for range x.Workers {
 		wg.Go(func() {
-			whole := getBlockBuf(chunk.MaxSize)
-			defer func() { putBlockBuf(whole) }()
+			whole := chunk.GetBuf(chunk.MaxSize)
+			defer func() { chunk.PutBuf(whole) }()
 			for j := range next {
 				if int64(cap(whole)) < j.b.Size {
 					whole = make([]byte, j.b.Size)

@@ -52,9 +52,9 @@ type Update struct {
 
 // Upload is where a file's blocks go while it is hashed (Scanner.Preupload).
 type Upload struct {
-	// Each takes every block, in order, as the chunker yields it (data valid only during
-	// the call); nil takes none.
-	Each func(b proto.Block, data []byte) error
+	// Each takes every block, in order, as the chunker yields it (its bytes valid only
+	// during the call unless held); nil takes none.
+	Each chunk.BlockFunc
 	// Wait waits until every block handed to Each is sent or given up; hashing calls it
 	// before it returns, and before Sum. It may be called more than once. Nil waits for
 	// nothing.
