@@ -131,7 +131,8 @@ type preBlock struct {
 }
 
 // File starts the pre-upload of one file of size bytes and returns the function the
-// chunker calls with each block (data valid only during the call; it never fails), the
+// chunker calls with each block (it holds the block's bytes until they are sent, or
+// copies them where they cannot be held; it never fails), the
 // function that waits until every block handed over is sent or given up (once, however
 // often it is called), and the one that asks the server for the SHA-256 of the blocks
 // sent (nil for a server known not to answer it). For a file under PreuploadMin it
