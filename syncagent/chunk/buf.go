@@ -9,12 +9,12 @@ import (
 
 // Block buffers hold a block's bytes on their way: cut from a file by Hash (and held
 // by the upload that sends them, Data.Hold), or read from a local file for a rebuild
-// (an edited large file's unchanged blocks, from its previous version). They return to a pool once written or sent: a rebuild of
-// 1 GiB used to allocate 1 GiB of fresh slices, which kept the collector running under
-// the agent's soft memory limit and made the kernel hand the process fresh pages over
-// and over (docs/benchmarks.md: the reader's CPU over W7 fell by a quarter). Buffers
-// come in classes of MinSize << c bytes up to MaxSize; other sizes are
-// plain allocations.
+// (an edited large file's unchanged blocks, from its previous version). They return to
+// a pool once written or sent: a rebuild of 1 GiB used to allocate 1 GiB of fresh
+// slices, which kept the collector running under the agent's soft memory limit and
+// made the kernel hand the process fresh pages over and over (docs/benchmarks.md: the
+// reader's CPU over W7 fell by a quarter). Buffers come in classes of MinSize << c bytes
+// up to MaxSize; other sizes are plain allocations.
 var blockBufs [blockBufClasses]sync.Pool
 
 // blockBufClasses is how many buffer sizes the pool keeps.
