@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -225,4 +226,30 @@ func TestMakeRoomRemovesEarlierFoldersOnlyWhenShort(t *testing.T) {
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// The machine's speed is measured for real: both figures positive, the disk's temp file
+// gone, and the rendered report states them; a work dir that cannot take the file is
+// an error.
+func TestMeasureMachine(t *testing.T) {
+	dir := t.TempDir()
+	m, err := measureMachine(dir, 8<<20, 8<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.SHA256MBps <= 0 || m.FsyncWriteMBps <= 0 {
+		t.Fatalf("machine speed %+v, want both figures > 0", m)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the disk's temp file was left: %v", entries)
+	}
+	rep := NewReport(time.Now(), 1, nil)
+	rep.Machine = &m
+	want := fmt.Sprintf("SHA-256 %.0f MB/s, a file of 8 MiB written and fsynced %.0f MB/s", m.SHA256MBps, m.FsyncWriteMBps)
+	if md := rep.Markdown(); !strings.Contains(md, "Machine, measured before the workloads: "+want+".") {
+		t.Errorf("rendered report lacks the machine's speed %q:\n%s", want, md)
+	}
+	if _, err := measureMachine(filepath.Join(dir, "missing"), 1<<20, 1<<20); err == nil || !strings.Contains(err.Error(), "measure the disk") {
+		t.Errorf("a missing work dir: %v, want a disk error", err)
+	}
 }

@@ -19,8 +19,11 @@ type Report struct {
 	LoadStart string    `json:"loadAverageAtStart"`
 	LoadEnd   string    `json:"loadAverageAtEnd"`
 	Peers     []string  `json:"peers"` // versions
-	Reps      int       `json:"reps"`
-	Sizes     struct {
+	// Machine is the machine's speed measured before the workloads (absent in reports
+	// made before it was).
+	Machine *MachineSpeed `json:"machine,omitempty"`
+	Reps    int           `json:"reps"`
+	Sizes   struct {
 		Full  Sizes `json:"full"`
 		Quick Sizes `json:"quick"`
 	} `json:"sizes"`
@@ -267,6 +270,9 @@ func (r *Report) Markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Run of %s UTC, %d repetition(s), %d CPUs, load average %s at start and %s at end, %s; peers: %s.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.Reps, r.CPUs, r.LoadStart, r.LoadEnd, r.GoVersion, strings.Join(r.Peers, ", "))
+	if r.Machine != nil {
+		fmt.Fprintf(&b, "Machine, measured before the workloads: %s.\n\n", r.Machine)
+	}
 	fmt.Fprintf(&b, "Sizes: full = %+v; quick = %+v. Workloads marked *quick* ran with the quick sizes.\n\n", r.Sizes.Full, r.Sizes.Quick)
 	b.WriteString("| Workload | Metric | ours | rsync | Syncthing | ours / rsync (per rep) | ours / Syncthing (per rep) | Target (ours, medians) | Met |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")

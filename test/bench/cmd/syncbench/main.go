@@ -122,6 +122,13 @@ func run(args []string, stderr io.Writer) int {
 		}
 	}
 	rep := bench.NewReport(start, reps, peers)
+	speed, err := bench.MeasureMachine(cfg.WorkDir)
+	if err != nil {
+		fmt.Fprintln(stderr, "syncbench:", err)
+		return 1
+	}
+	rep.Machine = &speed
+	fmt.Fprintf(stderr, "machine: %s\n", speed)
 	rep.Records, err = bench.Run(ctx, cfg)
 	rep.Finished, rep.LoadEnd = time.Now().UTC(), bench.LoadAverage()
 	rep.Summarize()
