@@ -132,15 +132,14 @@ type preBlock struct {
 
 // File starts the pre-upload of one file of size bytes and returns the function the
 // chunker calls with each block (it holds the block's bytes until they are sent, or
-// copies them where they cannot be held; it never fails), the
-// function that waits until every block handed over is sent or given up (once, however
-// often it is called), and the one that asks the server for the SHA-256 of the blocks
-// sent (nil for a server known not to answer it). For a file under PreuploadMin it
-// returns nothing: nothing is sent. indexed is the block list the index holds for path,
-// or nil: those blocks are not asked about, as the server holds them
-// (an edit sends only its new blocks; the plan's upload checks the rest, naming them as
-// the kept part of a delta against the version the server holds), and a new block
-// goes as a patch of the indexed one it replaces.
+// copies them where they cannot be held; it never fails), the function that waits until
+// every block handed over is sent or given up (once, however often it is called), and the
+// one that asks the server for the SHA-256 of the blocks sent (nil for a server known not
+// to answer it). For a file under PreuploadMin it returns nothing: nothing is sent.
+// indexed is the block list the index holds for path, or nil: those blocks are not asked
+// about, as the server holds them (an edit sends only its new blocks; the plan's upload
+// checks the rest, naming them as the kept part of a delta against the version the server
+// holds), and a new block goes as a patch of the indexed one it replaces.
 func (u *Preupload) File(ctx context.Context, path string, size int64, indexed []proto.Block) scan.Upload {
 	if size < PreuploadMin {
 		return scan.Upload{}
