@@ -62,6 +62,9 @@ func TestQuickW1OnOurEngine(t *testing.T) {
 	if rec.Seconds <= 0 {
 		t.Errorf("seconds = %v, want > 0", rec.Seconds)
 	}
+	if d := rec.Extra[durableKey]; d < rec.Seconds {
+		t.Errorf("seconds until on disk = %v, want at least the %v until shown", d, rec.Seconds)
+	}
 	// Every byte of content crosses the relay twice (writer → server → reader).
 	if min := int64(2 * QuickSizes.SmallFiles * 1024); rec.WireBytes < min {
 		t.Errorf("wire bytes = %d, want at least %d", rec.WireBytes, min)
@@ -81,7 +84,8 @@ func TestQuickW1OnOurEngine(t *testing.T) {
 	rep := NewReport(time.Now(), 1, nil)
 	rep.Records = recs
 	rep.Summarize()
-	if len(rep.Summary) != 3 || rep.Summary[0].Medians["ours"] != median([]float64{recs[0].Seconds, recs[1].Seconds}) {
+	if len(rep.Summary) != 4 || rep.Summary[0].Medians["ours"] != median([]float64{recs[0].Seconds, recs[1].Seconds}) ||
+		rep.Summary[1].Metric != "time until on disk" || rep.Summary[1].Medians["ours"] != median([]float64{recs[0].Extra[durableKey], recs[1].Extra[durableKey]}) {
 		t.Fatalf("summary = %+v", rep.Summary)
 	}
 	path := filepath.Join(t.TempDir(), "doc.md")
@@ -92,7 +96,7 @@ func TestQuickW1OnOurEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	doc, _ := os.ReadFile(path)
-	for _, want := range []string{"# Title", "kept", "| W1 *quick* | time |", "≤ 2× rsync"} {
+	for _, want := range []string{"# Title", "kept", "| W1 *quick* | time |", "| W1 *quick* | time until on disk |", "≤ 2× rsync"} {
 		if !strings.Contains(string(doc), want) {
 			t.Errorf("rendered doc lacks %q:\n%s", want, doc)
 		}

@@ -80,12 +80,16 @@ func fromExtra(k string) func(Record) (float64, bool) {
 
 // metricsOf lists what the table shows per workload.
 func metricsOf(w string) []metric {
-	timeWireCPU := []metric{{"time", "s", fromSeconds}, {"wire", "bytes", fromWire}, {"cpu", "s", fromCPU}}
+	durable := metric{"time until on disk", "s", fromExtra(durableKey)}
+	timeWireCPU := []metric{{"time", "s", fromSeconds}, durable, {"wire", "bytes", fromWire}, {"cpu", "s", fromCPU}}
 	switch w {
+	case "W4":
+		// Nothing is written: the flush measures nothing of the system.
+		return []metric{{"time", "s", fromSeconds}, {"wire", "bytes", fromWire}, {"cpu", "s", fromCPU}}
 	case "W5":
 		return []metric{{"p50", "s", fromExtra("p50")}, {"p99", "s", fromExtra("p99")}, {"wire", "bytes", fromWire}, {"cpu", "s", fromCPU}}
 	case "W8":
-		return []metric{{"time", "s", fromSeconds}, {"server cpu per agent", "s", fromExtra("serverCpuPerAgent")}, {"wire", "bytes", fromWire}}
+		return []metric{{"time", "s", fromSeconds}, durable, {"server cpu per agent", "s", fromExtra("serverCpuPerAgent")}, {"wire", "bytes", fromWire}}
 	case "W9":
 		return []metric{{"peak rss", "bytes", fromExtra("peakRssBytes")}, {"peak rss, restarted agent", "bytes", fromExtra("oncePeakRssBytes")}}
 	}

@@ -99,6 +99,29 @@ type Record struct {
 	Error     string             `json:"error,omitempty"`
 }
 
+// durableKey names the Extra figure of the seconds until the change was shown by every
+// reader and their file systems were flushed.
+const durableKey = "durableSeconds"
+
+// setExtra sets one of the record's extra figures.
+func (rec *Record) setExtra(key string, v float64) {
+	if rec.Extra == nil {
+		rec.Extra = map[string]float64{}
+	}
+	rec.Extra[key] = v
+}
+
+// syncReaders flushes the file system of every reader's folder (once per file system
+// would do; a second syncfs of one already flushed costs little).
+func syncReaders(readers []string) error {
+	for _, dir := range readers {
+		if err := syncFS(dir); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 type runner struct {
 	cfg Config
 	ctx context.Context
@@ -342,6 +365,14 @@ func (r *runner) change(sys System, dir, workload string, prepare func(stage str
 		return rec, fmt.Errorf("%s: %w", workload, err)
 	}
 	rec.Seconds = time.Since(t0).Seconds()
+	// A system may show its files before they are on disk (rsync and Syncthing leave
+	// them to the kernel's writeback; ours flushes before it records a file as synced),
+	// so the time until every reader's file system is flushed is measured too: what a
+	// crash of the receiving machine right after the change would keep.
+	if err := syncReaders(sys.Readers()); err != nil {
+		return rec, fmt.Errorf("%s: %w", workload, err)
+	}
+	rec.setExtra(durableKey, time.Since(t0).Seconds())
 	// Let trailing acknowledgements (the reader's commit of its sync state, index
 	// updates) land in the wire and CPU counts before reading them.
 	time.Sleep(300 * time.Millisecond)

@@ -32,7 +32,7 @@ func (r *runner) smallFiles(sys System, g *Gen, sz Sizes) ([]Record, error) {
 	rec, err := r.change(sys, dirOf(sys), "W1", func(stage string) (*Expect, func() error, error) {
 		return r.placeTree(sys, g, stage, "w1", sz.SmallFiles)
 	})
-	rec.Extra = map[string]float64{"files": float64(sz.SmallFiles)}
+	rec.setExtra("files", float64(sz.SmallFiles))
 	return records(rec, err)
 }
 
@@ -54,7 +54,7 @@ func (r *runner) bigFile(sys System, g *Gen, sz Sizes) ([]Record, error) {
 		if err != nil {
 			rec.Error = err.Error()
 		}
-		rec.Extra = map[string]float64{"fileBytes": float64(sz.BigFile)}
+		rec.setExtra("fileBytes", float64(sz.BigFile))
 		out = append(out, rec)
 		return err
 	}
@@ -278,7 +278,8 @@ func (r *runner) fanOut(sys System, g *Gen, sz Sizes) ([]Record, error) {
 	rec, err := r.change(sys, dirOf(sys), "W8", func(stage string) (*Expect, func() error, error) {
 		return r.placeTree(sys, g, stage, "w8", sz.SmallFiles)
 	})
-	rec.Extra = map[string]float64{"files": float64(sz.SmallFiles), "agents": float64(len(sys.Readers()))}
+	rec.setExtra("files", float64(sz.SmallFiles))
+	rec.setExtra("agents", float64(len(sys.Readers())))
 	if rec.CPU != nil {
 		rec.Extra["serverCpuPerAgent"] = rec.CPU["server"] / float64(len(sys.Readers()))
 	}
