@@ -94,6 +94,10 @@ type Store struct {
 	wmu      sync.Mutex
 	active   *pack
 	nextPack uint64
+	// sealing counts the packs being sealed in the background (sealInBackground);
+	// compaction and Close wait for them, as a pack must not be removed or closed
+	// under its seal.
+	sealing sync.WaitGroup
 	pmu      sync.RWMutex
 	index    map[[sha256.Size]byte]*packed
 	packs    map[uint64]*pack
@@ -186,6 +190,7 @@ func Open(dir string, opts ...Option) (*Store, error) {
 func (s *Store) Close() error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.sealing.Wait()
 	s.pmu.Lock()
 	defer s.pmu.Unlock()
 	var first error

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/syncedfolder/synced-folder/internal/directio"
@@ -77,6 +78,10 @@ type pack struct {
 	// synced is how much of the pack is known durable (fsynced by this process); the
 	// records Put appends without an fsync lie beyond it until Sync.
 	synced int64
+	// entryMu guards entrySynced, which says the pack's directory entry is known
+	// durable (fsyncPack).
+	entryMu     sync.Mutex
+	entrySynced bool
 	// recs lists every record appended to the pack by this process, from its first
 	// (for the .idx written when it is sealed); nil for a pack found at Open.
 	recs []idxEntry
@@ -338,7 +343,7 @@ func (s *Store) activePack() (*pack, error) {
 		return s.active, nil
 	}
 	if s.active != nil {
-		s.seal(s.active)
+		s.sealInBackground(s.active)
 	}
 	id := s.nextPack
 	p := &pack{id: id, path: filepath.Join(s.packDir, packName(id)+packExt), dead: map[int64]struct{}{}}
@@ -346,13 +351,9 @@ func (s *Store) activePack() (*pack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create pack %q: %w", p.path, err)
 	}
-	// The new file's directory entry must be durable before a record in it is
-	// reported stored.
-	if err := syncDir(s.packDir); err != nil {
-		f.Close()
-		os.Remove(p.path)
-		return nil, err
-	}
+	// The new file's directory entry is made durable by the pack's first fsync
+	// (fsyncPack), before any record in it counts as durable: a sync of the dir here,
+	// under wmu, held up every upload for 0.15–0.2 s per pack (docs/benchmarks.md).
 	s.nextPack++
 	p.f = f
 	if s.directIO {
@@ -364,6 +365,25 @@ func (s *Store) activePack() (*pack, error) {
 	s.pmu.Unlock()
 	s.active = p
 	return p, nil
+}
+
+// fsyncPack makes what p holds durable: its data and, the first time, its directory
+// entry (which activePack leaves to this). Every record counted as durable (synced)
+// passed through it.
+func (s *Store) fsyncPack(p *pack) error {
+	if err := p.f.Sync(); err != nil {
+		return err
+	}
+	p.entryMu.Lock()
+	defer p.entryMu.Unlock()
+	if p.entrySynced {
+		return nil
+	}
+	if err := syncDir(s.packDir); err != nil {
+		return err
+	}
+	p.entrySynced = true
+	return nil
 }
 
 // appendRecords writes records (built by appendRecord) at the end of the active pack
@@ -405,7 +425,7 @@ func (s *Store) appendWith(recs records, durable bool) (*pack, int64, error) {
 	off := p.size
 	err = recs.writeAt(p.f, off)
 	if err == nil && durable {
-		err = p.f.Sync()
+		err = s.fsyncPack(p)
 	}
 	if err != nil {
 		s.active = nil

@@ -109,6 +109,7 @@ func (s *Store) persistPackGC(ctx context.Context) error {
 // the copies and removes the old pack. A crash in between leaves a block in two packs;
 // Open keeps one and counts the other dead. The caller holds wmu.
 func (s *Store) compact(id uint64) error {
+	s.sealing.Wait()
 	s.pmu.RLock()
 	p := s.packs[id]
 	s.pmu.RUnlock()

@@ -3,10 +3,12 @@ package blobs
 import (
 	"bytes"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // sealedStore fills a store with small packs (so that several are sealed) and closes
@@ -117,5 +119,91 @@ func TestPackIndexNotMatchingItsPackIsIgnored(t *testing.T) {
 	defer s.Close()
 	if n, _, _ := s.Stats(); n != int64(len(blocks)-1) {
 		t.Fatalf("%d blocks after reopen; want %d (the torn one dropped by the scan)", n, len(blocks)-1)
+	}
+}
+
+// A full pack is sealed while appends go on in the next one: sealing waits for the disk
+// (three fsyncs), which held up every upload while it ran under the append lock. The
+// seal is held here by its pack's entry lock, where it waits after the pack's fsync.
+func TestSealingDoesNotHoldUpAppends(t *testing.T) {
+	defer func(v int64) { packTargetSize = v }(packTargetSize)
+	packTargetSize = 250 << 10 // four 64 KiB blocks per pack
+	s, _ := openStore(t)
+	put := func() (string, error) {
+		b := randomBytes(t, 64<<10)
+		_, _, err := s.Put(hashOf(b), bytes.NewReader(b), 0)
+		return hashOf(b), err
+	}
+	for range 4 {
+		if _, err := put(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.wmu.Lock()
+	full := s.active
+	s.wmu.Unlock()
+	if full == nil || full.size < packTargetSize {
+		t.Fatalf("the first pack is not full after four blocks: %+v", full)
+	}
+	full.entryMu.Lock()
+	held := true
+	defer func() {
+		if held {
+			full.entryMu.Unlock()
+		}
+	}()
+	type result struct {
+		hash string
+		err  error
+	}
+	next := make(chan result, 1)
+	go func() {
+		h, err := put()
+		next <- result{h, err}
+	}()
+	var r result
+	select {
+	case r = <-next:
+	case <-time.After(30 * time.Second):
+		t.Fatal("an append to the next pack waited for the full pack's seal")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if _, err := os.Stat(s.idxPath(full.id)); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("the held seal wrote the full pack's .idx already: %v", err)
+	}
+	if err := s.Sync([]string{r.hash}); err != nil {
+		t.Fatalf("sync of a block of the next pack while the seal is held: %v", err)
+	}
+	full.entryMu.Unlock()
+	held = false
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.idxPath(full.id)); err != nil {
+		t.Fatalf("the full pack has no .idx once the store is closed (Close waits for seals): %v", err)
+	}
+}
+
+// A new pack's directory entry is synced by its first fsync, not when the pack is made
+// (under the append lock): no record of it counts as durable before then.
+func TestPackEntryIsSyncedBeforeItsRecordsCountDurable(t *testing.T) {
+	s, _ := openStore(t)
+	b := randomBytes(t, 64<<10)
+	if _, _, err := s.Put(hashOf(b), bytes.NewReader(b), 0); err != nil {
+		t.Fatal(err)
+	}
+	s.wmu.Lock()
+	p := s.active
+	s.wmu.Unlock()
+	if p == nil || p.entrySynced || p.synced != 0 {
+		t.Fatalf("a new pack after an unsynced append: %+v; want its entry and records not yet durable", p)
+	}
+	if err := s.Sync([]string{hashOf(b)}); err != nil {
+		t.Fatal(err)
+	}
+	if !p.entrySynced || p.synced < p.size {
+		t.Fatalf("after Sync: entry synced %v, %d of %d bytes durable; want all", p.entrySynced, p.synced, p.size)
 	}
 }

@@ -162,9 +162,9 @@ func (s *Store) Sync(hashes []string) error {
 // syncPack fsyncs a pack and records how much of it is durable.
 func (s *Store) syncPack(p *pack) error {
 	s.pmu.RLock()
-	size, f := p.size, p.f
+	size := p.size
 	s.pmu.RUnlock()
-	if err := f.Sync(); err != nil {
+	if err := s.fsyncPack(p); err != nil {
 		s.pmu.RLock()
 		_, open := s.packs[p.id]
 		s.pmu.RUnlock()
