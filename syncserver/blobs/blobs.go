@@ -94,13 +94,14 @@ type Store struct {
 	wmu      sync.Mutex
 	active   *pack
 	nextPack uint64
+	pmu      sync.RWMutex
+	index    map[[sha256.Size]byte]*packed
+	packs    map[uint64]*pack
+
 	// sealing counts the packs being sealed in the background (sealInBackground);
 	// compaction and Close wait for them, as a pack must not be removed or closed
 	// under its seal.
 	sealing sync.WaitGroup
-	pmu      sync.RWMutex
-	index    map[[sha256.Size]byte]*packed
-	packs    map[uint64]*pack
 }
 
 // ValidHash reports whether h is a block hash (proto.ValidHash). Only such strings ever
