@@ -47,6 +47,8 @@ func TestBadFlagsExitTwoWithAClearMessage(t *testing.T) {
 		{[]string{"resume"}, nil, "--dir is required"},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--memory-limit", "lots"}, nil, `--memory-limit: size "lots"`},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--pprof"}, nil, "--pprof needs --listen"},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--direct-io=maybe"}, nil, `invalid boolean value "maybe" for -direct-io`},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir}, map[string]string{"SYNCAGENT_DIRECT_IO": "sometimes"}, "SYNCAGENT_DIRECT_IO"},
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer

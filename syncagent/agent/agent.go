@@ -72,6 +72,9 @@ type Config struct {
 	// IgnoreFile, when set, names a file of ignore patterns applied before the folder's
 	// own .syncignore (the operator's folder-wide defaults, mounted from a ConfigMap).
 	IgnoreFile string
+	// DirectIO writes large downloads around the page cache where the file system
+	// allows it (execute.Executor.DirectIO).
+	DirectIO bool
 	// ListAhead lists the folder for the first full scan while New loads the trees, on a
 	// second goroutine (scan.ListAhead): for a --once pass, whose first round scans at
 	// once. Run drops the listing; a later round of Once lists the folder again.
@@ -201,7 +204,7 @@ func New(cfg Config) (*Agent, error) {
 			a.cursor, a.folderID, a.quietAtLoad = cursor, folderID, quiet
 			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Trees: t,
 				OwnSeqs: a.own, Log: a.log, Counters: &a.counters,
-				Preupload: a.preupload}
+				Preupload: a.preupload, DirectIO: a.cfg.DirectIO}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
 			return a, nil

@@ -606,7 +606,7 @@ func (x *Executor) assembleIn(dir *dircache.Dir, name string, op plan.Op, blocks
 			}
 		}
 	}()
-	a := newAssembly(f, r.Size, len(blocks) > 1)
+	a := newAssembly(f, r.Size, len(blocks) > 1, x.DirectIO)
 	err := fetch(a.write)
 	if err == nil {
 		var l landed
@@ -628,8 +628,8 @@ type assembly struct {
 	n       int // pieces written in full
 }
 
-func newAssembly(f *os.File, size int64, several bool) *assembly {
-	return &assembly{w: newFileWriter(f, size), several: several}
+func newAssembly(f *os.File, size int64, several, direct bool) *assembly {
+	return &assembly{w: newFileWriter(f, size, direct), several: several}
 }
 
 // write writes the next block's bytes.

@@ -106,6 +106,9 @@ type Executor struct {
 	// Preupload, when set, is where the scanner sent large files' blocks ahead; the
 	// upload of such a file goes on with (and commits naming) the same upload stream.
 	Preupload *Preupload
+	// DirectIO writes the downloads of large files around the page cache (O_DIRECT)
+	// where the file system allows it (newFileWriter).
+	DirectIO bool
 
 	setupOnce sync.Once
 	inflight  *semaphore.Weighted // block bytes downloads hold; see fetchBlocks

@@ -3,6 +3,7 @@ package execute
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -257,8 +258,16 @@ func TestCorruptDownloadNeverLandsUnderItsName(t *testing.T) {
 	noTempFiles(t, e.dir)
 }
 
+// With and without direct writes (Executor.DirectIO) for the file of over 4 MiB.
 func TestLargeFileRoundTripReusesLocalBlocks(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) { largeFileRoundTrip(t, direct) })
+	}
+}
+
+func largeFileRoundTrip(t *testing.T, direct bool) {
 	e := newEnv(t)
+	e.x.DirectIO = direct
 	data := make([]byte, 6<<20)
 	for i := range data {
 		data[i] = byte(i*7 + i/4096)

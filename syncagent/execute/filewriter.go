@@ -16,13 +16,14 @@ type fileWriter interface {
 	finish() error
 }
 
-// newFileWriter returns the writer of f, a new temp file of size bytes. A large file
-// (one fsynced on its own) is written around the page cache where the system allows it
-// (directWriter): it is on disk when its fsync comes, and its bytes are not copied
-// into the cache first, which costs more than the disk itself on the machines measured
-// (docs/benchmarks.md). Anything else is written through the cache.
-func newFileWriter(f *os.File, size int64) fileWriter {
-	if size > syncEachAbove && size >= directMin {
+// newFileWriter returns the writer of f, a new temp file of size bytes. With direct, a
+// large file (one fsynced on its own) is written around the page cache where the system
+// allows it (directWriter): its bytes are not copied into the cache first, which cost
+// more than the disk itself on one machine measured, while on another direct writes ran
+// at about half the cached rate (docs/benchmarks.md). Anything else is written through
+// the cache, where a program that reads the file next finds it.
+func newFileWriter(f *os.File, size int64, direct bool) fileWriter {
+	if direct && size > syncEachAbove && size >= directMin {
 		if w := newDirectWriter(f); w != nil {
 			return w
 		}

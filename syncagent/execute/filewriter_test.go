@@ -21,7 +21,42 @@ var fileWriterKinds = map[string]func(f *os.File, size int64) fileWriter{
 		}
 		return nil
 	},
-	"chosen": newFileWriter,
+	"chosen":        func(f *os.File, size int64) fileWriter { return newFileWriter(f, size, false) },
+	"chosen direct": func(f *os.File, size int64) fileWriter { return newFileWriter(f, size, true) },
+}
+
+// Only a large file, and only with direct set, is written around the page cache; a
+// file system that refuses direct I/O gets cached writes.
+func TestFileWriterChosenBySizeAndSetting(t *testing.T) {
+	dir := t.TempDir()
+	large := max(int64(directMin), syncEachAbove+1) // the smallest file written directly
+	for i, c := range []struct {
+		size       int64
+		direct     bool
+		wantDirect bool
+	}{
+		{large, true, true},
+		{large - 1, true, false},
+		{large, false, false},
+		{100 * large, false, false},
+	} {
+		f, err := os.Create(filepath.Join(dir, fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := newFileWriter(f, c.size, c.direct)
+		_, isDirect := w.(*directWriter)
+		if c.wantDirect && !isDirect && newDirectWriter(f) == nil {
+			isDirect = true // the file system refuses direct I/O: cached writes are right
+		}
+		if isDirect != c.wantDirect {
+			t.Errorf("size %d, direct %v: writer %T, want direct %v", c.size, c.direct, w, c.wantDirect)
+		}
+		if err := w.finish(); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 }
 
 // Every fileWriter leaves the file holding exactly the bytes written, whatever the size

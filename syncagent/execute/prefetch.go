@@ -126,7 +126,7 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	pollCtx, stopPoll := context.WithCancel(ctx)
 	p := &prefetch{up: up, name: name, cancel: cancel, stopPoll: stopPoll, done: make(chan struct{}),
-		f: f, a: newAssembly(f, up.Size, true)}
+		f: f, a: newAssembly(f, up.Size, true, x.DirectIO)}
 	if x.pre.m == nil {
 		x.pre.m = map[string]*prefetch{}
 	}

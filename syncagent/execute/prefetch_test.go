@@ -3,6 +3,7 @@ package execute
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -114,9 +115,16 @@ func randomContent(seed byte, n int) []byte {
 }
 
 // A reader copies a large file while it is uploaded: the download of its commit takes
-// the copy over and fetches nothing again.
+// the copy over and fetches nothing again. With and without direct writes.
 func TestUploadIsPrefetchedBeforeItsCommit(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		t.Run(fmt.Sprintf("direct=%v", direct), func(t *testing.T) { uploadPrefetched(t, direct) })
+	}
+}
+
+func uploadPrefetched(t *testing.T, direct bool) {
 	pp := newPrefetchPair(t)
+	pp.down.x.DirectIO = direct
 	content := randomContent(1, PreuploadMin+3<<20)
 	pp.write(t, "big.bin", content)
 	up := pp.upload(t, "big.bin", int64(len(content)))
