@@ -50,7 +50,7 @@ const (
 
 type options struct {
 	server, dir, stateDir, tokenFile, caFile, id, mode, listen string
-	once, allowMassDelete, noWatch, pprof, directIO            bool
+	once, allowMassDelete, noWatch, pprof, directIO, noPatch   bool
 	rescanInterval                                             time.Duration
 	maxDeletePercent                                           float64
 	logLevel                                                   slog.Level
@@ -84,6 +84,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	fs.StringVar(&o.ignoreFile, "ignore-file", "", "file of gitignore-style patterns applied before the folder's own .syncignore")
 	fs.BoolVar(&o.noWatch, "no-watch", false, "do not watch the folder; rely on --rescan-interval")
 	fs.BoolVar(&o.directIO, "direct-io", false, "write downloads of large files (over 4 MiB) around the page cache (O_DIRECT, where the file system allows it): spares the page-cache copy's CPU; on some disks slower, and a program reading the file next reads it from disk")
+	fs.BoolVar(&o.noPatch, "no-patch-in-place", false, "rebuild every edited file and rename it into place: a program reading a large file while it is synced then sees its old or its new version whole, at the cost of writing all of the file for any edit (by default a file of 8 MiB or more whose edit keeps the rest in place gets only the changed bytes, behind a journal in the state dir)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress bar for --once: auto (on a terminal), always, never")
 	fs.StringVar(&o.memoryLimit, "memory-limit", "auto", "soft memory limit of the Go runtime: auto (the live heap plus half of it, at least 16MiB more and at least 36MiB), off, or a size such as 256MiB; GOMEMLIMIT, when set, wins over the default")
 	fs.TextVar(&o.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
@@ -119,7 +120,7 @@ func run(args []string, getenv func(string) string, stderr io.Writer) int {
 	cfg := agent.Config{Dir: o.dir, StateDir: o.stateDir, AgentID: o.id, Mode: plan.Mode(o.mode),
 		RescanInterval: o.rescanInterval, MaxDeletePercent: o.maxDeletePercent,
 		AllowMassDelete: o.allowMassDelete, Server: cl, Log: log, Watch: !o.noWatch, IgnoreFile: o.ignoreFile,
-		ListAhead: o.once, DirectIO: o.directIO}
+		ListAhead: o.once, DirectIO: o.directIO, NoPatchInPlace: o.noPatch}
 	if o.once && (o.progress == "always" || o.progress == "auto" && isTerminal(stderr)) {
 		cfg.ProgressBar = stderr
 	}

@@ -49,6 +49,8 @@ func TestBadFlagsExitTwoWithAClearMessage(t *testing.T) {
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--pprof"}, nil, "--pprof needs --listen"},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--direct-io=maybe"}, nil, `invalid boolean value "maybe" for -direct-io`},
 		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir}, map[string]string{"SYNCAGENT_DIRECT_IO": "sometimes"}, "SYNCAGENT_DIRECT_IO"},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir, "--no-patch-in-place=perhaps"}, nil, `invalid boolean value "perhaps" for -no-patch-in-place`},
+		{[]string{"--server", "http://127.0.0.1:1", "--dir", dir}, map[string]string{"SYNCAGENT_NO_PATCH_IN_PLACE": "often"}, "SYNCAGENT_NO_PATCH_IN_PLACE"},
 	}
 	for _, c := range cases {
 		var stderr bytes.Buffer

@@ -75,6 +75,9 @@ type Config struct {
 	// DirectIO writes large downloads around the page cache where the file system
 	// allows it (execute.Executor.DirectIO).
 	DirectIO bool
+	// NoPatchInPlace rebuilds every edited file and renames it into place, instead of
+	// writing only the changed bytes of a large file into it (execute.Executor.JournalDir).
+	NoPatchInPlace bool
 	// ListAhead lists the folder for the first full scan while New loads the trees, on a
 	// second goroutine (scan.ListAhead): for a --once pass, whose first round scans at
 	// once. Run drops the listing; a later round of Once lists the folder again.
@@ -185,6 +188,12 @@ func New(cfg Config) (*Agent, error) {
 		root.Close()
 		return nil, err
 	}
+	// Before anything looks at the folder: a file left half-patched would look edited.
+	if err := execute.ReplayPatches(root, cfg.StateDir, cfg.Log); err != nil {
+		db.Close()
+		root.Close()
+		return nil, err
+	}
 	a := &Agent{cfg: cfg, log: cfg.Log, root: root, db: db, own: map[string]execute.OwnSeq{}}
 	a.initScanner(base)
 	if cfg.ListAhead {
@@ -205,6 +214,9 @@ func New(cfg Config) (*Agent, error) {
 			a.exec = &execute.Executor{Root: a.root, Server: a.cfg.Server, State: a.db, Trees: t,
 				OwnSeqs: a.own, Log: a.log, Counters: &a.counters,
 				Preupload: a.preupload, DirectIO: a.cfg.DirectIO}
+			if !cfg.NoPatchInPlace {
+				a.exec.JournalDir = cfg.StateDir
+			}
 			a.st.started = time.Now()
 			a.st.setCursor(folderID, cursor)
 			return a, nil

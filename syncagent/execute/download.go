@@ -523,6 +523,13 @@ type fetchOpts struct {
 // was the longest stage of a large file's rebuild (docs/benchmarks.md).
 func (x *Executor) assemble(ctx context.Context, op plan.Op, blocks []proto.Block) (landed, error) {
 	prev, local := x.openPrevious(op.Path)
+	if l, used, err := x.patchInPlace(ctx, op, blocks, prev, local); used {
+		if p := x.takePrefetch(op.Path); p != nil {
+			p.stop(x)
+		}
+		prev.close()
+		return l, err
+	}
 	o := &fetchOpts{hints: baseHints(local, blocks), prev: prev}
 	if p := x.takePrefetch(op.Path); p != nil {
 		l, used, err := x.assemblePrefetched(ctx, op, blocks, p, func(rest []proto.Block, write func([]byte) error) error {

@@ -109,6 +109,10 @@ type Executor struct {
 	// DirectIO writes the downloads of large files around the page cache (O_DIRECT)
 	// where the file system allows it (newFileWriter).
 	DirectIO bool
+	// JournalDir, when set, is where a large file edited in a few places keeps the
+	// journal of its patch in place (see patchInPlace): the agent's state dir. Unset,
+	// every download is rebuilt and renamed into place.
+	JournalDir string
 
 	setupOnce sync.Once
 	inflight  *semaphore.Weighted // block bytes downloads hold; see fetchBlocks

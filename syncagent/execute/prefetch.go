@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -90,9 +91,7 @@ func (x *Executor) Prefetch(ctx context.Context, up proto.Upload) bool {
 		}
 		// An earlier upload of the path: its writer started again (the file changed
 		// while it was sent), and the commit will name the later one's blocks.
-		old.cancel()
-		<-old.done
-		old.discard(x)
+		old.stop(x)
 		delete(x.pre.m, up.Path)
 	}
 	running := 0
@@ -149,6 +148,18 @@ func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previ
 	o := &fetchOpts{prev: prev}
 	var written int64
 	lastBase := -1 // the base block the last stretch ended with
+	// An edit that keeps the base's blocks at their offsets will be patched in place
+	// (patchInPlace): a copy of the file would only load the disk. Such an upload is
+	// followed without fetching (held), until it turns out to be another kind of
+	// change; then what was held is fetched first.
+	var held []proto.Block
+	var heldHints map[string]proto.Block
+	hold := patchInPlaceSupported && x.JournalDir != "" && len(base) > 0 && p.up.Size >= inPlaceMinSize
+	var baseOffs []int64
+	if hold {
+		baseOffs = offsetsOf(base)
+	}
+	var heldNew int64 // bytes of new blocks among held
 	for {
 		resp, err := x.Server.UploadBlocks(pollCtx, p.up.No, len(p.blocks), baseSeq, prefetchPoll)
 		switch {
@@ -181,10 +192,75 @@ func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previ
 		}
 		o.hints, lastBase = runHints(resp.Runs, base, lastBase)
 		p.blocks = append(p.blocks, blocks...)
+		if hold {
+			hold = keepsOffsets(resp.Runs, baseOffs, written-sizeOf(blocks), &heldNew) &&
+				heldNew <= p.up.Size/inPlaceMaxShare
+			if hold {
+				held = append(held, blocks...)
+				heldHints = mergeHints(heldHints, o.hints)
+				continue
+			}
+			blocks = append(held, blocks...)
+			o.hints = mergeHints(heldHints, o.hints)
+			held, heldHints = nil, nil
+		}
 		if err := x.fetchBlocks(ctx, blocks, o, p.a.write); err != nil {
 			return err
 		}
 	}
+}
+
+// keepsOffsets reports whether runs, an answer's blocks starting at offset off of the
+// new version, hold each stretch of the base (whose blocks start at baseOffs, its size
+// last) at the
+// offset it has there; it adds the bytes of the runs' new blocks to *added.
+func keepsOffsets(runs []proto.UploadRun, baseOffs []int64, off int64, added *int64) bool {
+	if runs == nil {
+		return false // blocks only: not an edit of the base
+	}
+	for _, r := range runs {
+		if r.Count > 0 {
+			end := r.BaseFrom + r.Count // within the base: Expand checked it
+			if end >= len(baseOffs) || baseOffs[r.BaseFrom] != off {
+				return false
+			}
+			off += baseOffs[end] - baseOffs[r.BaseFrom]
+			continue
+		}
+		n := sizeOf(r.Blocks)
+		*added += n
+		off += n
+	}
+	return true
+}
+
+// offsetsOf returns the offset of each block of list, and the list's size last.
+func offsetsOf(list []proto.Block) []int64 {
+	out := make([]int64, len(list)+1)
+	for i, b := range list {
+		out[i+1] = out[i] + b.Size
+	}
+	return out
+}
+
+func sizeOf(list []proto.Block) int64 {
+	var n int64
+	for _, b := range list {
+		n += b.Size
+	}
+	return n
+}
+
+// mergeHints returns a with b's pairs added (a may be nil).
+func mergeHints(a, b map[string]proto.Block) map[string]proto.Block {
+	if len(b) == 0 {
+		return a
+	}
+	if a == nil {
+		a = make(map[string]proto.Block, len(b))
+	}
+	maps.Copy(a, b)
+	return a
 }
 
 // runHints pairs each new block of runs (an edit's) with the block of base at its
@@ -245,11 +321,16 @@ func (x *Executor) StopPrefetches() {
 	x.pre.mu.Lock()
 	defer x.pre.mu.Unlock()
 	for path, p := range x.pre.m {
-		p.cancel()
-		<-p.done
-		p.discard(x)
+		p.stop(x)
 		delete(x.pre.m, path)
 	}
+}
+
+// stop ends p and removes its temp file.
+func (p *prefetch) stop(x *Executor) {
+	p.cancel()
+	<-p.done
+	p.discard(x)
 }
 
 // discard removes the temp file of a prefetch that ended.

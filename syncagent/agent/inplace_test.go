@@ -1,0 +1,151 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/syncedfolder/synced-folder/syncagent/ignore"
+	"github.com/syncedfolder/synced-folder/syncserver/client"
+)
+
+func inodeOf(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// A large file edited on one agent is patched in place on the other: it keeps its
+// inode, and both end with the same bytes. With NoPatchInPlace it is rebuilt and
+// renamed into place.
+func TestLargeEditIsPatchedInPlace(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoPatchInPlace=%v", off), func(t *testing.T) { testLargeEdit(t, off) })
+	}
+}
+
+func testLargeEdit(t *testing.T, noPatch bool) {
+	srv := startServer(t)
+	wdir, rdir := t.TempDir(), t.TempDir()
+	w := newAgent(t, srv, wdir, "writer", nil)
+	r := newAgent(t, srv, rdir, "reader", func(c *Config) { c.NoPatchInPlace = noPatch })
+	data := make([]byte, 12<<20)
+	_, _ = rand.NewChaCha8([32]byte{9}).Read(data)
+	if err := os.WriteFile(filepath.Join(wdir, "disk.img"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	once(t, w)
+	once(t, r)
+	ino := inodeOf(t, filepath.Join(rdir, "disk.img"))
+	data[len(data)/2] ^= 0xff
+	if err := os.WriteFile(filepath.Join(wdir, "disk.img"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Now().Add(time.Hour)
+	if err := os.Chtimes(filepath.Join(wdir, "disk.img"), mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	once(t, w)
+	once(t, r)
+	got, err := os.ReadFile(filepath.Join(rdir, "disk.img"))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("reader's file: %d bytes, %v; want the writer's edit", len(got), err)
+	}
+	if patched := inodeOf(t, filepath.Join(rdir, "disk.img")) == ino; patched == noPatch {
+		t.Errorf("the reader's file patched in place: %v; want %v", patched, !noPatch)
+	}
+	once(t, w) // nothing comes back as an edit of the reader
+	if m1, m2 := manifest(t, wdir), manifest(t, rdir); len(m1) != 1 || m1["disk.img"] != m2["disk.img"] {
+		t.Errorf("writer %v, reader %v; want the same one file", m1, m2)
+	}
+}
+
+// writeJournal writes a patch journal as the executor does (magic, header length,
+// header, the ranges' bytes, the SHA-256 of all that).
+func writeJournal(t *testing.T, name string, header any, data []byte) {
+	t.Helper()
+	head, err := json.Marshal(header)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	b.WriteString("sfpatch1")
+	_ = binary.Write(&b, binary.BigEndian, uint32(len(head)))
+	b.Write(head)
+	b.Write(data)
+	sum := sha256.Sum256(b.Bytes())
+	b.Write(sum[:])
+	if err := os.WriteFile(name, b.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// An agent that starts with a patch journal in its state dir finishes that patch
+// before it looks at the folder, and drops a journal that was not complete; a journal
+// it cannot make sense of stops it with an error naming the journal.
+func TestAgentFinishesAnInterruptedPatchWhenItStarts(t *testing.T) {
+	srv := startServer(t)
+	dir := t.TempDir()
+	state := filepath.Join(dir, ignore.StateDirName)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "f.bin")
+	if err := os.WriteFile(p, bytes.Repeat([]byte("old."), 64), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	header := map[string]any{"path": "f.bin", "ino": inodeOf(t, p), "size": 256, "mtimeNs": mt.UnixNano(), "mode": 0o600,
+		"ranges": []map[string]int64{{"off": 8, "len": 4}, {"off": 100, "len": 4}}}
+	writeJournal(t, filepath.Join(state, "patch-0001.journal"), header, []byte("NEW!new!"))
+	if err := os.WriteFile(filepath.Join(state, "patch-0002.journal"), []byte("sfpatch1 cut short"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	newAgent(t, srv, dir, "a", nil).Close()
+	got, err := os.ReadFile(p)
+	want := bytes.Repeat([]byte("old."), 64)
+	copy(want[8:], "NEW!")
+	copy(want[100:], "new!")
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("f.bin: %q, %v; want the patch finished", got, err)
+	}
+	if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(mt) || fi.Mode().Perm() != 0o600 {
+		t.Errorf("f.bin: %v; want the patch's mtime %v and mode 0600", fi, mt)
+	}
+	left, _ := filepath.Glob(filepath.Join(state, "patch-*"))
+	if len(left) != 0 {
+		t.Errorf("journals left: %v", left)
+	}
+
+	header["ranges"] = []map[string]int64{{"off": 300, "len": 8}} // past the file's size
+	bad := filepath.Join(state, "patch-0003.journal")
+	writeJournal(t, bad, header, []byte("NEW!new!"))
+	cl, err := client.New(client.Options{BaseURL: srv.url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(Config{Dir: dir, AgentID: "a", Server: cl, Log: testLogger(t)})
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "past the size") {
+		t.Errorf("New with a bad journal: %v; want an error naming it and its fault", err)
+	}
+	if got2, _ := os.ReadFile(p); !bytes.Equal(got2, want) {
+		t.Error("a bad journal changed the file")
+	}
+	if _, err := os.Stat(bad); err != nil {
+		t.Errorf("the bad journal: %v; want it kept", err)
+	}
+}
