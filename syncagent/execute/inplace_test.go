@@ -144,6 +144,14 @@ func (pp *inPlacePair) journalNames(t *testing.T) []string {
 	return out
 }
 
+// noJournals checks that no patch journal is left.
+func (pp *inPlacePair) noJournals(t *testing.T) {
+	t.Helper()
+	if names := pp.journalNames(t); len(names) != 0 {
+		t.Errorf("journals left: %v", names)
+	}
+}
+
 // An edit that keeps the other blocks at their offsets is written into the reader's
 // file itself: the file keeps its inode, only the changed block comes from the server
 // (as a delta), the index holds the new version with its fast sums, no journal stays.
@@ -173,9 +181,7 @@ func TestEditIsPatchedInPlace(t *testing.T) {
 				t.Errorf("the reader fetched %d bytes of the edit; want the changed blocks only", got)
 			}
 			checkFastSums(t, pp.reader, "large0.bin", pp.data)
-			if names := pp.journalNames(t); len(names) != 0 {
-				t.Errorf("journals left: %v", names)
-			}
+			pp.noJournals(t)
 			noTempFiles(t, pp.reader.dir)
 			fi, err := os.Stat(pp.path())
 			if err != nil {
@@ -231,9 +237,7 @@ func TestFileIsRebuiltWhenAPatchInPlaceWouldNotDo(t *testing.T) {
 					t.Errorf("the other link holds %d bytes (%v); want the old content", len(got), err)
 				}
 			}
-			if names := pp.journalNames(t); len(names) != 0 {
-				t.Errorf("journals: %v; want none", names)
-			}
+			pp.noJournals(t)
 		})
 	}
 }
@@ -291,9 +295,7 @@ func TestInterruptedPatchIsFinishedAtStart(t *testing.T) {
 			t.Fatalf("replay: %v", err)
 		}
 		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": pp.data})
-		if names := pp.journalNames(t); len(names) != 0 {
-			t.Errorf("journals left: %v", names)
-		}
+		pp.noJournals(t)
 		// Run again: nothing left to do, nothing changes.
 		if err := replay(t, pp); err != nil {
 			t.Fatalf("second replay: %v", err)
@@ -313,9 +315,7 @@ func TestInterruptedPatchIsFinishedAtStart(t *testing.T) {
 			t.Fatalf("replay: %v", err)
 		}
 		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": old})
-		if names := pp.journalNames(t); len(names) != 0 {
-			t.Errorf("journals left: %v", names)
-		}
+		pp.noJournals(t)
 	})
 	t.Run("path names another file", func(t *testing.T) {
 		pp, _, _ := start(t)
@@ -331,9 +331,7 @@ func TestInterruptedPatchIsFinishedAtStart(t *testing.T) {
 			t.Fatalf("replay: %v", err)
 		}
 		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": other})
-		if names := pp.journalNames(t); len(names) != 0 {
-			t.Errorf("journals left: %v", names)
-		}
+		pp.noJournals(t)
 	})
 	t.Run("complete but bad", func(t *testing.T) {
 		pp, old, j := start(t)
@@ -374,12 +372,7 @@ func TestEditToBePatchedInPlaceIsNotCopiedAhead(t *testing.T) {
 			pp := newPrefetchPair(t)
 			pp.down.x.JournalDir = t.TempDir()
 			content := randomContent(8, PreuploadMin+3<<20)
-			pp.write(t, "big.bin", content)
-			if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
-				t.Fatalf("upload: %+v", out)
-			}
-			pp.up.pull(t)
-			pp.download(t, "big.bin", content)
+			pp.synced(t, "big.bin", content)
 			x := pp.down.x
 			ino := inode(t, filepath.Join(pp.down.dir, "big.bin"))
 			if insert {

@@ -91,6 +91,18 @@ func (pp *prefetchPair) prefetched(t *testing.T, name string, content []byte) pr
 	return up
 }
 
+// synced writes content to the writer's file name, commits it, and downloads it on the
+// reader.
+func (pp *prefetchPair) synced(t *testing.T, name string, content []byte) {
+	t.Helper()
+	pp.write(t, name, content)
+	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("upload: %+v", out)
+	}
+	pp.up.pull(t)
+	pp.download(t, name, content)
+}
+
 // download pulls the server's entries and runs the reader's plan; it checks that
 // name holds content and that no temp file is left.
 func (pp *prefetchPair) download(t *testing.T, name string, content []byte) {
@@ -210,12 +222,7 @@ func (r *runsServer) UploadBlocks(ctx context.Context, no int64, from int, base 
 func TestEditIsPrefetchedFromTheLocalCopy(t *testing.T) {
 	pp := newPrefetchPair(t)
 	content := randomContent(8, PreuploadMin+3<<20)
-	pp.write(t, "big.bin", content)
-	if out := pp.up.run(t, pp.up.plan()); out.Done != 1 || out.Failed != 0 {
-		t.Fatalf("upload: %+v", out)
-	}
-	pp.up.pull(t)
-	pp.download(t, "big.bin", content)
+	pp.synced(t, "big.bin", content)
 	x := pp.down.x
 	rs := &runsServer{Server: x.Server}
 	x.Server = rs
