@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +21,13 @@ import (
 	"github.com/syncedfolder/synced-folder/syncagent/ignore"
 	"github.com/syncedfolder/synced-folder/syncserver/client"
 )
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
 
 func inodeOf(t *testing.T, p string) uint64 {
 	t.Helper()
@@ -67,6 +76,14 @@ func testLargeEdit(t *testing.T, noPatch bool) {
 	}
 	if patched := inodeOf(t, filepath.Join(rdir, "disk.img")) == ino; patched == noPatch {
 		t.Errorf("the reader's file patched in place: %v; want %v", patched, !noPatch)
+	}
+	if got, want := r.Status().PatchedInPlace, int64(b2i(!noPatch)); got != want {
+		t.Errorf("status: %d files patched in place; want %d", got, want)
+	}
+	rec := httptest.NewRecorder()
+	r.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if line := fmt.Sprintf("syncagent_files_patched_in_place_total %d\n", b2i(!noPatch)); !strings.Contains(rec.Body.String(), line) {
+		t.Errorf("/metrics lacks %q", line)
 	}
 	once(t, w) // nothing comes back as an edit of the reader
 	if m1, m2 := manifest(t, wdir), manifest(t, rdir); len(m1) != 1 || m1["disk.img"] != m2["disk.img"] {

@@ -131,6 +131,7 @@ type Status struct {
 	BytesUp           int64             `json:"bytesUp"`
 	BytesDown         int64             `json:"bytesDown"`
 	BytesReused       int64             `json:"bytesReused"`
+	PatchedInPlace    int64             `json:"filesPatchedInPlace"`
 	MassDeletePaused  bool              `json:"massDeletePaused"`
 	HeldLocalDeletes  int               `json:"heldLocalDeletes,omitempty"`
 	HeldRemoteDeletes int               `json:"heldRemoteDeletes,omitempty"`
@@ -152,6 +153,7 @@ func (a *Agent) Status() Status {
 		SyncLagSeconds: s.lag(time.Now()).Seconds(), LastError: s.lastErr,
 		Conflicts: a.counters.Conflicts.Load(), BytesUp: a.counters.BytesUp.Load(),
 		BytesDown: a.counters.BytesDown.Load(), BytesReused: a.counters.BytesReused.Load(),
+		PatchedInPlace:   a.counters.PatchedInPlace.Load(),
 		MassDeletePaused: s.breaker, HeldLocalDeletes: s.breakerLocal, HeldRemoteDeletes: s.breakerRemote,
 		Reports: reports,
 	}
@@ -191,6 +193,7 @@ func (a *Agent) Handler() http.Handler {
 	counter("syncagent_bytes_uploaded_total", "Content bytes sent to the server.", a.counters.BytesUp.Load)
 	counter("syncagent_bytes_downloaded_total", "Content bytes fetched from the server.", a.counters.BytesDown.Load)
 	counter("syncagent_bytes_reused_total", "Download bytes taken from local files instead of the server.", a.counters.BytesReused.Load)
+	counter("syncagent_files_patched_in_place_total", "Downloads written into the large file they replace, the changed bytes only.", a.counters.PatchedInPlace.Load)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	mux := http.NewServeMux()

@@ -83,6 +83,8 @@ type Counters struct {
 	// BytesReused counts download bytes taken from local files instead of the server.
 	BytesReused atomic.Int64
 	Conflicts   atomic.Int64
+	// PatchedInPlace counts downloads written into the file they replace (patchInPlace).
+	PatchedInPlace atomic.Int64
 }
 
 // Executor runs plans for one folder. It is not safe for concurrent use: the agent's

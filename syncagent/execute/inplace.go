@@ -193,7 +193,8 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 	kept := r.Size - rangesBytes(h.Ranges)
 	x.Counters.BytesDone.Add(kept)
 	x.Counters.BytesReused.Add(kept)
-	x.Log.Debug("patched in place", "path", op.Path, "bytes", rangesBytes(h.Ranges), "ranges", len(h.Ranges))
+	x.Counters.PatchedInPlace.Add(1)
+	x.Log.Info("patched in place", "path", op.Path, "bytes", rangesBytes(h.Ranges), "ranges", len(h.Ranges))
 	return l, true, nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -364,6 +365,9 @@ func (s *script) fault() {
 // uploads, many times at random points, and checks after each round that no file under
 // its final name holds content nobody wrote and that every stored block matches its
 // hash; at the end, the stores open after a last crash and everything converges.
+// largePath is TestCrashConsistency's file that is edited in place on the downloader.
+const largePath = "large.img"
+
 func TestCrashConsistency(t *testing.T) {
 	for _, seed := range seeds() {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -377,11 +381,22 @@ func TestCrashConsistency(t *testing.T) {
 				t.Fatal(err)
 			}
 			up, down := c.agents[0], c.agents[1]
+			// A file large enough that the downloader patches its edits in place: a kill
+			// may stop it between the journal and the file (docs/reliability.md).
+			s.write(up, largePath, s.bytes(9<<20))
+			c.waitConverged(convergeBound)
 			for s.step = 1; s.step <= *crashFlag; s.step++ {
 				// A few large files, so that transfers take a while.
 				for range 1 + s.rng.IntN(3) {
 					s.f.op("create")
 					s.write(up, s.filePath(), s.bytes(512<<10+s.rng.IntN(3<<20)))
+				}
+				if edit, at := s.rng.IntN(2) == 0, s.rng.IntN(9<<20); edit {
+					if data, ok := s.current(up, largePath); ok {
+						s.f.op("edit-large")
+						data[at%len(data)] ^= 0xff
+						s.write(up, largePath, data)
+					}
 				}
 				delay := time.Duration(s.rng.IntN(1500)) * time.Millisecond
 				killServer := s.rng.IntN(2) == 0
@@ -400,8 +415,28 @@ func TestCrashConsistency(t *testing.T) {
 				c.heal()
 			}
 			s.finish()
+			// The downloader landed the large file's edits by patching it in place (or,
+			// killed in the middle of one, by finishing it when it started again).
+			if edits := f.ops["edit-large"]; edits > 0 {
+				patched := logLines(t, down.proc.LogPath, `msg="patched in place"`)
+				finished := logLines(t, down.proc.LogPath, `msg="finished a patch in place`)
+				t.Logf("seed %d: %d edits of %s; on the downloader %d patched in place, %d finished at a start", seed, edits, largePath, patched, finished)
+				if patched+finished == 0 {
+					t.Errorf("%d edits of %s, none patched in place on the downloader", edits, largePath)
+				}
+			}
 			t.Logf("seed %d: %s", seed, f)
 			totals.add(f)
 		})
 	}
+}
+
+// logLines counts the lines of the log at p that hold s.
+func logLines(t *testing.T, p, s string) int {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(b), s)
 }

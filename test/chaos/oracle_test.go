@@ -3,7 +3,9 @@ package chaos
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/syncedfolder/synced-folder/internal/e2eproc"
+	"github.com/syncedfolder/synced-folder/syncagent/ignore"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
 	"github.com/syncedfolder/synced-folder/syncserver/blobs"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
@@ -82,7 +85,12 @@ func (o *oracle) checkKnown(t *testing.T, c *cluster, entries map[string]proto.E
 		if err != nil {
 			t.Fatal(err)
 		}
+		patching := patchesPending(a.dir)
 		for p, line := range m {
+			if patching[p] {
+				t.Logf("agent %s: %q is being patched in place (a journal names it): its content is checked once the agent started again", a.id, p)
+				continue
+			}
 			if sha, ok := shaOf(line); ok && !o.known[sha] {
 				t.Errorf("agent %s: %q holds content %s that no step wrote (a partial file under its final name)", a.id, p, sha)
 			}
@@ -93,6 +101,30 @@ func (o *oracle) checkKnown(t *testing.T, c *cluster, entries map[string]proto.E
 			t.Errorf("server: %q holds content %s that no step wrote", p, e.SHA256)
 		}
 	}
+}
+
+// patchesPending returns the paths that the patch journals in the state dir of the
+// agent on dir name: an agent killed while it patched a file in place leaves part of
+// each version in it until it starts again and finishes the patch from the journal.
+// The journal's layout: "sfpatch1", the header's length (4 bytes, big-endian), the
+// header (JSON), the bytes, their SHA-256.
+func patchesPending(dir string) map[string]bool {
+	names, _ := filepath.Glob(filepath.Join(dir, ignore.StateDirName, "patch-*.journal"))
+	out := map[string]bool{}
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil || len(b) < 12 {
+			continue
+		}
+		n := int(binary.BigEndian.Uint32(b[8:12]))
+		var h struct {
+			Path string `json:"path"`
+		}
+		if 12+n <= len(b) && json.Unmarshal(b[12:12+n], &h) == nil {
+			out[h.Path] = true
+		}
+	}
+	return out
 }
 
 func shaOf(line string) (string, bool) {
