@@ -374,6 +374,9 @@ func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
+	if err := a.exec.FinishPatches(); err != nil {
+		return err
+	}
 	a.reloadIgnore()
 	start, rehashed := time.Now(), a.rehashed
 	ahead := a.ahead
@@ -398,6 +401,9 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	// became a socket): it counts as a change whatever it finds.
 	a.treesTouched = true
 	if err := a.waitIndex(); err != nil {
+		return err
+	}
+	if err := a.exec.FinishPatches(); err != nil {
 		return err
 	}
 	start, rehashed := time.Now(), a.rehashed

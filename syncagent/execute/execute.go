@@ -115,6 +115,9 @@ type Executor struct {
 	// journal of its patch in place (see patchInPlace): the agent's state dir. Unset,
 	// every download is rebuilt and renamed into place.
 	JournalDir string
+	// patchesLeft says a patch's journal stayed after its write failed; see
+	// FinishPatches.
+	patchesLeft atomic.Bool
 
 	setupOnce sync.Once
 	inflight  *semaphore.Weighted // block bytes downloads hold; see fetchBlocks

@@ -173,12 +173,13 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 	if patchStop != nil && patchStop(op.Path) {
 		return landed{}, true, errPatchStopped
 	}
-	if err := applyPatch(f, j, h, dataOff); err != nil {
-		// Part of the patch may be in the file: once more, and else the journal stays
-		// for the agent's next start to finish it.
-		if err2 := applyPatch(f, j, h, dataOff); err2 != nil {
+	if err := x.applyPatch(f, j, h, dataOff); err != nil {
+		// Part of the patch may be in the file: once more, and else the journal stays,
+		// to be finished before the folder is scanned again (FinishPatches).
+		if err2 := x.applyPatch(f, j, h, dataOff); err2 != nil {
+			x.patchesLeft.Store(true)
 			return landed{}, true, fmt.Errorf("patch %q in place: %w (the file may hold part of each version "+
-				"until the agent starts again and finishes the patch from %s)", op.Path, err, j.Name())
+				"until the patch is finished from %s)", op.Path, err, j.Name())
 		}
 	}
 	if fi, err = f.Stat(); err != nil {
@@ -201,6 +202,33 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 // patchStop, when set (tests), is asked after a patch's journal is durable: true stops
 // the patch there, as a crash would, with errPatchStopped.
 var patchStop func(p string) bool
+
+// patchFault, when set (tests), writes to the file instead of a patch and fails, as a
+// disk error in the middle of a patch would.
+var patchFault func(f *os.File) error
+
+// applyPatch is the package's applyPatch, or patchFault's stand-in.
+func (x *Executor) applyPatch(f, j *os.File, h patchHeader, dataOff int64) error {
+	if patchFault != nil {
+		return patchFault(f)
+	}
+	return applyPatch(f, j, h, dataOff)
+}
+
+// FinishPatches finishes the patches in place whose writes into their files failed
+// (their journals stayed; see ReplayPatches). The agent calls it before each scan: a
+// file left part old, part new would otherwise look like a local edit, and its bytes
+// would go to the server. It costs nothing when no patch failed.
+func (x *Executor) FinishPatches() error {
+	if !x.patchesLeft.Load() {
+		return nil
+	}
+	if err := ReplayPatches(x.Root, x.JournalDir, x.Log); err != nil {
+		return err
+	}
+	x.patchesLeft.Store(false)
+	return nil
+}
 
 var errPatchStopped = errors.New("patch stopped after its journal (test)")
 

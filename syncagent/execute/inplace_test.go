@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -361,6 +362,41 @@ func TestInterruptedPatchIsFinishedAtStart(t *testing.T) {
 			t.Errorf("journals: %v; want the bad one kept", names)
 		}
 	})
+}
+
+// A patch whose writes into the file fail (a disk error) leaves its journal; the
+// agent's next scan is preceded by FinishPatches, which completes the file from it.
+func TestFailedPatchIsFinishedBeforeTheNextScan(t *testing.T) {
+	pp := newInPlacePair(t, 12<<20)
+	old := slices.Clone(pp.data)
+	next := slices.Clone(pp.data)
+	next[len(next)/2] ^= 0xff
+	pp.edit(t, next)
+	writes := 0
+	patchFault = func(f *os.File) error {
+		writes++
+		if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, 4096), int64(len(old)/2-2048)); err != nil {
+			return err
+		}
+		return errors.New("input/output error (injected)")
+	}
+	pp.reader.pull(t)
+	out := pp.reader.run(t, pp.reader.plan())
+	patchFault = nil
+	if out.Failed != 1 || writes != 2 {
+		t.Fatalf("download with failing writes: %+v after %d tries; want it failed after two", out, writes)
+	}
+	if names := pp.journalNames(t); len(names) != 1 {
+		t.Fatalf("journals: %v; want the failed patch's", names)
+	}
+	if err := pp.reader.x.FinishPatches(); err != nil {
+		t.Fatalf("FinishPatches: %v", err)
+	}
+	checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": next})
+	pp.noJournals(t)
+	if err := pp.reader.x.FinishPatches(); err != nil {
+		t.Fatalf("FinishPatches with nothing left: %v", err)
+	}
 }
 
 // A reader does not copy ahead an upload that will be patched in place: it follows it
