@@ -283,11 +283,18 @@ func (x *Executor) checkDiskAt(dir *os.Root, name, p string, want *plan.Node) er
 		}
 		return nil
 	}
-	idx, ok := x.Trees.Index.Get(p)
-	if !ok || !scan.SameStat(idx, st) || idx.SHA256 != want.SHA256 {
+	if !x.indexedAs(p, st, want) {
 		return fmt.Errorf("%q: %w (content)", p, errChanged)
 	}
 	return nil
+}
+
+// indexedAs reports whether st, the stat key of the file at p on disk, is the one the
+// index holds for p, and the index's content is want's: the file is the version a plan
+// was made against.
+func (x *Executor) indexedAs(p string, st trees.IndexEntry, want *plan.Node) bool {
+	idx, ok := x.Trees.Index.Get(p)
+	return ok && scan.SameStat(idx, st) && idx.SHA256 == want.SHA256
 }
 
 // skip logs an op skipped because the world moved on and asks for a new plan.

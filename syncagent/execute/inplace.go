@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/syncedfolder/synced-folder/internal/dirsync"
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
 	"github.com/syncedfolder/synced-folder/syncagent/scan"
@@ -145,9 +146,7 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 	}
 	ino, links, ok := fileIdentity(fi)
 	st, isFile := scan.Stat(fi)
-	idx, indexed := x.Trees.Index.Get(op.Path)
-	if !ok || links != 1 || !isFile || st.Type != proto.TypeFile || !indexed ||
-		!scan.SameStat(idx, st) || idx.SHA256 != op.Local.SHA256 {
+	if !ok || links != 1 || !isFile || st.Type != proto.TypeFile || !x.indexedAs(op.Path, st, op.Local) {
 		return landed{}, false, nil
 	}
 	r := op.Remote
@@ -170,9 +169,6 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 			return landed{}, true, fmt.Errorf("patch %q in place: reserve %d bytes: %w", op.Path, grow, err)
 		}
 	}
-	if patchStop != nil && patchStop(op.Path) {
-		return landed{}, true, errPatchStopped
-	}
 	if err := x.applyPatch(f, j, h, dataOff); err != nil {
 		// Part of the patch may be in the file: once more, and else the journal stays,
 		// to be finished before the folder is scanned again (FinishPatches).
@@ -191,17 +187,13 @@ func (x *Executor) patchInPlace(ctx context.Context, op plan.Op, blocks []proto.
 		return landed{}, true, err
 	}
 	// The bytes kept count as done and reused, as those of a rebuild read from the file.
-	kept := r.Size - rangesBytes(h.Ranges)
-	x.Counters.BytesDone.Add(kept)
-	x.Counters.BytesReused.Add(kept)
+	written := rangesBytes(h.Ranges)
+	x.Counters.BytesDone.Add(r.Size - written)
+	x.Counters.BytesReused.Add(r.Size - written)
 	x.Counters.PatchedInPlace.Add(1)
-	x.Log.Info("patched in place", "path", op.Path, "bytes", rangesBytes(h.Ranges), "ranges", len(h.Ranges))
+	x.Log.Info("patched in place", "path", op.Path, "bytes", written, "ranges", len(h.Ranges))
 	return l, true, nil
 }
-
-// patchStop, when set (tests), is asked after a patch's journal is durable: true stops
-// the patch there, as a crash would, with errPatchStopped.
-var patchStop func(p string) bool
 
 // patchFault, when set (tests), writes to the file instead of a patch and fails, as a
 // disk error in the middle of a patch would.
@@ -229,8 +221,6 @@ func (x *Executor) FinishPatches() error {
 	x.patchesLeft.Store(false)
 	return nil
 }
-
-var errPatchStopped = errors.New("patch stopped after its journal (test)")
 
 // patchedSums returns the fast sums of the blocks of a file patched in place: fast for
 // the changed ones (in order), the previous version's for the others; nil when the
@@ -320,7 +310,7 @@ func (x *Executor) writeJournal(ctx context.Context, h patchHeader, want []proto
 	if err := j.Sync(); err != nil {
 		return nil, 0, nil, fmt.Errorf("patch journal: %w", err)
 	}
-	if err := syncDir(x.JournalDir); err != nil {
+	if err := dirsync.SyncPath(os.Open, x.JournalDir); err != nil {
 		return nil, 0, nil, fmt.Errorf("patch journal: %w", err)
 	}
 	ok = true
@@ -429,20 +419,10 @@ func removeJournal(name string) error {
 	if err := os.Remove(name); err != nil {
 		return fmt.Errorf("remove patch journal: %w", err)
 	}
-	if err := syncDir(filepath.Dir(name)); err != nil {
+	if err := dirsync.SyncPath(os.Open, filepath.Dir(name)); err != nil {
 		return fmt.Errorf("remove patch journal: %w", err)
 	}
 	return nil
-}
-
-// syncDir makes the entries of the dir at p durable.
-func syncDir(p string) error {
-	d, err := os.Open(p)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 // ReplayPatches finishes the patches in place that an agent left unfinished when it

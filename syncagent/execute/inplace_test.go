@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -122,15 +121,6 @@ func (pp *inPlacePair) edit(t *testing.T, data []byte) {
 // path is the reader's file.
 func (pp *inPlacePair) path() string { return filepath.Join(pp.reader.dir, "large0.bin") }
 
-func inode(t *testing.T, p string) uint64 {
-	t.Helper()
-	fi, err := os.Stat(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fi.Sys().(*syscall.Stat_t).Ino
-}
-
 // journals returns the names in the journal dir.
 func (pp *inPlacePair) journalNames(t *testing.T) []string {
 	t.Helper()
@@ -167,7 +157,7 @@ func TestEditIsPatchedInPlace(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			pp := newInPlacePair(t, 12<<20)
-			ino := inode(t, pp.path())
+			ino := inodeOf(t, pp.path())
 			pp.edit(t, tc.edit(slices.Clone(pp.data)))
 			pp.reader.pull(t)
 			down := pp.reader.x.Counters.BytesDown.Load()
@@ -175,7 +165,7 @@ func TestEditIsPatchedInPlace(t *testing.T) {
 				t.Fatalf("download of the edit: %+v", out)
 			}
 			checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": pp.data})
-			if got := inode(t, pp.path()); got != ino {
+			if got := inodeOf(t, pp.path()); got != ino {
 				t.Errorf("the file was replaced (inode %d, was %d); want it patched in place", got, ino)
 			}
 			if got := pp.reader.x.Counters.BytesDown.Load() - down; got > 2*chunk.MaxSize {
@@ -213,7 +203,7 @@ func TestFileIsRebuiltWhenAPatchInPlaceWouldNotDo(t *testing.T) {
 		t.Run(tc, func(t *testing.T) {
 			pp := newInPlacePair(t, 12<<20)
 			old := slices.Clone(pp.data)
-			ino := inode(t, pp.path())
+			ino := inodeOf(t, pp.path())
 			link := filepath.Join(t.TempDir(), "link")
 			next := slices.Clone(pp.data)
 			if tc == "another hard link" {
@@ -230,7 +220,7 @@ func TestFileIsRebuiltWhenAPatchInPlaceWouldNotDo(t *testing.T) {
 				t.Fatalf("download of the edit: %+v", out)
 			}
 			checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": pp.data})
-			if inode(t, pp.path()) == ino {
+			if inodeOf(t, pp.path()) == ino {
 				t.Error("the file kept its inode; want it rebuilt and renamed into place")
 			}
 			if tc == "another hard link" {
@@ -248,8 +238,8 @@ func TestFileIsRebuiltWhenAPatchInPlaceWouldNotDo(t *testing.T) {
 // one journal stays. It returns the journal's path.
 func stoppedPatch(t *testing.T, pp *inPlacePair, old []byte) string {
 	t.Helper()
-	patchStop = func(string) bool { return true }
-	defer func() { patchStop = nil }()
+	patchFault = func(*os.File) error { return errors.New("stopped after the journal (test)") }
+	defer func() { patchFault = nil }()
 	pp.reader.pull(t)
 	if out := pp.reader.run(t, pp.reader.plan()); out.Failed != 1 {
 		t.Fatalf("download stopped after its journal: %+v; want it failed", out)
@@ -410,7 +400,7 @@ func TestEditToBePatchedInPlaceIsNotCopiedAhead(t *testing.T) {
 			content := randomContent(8, PreuploadMin+3<<20)
 			pp.synced(t, "big.bin", content)
 			x := pp.down.x
-			ino := inode(t, filepath.Join(pp.down.dir, "big.bin"))
+			ino := inodeOf(t, filepath.Join(pp.down.dir, "big.bin"))
 			if insert {
 				content = append([]byte("inserted at the start"), content...)
 			} else {
@@ -438,7 +428,7 @@ func TestEditToBePatchedInPlaceIsNotCopiedAhead(t *testing.T) {
 			}
 			down := x.Counters.BytesDown.Load()
 			pp.download(t, "big.bin", content)
-			patched := inode(t, filepath.Join(pp.down.dir, "big.bin")) == ino
+			patched := inodeOf(t, filepath.Join(pp.down.dir, "big.bin")) == ino
 			if patched == insert {
 				t.Errorf("patched in place: %v; want %v", patched, !insert)
 			}

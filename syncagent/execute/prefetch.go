@@ -193,8 +193,9 @@ func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previ
 		o.hints, lastBase = runHints(resp.Runs, base, lastBase)
 		p.blocks = append(p.blocks, blocks...)
 		if hold {
-			hold = keepsOffsets(resp.Runs, baseOffs, written-sizeOf(blocks), &heldNew) &&
-				heldNew <= p.up.Size/inPlaceMaxShare
+			kept, added := keepsOffsets(resp.Runs, baseOffs, written-sizeOf(blocks))
+			heldNew += added
+			hold = kept && heldNew <= p.up.Size/inPlaceMaxShare
 			if hold {
 				held = append(held, blocks...)
 				heldHints = mergeHints(heldHints, o.hints)
@@ -212,26 +213,25 @@ func (x *Executor) follow(ctx, pollCtx context.Context, p *prefetch, prev *previ
 
 // keepsOffsets reports whether runs, an answer's blocks starting at offset off of the
 // new version, hold each stretch of the base (whose blocks start at baseOffs, its size
-// last) at the
-// offset it has there; it adds the bytes of the runs' new blocks to *added.
-func keepsOffsets(runs []proto.UploadRun, baseOffs []int64, off int64, added *int64) bool {
+// last) at the offset it has there, and returns the bytes of the runs' new blocks.
+func keepsOffsets(runs []proto.UploadRun, baseOffs []int64, off int64) (kept bool, added int64) {
 	if runs == nil {
-		return false // blocks only: not an edit of the base
+		return false, 0 // blocks only: not an edit of the base
 	}
 	for _, r := range runs {
 		if r.Count > 0 {
 			end := r.BaseFrom + r.Count // within the base: Expand checked it
 			if end >= len(baseOffs) || baseOffs[r.BaseFrom] != off {
-				return false
+				return false, added
 			}
 			off += baseOffs[end] - baseOffs[r.BaseFrom]
 			continue
 		}
 		n := sizeOf(r.Blocks)
-		*added += n
+		added += n
 		off += n
 	}
-	return true
+	return true, added
 }
 
 // offsetsOf returns the offset of each block of list, and the list's size last.
