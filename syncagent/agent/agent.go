@@ -189,7 +189,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	// Before anything looks at the folder: a file left half-patched would look edited.
-	if err := execute.ReplayPatches(root, cfg.StateDir, cfg.Log); err != nil {
+	if err := execute.RecoverPatches(root, cfg.StateDir, cfg.Log); err != nil {
 		db.Close()
 		root.Close()
 		return nil, err
@@ -374,7 +374,7 @@ func (a *Agent) scanAllSweep(ctx context.Context, sw *scan.Sweep) error {
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
-	if err := a.exec.FinishPatches(); err != nil {
+	if err := a.exec.RecoverPatches(); err != nil {
 		return err
 	}
 	a.reloadIgnore()
@@ -403,7 +403,7 @@ func (a *Agent) scanPaths(ctx context.Context, paths []string) error {
 	if err := a.waitIndex(); err != nil {
 		return err
 	}
-	if err := a.exec.FinishPatches(); err != nil {
+	if err := a.exec.RecoverPatches(); err != nil {
 		return err
 	}
 	start, rehashed := time.Now(), a.rehashed

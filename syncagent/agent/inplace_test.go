@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -13,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -93,14 +95,14 @@ func testLargeEdit(t *testing.T, noPatch bool) {
 
 // writeJournal writes a patch journal as the executor does (magic, header length,
 // header, the ranges' bytes, the SHA-256 of all that).
-func writeJournal(t *testing.T, name string, header any, data []byte) {
+func writeJournal(t *testing.T, name, magic string, header any, data []byte) {
 	t.Helper()
 	head, err := json.Marshal(header)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var b bytes.Buffer
-	b.WriteString("sfpatch1")
+	b.WriteString(magic)
 	_ = binary.Write(&b, binary.BigEndian, uint32(len(head)))
 	b.Write(head)
 	b.Write(data)
@@ -111,10 +113,11 @@ func writeJournal(t *testing.T, name string, header any, data []byte) {
 	}
 }
 
-// An agent that starts with a patch journal in its state dir finishes that patch
-// before it looks at the folder, and drops a journal that was not complete; a journal
-// it cannot make sense of stops it with an error naming the journal.
-func TestAgentFinishesAnInterruptedPatchWhenItStarts(t *testing.T) {
+// An agent that starts with a patch journal in its state dir undoes that patch before
+// it looks at the folder (a journal of the first layout, without the old bytes, is
+// finished instead), and drops a journal that was not complete; a journal it cannot
+// make sense of stops it with an error naming the journal.
+func TestAgentRecoversAnInterruptedPatchWhenItStarts(t *testing.T) {
 	srv := startServer(t)
 	dir := t.TempDir()
 	state := filepath.Join(dir, ignore.StateDirName)
@@ -122,35 +125,76 @@ func TestAgentFinishesAnInterruptedPatchWhenItStarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := filepath.Join(dir, "f.bin")
-	if err := os.WriteFile(p, bytes.Repeat([]byte("old."), 64), 0o644); err != nil {
+	old := bytes.Repeat([]byte("old."), 64)
+	oldTime := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	mt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	put := func(data []byte, mode os.FileMode, at time.Time) {
+		t.Helper()
+		if err := os.WriteFile(p, data, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holds := func(want []byte, mode os.FileMode, at time.Time, what string) {
+		t.Helper()
+		got, err := os.ReadFile(p)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("f.bin: %q, %v; want %s", got, err, what)
+		}
+		if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(at) || fi.Mode().Perm() != mode {
+			t.Errorf("f.bin: %v; want mtime %v and mode %v (%s)", fi, at, mode, what)
+		}
+		if left, _ := filepath.Glob(filepath.Join(state, "patch-*")); len(left) != 0 {
+			t.Errorf("journals left: %v", left)
+		}
+	}
+	patched := slices.Clone(old)
+	copy(patched[8:], "NEW!")
+	copy(patched[100:], "new!")
+	ranges := []map[string]int64{{"off": 8, "len": 4}, {"off": 100, "len": 4}}
+	header := map[string]any{"path": "f.bin", "size": 256, "mtimeNs": mt.UnixNano(), "mode": 0o600, "ranges": ranges}
+
+	// Stopped with one of its two ranges written: put back as it was.
+	put(old, 0o644, oldTime)
+	header["ino"] = inodeOf(t, p)
+	header["oldSize"], header["oldMtimeNs"], header["oldMode"] = 256, oldTime.UnixNano(), 0o644
+	var blocks []map[string]any
+	for _, b := range [][2]int{{0, 8}, {8, 12}, {12, 100}, {100, 104}, {104, 256}} {
+		sum := sha256.Sum256(patched[b[0]:b[1]])
+		blocks = append(blocks, map[string]any{"hash": hex.EncodeToString(sum[:]), "size": b[1] - b[0]})
+	}
+	header["blocks"] = blocks
+	writeJournal(t, filepath.Join(state, "patch-0001.journal"), "sfpatch2", header, []byte("NEW!new!old.old."))
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
 		t.Fatal(err)
 	}
-	mt := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	header := map[string]any{"path": "f.bin", "ino": inodeOf(t, p), "size": 256, "mtimeNs": mt.UnixNano(), "mode": 0o600,
-		"ranges": []map[string]int64{{"off": 8, "len": 4}, {"off": 100, "len": 4}}}
-	writeJournal(t, filepath.Join(state, "patch-0001.journal"), header, []byte("NEW!new!"))
-	if err := os.WriteFile(filepath.Join(state, "patch-0002.journal"), []byte("sfpatch1 cut short"), 0o600); err != nil {
+	if _, err := f.WriteAt([]byte("NEW!"), 8); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.WriteFile(filepath.Join(state, "patch-0002.journal"), []byte("sfpatch2 cut short"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	newAgent(t, srv, dir, "a", nil).Close()
-	got, err := os.ReadFile(p)
-	want := bytes.Repeat([]byte("old."), 64)
-	copy(want[8:], "NEW!")
-	copy(want[100:], "new!")
-	if err != nil || !bytes.Equal(got, want) {
-		t.Errorf("f.bin: %q, %v; want the patch finished", got, err)
+	holds(old, 0o644, oldTime, "the patch undone")
+
+	// A journal of the first layout: finished.
+	for _, k := range []string{"oldSize", "oldMtimeNs", "oldMode", "blocks"} {
+		delete(header, k)
 	}
-	if fi, err := os.Stat(p); err != nil || !fi.ModTime().Equal(mt) || fi.Mode().Perm() != 0o600 {
-		t.Errorf("f.bin: %v; want the patch's mtime %v and mode 0600", fi, mt)
-	}
-	left, _ := filepath.Glob(filepath.Join(state, "patch-*"))
-	if len(left) != 0 {
-		t.Errorf("journals left: %v", left)
-	}
+	writeJournal(t, filepath.Join(state, "patch-0003.journal"), "sfpatch1", header, []byte("NEW!new!"))
+	newAgent(t, srv, dir, "a", nil).Close()
+	holds(patched, 0o600, mt, "the patch finished")
 
 	header["ranges"] = []map[string]int64{{"off": 300, "len": 8}} // past the file's size
-	bad := filepath.Join(state, "patch-0003.journal")
-	writeJournal(t, bad, header, []byte("NEW!new!"))
+	bad := filepath.Join(state, "patch-0004.journal")
+	writeJournal(t, bad, "sfpatch1", header, []byte("NEW!new!"))
 	cl, err := client.New(client.Options{BaseURL: srv.url})
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +203,7 @@ func TestAgentFinishesAnInterruptedPatchWhenItStarts(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "past the size") {
 		t.Errorf("New with a bad journal: %v; want an error naming it and its fault", err)
 	}
-	if got2, _ := os.ReadFile(p); !bytes.Equal(got2, want) {
+	if got2, _ := os.ReadFile(p); !bytes.Equal(got2, patched) {
 		t.Error("a bad journal changed the file")
 	}
 	if _, err := os.Stat(bad); err != nil {

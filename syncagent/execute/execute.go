@@ -116,7 +116,7 @@ type Executor struct {
 	// every download is rebuilt and renamed into place.
 	JournalDir string
 	// patchesLeft says a patch's journal stayed after its write failed; see
-	// FinishPatches.
+	// RecoverPatches.
 	patchesLeft atomic.Bool
 
 	setupOnce sync.Once
@@ -183,6 +183,11 @@ var errChanged = errors.New("changed since planning")
 func (x *Executor) Run(ctx context.Context, ops []plan.Op) (Outcome, error) {
 	var out Outcome
 	x.setup()
+	// A patch left unfinished is finished before any op touches its file: a later
+	// download of the same path would otherwise have it finished over its own result.
+	if err := x.RecoverPatches(); err != nil {
+		return out, err
+	}
 	x.renames, x.deletes = newRenameSources(ops), newRemoteDeletes(ops)
 	defer func() { x.renames, x.deletes = nil, nil }()
 	x.releaseRecord()

@@ -13,6 +13,10 @@ import (
 // sets the mtime on its descriptor (setMTime) and tells files apart by inode.
 const patchInPlaceSupported = true
 
+// replayOpenFlags are added to the open of a file whose patch is finished at a
+// restart: a FIFO put at its path meanwhile must not block the agent's start.
+const replayOpenFlags = syscall.O_NONBLOCK
+
 // fileIdentity returns the inode and link count of the file fi describes.
 func fileIdentity(fi fs.FileInfo) (ino, links uint64, ok bool) {
 	st, ok := fi.Sys().(*syscall.Stat_t)

@@ -11,6 +11,9 @@ import (
 // are rebuilt and renamed into place.
 const patchInPlaceSupported = false
 
+// replayOpenFlags: no patch is finished here (fileIdentity knows no inode).
+const replayOpenFlags = 0
+
 // fileIdentity is not known here.
 func fileIdentity(fs.FileInfo) (ino, links uint64, ok bool) { return 0, 0, false }
 

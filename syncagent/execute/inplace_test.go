@@ -5,16 +5,13 @@ package execute
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,160 +230,185 @@ func TestFileIsRebuiltWhenAPatchInPlaceWouldNotDo(t *testing.T) {
 	}
 }
 
-// stoppedPatch runs the reader's download of an edit and stops the patch once its
-// journal is durable, as a crash would: the download fails, the file is untouched,
-// one journal stays. It returns the journal's path.
-func stoppedPatch(t *testing.T, pp *inPlacePair, old []byte) string {
-	t.Helper()
-	patchFault = func(*os.File) error { return errors.New("stopped after the journal (test)") }
-	defer func() { patchFault = nil }()
-	pp.reader.pull(t)
-	if out := pp.reader.run(t, pp.reader.plan()); out.Failed != 1 {
-		t.Fatalf("download stopped after its journal: %+v; want it failed", out)
-	}
-	checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": old})
-	names := pp.journalNames(t)
-	if len(names) != 1 {
-		t.Fatalf("journals: %v; want one", names)
-	}
-	return filepath.Join(pp.journals, names[0])
+// fetchHook is a Server that calls hook once, when the first block is fetched.
+type fetchHook struct {
+	Server
+	once sync.Once
+	hook func()
 }
 
-func discardLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-// An agent that stopped in the middle of a patch in place finishes it from its journal
-// when it starts again, over whatever part of the patch reached the file; a journal
-// that was not complete, or whose path names another file now, is dropped and touches
-// nothing; a complete journal that makes no sense is an error and stays.
-func TestInterruptedPatchIsFinishedAtStart(t *testing.T) {
-	start := func(t *testing.T) (*inPlacePair, []byte, string) {
-		pp := newInPlacePair(t, 12<<20)
-		old := slices.Clone(pp.data)
-		next := slices.Clone(pp.data)
-		next[len(next)/2] ^= 0xff
-		pp.edit(t, next)
-		return pp, old, stoppedPatch(t, pp, old)
-	}
-	replay := func(t *testing.T, pp *inPlacePair) error {
-		return ReplayPatches(pp.reader.x.Root, pp.journals, discardLog())
-	}
-
-	t.Run("half written", func(t *testing.T) {
-		pp, _, _ := start(t)
-		// Part of the patch reached the file before the stop: garbage where it writes.
-		f, err := os.OpenFile(pp.path(), os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, 4096), int64(len(pp.data)/2-2048)); err != nil {
-			t.Fatal(err)
-		}
-		f.Close()
-		if err := replay(t, pp); err != nil {
-			t.Fatalf("replay: %v", err)
-		}
-		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": pp.data})
-		pp.noJournals(t)
-		// Run again: nothing left to do, nothing changes.
-		if err := replay(t, pp); err != nil {
-			t.Fatalf("second replay: %v", err)
-		}
-		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": pp.data})
-	})
-	t.Run("journal not complete", func(t *testing.T) {
-		pp, old, j := start(t)
-		fi, err := os.Stat(j)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(j, fi.Size()-10); err != nil {
-			t.Fatal(err)
-		}
-		if err := replay(t, pp); err != nil {
-			t.Fatalf("replay: %v", err)
-		}
-		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": old})
-		pp.noJournals(t)
-	})
-	t.Run("path names another file", func(t *testing.T) {
-		pp, _, _ := start(t)
-		other := []byte("another file, put there since")
-		tmp := filepath.Join(pp.reader.dir, "other")
-		if err := os.WriteFile(tmp, other, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(tmp, pp.path()); err != nil {
-			t.Fatal(err)
-		}
-		if err := replay(t, pp); err != nil {
-			t.Fatalf("replay: %v", err)
-		}
-		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": other})
-		pp.noJournals(t)
-	})
-	t.Run("complete but bad", func(t *testing.T) {
-		pp, old, j := start(t)
-		b, err := os.ReadFile(j)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The header's path made to leave the folder, the sum made right again.
-		n := binary.BigEndian.Uint32(b[len(journalMagic):])
-		head := b[len(journalMagic)+4 : len(journalMagic)+4+int(n)]
-		bad := bytes.Replace(head, []byte(`"large0.bin"`), []byte(`"../x/a.bin"`), 1)
-		if bytes.Equal(bad, head) {
-			t.Fatalf("header %s: no path to change", head)
-		}
-		copy(head, bad)
-		sum := sha256.Sum256(b[:len(b)-sha256.Size])
-		copy(b[len(b)-sha256.Size:], sum[:])
-		if err := os.WriteFile(j, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		err = replay(t, pp)
-		if err == nil || !strings.Contains(err.Error(), "not a path in the folder") || !strings.Contains(err.Error(), j) {
-			t.Errorf("replay of a bad journal: %v; want an error naming it and its fault", err)
-		}
-		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": old})
-		if names := pp.journalNames(t); len(names) != 1 {
-			t.Errorf("journals: %v; want the bad one kept", names)
-		}
-	})
+func (h *fetchHook) GetBlockDelta(ctx context.Context, hash, baseHash string, base []byte) ([]byte, error) {
+	h.once.Do(h.hook)
+	return h.Server.GetBlockDelta(ctx, hash, baseHash, base)
 }
 
-// A patch whose writes into the file fail (a disk error) leaves its journal; the
-// agent's next scan is preceded by FinishPatches, which completes the file from it.
-func TestFailedPatchIsFinishedBeforeTheNextScan(t *testing.T) {
+func (h *fetchHook) GetBlock(ctx context.Context, hash string) ([]byte, error) {
+	h.once.Do(h.hook)
+	return h.Server.GetBlock(ctx, hash)
+}
+
+func (h *fetchHook) GetBlocksInto(ctx context.Context, hashes []string, buf []byte) ([][]byte, error) {
+	h.once.Do(h.hook)
+	return h.Server.GetBlocksInto(ctx, hashes, buf)
+}
+
+// A program that writes to the file while its patch is fetched keeps its edit: the
+// patch is dropped before it writes anything, the download planned again, and the
+// next scan sends the edit.
+func TestEditDuringAPatchIsKept(t *testing.T) {
 	pp := newInPlacePair(t, 12<<20)
-	old := slices.Clone(pp.data)
 	next := slices.Clone(pp.data)
 	next[len(next)/2] ^= 0xff
 	pp.edit(t, next)
-	writes := 0
-	patchFault = func(f *os.File) error {
-		writes++
-		if _, err := f.WriteAt(bytes.Repeat([]byte{0xee}, 4096), int64(len(old)/2-2048)); err != nil {
-			return err
-		}
-		return errors.New("input/output error (injected)")
-	}
+	edit := []byte("written while the patch was fetched")
+	pp.reader.x.Server = &fetchHook{Server: pp.reader.x.Server, hook: func() { writeOver(t, pp.path(), 4096, edit) }}
 	pp.reader.pull(t)
 	out := pp.reader.run(t, pp.reader.plan())
-	patchFault = nil
-	if out.Failed != 1 || writes != 2 {
-		t.Fatalf("download with failing writes: %+v after %d tries; want it failed after two", out, writes)
+	if out.Done != 0 || !out.Replan {
+		t.Errorf("download over an edit made during its fetch: %+v; want it skipped and planned again", out)
 	}
-	if names := pp.journalNames(t); len(names) != 1 {
-		t.Fatalf("journals: %v; want the failed patch's", names)
+	got, err := os.ReadFile(pp.path())
+	if err != nil || !bytes.Contains(got, edit) {
+		t.Fatalf("the edit is gone (%v)", err)
 	}
-	if err := pp.reader.x.FinishPatches(); err != nil {
-		t.Fatalf("FinishPatches: %v", err)
+	pp.noJournals(t)
+	pp.reader.rescan(t)
+	sent := false
+	for _, op := range pp.reader.plan() {
+		sent = sent || op.Kind == plan.Upload || op.Kind == plan.MoveToConflict
+	}
+	if !sent {
+		t.Error("the next plan does not send the edit")
+	}
+}
+
+// The blocks a patch keeps are read and checked first: a file whose bytes are not what
+// the index's block list says (an edit that put its mtime back, or a list recorded
+// after the next download began) is rebuilt, and ends as the new version.
+func TestPatchChecksTheBlocksItKeeps(t *testing.T) {
+	t.Run("an edit that kept the stat key", func(t *testing.T) {
+		pp := newInPlacePair(t, 12<<20)
+		fi, err := os.Stat(pp.path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeOver(t, pp.path(), 100, []byte("XXXX"))
+		if err := os.Chtimes(pp.path(), fi.ModTime(), fi.ModTime()); err != nil {
+			t.Fatal(err)
+		}
+		next := slices.Clone(pp.data)
+		next[len(next)/2] ^= 0xff
+		pp.edit(t, next)
+		pp.reader.pull(t)
+		if out := pp.reader.run(t, pp.reader.plan()); out.Done != 1 || out.Failed != 0 {
+			t.Fatalf("download: %+v", out)
+		}
+		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": next})
+		if n := pp.reader.x.Counters.PatchedInPlace.Load(); n != 0 {
+			t.Errorf("%d files patched in place; want the file rebuilt", n)
+		}
+	})
+	t.Run("a block list recorded late", func(t *testing.T) {
+		pp := newInPlacePair(t, 12<<20)
+		x := pp.reader.x
+		v0 := slices.Clone(pp.data)
+		v1 := slices.Clone(v0)
+		v1[len(v1)/2] ^= 0xff
+		pp.edit(t, v1)
+		pp.reader.pull(t)
+		if out, err := x.Run(context.Background(), pp.reader.plan()); err != nil || out.Done != 1 {
+			t.Fatalf("download of v1: %+v %v", out, err)
+		}
+		// v1's record is held until the next download is over: the state's block list is
+		// still v0's when the writer's undo comes.
+		r := x.recording
+		if r == nil {
+			t.Fatal("no record left running")
+		}
+		r.started.Do(func() {})
+		landed := x.Counters.FilesDone.Load()
+		go func() { // once the next download landed, before it waits for this record
+			for deadline := time.Now().Add(time.Minute); x.Counters.FilesDone.Load() == landed && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			close(r.start)
+		}()
+		pp.edit(t, slices.Clone(v0))
+		pp.reader.pull(t)
+		out, err := x.Run(context.Background(), pp.reader.plan())
+		if err == nil {
+			err = x.WaitRecorded()
+		}
+		if err != nil || out.Done != 1 || out.Failed != 0 {
+			t.Fatalf("download of the undo: %+v %v", out, err)
+		}
+		checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": v0})
+	})
+}
+
+// A file the agent may write but not set the mode and mtime of (another owner's,
+// shared through its group or world write bit) is rebuilt: a patch would stop half
+// way, between its bytes and its mtime.
+func TestFileOfAnotherOwnerIsRebuilt(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("this test needs root (it makes a file of another owner)")
+		}
+		t.Skip("needs root to make a file of another owner")
+	}
+	pp := newInPlacePair(t, 12<<20)
+	// The file made writable by all, on both sides.
+	if err := os.Chmod(filepath.Join(pp.writer.dir, "large0.bin"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	pp.writer.rescan(t)
+	if out := pp.writer.run(t, pp.writer.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("upload of the mode: %+v", out)
+	}
+	pp.reader.pull(t)
+	if out := pp.reader.run(t, pp.reader.plan()); out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("download of the mode: %+v", out)
+	}
+	next := slices.Clone(pp.data)
+	next[len(next)/2] ^= 0xff
+	pp.edit(t, next)
+	pp.reader.pull(t)
+	for _, d := range []string{pp.reader.dir, pp.journals} {
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(pp.path(), 4242, 4242); err != nil {
+		t.Fatal(err)
+	}
+	pp.reader.rescan(t)
+	ops := pp.reader.plan()
+	patched := pp.reader.x.Counters.PatchedInPlace.Load()
+	// The run as another user (every thread of the process), root again right after.
+	if err := syscall.Setresuid(-1, 65534, -1); err != nil {
+		t.Fatal(err)
+	}
+	var out Outcome
+	var err error
+	func() {
+		defer func() {
+			if err := syscall.Setresuid(-1, 0, -1); err != nil {
+				panic(err)
+			}
+		}()
+		out, err = pp.reader.x.Run(context.Background(), ops)
+		if err == nil {
+			err = pp.reader.x.WaitRecorded()
+		}
+	}()
+	if err != nil || out.Done != 1 || out.Failed != 0 {
+		t.Fatalf("download as another user: %+v, %v", out, err)
 	}
 	checkTree(t, pp.reader.dir, map[string][]byte{"large0.bin": next})
-	pp.noJournals(t)
-	if err := pp.reader.x.FinishPatches(); err != nil {
-		t.Fatalf("FinishPatches with nothing left: %v", err)
+	if n := pp.reader.x.Counters.PatchedInPlace.Load() - patched; n != 0 {
+		t.Errorf("%d files patched in place; want the file rebuilt", n)
 	}
+	pp.noJournals(t)
 }
 
 // A reader does not copy ahead an upload that will be patched in place: it follows it

@@ -416,12 +416,13 @@ func TestCrashConsistency(t *testing.T) {
 			}
 			s.finish()
 			// The downloader landed the large file's edits by patching it in place (or,
-			// killed in the middle of one, by finishing it when it started again).
+			// killed in the middle of one, undid it when it started again, and patched
+			// again).
 			if edits := f.ops["edit-large"]; edits > 0 {
 				patched := logLines(t, down.proc.LogPath, `msg="patched in place"`)
-				finished := logLines(t, down.proc.LogPath, `msg="finished a patch in place`)
-				t.Logf("seed %d: %d edits of %s; on the downloader %d patched in place, %d finished at a start", seed, edits, largePath, patched, finished)
-				if patched+finished == 0 {
+				undone := logLines(t, down.proc.LogPath, `msg="undid a patch in place`)
+				t.Logf("seed %d: %d edits of %s; on the downloader %d patched in place, %d undone at a start", seed, edits, largePath, patched, undone)
+				if patched+undone == 0 {
 					t.Errorf("%d edits of %s, none patched in place on the downloader", edits, largePath)
 				}
 			}
