@@ -82,6 +82,12 @@ type pack struct {
 	// durable (fsyncPack).
 	entryMu     sync.Mutex
 	entrySynced bool
+	// syncErr, guarded by entryMu, is the pack's first failed fsync. The kernel reports
+	// a failed writeback once and may then count the pages clean, so a later fsync of
+	// the same file can succeed without the bytes lost: every later fsync of the pack
+	// fails with it, nothing more is appended to it, and the blocks not known durable
+	// are dropped from the index (forgetUnsynced) to be uploaded again.
+	syncErr error
 	// recs lists every record appended to the pack by this process, from its first
 	// (for the .idx written when it is sealed); nil for a pack found at Open.
 	recs []idxEntry
@@ -196,6 +202,9 @@ func (s *Store) openPacks(loose map[[sha256.Size]byte]struct{}) error {
 		return fmt.Errorf("list packs in %q: %w", s.packDir, err)
 	}
 	now := s.now().UnixNano()
+	if err := s.removeOrphans(ents); err != nil {
+		return err
+	}
 	for _, e := range ents {
 		name := e.Name()
 		if strings.HasSuffix(name, ".tmp") {
@@ -213,6 +222,37 @@ func (s *Store) openPacks(loose map[[sha256.Size]byte]struct{}) error {
 		if err := s.loadPack(id, now, loose); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// removeOrphans removes the .dead and .idx files, among ents, of packs that are gone:
+// left by a crash while a pack was compacted, they would be taken for those of a later
+// pack given the same id (its records counted dead, or indexed from another list).
+func (s *Store) removeOrphans(ents []os.DirEntry) error {
+	packs := map[uint64]bool{}
+	for _, e := range ents {
+		if id, ok := parsePackName(e.Name()); ok {
+			packs[id] = true
+		}
+	}
+	removed := false
+	for _, e := range ents {
+		for _, ext := range []string{deadExt, idxExt} {
+			base, ok := strings.CutSuffix(e.Name(), ext)
+			if !ok {
+				continue
+			}
+			if id, ok := parsePackName(base + packExt); ok && !packs[id] {
+				if err := os.Remove(filepath.Join(s.packDir, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					return fmt.Errorf("remove %q of a pack that is gone: %w", e.Name(), err)
+				}
+				removed = true
+			}
+		}
+	}
+	if removed {
+		return syncDir(s.packDir)
 	}
 	return nil
 }
@@ -339,7 +379,7 @@ func replaceFile(path string, b []byte) error {
 // activePack returns the pack appends go to, creating one when there is none or the
 // current one is full. The caller holds wmu.
 func (s *Store) activePack() (*pack, error) {
-	if s.active != nil && s.active.size < packTargetSize {
+	if s.active != nil && s.active.size < packTargetSize && s.active.failed() == nil {
 		return s.active, nil
 	}
 	if s.active != nil {
@@ -371,7 +411,19 @@ func (s *Store) activePack() (*pack, error) {
 // entry (which activePack leaves to this). Every record counted as durable (synced)
 // passed through it.
 func (s *Store) fsyncPack(p *pack) error {
+	if err := p.failed(); err != nil {
+		return err
+	}
 	if err := p.f.Sync(); err != nil {
+		p.entryMu.Lock()
+		first := p.syncErr == nil
+		if first {
+			p.syncErr = err
+		}
+		p.entryMu.Unlock()
+		if first {
+			s.forgetUnsynced(p)
+		}
 		return err
 	}
 	p.entryMu.Lock()
@@ -384,6 +436,34 @@ func (s *Store) fsyncPack(p *pack) error {
 	}
 	p.entrySynced = true
 	return nil
+}
+
+// failed returns the error of p's first failed fsync, if any (see syncErr).
+func (p *pack) failed() error {
+	p.entryMu.Lock()
+	defer p.entryMu.Unlock()
+	if p.syncErr != nil {
+		return fmt.Errorf("pack %q: an earlier fsync failed: %w", p.path, p.syncErr)
+	}
+	return nil
+}
+
+// forgetUnsynced drops from the index the blocks of p's records that are not known
+// durable (past p.synced), after an fsync of p failed: a client then finds them
+// missing and uploads them again, into another pack.
+func (s *Store) forgetUnsynced(p *pack) {
+	s.pmu.Lock()
+	defer s.pmu.Unlock()
+	for _, e := range p.recs {
+		if e.off+recordSize(e.size) <= p.synced {
+			continue
+		}
+		if loc := s.index[e.sum]; loc != nil && loc.pack == p && loc.off == e.off {
+			s.forget(e.sum, loc)
+			s.log("dropped a block whose pack failed to sync; it must be uploaded again",
+				"hash", hex.EncodeToString(e.sum[:]), "pack", p.path, "offset", e.off)
+		}
+	}
 }
 
 // appendRecords writes records (built by appendRecord) at the end of the active pack
@@ -628,13 +708,19 @@ func (s *Store) dropCorrupt(hash string, sum [sha256.Size]byte, loc *packed) {
 	if s.index[sum] != loc {
 		return // already dropped, or stored again
 	}
+	s.forget(sum, loc)
+	s.log("dropped a damaged block; it must be uploaded again", "hash", hash, "pack", loc.pack.path, "offset", loc.off)
+}
+
+// forget removes the block sum, packed at loc, from the index and counts its record
+// dead. The caller holds pmu.
+func (s *Store) forget(sum [sha256.Size]byte, loc *packed) {
 	delete(s.index, sum)
 	loc.pack.dead[loc.off] = struct{}{}
 	loc.pack.deadDirty = true
 	loc.pack.live -= loc.recordSize()
 	s.blocks.Add(-1)
 	s.bytes.Add(-loc.size)
-	s.log("dropped a damaged block; it must be uploaded again", "hash", hash, "pack", loc.pack.path, "offset", loc.off)
 }
 
 // pooledReader is a packed block read into a pooled buffer, which Close gives back; the

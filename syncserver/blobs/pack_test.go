@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -435,4 +436,77 @@ func TestPackConcurrent(t *testing.T) {
 		wantBlock(t, s, d)
 	}
 	wantStats(t, s, int64(len(blocks)), total)
+}
+
+// A crash while a pack was compacted, after its records were copied but before its
+// files were all removed, leaves its .dead (or .idx) behind the pack; a later pack
+// given the same id must not inherit it: a block stored durably there stays stored,
+// and the files left are removed when the store opens.
+func TestFilesOfACompactedPackAreNotTakenForALaterOnes(t *testing.T) {
+	s, dir := openStore(t)
+	a, b := randomBytes(t, 4096), randomBytes(t, 64<<10)
+	putMany(t, s, a, b)
+	keepB := func(h string) bool { return h == hashOf(b) }
+	if _, _, err := s.GC(context.Background(), keepB, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	dead, err := os.ReadFile(s.deadPath(0)) // lists a's offset, 0
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.GC(context.Background(), func(string) bool { return false }, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if packs := packFiles(t, dir); len(packs) != 0 {
+		t.Fatalf("packs after everything was collected: %v", packs)
+	}
+	// The crash: the pack removed, its .dead (and an .idx) not.
+	if err := os.WriteFile(s.deadPath(0), dead, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.idxPath(0), []byte("an index of the pack that is gone"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, dir)
+	for _, p := range []string{s.deadPath(0), s.idxPath(0)} {
+		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s of a pack that is gone: %v; want it removed", filepath.Base(p), err)
+		}
+	}
+	c := randomBytes(t, 4096)
+	putMany(t, s, c) // a new pack 0, c at offset 0
+	s = reopen(t, s, dir)
+	wantBlock(t, s, c)
+}
+
+// A compaction that finds a record of its pack damaged (indexed from the .idx, its
+// bytes changed on disk since) drops that block from the index with the pack, so that
+// it is reported missing and uploaded again, instead of pointing into a removed file.
+func TestCompactionDropsTheDamagedBlocksOfItsPack(t *testing.T) {
+	s, dir := openStore(t)
+	a, b := randomBytes(t, 64<<10), randomBytes(t, 4096)
+	putMany(t, s, a, b)
+	s = reopen(t, s, dir) // pack 0 sealed, indexed from its .idx next time
+	s = reopen(t, s, dir)
+	f, err := os.OpenFile(packFiles(t, dir)[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{b[10] ^ 0xff}, recordSize(int64(len(a)))+recHeaderSize+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	keepB := func(h string) bool { return h == hashOf(b) } // a dead: the pack is compacted
+	if _, _, err := s.GC(context.Background(), keepB, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	missing, err := s.Missing([]string{hashOf(b)})
+	if err != nil || len(missing) != 1 {
+		t.Errorf("Missing(b) = %v, %v; want b reported missing", missing, err)
+	}
+	if _, _, err := s.Open(hashOf(b)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Open(b): %v; want ErrNotFound", err)
+	}
+	putMany(t, s, b) // uploaded again
+	wantBlock(t, s, b)
 }

@@ -3,6 +3,7 @@ package blobs
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -158,9 +159,23 @@ func (s *Store) compact(id uint64) error {
 			nl.lastUse.Store(loc.lastUse.Load())
 			s.index[m.sum] = nl
 			np.live += m.recordSize
+			p.live -= loc.recordSize()
 		} else {
 			np.dead[base+m.newRelOff] = struct{}{}
 			np.deadDirty = true
+		}
+	}
+	if p.live > 0 {
+		// Blocks the index holds in p that the scan did not find whole (damaged since
+		// they were indexed, as from the .idx at start-up): they go with the pack, and
+		// are reported missing, so that they are uploaded again, instead of pointing
+		// into a removed file.
+		for sum, loc := range s.index {
+			if loc.pack == p {
+				s.forget(sum, loc)
+				s.log("dropped a damaged block; it must be uploaded again", "hash", hex.EncodeToString(sum[:]),
+					"pack", p.path, "offset", loc.off)
+			}
 		}
 	}
 	delete(s.packs, id)
@@ -168,14 +183,16 @@ func (s *Store) compact(id uint64) error {
 
 	p.closeDirect()
 	p.f.Close()
+	// The pack's own files go before it: one left behind by a crash would otherwise be
+	// taken for a later pack's of the same id (openPacks also removes them).
 	if err := s.removeIdx(id); err != nil {
 		return err
 	}
-	if err := os.Remove(p.path); err != nil {
-		return fmt.Errorf("remove compacted pack %q: %w", p.path, err)
-	}
 	if err := os.Remove(s.deadPath(id)); err != nil && !os.IsNotExist(err) {
 		return fmt.Errorf("remove %q: %w", s.deadPath(id), err)
+	}
+	if err := os.Remove(p.path); err != nil {
+		return fmt.Errorf("remove compacted pack %q: %w", p.path, err)
 	}
 	return syncDir(s.packDir)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -180,4 +181,54 @@ func readAll(t *testing.T, s *Store, h string) []byte {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+// A failed fsync of a pack is not forgotten: the kernel reports a lost writeback once,
+// so a later fsync of the same file may succeed without the bytes. The blocks of the
+// pack not known durable are reported missing (uploaded again, into another pack), its
+// durable ones stay, and every later sync of it fails. The failure is injected by
+// giving the pack a descriptor whose fsync fails (a pipe): a disk error cannot be made
+// here.
+func TestFailedPackSyncIsNotForgotten(t *testing.T) {
+	s, _ := openStore(t)
+	a, b := randomBytes(t, 100<<10), randomBytes(t, 200<<10)
+	ha, hb := hashOf(a), hashOf(b)
+	if _, _, err := s.PutMany([]BlockData{{Hash: ha, Data: a}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Put(hb, bytes.NewReader(b), 0); err != nil { // not durable yet
+		t.Fatal(err)
+	}
+	p := packedLoc(t, s, hb).pack
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	real := p.f
+	p.f = pw
+	err = s.Sync([]string{hb})
+	p.f = real
+	pw.Close()
+	if err == nil {
+		t.Fatal("Sync over a failing fsync succeeded")
+	}
+	if missing, err := s.Missing([]string{ha, hb}); err != nil || len(missing) != 1 || missing[0] != hb {
+		t.Errorf("Missing = %v, %v; want the block not known durable (b) only", missing, err)
+	}
+	wantBlock(t, s, a)
+	if err := s.fsyncPack(p); err == nil || !strings.Contains(err.Error(), "an earlier fsync failed") {
+		t.Errorf("a later sync of the pack: %v; want the earlier failure", err)
+	}
+	// Uploaded again, b goes into another pack, and syncs.
+	if _, _, err := s.Put(hb, bytes.NewReader(b), 0); err != nil {
+		t.Fatal(err)
+	}
+	if np := packedLoc(t, s, hb).pack; np == p {
+		t.Error("b appended again to the pack whose fsync failed")
+	}
+	if err := s.Sync([]string{hb}); err != nil {
+		t.Fatalf("Sync of b in its new pack: %v", err)
+	}
+	wantBlock(t, s, b)
 }
