@@ -393,7 +393,12 @@ func (x *Executor) downloadDir(op plan.Op) (landed, error) {
 		if err := x.ensureParent(op.Path); err != nil {
 			return landed{}, err
 		}
-		if err := x.Root.Mkdir(op.Path, os.FileMode(r.Mode&0o777)|0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		if err := x.Root.Mkdir(op.Path, os.FileMode(r.Mode&0o777)|0o700); errors.Is(err, fs.ErrExist) {
+			// Made since the stat: a dir is the one planned, anything else the user's.
+			if fi, err := x.Root.Lstat(op.Path); err != nil || !fi.IsDir() {
+				return landed{}, fmt.Errorf("%q: %w (appeared)", op.Path, errChanged)
+			}
+		} else if err != nil {
 			return landed{}, fmt.Errorf("mkdir: %w", err)
 		}
 	case err != nil:
@@ -458,6 +463,13 @@ func (x *Executor) replaceAt(dir *dircache.Dir, t tempFile, name, p string, want
 		if err := dir.Root.Remove(name); err != nil {
 			return fmt.Errorf("%q: %w (dir not empty: %w)", p, errChanged, err)
 		}
+		// The path is absent now: what appears there before the rename is the user's.
+		if err := x.land(t, dir, name, p, true); !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
+		if _, err := dir.Root.Lstat(name); !absent(err) {
+			return fmt.Errorf("%q: %w (appeared)", p, errChanged)
+		}
 	}
 	return x.land(t, dir, name, p, false)
 }
@@ -477,14 +489,19 @@ func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {
 // symlinkVia makes the link of op as a temp link (in the staging dir when stage is set)
 // and renames it into place.
 func (x *Executor) symlinkVia(op plan.Op, stage bool) (landed, error) {
-	t := x.newTemp(x.Root, op.Path, op.Path, stage && !isDir(op.Local))
+	dir, name, release, err := x.parentDir(op.Path)
+	if err != nil {
+		return landed{}, err
+	}
+	defer release()
+	t := x.newTemp(dir.Root, name, op.Path, stage && !isDir(op.Local))
 	if err := t.dir.Symlink(op.Remote.Target, t.name); err != nil {
 		if t.staged {
 			return landed{}, fmt.Errorf("symlink: %w: %w", errNotStaged, err)
 		}
 		return landed{}, fmt.Errorf("symlink: %w", err)
 	}
-	if err := x.replaceAt(&dircache.Dir{Root: x.Root}, t, op.Path, op.Path, op.Local); err != nil {
+	if err := x.replaceAt(dir, t, name, op.Path, op.Local); err != nil {
 		_ = t.dir.Remove(t.name)
 		return landed{}, err
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/state"
@@ -279,12 +280,27 @@ func (x *Executor) block(ctx context.Context, b proto.Block, o *fetchOpts) ([]by
 
 // readLocal returns the bytes at l, or false when l no longer holds as many.
 func (x *Executor) readLocal(l state.BlockLocation) ([]byte, bool) {
-	f, err := x.Root.Open(l.Path)
+	f, err := openLocalFile(x.Root, l.Path)
 	if err != nil {
 		return nil, false
 	}
 	defer f.Close()
 	return readBlockAt(f, l.Offset, l.Size)
+}
+
+// openLocalFile opens the folder's file p for reading its blocks, only when p is a
+// regular file: a FIFO (or a device) a program put at an indexed path since its scan
+// must not block the download that reads it, nor be read.
+func openLocalFile(root *os.Root, p string) (*os.File, error) {
+	f, err := root.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%q: not a regular file: %w", p, errChanged)
+	}
+	return f, nil
 }
 
 // readBlockAt reads size bytes at off of f into a block buffer (chunk.GetBuf); false
@@ -358,7 +374,7 @@ func (x *Executor) openPrevious(p string) (*previousFile, []proto.Block) {
 	if err != nil || len(local) == 0 {
 		return nil, nil
 	}
-	f, err := x.Root.Open(p)
+	f, err := openLocalFile(x.Root, p)
 	if err != nil {
 		return nil, local
 	}
