@@ -9,10 +9,10 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
 	"github.com/syncedfolder/synced-folder/syncagent/plan"
+	"github.com/syncedfolder/synced-folder/syncagent/scan"
 	"github.com/syncedfolder/synced-folder/syncserver/proto"
 )
 
@@ -86,6 +86,12 @@ func (x *Executor) landRenamed(op plan.Op) (landed, bool, error) {
 	if err != nil || !covers(blocks, r.Size) {
 		return landed{}, false, nil
 	}
+	// A rename keeps the mode and mtime: an entry with others is downloaded (from the
+	// same blocks), since setting them after the rename would cover what a program
+	// wrote to the file meanwhile.
+	if os.FileMode(r.Mode&0o7777) != os.FileMode(src.Local.Mode&0o7777) || r.MTimeNs != src.Local.MTimeNs {
+		return landed{}, false, nil
+	}
 	from, fromName, releaseFrom, err := x.heldDir(src.Path)
 	if err != nil {
 		return landed{}, false, nil
@@ -94,11 +100,15 @@ func (x *Executor) landRenamed(op plan.Op) (landed, bool, error) {
 	if err := x.checkDiskAt(from.Root, fromName, src.Path, src.Local); err != nil {
 		return landed{}, false, nil
 	}
-	landTo := x.parentDir // which makes the dir when missing
-	if path.Dir(op.Path) == "." {
-		landTo = x.heldDir // with a descriptor of the folder's root
+	fi, err := from.Root.Lstat(fromName)
+	if err != nil {
+		return landed{}, false, nil
 	}
-	to, toName, releaseTo, err := landTo(op.Path)
+	before, _ := scan.Stat(fi)
+	if !x.indexedAs(src.Path, before, src.Local) {
+		return landed{}, false, nil
+	}
+	to, toName, releaseTo, err := x.parentDir(op.Path) // which makes the dir when missing
 	if err != nil {
 		return landed{}, false, nil
 	}
@@ -113,19 +123,12 @@ func (x *Executor) landRenamed(op plan.Op) (landed, bool, error) {
 		return landed{}, false, nil
 	}
 	x.Log.Debug("landed by renaming a deleted file", "path", op.Path, "from", src.Path)
-	// A rename keeps the mode and mtime, which the remote entry may not share.
-	if mode := os.FileMode(r.Mode & 0o7777); mode != os.FileMode(src.Local.Mode&0o7777) {
-		if err := to.Root.Chmod(toName, mode); err != nil {
-			return landed{}, true, fmt.Errorf("chmod: %w", err)
-		}
-	}
-	if r.MTimeNs != src.Local.MTimeNs {
-		mt := time.Unix(0, r.MTimeNs)
-		if err := to.Root.Chtimes(toName, mt, mt); err != nil {
-			return landed{}, true, fmt.Errorf("set mtime: %w", err)
-		}
-	}
 	l, err := x.statAt(to.Root, toName, op, blocks)
+	if err == nil && !scan.SameStat(l.idx, before) {
+		// Written to between the check and the rename: the next scan finds the file
+		// at its new path and sends what it holds.
+		return landed{}, true, fmt.Errorf("%q: %w (written to while it was renamed into place)", op.Path, errChanged)
+	}
 	l.sums = sums
 	x.Counters.BytesDone.Add(r.Size)
 	return l, true, err
