@@ -78,7 +78,7 @@ func (s *Server) patchedBody(w http.ResponseWriter, r *http.Request, body io.Rea
 	case err != nil:
 		s.storeFailed(w, r, "read patch base", err)
 		return nil, false
-	case head+tail > int64(len(data)):
+	case head > int64(len(data)) || tail > int64(len(data))-head:
 		writeError(w, http.StatusBadRequest, fmt.Sprintf("patch head %d and tail %d: more than the %d bytes of base %s", head, tail, len(data), base))
 		return nil, false
 	}

@@ -108,6 +108,10 @@ type hashStream struct {
 	// more blocks.
 	gone bool
 	used time.Time
+	// ctx ends the stream's hashing when it is dropped (cancel): a stream pushed out by
+	// newer ones, or expired, must not go on reading and hashing the blocks it named.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	// no, path and size describe the upload once its writer opened the stream
 	// (uploads.go); they are written under hs.mu and st.mu both, so either reads them.
@@ -175,6 +179,7 @@ func (hs *hashStreams) get(k streamKey, create bool) *hashStream {
 			delete(hs.m, oldest)
 		}
 		st = &hashStream{h: sha256.New(), pending: map[int64]pendingBlock{}, track: prefixTracker{cps: hs.cps}}
+		st.ctx, st.cancel = context.WithCancel(context.Background())
 		st.idle = sync.NewCond(&st.mu)
 		hs.m[k] = st
 	}
@@ -230,6 +235,7 @@ func (w heldWriter) Write(p []byte) (int, error) {
 
 // drop releases what a stream no longer used holds; the caller took it out of hs.m.
 func (hs *hashStreams) drop(st *hashStream) {
+	st.cancel()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gone = true
@@ -434,7 +440,7 @@ func (hs *hashStreams) hashQueued(st *hashStream, todo []queuedBlock) error {
 		}
 		return nil
 	}
-	return hashInOrder(context.Background(), hs.blocks, st.h, blocks, held, func(i int) {
+	return hashInOrder(st.ctx, hs.blocks, st.h, blocks, held, func(i int) {
 		st.track.add(todo[i].b, st.h)
 	})
 }
@@ -460,6 +466,7 @@ func (hs *hashStreams) take(k streamKey, list []proto.Block) (hash.Hash, int) {
 	if st == nil {
 		return nil, 0
 	}
+	defer st.cancel() // its hashing is over once finish returns
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.gone = true // a late add changes nothing
