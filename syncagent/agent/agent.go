@@ -97,7 +97,10 @@ type Agent struct {
 	own     map[string]execute.OwnSeq
 	scanner *scan.Scanner
 	ahead   *scan.Ahead // the first full scan's listings, made while New loaded the trees
-	exec    *execute.Executor
+	// unreadable holds the paths whose scan failed and were logged (warnUnreadable).
+	unreadableMu sync.Mutex
+	unreadable   map[string]bool
+	exec         *execute.Executor
 	// indexWait, when set, returns the outcome of the index record that scanPaths left
 	// running (state.UpdateLater); see waitIndex. recordLater is set while scanPaths
 	// scans, so that the scanner's Record writes in the background.
@@ -245,7 +248,8 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 				return a.persistIndexLater(ctx, ups)
 			}
 			return a.persistIndex(ctx, ups)
-		}}
+		},
+		Unreadable: a.warnUnreadable}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters,
@@ -897,4 +901,21 @@ func sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// warnUnreadable logs, once per path while the agent runs, a dir or entry its scans
+// cannot read: it is kept as last seen (never taken for deleted), and not synced until
+// the agent may read it.
+func (a *Agent) warnUnreadable(p string, err error) {
+	a.unreadableMu.Lock()
+	defer a.unreadableMu.Unlock()
+	if a.unreadable[p] {
+		return
+	}
+	if a.unreadable == nil {
+		a.unreadable = map[string]bool{}
+	}
+	a.unreadable[p] = true
+	a.log.Warn("cannot read a path of the folder; it is left as last seen and not synced until it can be read",
+		"path", p, "err", err.Error())
 }

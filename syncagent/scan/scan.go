@@ -93,6 +93,31 @@ type Scanner struct {
 	// the other updates: a batch of 100,000 new files then never holds all of its
 	// updates and block lists at once. An error of Record ends the scan.
 	Record func(ctx context.Context, ups []Update) error
+	// Unreadable, when set, hears of a dir or entry a scan could not read (a dir of
+	// another user in a shared volume, an I/O error): what the trees hold of it and
+	// below it is kept as last seen, never taken for deleted, and the scan goes on with
+	// the rest of the folder.
+	Unreadable func(path string, err error)
+}
+
+// unreadable tells s.Unreadable of p.
+func (s *Scanner) unreadable(p string, err error) {
+	if s.Unreadable != nil {
+		s.Unreadable(p, err)
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// readFailed reports whether err, from reading p's dir or entry, leaves p's last state
+// standing: anything but p being gone, or a file where a dir was.
+func readFailed(err error) bool {
+	return err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR)
 }
 
 // renameMinSize is the size from which a new path is matched against indexed files that
@@ -299,6 +324,26 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 	// walk visits dir's entries in name order, each before its content, with the stat
 	// key readDir took: one system call per entry, not a walk of the path from the root.
 	// newDir says that the index held no entry for dir before this walk.
+	// keepBelow counts what the trees hold below dir as seen, as it was: dir could not be
+	// read, and nothing is taken for deleted on a read error.
+	keepBelow := func(dir string) {
+		prefix := dir + "/"
+		for p := range l.Local.All() {
+			if strings.HasPrefix(p, prefix) {
+				seen = append(seen, p)
+				inTree++
+				if _, ok := l.Index.Get(p); ok {
+					inIndex++
+				}
+			}
+		}
+		for p := range l.Index.All() {
+			if _, ok := l.Local.Get(p); !ok && strings.HasPrefix(p, prefix) {
+				seen = append(seen, p)
+				inIndex++
+			}
+		}
+	}
 	var walk func(dir string, newDir bool) error
 	walk = func(dir string, newDir bool) error {
 		var entries []dirEntry
@@ -309,13 +354,15 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 			entries, err = s.readDir(dir, newDir)
 		}
 		if err != nil {
-			if dir != "." && errors.Is(err, fs.ErrNotExist) {
-				return nil // vanished while walking; the watcher or next scan sees it
-			}
 			if dir == "." {
 				return err
 			}
-			return fmt.Errorf("walk %q: %w", dir, err)
+			if readFailed(err) {
+				s.unreadable(dir, err)
+				keepBelow(dir)
+				return nil
+			}
+			return nil // vanished (or a file now) while walking; the watcher or next scan sees it
 		}
 		for _, e := range entries {
 			if ctx.Err() != nil {
@@ -336,7 +383,16 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 			_, wasIndex := l.Index.Get(p)
 			j, up, ok, err := s.settleEntry(p, e, l)
 			if err != nil {
-				return err
+				// Its stat failed (settle takes a vanished entry for gone): p and what
+				// lies below it stay as last seen.
+				s.unreadable(p, err)
+				if wasTree || wasIndex {
+					seen = append(seen, p)
+					inTree += b2i(wasTree)
+					inIndex += b2i(wasIndex)
+				}
+				keepBelow(p)
+				continue
 			}
 			if ok {
 				seen = append(seen, p)
@@ -711,12 +767,14 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 	// children: one fstatat beside the open dir instead of a walk from the root).
 	visitEntry = func(p string, e dirEntry) error {
 		err, isDir := e.err, e.err == nil && e.isDir
+		if readFailed(err) {
+			// Unreadable: its last state stands, and everything under it.
+			s.unreadable(p, err)
+			return nil
+		}
 		if err != nil || s.ignored(p, isDir) {
 			// Gone (or now ignored): drop it and everything under it.
 			drop(p, true)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-				return fmt.Errorf("stat %q: %w", p, err)
-			}
 			return nil
 		}
 		if was, ok := l.Local.Get(p); ok && was.Type == proto.TypeDir && !isDir {
