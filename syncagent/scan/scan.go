@@ -775,7 +775,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 		if err != nil || s.ignored(p, isDir) {
 			// Gone (or now ignored): drop it and everything under it.
 			drop(p, true)
-			return nil
+			return nil //nolint:nilerr // gone is not a failure of the scan
 		}
 		if was, ok := l.Local.Get(p); ok && was.Type == proto.TypeDir && !isDir {
 			// A dir replaced by a file or link: what was below it is gone (the paths
