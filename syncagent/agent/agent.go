@@ -250,6 +250,16 @@ func (a *Agent) initScanner(base *ignore.Matcher) {
 			return a.persistIndex(ctx, ups)
 		},
 		Unreadable: a.warnUnreadable}
+	// Where a write may keep the mtime of the one before it, a file hashed right after
+	// a write is hashed again when a scan passes it (scan.RacyWindow).
+	if coarse, err := scan.CoarseTimestamps(a.cfg.Dir); err != nil {
+		a.scanner.RacyWindow = scan.RacyWindow
+		a.log.Warn("cannot tell how fine this file system's timestamps are; files hashed right after a write are hashed again when next scanned",
+			"err", err.Error())
+	} else if coarse {
+		a.scanner.RacyWindow = scan.RacyWindow
+		a.log.Info("this file system's timestamps are coarse: files hashed right after a write are hashed again when next scanned")
+	}
 	if a.cfg.Mode != plan.ReceiveOnly {
 		// Large files are uploaded while they are indexed (see execute.Preupload).
 		a.preupload = &execute.Preupload{Server: a.cfg.Server, Log: a.log, Counters: &a.counters,

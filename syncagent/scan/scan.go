@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/syncedfolder/synced-folder/syncagent/chunk"
 	"github.com/syncedfolder/synced-folder/syncagent/dircache"
@@ -98,6 +99,14 @@ type Scanner struct {
 	// below it is kept as last seen, never taken for deleted, and the scan goes on with
 	// the rest of the folder.
 	Unreadable func(path string, err error)
+
+	// RacyWindow, when set, is how long before a read a file's mtime must lie for its
+	// stat key to vouch for what was read (see racy.go); 0 where timestamps are fine
+	// (CoarseTimestamps).
+	RacyWindow time.Duration
+
+	racyMu sync.Mutex
+	racy   map[string]int64 // see noteRacy
 }
 
 // unreadable tells s.Unreadable of p.
@@ -434,6 +443,7 @@ func (s *Scanner) FullSweepAhead(ctx context.Context, l *trees.Trees, sw *Sweep,
 			if !set[p] {
 				removed[p] = e
 				l.Index.Delete(p)
+				s.forgetRacy(p)
 				ups = append(ups, Update{Path: p, Deleted: true})
 			}
 		}
@@ -483,7 +493,7 @@ func (s *Scanner) settle(p string, st trees.IndexEntry, ok bool, statErr error, 
 	if !ok {
 		return job{}, nil, false, nil
 	}
-	if old, ok := l.Index.Get(p); ok && SameStat(old, st) {
+	if old, ok := l.Index.Get(p); ok && SameStat(old, st) && !s.isRacy(p, st.MTimeNs) {
 		// A scan mostly finds the Local tree as it was: no store then.
 		if n, had := l.Local.Get(p); !had || n != old.Node() {
 			l.Local.Set(p, old.Node())
@@ -672,6 +682,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *U
 		defer up.Wait()
 	}
 	var res chunk.Result
+	readStart := time.Now()
 	switch {
 	case len(prev) > 1 && up.Sum != nil:
 		res, err = sumOnServer(ctx, f, up,
@@ -697,6 +708,7 @@ func (s *Scanner) hashOne(ctx context.Context, dirs *dircache.Cache, jp *job) *U
 	}
 	e := j.stat()
 	e.SHA256 = res.Sum
+	s.noteRacy(j.path, e.MTimeNs, readStart)
 	return &Update{Path: j.path, Entry: e, Blocks: res.Blocks, Sums: res.Sums}
 }
 
@@ -749,6 +761,7 @@ func (s *Scanner) Paths(ctx context.Context, paths []string, l *trees.Trees) ([]
 			if self && q == p || strings.HasPrefix(q, p+"/") {
 				removed[q] = e
 				l.Index.Delete(q)
+				s.forgetRacy(q)
 				ups = append(ups, Update{Path: q, Deleted: true})
 			}
 		}
