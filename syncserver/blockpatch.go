@@ -20,6 +20,10 @@ import (
 const maxPatchBase = maxDeltaBase
 
 // readBase reads the block hash whole, when it is stored and at most limit bytes.
+// errBaseTooLarge marks a block too large to serve as a patch's base: the client's
+// request, not the store, is at fault.
+var errBaseTooLarge = errors.New("more than a patch's base may hold")
+
 func (s *Server) readBase(hash string, limit int64) ([]byte, error) {
 	f, size, err := s.blocks.Open(hash)
 	if err != nil {
@@ -27,7 +31,7 @@ func (s *Server) readBase(hash string, limit int64) ([]byte, error) {
 	}
 	defer f.Close()
 	if size > limit {
-		return nil, fmt.Errorf("block %s has %d bytes, over %d", hash, size, limit)
+		return nil, fmt.Errorf("block %s has %d bytes: %w (%d)", hash, size, errBaseTooLarge, limit)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, size+1))
 	if err == nil && int64(len(data)) != size {
@@ -47,6 +51,8 @@ func (s *Server) handleBlockSums(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, blobs.ErrNotFound):
 		writeError(w, http.StatusNotFound, "block "+hash+" not found")
+	case errors.Is(err, errBaseTooLarge):
+		writeError(w, http.StatusBadRequest, err.Error())
 	case err != nil:
 		s.storeFailed(w, r, "read block", err)
 	default:
@@ -74,6 +80,9 @@ func (s *Server) patchedBody(w http.ResponseWriter, r *http.Request, body io.Rea
 	switch {
 	case errors.Is(err, blobs.ErrNotFound):
 		writeError(w, http.StatusNotFound, "patch base block "+base+" not found")
+		return nil, false
+	case errors.Is(err, errBaseTooLarge):
+		writeError(w, http.StatusBadRequest, "patch base "+err.Error())
 		return nil, false
 	case err != nil:
 		s.storeFailed(w, r, "read patch base", err)

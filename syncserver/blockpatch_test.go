@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/syncedfolder/synced-folder/syncserver/client"
@@ -74,5 +76,30 @@ func TestBlockPatchUpload(t *testing.T) {
 	}
 	if _, err := cl.BlockSums(ctx, sha([]byte("unknown"))); !client.IsNotFound(err) {
 		t.Errorf("sums of an unknown block: %v", err)
+	}
+}
+
+// A block too large to serve as a patch's base (over maxPatchBase) is the request's
+// fault: its sums and a patch against it are refused with a 400, not a server error.
+func TestPatchBaseTooLargeIsRefused(t *testing.T) {
+	e := newEnv(t)
+	big := randomContent(t, maxPatchBase+1)
+	bh := e.putBlock(big)
+	code, raw := e.do("GET", proto.RouteBlocks+bh+"/sums", nil, nil)
+	if code != http.StatusBadRequest {
+		t.Errorf("sums of a block of %d bytes: %d %s; want 400", len(big), code, raw)
+	}
+	req, err := http.NewRequest("PUT", fmt.Sprintf("%s%s%s?base=%s&head=0&tail=0", e.http.URL, proto.RouteBlocks, sha([]byte("x")), bh),
+		strings.NewReader("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := e.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("patch against a block of %d bytes: %d; want 400", len(big), resp.StatusCode)
 	}
 }
