@@ -758,10 +758,14 @@ func massDeletes(ops []plan.Op) (local, remote int) {
 	return local, remote
 }
 
-// exceedsDeleteLimit applies the breaker's rule to the counts of massDeletes.
+// exceedsDeleteLimit applies the breaker's rule to the counts of massDeletes: more than
+// plan.MassDeleteMinFiles files and more than maxPercent of the tracked ones, or every
+// tracked file of two or more (a folder found empty: a volume that did not mount looks
+// the same as everything deleted).
 func exceedsDeleteLimit(local, remote, tracked int, maxPercent float64) bool {
 	over := func(n int) bool {
-		return n > plan.MassDeleteMinFiles && float64(n) > float64(tracked)*maxPercent/100
+		return n > plan.MassDeleteMinFiles && float64(n) > float64(tracked)*maxPercent/100 ||
+			n >= 2 && n >= tracked
 	}
 	return over(local) || over(remote)
 }
