@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -375,33 +376,48 @@ func TestInvalidSpecsAreRejected(t *testing.T) {
 	}
 	// Updates that transition rules refuse: the object is created with from, then patched to
 	// to (a merge patch, since the operator writes the object meanwhile).
+	pg := func(secret string) map[string]any {
+		return map[string]any{"type": "PostgreSQL", "postgres": map[string]any{"credentialsSecretRef": map[string]any{"name": secret}}}
+	}
 	updates := []struct {
 		name     string
+		field    string // the spec field changed; "" is storage
 		from, to map[string]any
 		want     string
 	}{
-		{"storage shrunk", storage("2Gi", ""), storage("1536Mi", ""), "storage.size cannot shrink from 2Gi to 1536Mi: a volume can only grow"},
-		{"storage shrunk to bytes", storage("1Gi", ""), storage("1000000000", ""), "storage.size cannot shrink from 1Gi to 1000000000"},
-		{"storage class changed", storage("1Gi", "fast"), storage("1Gi", "slow"), "storage.storageClassName is immutable"},
-		{"storage class set later", storage("1Gi", ""), storage("1Gi", "fast"), "storage.storageClassName is immutable"},
+		{"database type changed", "database", map[string]any{"type": "Embedded"}, pg("db"), "database is immutable"},
+		{"database credentials changed", "database", pg("db"), pg("other"), "database is immutable"},
+		{"database back to embedded", "database", pg("db"), map[string]any{"type": "Embedded"}, "database is immutable"},
+		{"storage shrunk", "", storage("2Gi", ""), storage("1536Mi", ""), "storage.size cannot shrink from 2Gi to 1536Mi: a volume can only grow"},
+		{"storage shrunk to bytes", "", storage("1Gi", ""), storage("1000000000", ""), "storage.size cannot shrink from 1Gi to 1000000000"},
+		{"storage class changed", "", storage("1Gi", "fast"), storage("1Gi", "slow"), "storage.storageClassName is immutable"},
+		{"storage class set later", "", storage("1Gi", ""), storage("1Gi", "fast"), "storage.storageClassName is immutable"},
 	}
 	for i, tc := range updates {
 		t.Run(tc.name, func(t *testing.T) {
 			name := fmt.Sprintf("bad-update-%d", i)
+			field := cmp.Or(tc.field, "storage")
+			spec := func(v map[string]any) map[string]any {
+				out := map[string]any{field: v}
+				if field != "storage" {
+					out["storage"] = storage("1Gi", "")
+				}
+				return out
+			}
 			u := &unstructuredFolder{}
-			u.set(ns, name, map[string]any{"storage": tc.from})
+			u.set(ns, name, spec(tc.from))
 			if err := suite.client.Create(context.Background(), u.obj); err != nil {
 				t.Fatalf("create: %v", err)
 			}
-			u.set(ns, name, map[string]any{"storage": tc.to})
+			u.set(ns, name, spec(tc.to))
 			err := suite.client.Patch(context.Background(), u.obj, client.Merge)
 			if err == nil || !apierrors.IsInvalid(err) || !containsFold(err.Error(), tc.want) {
 				t.Fatalf("update %v → %v: error %v, want Invalid saying %q", tc.from, tc.to, err, tc.want)
 			}
-			// Writing the same storage back is accepted (growing is TestStorageGrowsTheServerClaim).
-			u.set(ns, name, map[string]any{"storage": tc.from})
+			// Writing the same value back is accepted (growing is TestStorageGrowsTheServerClaim).
+			u.set(ns, name, spec(tc.from))
 			if err := suite.client.Patch(context.Background(), u.obj, client.Merge); err != nil {
-				t.Errorf("same storage: %v", err)
+				t.Errorf("same %s: %v", field, err)
 			}
 		})
 	}

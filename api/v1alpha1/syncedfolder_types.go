@@ -19,6 +19,7 @@ type SyncedFolderSpec struct {
 	// database on the volume (default) or PostgreSQL.
 	// +optional
 	// +kubebuilder:default={type: Embedded}
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="database is immutable: the blocks on the server's volume belong to the metadata of this database, which another one would not know (its clean-up would delete them); create another SyncedFolder to use another database"
 	Database DatabaseSpec `json:"database,omitempty"`
 
 	// server tunes the sync server's pod.
