@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -377,7 +378,10 @@ func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) er
 			}
 			return nil
 		}
-		if err := x.Root.Remove(op.Path); err != nil && !absent(err) {
+		if err := x.removeChecked(op.Path, op.Local); errors.Is(err, errChanged) {
+			x.skip(op, err, out)
+			return nil
+		} else if err != nil && !absent(err) {
 			// A dir that still holds ignored files stays; it is no longer tracked.
 			x.fail(op, fmt.Errorf("remove: %w", err), out)
 			return nil
@@ -397,6 +401,46 @@ func (x *Executor) deleteLocal(ctx context.Context, op plan.Op, out *Outcome) er
 		x.Counters.FilesDone.Add(1)
 	}
 	return err
+}
+
+// removeChecked removes p, checked to be want (the indexed version, deleted on the
+// server), only if what it removes is what was checked: a file or link is first renamed
+// aside in its dir without replacing anything, compared with the index there, and only
+// then unlinked. A program's save that replaced p since the check is what got moved: it
+// is put back (or, if the path was taken meanwhile, kept as a conflict copy beside it),
+// and errChanged says so. A dir is removed as it is (rmdir takes only an empty one);
+// where renames cannot refuse to replace, p is removed after the check alone.
+func (x *Executor) removeChecked(p string, want *plan.Node) error {
+	if want == nil || want.Type == proto.TypeDir {
+		return x.Root.Remove(p)
+	}
+	dir := path.Dir(p)
+	d, err := x.Root.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	name, aside := path.Base(p), path.Base(tempName(p))
+	if err := renameAt(d, name, d, aside, true); err != nil {
+		if errors.Is(err, errors.ErrUnsupported) {
+			return x.Root.Remove(p)
+		}
+		return err
+	}
+	fi, err := x.Root.Lstat(path.Join(dir, aside))
+	if err == nil {
+		if st, ok := scan.Stat(fi); ok && x.indexedAs(p, st, want) {
+			return x.Root.Remove(path.Join(dir, aside))
+		}
+	}
+	back := name
+	if err := renameAt(d, aside, d, back, true); err != nil {
+		back = path.Base(proto.ConflictPath(p, "deleted-elsewhere", time.Now()))
+		if err := renameAt(d, aside, d, back, true); err != nil {
+			return fmt.Errorf("%q: a save made while it was deleted is left as %q: %w", p, path.Join(dir, aside), err)
+		}
+	}
+	return fmt.Errorf("%q: %w (saved while it was deleted; kept as %q)", p, errChanged, path.Join(dir, back))
 }
 
 // moveToConflict renames the local version aside so the remote one can take the path.
