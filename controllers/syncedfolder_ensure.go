@@ -287,7 +287,9 @@ func (r *SyncedFolderReconciler) deleteOwned(ctx context.Context, f *syncv1.Sync
 }
 
 // ensureDatabase makes the server's database usable and records DatabaseReady in obs. It
-// returns the Secret data the server reads (for the config hash).
+// returns the Secret data the server reads (for the config hash), also when the database
+// does not answer: the hash follows what the server is given, not whether the operator
+// could reach the database, so that a blip does not restart a working server (twice).
 func (r *SyncedFolderReconciler) ensureDatabase(ctx context.Context, f *syncv1.SyncedFolder, obs *observed) (map[string][]byte, error) {
 	pg := f.Spec.Database.Postgres
 	if f.Spec.Database.Type != syncv1.DatabasePostgreSQL || pg == nil {
@@ -302,7 +304,7 @@ func (r *SyncedFolderReconciler) ensureDatabase(ctx context.Context, f *syncv1.S
 		}
 		if err := pingDatabase(ctx, string(dsn)); err != nil {
 			obs.db = condition(syncv1.ConditionDatabaseReady, false, syncv1.ReasonConnectionFailed, fmt.Sprintf("connect with Secret %q: %v", ref.Name, err))
-			return nil, fmt.Errorf("connect to PostgreSQL with Secret %q: %w", ref.Name, err)
+			return map[string][]byte{"url": dsn}, fmt.Errorf("connect to PostgreSQL with Secret %q: %w", ref.Name, err)
 		}
 		obs.db = condition(syncv1.ConditionDatabaseReady, true, syncv1.ReasonCredentialsProvided, fmt.Sprintf("connected with the credentials in Secret %q", ref.Name))
 		return map[string][]byte{"url": dsn}, nil
@@ -342,7 +344,7 @@ func (r *SyncedFolderReconciler) ensureDatabase(ctx context.Context, f *syncv1.S
 	}
 	if err := provisionDatabase(ctx, adminURL, name, string(s.Data[keyDBPassword])); err != nil {
 		obs.db = condition(syncv1.ConditionDatabaseReady, false, syncv1.ReasonProvisioningFailed, err.Error())
-		return nil, fmt.Errorf("provision PostgreSQL role and database %q: %w", name, err)
+		return s.Data, fmt.Errorf("provision PostgreSQL role and database %q: %w", name, err)
 	}
 	obs.dbStatus = &syncv1.DatabaseStatus{Role: name, Name: name, SecretName: s.Name}
 	obs.db = condition(syncv1.ConditionDatabaseReady, true, syncv1.ReasonProvisioned,
