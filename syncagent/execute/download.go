@@ -470,8 +470,52 @@ func (x *Executor) replaceAt(dir *dircache.Dir, t tempFile, name, p string, want
 		if _, err := dir.Root.Lstat(name); !absent(err) {
 			return fmt.Errorf("%q: %w (appeared)", p, errChanged)
 		}
+	} else if want != nil {
+		if err := x.exchangeChecked(t, dir, name, p, want); !errors.Is(err, errors.ErrUnsupported) {
+			return err
+		}
 	}
 	return x.land(t, dir, name, p, false)
+}
+
+// exchangeChecked lands t over the file or link at p (name in dir), checked to be want,
+// only if what it replaces is what was checked: t and p are swapped in one step
+// (RENAME_EXCHANGE), and what came out is compared with the index before it is removed.
+// A program's save that replaced p since the check is what came out: it is swapped back,
+// and errChanged says so (t then holds the download again). ErrUnsupported where the
+// system cannot swap: the caller renames over p.
+func (x *Executor) exchangeChecked(t tempFile, dir *dircache.Dir, name, p string, want *plan.Node) error {
+	from := dir.File
+	if t.staged {
+		if x.stage.rename != nil || x.stage.dir == nil {
+			return errors.ErrUnsupported
+		}
+		from = x.stage.dir.File
+	}
+	if from == nil || dir.File == nil {
+		return errors.ErrUnsupported
+	}
+	if err := exchangeAt(from, t.name, dir.File, name); err != nil {
+		if absent(err) {
+			return fmt.Errorf("%q: %w (gone)", p, errChanged)
+		}
+		return err
+	}
+	fi, err := t.dir.Lstat(t.name)
+	if err == nil {
+		if st, ok := scan.Stat(fi); ok && x.indexedAs(p, st, want) {
+			return t.dir.Remove(t.name) // the version replaced
+		}
+	}
+	if err := exchangeAt(from, t.name, dir.File, name); err != nil {
+		// The save stays where it came out; out of the temp name, which is removed.
+		keep := path.Base(proto.ConflictPath(p, "saved-while-replaced", time.Now()))
+		if err2 := renameAt(from, t.name, dir.File, keep, true); err2 != nil {
+			return fmt.Errorf("%q: a save made while it was replaced is at %q of the staging or its dir: %w", p, t.name, err)
+		}
+		return fmt.Errorf("%q: %w (saved while it was replaced; kept as %q beside it)", p, errChanged, keep)
+	}
+	return fmt.Errorf("%q: %w (saved while it was replaced)", p, errChanged)
 }
 
 func (x *Executor) downloadSymlink(op plan.Op) (landed, error) {

@@ -28,6 +28,20 @@ func renameAt(from *os.File, oldname string, to *os.File, newname string, noRepl
 	return nil
 }
 
+// exchangeAt swaps oldname in the dir from and newname in the dir to in one step
+// (renameat2(2) with RENAME_EXCHANGE): both must exist. A file system that does not
+// take the flag gives ErrUnsupported.
+func exchangeAt(from *os.File, oldname string, to *os.File, newname string) error {
+	err := unix.Renameat2(int(from.Fd()), oldname, int(to.Fd()), newname, unix.RENAME_EXCHANGE)
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) {
+		return errors.ErrUnsupported
+	}
+	if err != nil {
+		return &os.LinkError{Op: "renameat2", Old: oldname, New: newname, Err: err}
+	}
+	return nil
+}
+
 // setMTime sets the access and modification times of the open file f to ns
 // (utimensat(2) on the descriptor): unlike os.Chtimes it resolves no path.
 func setMTime(f *os.File, ns int64) error {

@@ -7,6 +7,9 @@ import (
 	"os"
 )
 
+// exchangeAt is missing here (renameat2 is Linux's): replacements rename over the path.
+func exchangeAt(*os.File, string, *os.File, string) error { return errors.ErrUnsupported }
+
 // renameAt is missing here: renames go through the folder's root.
 func renameAt(*os.File, string, *os.File, string, bool) error { return errors.ErrUnsupported }
 

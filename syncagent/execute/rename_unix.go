@@ -9,6 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// exchangeAt is missing here (renameat2 is Linux's): replacements rename over the path.
+func exchangeAt(*os.File, string, *os.File, string) error { return errors.ErrUnsupported }
+
 // renameAt renames oldname in the dir from to newname in the dir to (renameat(2)): both
 // dirs are already open, so neither path is resolved again from the folder's root. The
 // names are single path elements, and renameat follows no link in them. noReplace
