@@ -501,11 +501,8 @@ func (x *Executor) exchangeChecked(t tempFile, dir *dircache.Dir, name, p string
 		}
 		return err
 	}
-	fi, err := t.dir.Lstat(t.name)
-	if err == nil {
-		if st, ok := scan.Stat(fi); ok && x.indexedAs(p, st, want) {
-			return t.dir.Remove(t.name) // the version replaced
-		}
+	if x.holdsIndexed(t.dir, t.name, p, want) {
+		return t.dir.Remove(t.name) // the version replaced
 	}
 	if err := exchangeAt(from, t.name, dir.File, name); err != nil {
 		// The save stays where it came out; out of the temp name, which is removed.

@@ -303,6 +303,19 @@ func (x *Executor) indexedAs(p string, st trees.IndexEntry, want *plan.Node) boo
 	return ok && scan.SameStat(idx, st) && idx.SHA256 == want.SHA256
 }
 
+// holdsIndexed reports whether name in r is p's file as indexed, and as planned (want):
+// indexedAs of its stat key. The replacements that move p aside before they remove it
+// (removeChecked, exchangeChecked) check with it that what they moved is what they
+// checked.
+func (x *Executor) holdsIndexed(r *os.Root, name, p string, want *plan.Node) bool {
+	fi, err := r.Lstat(name)
+	if err != nil {
+		return false
+	}
+	st, ok := scan.Stat(fi)
+	return ok && x.indexedAs(p, st, want)
+}
+
 // skip logs an op skipped because the world moved on and asks for a new plan.
 func (x *Executor) skip(op plan.Op, err error, out *Outcome) {
 	x.Log.Info("operation skipped; will plan again", "op", string(op.Kind), "path", op.Path, "reason", err.Error())
@@ -427,11 +440,8 @@ func (x *Executor) removeChecked(p string, want *plan.Node) error {
 		}
 		return err
 	}
-	fi, err := x.Root.Lstat(path.Join(dir, aside))
-	if err == nil {
-		if st, ok := scan.Stat(fi); ok && x.indexedAs(p, st, want) {
-			return x.Root.Remove(path.Join(dir, aside))
-		}
+	if x.holdsIndexed(x.Root, path.Join(dir, aside), p, want) {
+		return x.Root.Remove(path.Join(dir, aside))
 	}
 	back := name
 	if err := renameAt(d, aside, d, back, true); err != nil {
